@@ -1,0 +1,167 @@
+#include "common/flags.h"
+
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace relay::common {
+
+FlagSet::FlagSet(std::string program, std::string summary)
+    : program_(std::move(program)), summary_(std::move(summary)) {}
+
+std::string FlagSet::EnvName(const std::string& name) {
+  std::string env = "RELAY_";
+  for (char c : name) {
+    env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  }
+  return env;
+}
+
+void FlagSet::Add(Flag flag) { flags_.push_back(std::move(flag)); }
+
+FlagSet::Flag* FlagSet::Find(const std::string& name) {
+  for (auto& f : flags_) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+bool FlagSet::WasSet(const std::string& name) const {
+  for (const auto& f : flags_) {
+    if (f.name == name) return f.set;
+  }
+  return false;
+}
+
+void FlagSet::String(std::string name, std::string* target, std::string help) {
+  Add({name, std::move(help), target->empty() ? "" : *target, false, false, false,
+       [target](const std::string& v) {
+         *target = v;
+         return absl::OkStatus();
+       }});
+}
+
+void FlagSet::Uint(std::string name, uint64_t* target, std::string help) {
+  Add({name, std::move(help), absl::StrCat(*target), false, false, false,
+       [target, name](const std::string& v) {
+         uint64_t parsed = 0;
+         if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &parsed) ||
+             (!v.empty() && v[0] == '-')) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--", name, ": expected a non-negative integer, got '", v, "'"));
+         }
+         *target = parsed;
+         return absl::OkStatus();
+       }});
+}
+
+void FlagSet::Int(std::string name, int64_t* target, std::string help) {
+  Add({name, std::move(help), absl::StrCat(*target), false, false, false,
+       [target, name](const std::string& v) {
+         int64_t parsed = 0;
+         if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &parsed)) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--", name, ": expected an integer, got '", v, "'"));
+         }
+         *target = parsed;
+         return absl::OkStatus();
+       }});
+}
+
+void FlagSet::Bool(std::string name, bool* target, std::string help) {
+  Add({name, std::move(help), *target ? "true" : "false", true, false, false,
+       [target, name](const std::string& v) {
+         if (v.empty() || v == "true" || v == "1" || v == "yes") {
+           *target = true;
+         } else if (v == "false" || v == "0" || v == "no") {
+           *target = false;
+         } else {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--", name, ": expected true or false, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       }});
+}
+
+void FlagSet::List(std::string name, std::vector<std::string>* target, std::string help) {
+  Add({name, std::move(help), "", false, true, false, [target](const std::string& v) {
+         target->push_back(v);
+         return absl::OkStatus();
+       }});
+}
+
+absl::Status FlagSet::Parse(int argc, char** argv, std::vector<std::string>* positional) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return Parse(args, positional);
+}
+
+absl::Status FlagSet::Parse(const std::vector<std::string>& args,
+                            std::vector<std::string>* positional) {
+  for (auto& f : flags_) {
+    if (f.is_list) continue;
+    if (const char* env = std::getenv(EnvName(f.name).c_str()); env != nullptr) {
+      if (auto st = f.apply(env); !st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(st.message(), " (from ", EnvName(f.name), ")"));
+      }
+      f.set = true;
+    }
+  }
+  bool only_positional = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (!only_positional && (a == "--help" || a == "-h")) {
+      help_requested_ = true;
+      continue;
+    }
+    if (!only_positional && a == "--") {
+      only_positional = true;
+      continue;
+    }
+    if (only_positional || a.size() < 3 || a.compare(0, 2, "--") != 0) {
+      if (positional == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", a, "'"));
+      }
+      positional->push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    Flag* f = Find(name);
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, " (see --help)"));
+    }
+    if (!has_value && !f->is_bool) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      }
+      value = args[++i];
+    }
+    if (auto st = f->apply(value); !st.ok()) return st;
+    f->set = true;
+  }
+  return absl::OkStatus();
+}
+
+std::string FlagSet::Usage() const {
+  std::string out = absl::StrCat("Usage: ", program_, "\n\n", summary_, "\n\nFlags:\n");
+  for (const auto& f : flags_) {
+    absl::StrAppend(&out, "  --", f.name, f.is_bool ? "" : " VALUE", "\n      ", f.help);
+    if (!f.default_text.empty()) absl::StrAppend(&out, " (default: ", f.default_text, ")");
+    if (!f.is_list) absl::StrAppend(&out, " [env ", EnvName(f.name), "]");
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "  --help\n      Print this help and exit.\n");
+  if (!epilog_.empty()) absl::StrAppend(&out, "\n", epilog_, "\n");
+  return out;
+}
+
+}  // namespace relay::common

@@ -1,6 +1,6 @@
 #include "common/channel.h"
 
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace relay::common {
 namespace {
@@ -52,7 +52,7 @@ std::string ChannelNameError(std::string_view name, bool allow_server_to_user) {
     return "Channel name must not be empty";
   }
   if (name.size() > kMaxChannelNameLength) {
-    return absl::StrCat("Channel name is longer than ", kMaxChannelNameLength, " characters");
+    return common::StrCat("Channel name is longer than ", kMaxChannelNameLength, " characters");
   }
   std::string_view rest = name;
   if (StartsWith(name, kServerToUserPrefix)) {

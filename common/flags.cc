@@ -3,7 +3,7 @@
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace relay::common {
 
@@ -43,13 +43,13 @@ void FlagSet::String(std::string name, std::string* target, std::string help) {
 }
 
 void FlagSet::Uint(std::string name, uint64_t* target, std::string help) {
-  Add({name, std::move(help), absl::StrCat(*target), false, false, false,
+  Add({name, std::move(help), common::StrCat(*target), false, false, false,
        [target, name](const std::string& v) {
          uint64_t parsed = 0;
          if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &parsed) ||
              (!v.empty() && v[0] == '-')) {
            return absl::InvalidArgumentError(
-               absl::StrCat("--", name, ": expected a non-negative integer, got '", v, "'"));
+               common::StrCat("--", name, ": expected a non-negative integer, got '", v, "'"));
          }
          *target = parsed;
          return absl::OkStatus();
@@ -57,12 +57,12 @@ void FlagSet::Uint(std::string name, uint64_t* target, std::string help) {
 }
 
 void FlagSet::Int(std::string name, int64_t* target, std::string help) {
-  Add({name, std::move(help), absl::StrCat(*target), false, false, false,
+  Add({name, std::move(help), common::StrCat(*target), false, false, false,
        [target, name](const std::string& v) {
          int64_t parsed = 0;
          if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &parsed)) {
            return absl::InvalidArgumentError(
-               absl::StrCat("--", name, ": expected an integer, got '", v, "'"));
+               common::StrCat("--", name, ": expected an integer, got '", v, "'"));
          }
          *target = parsed;
          return absl::OkStatus();
@@ -78,7 +78,7 @@ void FlagSet::Bool(std::string name, bool* target, std::string help) {
            *target = false;
          } else {
            return absl::InvalidArgumentError(
-               absl::StrCat("--", name, ": expected true or false, got '", v, "'"));
+               common::StrCat("--", name, ": expected true or false, got '", v, "'"));
          }
          return absl::OkStatus();
        }});
@@ -103,7 +103,7 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
     if (const char* env = std::getenv(EnvName(f.name).c_str()); env != nullptr) {
       if (auto st = f.apply(env); !st.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(st.message(), " (from ", EnvName(f.name), ")"));
+            common::StrCat(st.message(), " (from ", EnvName(f.name), ")"));
       }
       f.set = true;
     }
@@ -121,7 +121,7 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
     }
     if (only_positional || a.size() < 3 || a.compare(0, 2, "--") != 0) {
       if (positional == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", a, "'"));
+        return absl::InvalidArgumentError(common::StrCat("unexpected argument '", a, "'"));
       }
       positional->push_back(a);
       continue;
@@ -137,11 +137,11 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
     Flag* f = Find(name);
     if (f == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name, " (see --help)"));
+          common::StrCat("unknown flag --", name, " (see --help)"));
     }
     if (!has_value && !f->is_bool) {
       if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+        return absl::InvalidArgumentError(common::StrCat("--", name, " needs a value"));
       }
       value = args[++i];
     }
@@ -152,15 +152,15 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
 }
 
 std::string FlagSet::Usage() const {
-  std::string out = absl::StrCat("Usage: ", program_, "\n\n", summary_, "\n\nFlags:\n");
+  std::string out = common::StrCat("Usage: ", program_, "\n\n", summary_, "\n\nFlags:\n");
   for (const auto& f : flags_) {
-    absl::StrAppend(&out, "  --", f.name, f.is_bool ? "" : " VALUE", "\n      ", f.help);
-    if (!f.default_text.empty()) absl::StrAppend(&out, " (default: ", f.default_text, ")");
-    if (!f.is_list) absl::StrAppend(&out, " [env ", EnvName(f.name), "]");
-    absl::StrAppend(&out, "\n");
+    common::StrAppend(&out, "  --", f.name, f.is_bool ? "" : " VALUE", "\n      ", f.help);
+    if (!f.default_text.empty()) common::StrAppend(&out, " (default: ", f.default_text, ")");
+    if (!f.is_list) common::StrAppend(&out, " [env ", EnvName(f.name), "]");
+    common::StrAppend(&out, "\n");
   }
-  absl::StrAppend(&out, "  --help\n      Print this help and exit.\n");
-  if (!epilog_.empty()) absl::StrAppend(&out, "\n", epilog_, "\n");
+  common::StrAppend(&out, "  --help\n      Print this help and exit.\n");
+  if (!epilog_.empty()) common::StrAppend(&out, "\n", epilog_, "\n");
   return out;
 }
 

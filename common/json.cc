@@ -2,7 +2,7 @@
 
 #include <simdjson.h>
 
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace relay::common {
 
@@ -86,13 +86,13 @@ JsonWriter& JsonWriter::String(std::string_view value) {
 
 JsonWriter& JsonWriter::Int(int64_t value) {
   Separate();
-  absl::StrAppend(&out_, value);
+  common::StrAppend(&out_, value);
   return *this;
 }
 
 JsonWriter& JsonWriter::Uint(uint64_t value) {
   Separate();
-  absl::StrAppend(&out_, value);
+  common::StrAppend(&out_, value);
   return *this;
 }
 

@@ -5,7 +5,7 @@
 
 #include <string_view>
 
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace relay::common {
 
@@ -22,6 +22,6 @@ void LogLine(LogLevel level, std::string_view component, std::string_view messag
   do {                                                                                       \
     if (::relay::common::LogEnabled(::relay::common::LogLevel::level)) {                     \
       ::relay::common::LogLine(::relay::common::LogLevel::level, component,                  \
-                               ::absl::StrCat(__VA_ARGS__));                                  \
+                               ::relay::common::StrCat(__VA_ARGS__));                                  \
     }                                                                                        \
   } while (0)

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "common/crypto.h"
 
 namespace relay::common {
@@ -28,18 +28,18 @@ std::string Lower(std::string_view s) {
 std::string ChannelStringToSign(std::string_view socket_id, std::string_view channel,
                                 std::string_view channel_data) {
   if (channel_data.empty()) {
-    return absl::StrCat(socket_id, ":", channel);
+    return common::StrCat(socket_id, ":", channel);
   }
-  return absl::StrCat(socket_id, ":", channel, ":", channel_data);
+  return common::StrCat(socket_id, ":", channel, ":", channel_data);
 }
 
 std::string UserStringToSign(std::string_view socket_id, std::string_view user_data) {
-  return absl::StrCat(socket_id, "::user::", user_data);
+  return common::StrCat(socket_id, "::user::", user_data);
 }
 
 std::string SignToken(std::string_view key, std::string_view secret,
                       std::string_view string_to_sign) {
-  return absl::StrCat(key, ":", HmacSha256Hex(secret, string_to_sign));
+  return common::StrCat(key, ":", HmacSha256Hex(secret, string_to_sign));
 }
 
 bool VerifyToken(std::string_view token, std::string_view key,
@@ -70,10 +70,10 @@ std::string HttpStringToSign(std::string_view method, std::string_view path,
     sorted.emplace_back(std::move(lk), v);
   }
   std::sort(sorted.begin(), sorted.end());
-  std::string out = absl::StrCat(method, "\n", path, "\n");
+  std::string out = common::StrCat(method, "\n", path, "\n");
   for (size_t i = 0; i < sorted.size(); ++i) {
     if (i > 0) out.push_back('&');
-    absl::StrAppend(&out, sorted[i].first, "=", sorted[i].second);
+    common::StrAppend(&out, sorted[i].first, "=", sorted[i].second);
   }
   return out;
 }

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "common/crypto.h"
 #include "common/time.h"
 
@@ -56,7 +56,7 @@ class Stmt {
 };
 
 absl::Status SqlError(sqlite3* db, std::string_view what) {
-  return absl::InternalError(absl::StrCat(what, ": ", sqlite3_errmsg(db)));
+  return absl::InternalError(common::StrCat(what, ": ", sqlite3_errmsg(db)));
 }
 
 bool ValidCredential(std::string_view s) {
@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<AppStore>> AppStore::Open(const std::string& data
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot create data dir '", data_dir, "': ", ec.message()));
+        common::StrCat("cannot create data dir '", data_dir, "': ", ec.message()));
   }
   ::chmod(data_dir.c_str(), 0700);
   std::string path = data_dir + "/relay.db";
@@ -101,7 +101,7 @@ absl::StatusOr<std::unique_ptr<AppStore>> AppStore::Open(const std::string& data
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
-    return absl::FailedPreconditionError(absl::StrCat("cannot open ", path, ": ", msg));
+    return absl::FailedPreconditionError(common::StrCat("cannot open ", path, ": ", msg));
   }
   ::chmod(path.c_str(), 0600);
   sqlite3_busy_timeout(db, 5000);
@@ -126,14 +126,14 @@ absl::Status AppStore::Migrate() {
   }
   constexpr int64_t kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
   if (version > kLatest) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    return absl::FailedPreconditionError(common::StrCat(
         "the data dir was written by a newer Relay (schema ", version, " > ", kLatest, ")"));
   }
   for (int64_t v = version; v < kLatest; ++v) {
-    std::string sql = absl::StrCat("BEGIN;", kMigrations[v],
+    std::string sql = common::StrCat("BEGIN;", kMigrations[v],
                                    "INSERT INTO schema_version VALUES (", v + 1, ");COMMIT;");
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-      auto st = SqlError(db_, absl::StrCat("migration ", v + 1));
+      auto st = SqlError(db_, common::StrCat("migration ", v + 1));
       sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
       return st;
     }
@@ -175,8 +175,8 @@ absl::Status AppStore::Persist(const App& app) {
 }
 
 const App* AppStore::FindLocked(std::string_view id_or_key) const {
-  if (auto it = apps_.find(id_or_key); it != apps_.end()) return &it->second;
-  if (auto it = key_to_id_.find(id_or_key); it != key_to_id_.end()) {
+  if (auto it = apps_.find(common::AbslView(id_or_key)); it != apps_.end()) return &it->second;
+  if (auto it = key_to_id_.find(common::AbslView(id_or_key)); it != key_to_id_.end()) {
     if (auto a = apps_.find(it->second); a != apps_.end()) return &a->second;
   }
   return nullptr;
@@ -200,7 +200,7 @@ std::optional<App> AppStore::Find(std::string_view id_or_key) const {
 
 std::optional<App> AppStore::FindByKey(std::string_view key) const {
   absl::ReaderMutexLock lock(&mu_);
-  auto it = key_to_id_.find(key);
+  auto it = key_to_id_.find(common::AbslView(key));
   if (it == key_to_id_.end()) return std::nullopt;
   return apps_.at(it->second);
 }
@@ -208,14 +208,14 @@ std::optional<App> AppStore::FindByKey(std::string_view key) const {
 absl::StatusOr<App> AppStore::Create(const relay::v1::CreateAppRequest& request) {
   if (request.name().empty()) return absl::InvalidArgumentError("an app needs a name");
   App app;
-  app.set_id(request.id().empty() ? absl::StrCat(common::RandomU32() % 900000 + 100000)
+  app.set_id(request.id().empty() ? common::StrCat(common::RandomU32() % 900000 + 100000)
                                   : request.id());
   app.set_key(request.key().empty() ? common::RandomHex(10) : request.key());
   app.set_secret(request.secret().empty() ? common::RandomHex(16) : request.secret());
   for (std::string_view v : {app.id(), app.key()}) {
     if (!ValidCredential(v)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("app id and key must be 1-128 characters of [A-Za-z0-9._-], got '", v,
+          common::StrCat("app id and key must be 1-128 characters of [A-Za-z0-9._-], got '", v,
                        "'"));
     }
   }
@@ -233,7 +233,7 @@ absl::StatusOr<App> AppStore::Create(const relay::v1::CreateAppRequest& request)
     if (FindLocked(app.id()) != nullptr || FindLocked(app.key()) != nullptr ||
         key_to_id_.contains(app.id()) || apps_.contains(app.key())) {
       return absl::AlreadyExistsError(
-          absl::StrCat("an app with id '", app.id(), "' or key '", app.key(), "' exists"));
+          common::StrCat("an app with id '", app.id(), "' or key '", app.key(), "' exists"));
     }
     app.set_revision(++revision_);
     if (auto st = Persist(app); !st.ok()) return st;
@@ -250,7 +250,7 @@ absl::StatusOr<App> AppStore::Update(const relay::v1::UpdateAppRequest& request)
     absl::MutexLock lock(&mu_);
     const App* current = FindLocked(request.app());
     if (current == nullptr) {
-      return absl::NotFoundError(absl::StrCat("app '", request.app(), "' not found"));
+      return absl::NotFoundError(common::StrCat("app '", request.app(), "' not found"));
     }
     updated = *current;
     const App& c = request.changes();
@@ -276,7 +276,7 @@ absl::StatusOr<App> AppStore::Update(const relay::v1::UpdateAppRequest& request)
         const auto* field =
             src.GetDescriptor()->FindFieldByName(path.substr(path.find('.') + 1));
         if (field == nullptr) {
-          return absl::InvalidArgumentError(absl::StrCat("unknown field '", path, "'"));
+          return absl::InvalidArgumentError(common::StrCat("unknown field '", path, "'"));
         }
         const auto* r = src.GetReflection();
         const auto* w = dst->GetReflection();
@@ -291,10 +291,10 @@ absl::StatusOr<App> AppStore::Update(const relay::v1::UpdateAppRequest& request)
             w->SetUInt64(dst, field, r->GetUInt64(src, field));
             break;
           default:
-            return absl::InvalidArgumentError(absl::StrCat("field '", path, "' cannot be set"));
+            return absl::InvalidArgumentError(common::StrCat("field '", path, "' cannot be set"));
         }
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
+        return absl::InvalidArgumentError(common::StrCat(
             "unknown update path '", path,
             "' (use name, enabled, plan, limits, features, limits.<f>, features.<f>)"));
       }
@@ -317,7 +317,7 @@ absl::Status AppStore::Delete(std::string_view id_or_key) {
     absl::MutexLock lock(&mu_);
     const App* app = FindLocked(id_or_key);
     if (app == nullptr) {
-      return absl::NotFoundError(absl::StrCat("app '", id_or_key, "' not found"));
+      return absl::NotFoundError(common::StrCat("app '", id_or_key, "' not found"));
     }
     removed = *app;
     Stmt s(db_, "DELETE FROM apps WHERE id = ?1;");
@@ -344,7 +344,7 @@ absl::StatusOr<App> AppStore::RotateSecret(std::string_view id_or_key, uint32_t 
     absl::MutexLock lock(&mu_);
     const App* current = FindLocked(id_or_key);
     if (current == nullptr) {
-      return absl::NotFoundError(absl::StrCat("app '", id_or_key, "' not found"));
+      return absl::NotFoundError(common::StrCat("app '", id_or_key, "' not found"));
     }
     updated = *current;
     int64_t now = common::NowUnixMs();
@@ -369,30 +369,22 @@ absl::StatusOr<App> AppStore::RotateSecret(std::string_view id_or_key, uint32_t 
   return updated;
 }
 
-std::vector<std::string_view> AppStore::AcceptedSecrets(const App& app, int64_t now_ms) {
-  std::vector<std::string_view> out{app.secret()};
-  for (const auto& s : app.previous_secrets()) {
-    if (s.expires_unix_ms() == 0 || s.expires_unix_ms() > now_ms) out.push_back(s.secret());
-  }
-  return out;
-}
-
 absl::StatusOr<relay::v1::CreateTokenResponse> AppStore::CreateToken(std::string_view app,
                                                                      std::string name,
                                                                      uint64_t expires_in_seconds) {
   absl::MutexLock lock(&mu_);
   const App* a = FindLocked(app);
-  if (a == nullptr) return absl::NotFoundError(absl::StrCat("app '", app, "' not found"));
+  if (a == nullptr) return absl::NotFoundError(common::StrCat("app '", app, "' not found"));
   relay::v1::CreateTokenResponse out;
   auto* t = out.mutable_token();
-  t->set_id(absl::StrCat("tok_", common::RandomHex(6)));
+  t->set_id(common::StrCat("tok_", common::RandomHex(6)));
   t->set_app_id(a->id());
   t->set_name(std::move(name));
   t->set_created_unix_ms(common::NowUnixMs());
   if (expires_in_seconds > 0) {
     t->set_expires_unix_ms(t->created_unix_ms() + static_cast<int64_t>(expires_in_seconds) * 1000);
   }
-  out.set_secret(absl::StrCat("rlt_", common::RandomHex(24)));
+  out.set_secret(common::StrCat("rlt_", common::RandomHex(24)));
   Stmt s(db_, "INSERT INTO tokens (id, app_id, name, hash, created_ms, expires_ms) "
               "VALUES (?1, ?2, ?3, ?4, ?5, ?6);");
   if (s.Bind(1, t->id())
@@ -410,7 +402,7 @@ absl::StatusOr<relay::v1::CreateTokenResponse> AppStore::CreateToken(std::string
 absl::StatusOr<std::vector<relay::v1::ApiToken>> AppStore::ListTokens(std::string_view app) const {
   absl::ReaderMutexLock lock(&mu_);
   const App* a = FindLocked(app);
-  if (a == nullptr) return absl::NotFoundError(absl::StrCat("app '", app, "' not found"));
+  if (a == nullptr) return absl::NotFoundError(common::StrCat("app '", app, "' not found"));
   Stmt s(db_, "SELECT id, name, created_ms, expires_ms, last_used_ms FROM tokens "
               "WHERE app_id = ?1 ORDER BY created_ms, id;");
   s.Bind(1, a->id());
@@ -433,7 +425,7 @@ absl::Status AppStore::RevokeToken(std::string_view token_id) {
   Stmt s(db_, "DELETE FROM tokens WHERE id = ?1;");
   if (s.Bind(1, token_id).Step() != SQLITE_DONE) return SqlError(db_, "revoking token");
   if (sqlite3_changes(db_) == 0) {
-    return absl::NotFoundError(absl::StrCat("token '", token_id, "' not found"));
+    return absl::NotFoundError(common::StrCat("token '", token_id, "' not found"));
   }
   return absl::OkStatus();
 }

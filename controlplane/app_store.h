@@ -56,8 +56,6 @@ class AppStore {
   // last-used time.
   std::optional<std::string> VerifyToken(std::string_view token);
 
-  // The secrets currently accepted for an app (current first, then unexpired previous ones).
-  static std::vector<std::string_view> AcceptedSecrets(const relay::v1::App& app, int64_t now_ms);
 
  private:
   explicit AppStore(sqlite3* db);

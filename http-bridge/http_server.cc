@@ -10,7 +10,7 @@
 #include <future>
 #include <optional>
 
-#include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "common/json.h"
 #include "common/log.h"
 
@@ -77,7 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Reply(JsonError(413, "Request body is too large"), false);
     }
     if (ec) {
-      return Reply(JsonError(400, absl::StrCat("Malformed HTTP request: ", ec.message())), false);
+      return Reply(JsonError(400, common::StrCat("Malformed HTTP request: ", ec.message())), false);
     }
     BeastRequest req = parser_->release();
     if (upgrade_ && beast::websocket::is_upgrade(req)) {
@@ -159,7 +159,7 @@ absl::StatusOr<uint16_t> HttpServer::Start() {
   beast::error_code ec;
   auto address = net::ip::make_address(options_.host, ec);
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid host '", options_.host, "'"));
+    return absl::InvalidArgumentError(common::StrCat("invalid host '", options_.host, "'"));
   }
   tcp::endpoint endpoint(address, options_.port);
   acceptor_.open(endpoint.protocol(), ec);
@@ -167,7 +167,7 @@ absl::StatusOr<uint16_t> HttpServer::Start() {
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":",
+    return absl::UnavailableError(common::StrCat("cannot listen on ", options_.host, ":",
                                                options_.port, ": ", ec.message()));
   }
   port_ = acceptor_.local_endpoint().port();

@@ -1,0 +1,391 @@
+#include "controlplane/api.h"
+
+#include <simdjson.h>
+
+#include <set>
+
+#include "common/strings.h"
+#include "absl/strings/str_split.h"
+#include "common/app_secrets.h"
+#include "common/channel.h"
+#include "common/crypto.h"
+#include "common/frames.h"
+#include "common/json.h"
+#include "common/pusher_auth.h"
+#include "common/time.h"
+
+namespace relay::controlplane {
+
+using relay::v1::App;
+
+namespace {
+
+constexpr size_t kMaxEventNameLength = 200;
+constexpr size_t kMaxChannelsPerTrigger = 100;
+constexpr size_t kMaxBatchSize = 10;
+
+struct InfoAttrs {
+  bool subscription_count = false;
+  bool user_count = false;
+  bool cache = false;
+};
+
+absl::StatusOr<InfoAttrs> ParseInfo(std::string_view info) {
+  InfoAttrs attrs;
+  for (absl::string_view part : absl::StrSplit(absl::string_view(info.data(), info.size()), ',',
+                                               absl::SkipWhitespace())) {
+    if (part == "subscription_count") {
+      attrs.subscription_count = true;
+    } else if (part == "user_count") {
+      attrs.user_count = true;
+    } else if (part == "cache") {
+      attrs.cache = true;
+    } else {
+      return absl::InvalidArgumentError(common::StrCat(
+          "unsupported info attribute '", std::string(part),
+          "' (supported: subscription_count, user_count, cache)"));
+    }
+  }
+  return attrs;
+}
+
+absl::Status CheckChannel(std::string_view channel, bool allow_server_to_user) {
+  std::string err = common::ChannelNameError(channel, allow_server_to_user);
+  if (!err.empty()) {
+    return absl::InvalidArgumentError(common::StrCat("invalid channel '", channel, "': ", err));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub)
+    : store_(store), cluster_(cluster), hub_(hub) {}
+
+absl::StatusOr<App> Api::ResolveApp(std::string_view app) const {
+  auto found = store_.Find(app);
+  if (!found) return absl::NotFoundError(common::StrCat("app '", app, "' not found"));
+  if (!found->enabled()) {
+    return absl::PermissionDeniedError(common::StrCat("app '", found->id(), "' is disabled"));
+  }
+  return *found;
+}
+
+absl::Status Api::CheckCredentials(const App& app, const Credentials& c) {
+  if (!c.bearer_token.empty()) {
+    auto owner = store_.VerifyToken(c.bearer_token);
+    if (owner && *owner == app.id()) return absl::OkStatus();
+    return absl::UnauthenticatedError("invalid, expired or revoked API token for this app");
+  }
+  if (!c.key.empty() || !c.secret.empty()) {
+    bool ok = common::ConstantTimeEquals(c.key, app.key());
+    bool secret_ok = false;
+    for (std::string_view s : common::AcceptedSecrets(app, common::NowUnixMs())) {
+      secret_ok |= common::ConstantTimeEquals(c.secret, s);
+    }
+    if (ok && secret_ok) return absl::OkStatus();
+    return absl::UnauthenticatedError("invalid app key or secret");
+  }
+  return absl::UnauthenticatedError(
+      "missing credentials: give key and secret, a bearer token, or an HMAC signature");
+}
+
+absl::Status Api::ValidateEvent(const App& app, std::string_view name, std::string_view data,
+                                std::string_view socket_id) const {
+  if (name.empty()) return absl::InvalidArgumentError("event name is required");
+  if (name.size() > kMaxEventNameLength) {
+    return absl::InvalidArgumentError(
+        common::StrCat("event name is longer than ", kMaxEventNameLength, " characters"));
+  }
+  if (name.substr(0, 7) == "pusher:" || name.substr(0, 16) == "pusher_internal:") {
+    return absl::InvalidArgumentError("event names starting with 'pusher:' are reserved");
+  }
+  if (data.size() > app.limits().max_event_payload_bytes()) {
+    return absl::OutOfRangeError(common::StrCat("event data is ", data.size(),
+                                              " bytes; the limit is ",
+                                              app.limits().max_event_payload_bytes()));
+  }
+  if (!socket_id.empty() && !common::IsValidSocketId(socket_id)) {
+    return absl::InvalidArgumentError(
+        common::StrCat("invalid socket_id '", socket_id, "' (expected <digits>.<digits>)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<relay::v1::ChannelInfo> Api::Describe(const App& app, const std::string& channel,
+                                                     std::string_view info) const {
+  auto attrs = ParseInfo(info);
+  if (!attrs.ok()) return attrs.status();
+  common::ChannelKind kind = common::ClassifyChannel(channel);
+  if (attrs->user_count && !kind.is_presence) {
+    return absl::InvalidArgumentError("user_count is only available for presence channels");
+  }
+  if (attrs->cache && !kind.is_cache) {
+    return absl::InvalidArgumentError("cache is only available for cache channels");
+  }
+  relay::v1::ChannelInfo full = cluster_.GetChannel(app.id(), channel);
+  relay::v1::ChannelInfo out;
+  out.set_name(channel);
+  out.set_occupied(full.occupied());
+  if (attrs->subscription_count) out.set_subscription_count(full.subscription_count());
+  if (attrs->user_count) out.set_user_count(full.user_count());
+  if (attrs->cache) {
+    if (auto c = cluster_.GetCache(app.id(), channel)) {
+      *out.mutable_cache() = *c;
+    }
+  }
+  return out;
+}
+
+size_t Api::Route(relay::v1::Publish publish) {
+  std::vector<std::string> channels(publish.channels().begin(), publish.channels().end());
+  std::vector<std::string> nodes = cluster_.NodesWithInterest(publish.app_id(), channels);
+  size_t sent = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    relay::v1::ControlMessage msg;
+    if (i + 1 == nodes.size()) {
+      *msg.mutable_publish() = std::move(publish);
+    } else {
+      *msg.mutable_publish() = publish;
+    }
+    if (hub_.Send(nodes[i], std::move(msg))) ++sent;
+  }
+  counters_.publish_commands.fetch_add(sent, std::memory_order_relaxed);
+  return sent;
+}
+
+void Api::Publish(const App& app, const std::vector<std::string>& channels,
+                  const std::string& name, const std::string& data,
+                  const std::string& socket_id) {
+  relay::v1::Publish publish;
+  publish.set_app_id(app.id());
+  publish.set_event(name);
+  publish.set_data(data);
+  publish.set_exclude_socket_id(socket_id);
+  for (const auto& channel : channels) {
+    std::string_view user = common::ServerToUserId(channel);
+    if (!user.empty()) {
+      relay::v1::SendToUserRequest r;
+      r.set_user_id(std::string(user));
+      r.set_name(name);
+      r.set_data(data);
+      r.set_socket_id(socket_id);
+      (void)SendToUser(app, r);
+      continue;
+    }
+    if (common::ClassifyChannel(channel).is_cache) {
+      cluster_.StoreCache(app.id(), channel, name, data, app.features().cache_ttl_seconds());
+    }
+    publish.add_channels(channel);
+    // Rendered once here; every data plane only copies these bytes to its sockets.
+    publish.add_frames(common::RenderEvent(name, channel, data));
+  }
+  counters_.events.fetch_add(1, std::memory_order_relaxed);
+  if (publish.channels_size() > 0) Route(std::move(publish));
+}
+
+absl::StatusOr<relay::v1::TriggerResponse> Api::Trigger(const App& app,
+                                                        const relay::v1::TriggerRequest& request) {
+  if (request.channels().empty()) {
+    return absl::InvalidArgumentError("at least one channel is required");
+  }
+  if (static_cast<size_t>(request.channels_size()) > kMaxChannelsPerTrigger) {
+    return absl::InvalidArgumentError(
+        common::StrCat("at most ", kMaxChannelsPerTrigger, " channels per event"));
+  }
+  if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id());
+      !st.ok()) {
+    return st;
+  }
+  std::vector<std::string> channels;
+  std::set<std::string> seen;
+  bool encrypted = false;
+  for (const auto& c : request.channels()) {
+    if (auto st = CheckChannel(c, true); !st.ok()) return st;
+    encrypted |= common::ClassifyChannel(c).is_encrypted;
+    if (seen.insert(c).second) channels.push_back(c);
+  }
+  if (encrypted && channels.size() > 1) {
+    return absl::InvalidArgumentError(
+        "an event for a private-encrypted- channel must have exactly one channel");
+  }
+  auto attrs = ParseInfo(request.info());
+  if (!attrs.ok()) return attrs.status();
+  relay::v1::TriggerResponse response;
+  if (!request.info().empty()) {
+    for (const auto& c : channels) {
+      // Attributes that do not apply to a channel are left out for it.
+      std::string info;
+      if (attrs->subscription_count) info = "subscription_count";
+      if (attrs->user_count && common::ClassifyChannel(c).is_presence) {
+        info = info.empty() ? "user_count" : info + ",user_count";
+      }
+      auto d = Describe(app, c, info);
+      if (!d.ok()) return d.status();
+      (*response.mutable_channels())[c] = *d;
+    }
+  }
+  Publish(app, channels, request.name(), request.data(), request.socket_id());
+  return response;
+}
+
+absl::StatusOr<relay::v1::TriggerBatchResponse> Api::TriggerBatch(
+    const App& app, const relay::v1::TriggerBatchRequest& request) {
+  if (request.batch().empty()) return absl::InvalidArgumentError("batch is empty");
+  if (static_cast<size_t>(request.batch_size()) > kMaxBatchSize) {
+    return absl::InvalidArgumentError(
+        common::StrCat("Cannot batch-send more than ", kMaxBatchSize, " messages at once"));
+  }
+  // Validate everything before publishing anything.
+  for (const auto& e : request.batch()) {
+    if (auto st = CheckChannel(e.channel(), true); !st.ok()) return st;
+    if (auto st = ValidateEvent(app, e.name(), e.data(), e.socket_id()); !st.ok()) return st;
+    if (auto a = ParseInfo(e.info()); !a.ok()) return a.status();
+  }
+  relay::v1::TriggerBatchResponse response;
+  for (const auto& e : request.batch()) {
+    if (!e.info().empty()) response.set_has_info(true);
+  }
+  for (const auto& e : request.batch()) {
+    if (response.has_info()) {
+      relay::v1::ChannelInfo info;
+      if (!e.info().empty()) {
+        auto attrs = ParseInfo(e.info());
+        std::string wanted;
+        if (attrs->subscription_count) wanted = "subscription_count";
+        if (attrs->user_count && common::ClassifyChannel(e.channel()).is_presence) {
+          wanted = wanted.empty() ? "user_count" : wanted + ",user_count";
+        }
+        auto d = Describe(app, e.channel(), wanted);
+        if (!d.ok()) return d.status();
+        info = *d;
+      }
+      *response.add_batch() = info;
+    }
+    Publish(app, {e.channel()}, e.name(), e.data(), e.socket_id());
+  }
+  return response;
+}
+
+absl::StatusOr<relay::v1::ListChannelsResponse> Api::ListChannels(
+    const App& app, const relay::v1::ListChannelsRequest& request) const {
+  auto attrs = ParseInfo(request.info());
+  if (!attrs.ok()) return attrs.status();
+  if (attrs->cache) return absl::InvalidArgumentError("cache is not available when listing");
+  if (attrs->user_count && request.filter_by_prefix().rfind("presence-", 0) != 0) {
+    return absl::InvalidArgumentError(
+        "user_count is only available with filter_by_prefix=presence-");
+  }
+  relay::v1::ListChannelsResponse response;
+  for (auto& c : cluster_.ListChannels(app.id(), request.filter_by_prefix())) {
+    relay::v1::ChannelInfo out;
+    out.set_name(c.name());
+    out.set_occupied(true);
+    if (attrs->subscription_count) out.set_subscription_count(c.subscription_count());
+    if (attrs->user_count) out.set_user_count(c.user_count());
+    *response.add_channels() = std::move(out);
+  }
+  return response;
+}
+
+absl::StatusOr<relay::v1::ChannelInfo> Api::GetChannel(
+    const App& app, const relay::v1::GetChannelRequest& request) const {
+  if (auto st = CheckChannel(request.channel(), false); !st.ok()) return st;
+  return Describe(app, request.channel(), request.info());
+}
+
+absl::StatusOr<relay::v1::ListPresenceUsersResponse> Api::ListPresenceUsers(
+    const App& app, const relay::v1::ListPresenceUsersRequest& request) const {
+  if (auto st = CheckChannel(request.channel(), false); !st.ok()) return st;
+  if (!common::ClassifyChannel(request.channel()).is_presence) {
+    return absl::InvalidArgumentError("users are only available for presence channels");
+  }
+  relay::v1::ListPresenceUsersResponse response;
+  for (auto& m : cluster_.PresenceMembers(app.id(), request.channel())) {
+    *response.add_users() = std::move(m);
+  }
+  return response;
+}
+
+absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest& request) {
+  if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
+  if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id());
+      !st.ok()) {
+    return st;
+  }
+  for (const auto& node : cluster_.NodesWithUser(app.id(), request.user_id())) {
+    relay::v1::ControlMessage msg;
+    auto* s = msg.mutable_send_to_user();
+    s->set_app_id(app.id());
+    s->set_user_id(request.user_id());
+    s->set_event(request.name());
+    s->set_data(request.data());
+    s->set_exclude_socket_id(request.socket_id());
+    if (hub_.Send(node, std::move(msg))) {
+      counters_.publish_commands.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Api::TerminateUserConnections(
+    const App& app, const relay::v1::TerminateUserConnectionsRequest& request) {
+  if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
+  for (const auto& node : cluster_.NodesWithUser(app.id(), request.user_id())) {
+    relay::v1::ControlMessage msg;
+    msg.mutable_terminate_user()->set_app_id(app.id());
+    msg.mutable_terminate_user()->set_user_id(request.user_id());
+    hub_.Send(node, std::move(msg));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<relay::v1::AuthorizeChannelResponse> Api::AuthorizeChannel(
+    const App& app, const relay::v1::AuthorizeChannelRequest& request) const {
+  if (!common::IsValidSocketId(request.socket_id())) {
+    return absl::InvalidArgumentError("invalid socket_id (expected <digits>.<digits>)");
+  }
+  if (auto st = CheckChannel(request.channel_name(), false); !st.ok()) return st;
+  common::ChannelKind kind = common::ClassifyChannel(request.channel_name());
+  if (!kind.NeedsAuth()) {
+    return absl::InvalidArgumentError("only private and presence channels need authorization");
+  }
+  if (kind.is_presence) {
+    simdjson::dom::element doc;
+    if (request.channel_data().empty() ||
+        common::ThreadParser().parse(request.channel_data()).get(doc) || !doc.is_object() ||
+        doc["user_id"].error()) {
+      return absl::InvalidArgumentError(
+          "presence channels need channel_data, a JSON object with a user_id");
+    }
+  }
+  relay::v1::AuthorizeChannelResponse response;
+  std::string_view data = kind.is_presence ? std::string_view(request.channel_data()) : "";
+  response.set_auth(common::SignToken(
+      app.key(), app.secret(),
+      common::ChannelStringToSign(request.socket_id(), request.channel_name(), data)));
+  if (kind.is_presence) response.set_channel_data(request.channel_data());
+  return response;
+}
+
+absl::StatusOr<relay::v1::AuthenticateUserResponse> Api::AuthenticateUser(
+    const App& app, const relay::v1::AuthenticateUserRequest& request) const {
+  if (!common::IsValidSocketId(request.socket_id())) {
+    return absl::InvalidArgumentError("invalid socket_id (expected <digits>.<digits>)");
+  }
+  simdjson::dom::element doc;
+  std::string_view id;
+  if (common::ThreadParser().parse(request.user_data()).get(doc) || !doc.is_object() ||
+      doc["id"].get(id) || id.empty()) {
+    return absl::InvalidArgumentError(
+        "user_data must be a JSON object with a non-empty string id");
+  }
+  relay::v1::AuthenticateUserResponse response;
+  response.set_auth(common::SignToken(app.key(), app.secret(),
+                                      common::UserStringToSign(request.socket_id(),
+                                                               request.user_data())));
+  response.set_user_data(request.user_data());
+  return response;
+}
+
+}  // namespace relay::controlplane

@@ -1,0 +1,240 @@
+#include "controlplane/control_plane.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/strings.h"
+#include "common/channel.h"
+#include "common/crypto.h"
+#include "common/frames.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "controlplane/grpc_services.h"
+
+namespace relay::controlplane {
+
+ControlPlane::ControlPlane(ControlPlaneOptions options)
+    : options_(std::move(options)), instance_id_(common::RandomHex(8)) {}
+
+ControlPlane::~ControlPlane() { Stop(); }
+
+absl::Status ControlPlane::LoadOrCreateAdminToken() {
+  std::string path = options_.data_dir + "/admin.token";
+  std::ifstream in(path);
+  if (in && std::getline(in, admin_token_) && !admin_token_.empty()) return absl::OkStatus();
+  admin_token_ = common::StrCat("rla_", common::RandomHex(24));
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    ::chmod(tmp.c_str(), 0600);
+    out << admin_token_ << "\n";
+    if (!out) return absl::InternalError(common::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(common::StrCat("cannot write ", path, ": ", ec.message()));
+  RELAY_LOG(kInfo, "controlplane", "created the admin token in ", path, " (mode 0600)");
+  return absl::OkStatus();
+}
+
+absl::Status ControlPlane::Start() {
+  auto store = AppStore::Open(options_.data_dir);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+  if (auto st = LoadOrCreateAdminToken(); !st.ok()) return st;
+  if (store_->List().empty()) {
+    relay::v1::CreateAppRequest req;
+    req.set_name("default");
+    req.set_id(options_.default_app_id);
+    req.set_key(options_.default_app_key);
+    req.set_secret(options_.default_app_secret);
+    req.mutable_features()->set_client_events(true);
+    auto app = store_->Create(req);
+    if (!app.ok()) {
+      return absl::InvalidArgumentError(
+          common::StrCat("cannot create the default app: ", app.status().message()));
+    }
+    created_default_app_ = true;
+  }
+  hub_ = std::make_unique<NodeHub>(options_.hub, static_cast<NodeHub::Handler*>(this));
+  api_ = std::make_unique<Api>(*store_, cluster_, *hub_);
+  store_->SetListener([this](const relay::v1::App& app, bool removed) {
+    OnAppChanged(app, removed);
+  });
+  channels_service_ = MakeChannelsService(*api_);
+  admin_service_ = MakeAdminService(*store_, cluster_, *hub_, *api_, admin_token_);
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(common::StrCat(options_.host, ":", options_.grpc_port),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.RegisterService(hub_.get());
+  builder.RegisterService(channels_service_.get());
+  builder.RegisterService(admin_service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0) {
+    return absl::UnavailableError(common::StrCat("cannot listen for gRPC on ", options_.host, ":",
+                                               options_.grpc_port));
+  }
+  grpc_port_ = static_cast<uint16_t>(port);
+  sweeper_ = std::thread([this] {
+    while (!stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
+      hub_->SweepDeadNodes();
+    }
+  });
+  return absl::OkStatus();
+}
+
+void ControlPlane::Stop() {
+  if (stopped_.exchange(true)) return;
+  if (!stopping_.HasBeenNotified()) stopping_.Notify();
+  if (sweeper_.joinable()) sweeper_.join();
+  if (hub_) hub_->CloseAll();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+void ControlPlane::Broadcast(const relay::v1::ControlMessage& msg) {
+  for (const auto& node : hub_->NodeIds()) hub_->Send(node, msg);
+}
+
+void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
+  relay::v1::ControlMessage msg;
+  if (removed) {
+    msg.mutable_app_remove()->set_app_id(app.id());
+  } else {
+    *msg.mutable_app_upsert() = app;
+  }
+  Broadcast(msg);
+}
+
+relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
+                                          const relay::v1::NodeHello& /*hello*/,
+                                          const relay::v1::NodeSnapshot& snapshot) {
+  Apply(cluster_.ApplySnapshot(node_id, snapshot));
+  relay::v1::Welcome welcome;
+  for (auto& a : store_->List()) *welcome.add_apps() = std::move(a);
+  welcome.set_control_plane_id(instance_id_);
+  welcome.set_heartbeat_interval_seconds(5);
+  return welcome;
+}
+
+void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) {
+  switch (msg.body_case()) {
+    case relay::v1::NodeMessage::kDelta:
+      Apply(cluster_.ApplyDelta(node_id, msg.delta()));
+      break;
+    case relay::v1::NodeMessage::kSubscribe:
+      OnSubscribe(node_id, msg.subscribe());
+      break;
+    case relay::v1::NodeMessage::kClientEvent:
+      OnClientEvent(node_id, msg.client_event());
+      break;
+    case relay::v1::NodeMessage::kSnapshot:
+      Apply(cluster_.ApplySnapshot(node_id, msg.snapshot()));
+      break;
+    default:
+      break;  // heartbeats only refresh liveness (done by the hub)
+  }
+}
+
+void ControlPlane::OnDetach(const std::string& node_id) { Apply(cluster_.RemoveNode(node_id)); }
+
+void ControlPlane::OnSubscribe(const std::string& node_id,
+                               const relay::v1::SubscribeRequest& request) {
+  relay::v1::ControlMessage msg;
+  auto* reply = msg.mutable_subscribe_reply();
+  reply->set_request_id(request.request_id());
+  auto app = store_->Find(request.app_id());
+  if (!app) {
+    reply->set_ok(false);
+    reply->set_error_type("AppNotFound");
+    reply->set_error_message("The app no longer exists");
+    reply->set_error_status(4001);
+    hub_->Send(node_id, std::move(msg));
+    return;
+  }
+  Effects fx;
+  if (request.has_member()) {
+    fx = cluster_.PresenceJoin(node_id, request, app->limits().max_presence_members(), reply);
+  } else {
+    reply->set_ok(true);
+  }
+  if (reply->ok()) {
+    if (auto cached = cluster_.GetCache(request.app_id(), request.channel())) {
+      *reply->mutable_cache() = *cached;
+    }
+  }
+  // The reply goes out before the member_added it causes, so the joiner's node learns the
+  // roster first; the joiner itself is excluded from member_added.
+  hub_->Send(node_id, std::move(msg));
+  Apply(fx);
+}
+
+void ControlPlane::OnClientEvent(const std::string& node_id,
+                                 const relay::v1::ClientEventUp& event) {
+  relay::v1::Publish publish;
+  publish.set_app_id(event.app_id());
+  publish.add_channels(event.channel());
+  publish.set_event(event.event());
+  publish.set_data(event.data_json());
+  publish.set_data_is_json(true);
+  publish.set_exclude_socket_id(event.socket_id());
+  publish.set_user_id(event.user_id());
+  publish.add_frames(common::RenderEvent(event.event(), event.channel(), event.data_json(), true,
+                                         event.user_id()));
+  // The sender's node already delivered it locally.
+  for (const auto& node : cluster_.NodesWithInterest(event.app_id(), {event.channel()})) {
+    if (node == node_id) continue;
+    relay::v1::ControlMessage msg;
+    *msg.mutable_publish() = publish;
+    hub_->Send(node, std::move(msg));
+  }
+}
+
+void ControlPlane::Apply(const Effects& fx) {
+  auto member_frame = [](const Effects::Member& m, bool added) {
+    common::JsonWriter w;
+    w.BeginObject().Key("user_id").String(m.user_id);
+    if (added) {
+      w.Key("user_info");
+      if (m.user_info_json.empty()) {
+        w.Raw("{}");
+      } else {
+        w.Raw(m.user_info_json);
+      }
+    }
+    w.EndObject();
+    return common::RenderEvent(
+        added ? "pusher_internal:member_added" : "pusher_internal:member_removed", m.channel,
+        w.str());
+  };
+  for (const auto& [list, added] : {std::pair{&fx.member_added, true},
+                                    std::pair{&fx.member_removed, false}}) {
+    for (const auto& m : *list) {
+      relay::v1::Publish p;
+      p.set_app_id(m.app_id);
+      p.add_channels(m.channel);
+      p.set_exclude_socket_id(m.socket_id);
+      p.add_frames(member_frame(m, added));
+      api_->Route(std::move(p));
+    }
+  }
+  for (const auto& c : fx.subscription_counts) {
+    if (common::ClassifyChannel(c.channel).is_presence || c.count == 0) continue;
+    auto app = store_->Find(c.app_id);
+    if (!app || !app->features().subscription_count()) continue;
+    relay::v1::Publish p;
+    p.set_app_id(c.app_id);
+    p.add_channels(c.channel);
+    p.add_frames(common::RenderEvent("pusher_internal:subscription_count", c.channel,
+                                     common::StrCat("{\"subscription_count\":", c.count, "}")));
+    api_->Route(std::move(p));
+  }
+}
+
+}  // namespace relay::controlplane

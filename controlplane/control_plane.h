@@ -1,0 +1,85 @@
+// File: control_plane.h
+// The control plane: owns the app store, the cluster view and the node hub, serves the NodeLink,
+// Channels (public) and Admin gRPC services, and decides cluster-wide events (presence members,
+// subscription counts, cache replies). The HTTP API is served by http-bridge on top of api().
+// Thread-safe. Start() once, Stop() once.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "controlplane/api.h"
+#include "controlplane/app_store.h"
+#include "controlplane/cluster_state.h"
+#include "controlplane/node_hub.h"
+
+namespace grpc {
+class Server;
+class Service;
+}  // namespace grpc
+
+namespace relay::controlplane {
+
+struct ControlPlaneOptions {
+  std::string host = "127.0.0.1";
+  uint16_t grpc_port = 50051;  // 0 picks a free port
+  std::string data_dir = "./relay-data";
+  // Created on first start when the store has no app.
+  std::string default_app_id = "app-id";
+  std::string default_app_key = "app-key";
+  std::string default_app_secret = "app-secret";
+  NodeHubOptions hub;
+};
+
+class ControlPlane : private NodeHub::Handler {
+ public:
+  explicit ControlPlane(ControlPlaneOptions options);
+  ~ControlPlane() override;
+
+  absl::Status Start();
+  void Stop();
+
+  uint16_t grpc_port() const { return grpc_port_; }
+  const std::string& admin_token() const { return admin_token_; }
+  // True when Start() created the default app (first start).
+  bool created_default_app() const { return created_default_app_; }
+  Api& api() { return *api_; }
+  AppStore& store() { return *store_; }
+  ClusterState& cluster() { return cluster_; }
+  NodeHub& hub() { return *hub_; }
+
+ private:
+  relay::v1::Welcome OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
+                              const relay::v1::NodeSnapshot& snapshot) override;
+  void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) override;
+  void OnDetach(const std::string& node_id) override;
+
+  void Apply(const Effects& effects);
+  void OnSubscribe(const std::string& node_id, const relay::v1::SubscribeRequest& request);
+  void OnClientEvent(const std::string& node_id, const relay::v1::ClientEventUp& event);
+  void OnAppChanged(const relay::v1::App& app, bool removed);
+  void Broadcast(const relay::v1::ControlMessage& msg);
+  absl::Status LoadOrCreateAdminToken();
+
+  ControlPlaneOptions options_;
+  std::string instance_id_;
+  std::unique_ptr<AppStore> store_;
+  ClusterState cluster_;
+  std::unique_ptr<NodeHub> hub_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<grpc::Service> channels_service_;
+  std::unique_ptr<grpc::Service> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string admin_token_;
+  uint16_t grpc_port_ = 0;
+  bool created_default_app_ = false;
+  std::thread sweeper_;
+  absl::Notification stopping_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace relay::controlplane

@@ -1,0 +1,312 @@
+#include "controlplane/grpc_services.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/strings.h"
+#include "common/crypto.h"
+#include "common/time.h"
+#include "controlplane/api.h"
+#include "controlplane/app_store.h"
+#include "controlplane/cluster_state.h"
+#include "controlplane/node_hub.h"
+#include "relay/v1/admin.grpc.pb.h"
+#include "relay/v1/public.grpc.pb.h"
+
+namespace relay::controlplane {
+namespace {
+
+using grpc::CallbackServerContext;
+using grpc::ServerUnaryReactor;
+
+grpc::Status ToGrpc(const absl::Status& st) {
+  if (st.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+}
+
+ServerUnaryReactor* Done(CallbackServerContext* ctx, const absl::Status& st) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(st));
+  return reactor;
+}
+
+std::string Metadata(const CallbackServerContext* ctx, const char* key) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(key);
+  if (it == md.end()) return {};
+  return std::string(it->second.data(), it->second.size());
+}
+
+std::string Bearer(const CallbackServerContext* ctx) {
+  std::string auth = Metadata(ctx, "authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (auth.size() > kPrefix.size() && auth.compare(0, kPrefix.size(), kPrefix) == 0) {
+    return auth.substr(kPrefix.size());
+  }
+  return {};
+}
+
+class ChannelsService final : public relay::v1::Channels::CallbackService {
+ public:
+  explicit ChannelsService(Api& api) : api_(api) {}
+
+ private:
+  // Resolves the app and checks the caller's credentials for it.
+  absl::StatusOr<relay::v1::App> Authorize(CallbackServerContext* ctx, const std::string& app) {
+    auto resolved = api_.ResolveApp(app);
+    if (!resolved.ok()) {
+      // Do not reveal whether an app exists to callers without credentials.
+      if (absl::IsNotFound(resolved.status())) return resolved.status();
+      return resolved.status();
+    }
+    Credentials c{Metadata(ctx, "x-relay-key"), Metadata(ctx, "x-relay-secret"), Bearer(ctx)};
+    if (auto st = api_.CheckCredentials(*resolved, c); !st.ok()) return st;
+    return resolved;
+  }
+
+  template <typename Fn>
+  ServerUnaryReactor* Run(CallbackServerContext* ctx, const std::string& app, Fn fn) {
+    auto resolved = Authorize(ctx, app);
+    absl::Status st = resolved.ok() ? fn(*resolved) : resolved.status();
+    if (!st.ok()) api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
+    return Done(ctx, st);
+  }
+
+  template <typename T>
+  static absl::Status Assign(absl::StatusOr<T> result, T* out) {
+    if (!result.ok()) return result.status();
+    *out = std::move(*result);
+    return absl::OkStatus();
+  }
+
+  ServerUnaryReactor* Trigger(CallbackServerContext* ctx, const relay::v1::TriggerRequest* req,
+                              relay::v1::TriggerResponse* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.Trigger(a, *req), resp);
+    });
+  }
+  ServerUnaryReactor* TriggerBatch(CallbackServerContext* ctx,
+                                   const relay::v1::TriggerBatchRequest* req,
+                                   relay::v1::TriggerBatchResponse* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.TriggerBatch(a, *req), resp);
+    });
+  }
+  ServerUnaryReactor* ListChannels(CallbackServerContext* ctx,
+                                   const relay::v1::ListChannelsRequest* req,
+                                   relay::v1::ListChannelsResponse* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.ListChannels(a, *req), resp);
+    });
+  }
+  ServerUnaryReactor* GetChannel(CallbackServerContext* ctx,
+                                 const relay::v1::GetChannelRequest* req,
+                                 relay::v1::ChannelInfo* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.GetChannel(a, *req), resp);
+    });
+  }
+  ServerUnaryReactor* ListPresenceUsers(CallbackServerContext* ctx,
+                                        const relay::v1::ListPresenceUsersRequest* req,
+                                        relay::v1::ListPresenceUsersResponse* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.ListPresenceUsers(a, *req), resp);
+    });
+  }
+  ServerUnaryReactor* SendToUser(CallbackServerContext* ctx,
+                                 const relay::v1::SendToUserRequest* req,
+                                 relay::v1::SendToUserResponse*) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) { return api_.SendToUser(a, *req); });
+  }
+  ServerUnaryReactor* TerminateUserConnections(
+      CallbackServerContext* ctx, const relay::v1::TerminateUserConnectionsRequest* req,
+      relay::v1::TerminateUserConnectionsResponse*) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return api_.TerminateUserConnections(a, *req);
+    });
+  }
+  ServerUnaryReactor* AuthorizeChannel(CallbackServerContext* ctx,
+                                       const relay::v1::AuthorizeChannelRequest* req,
+                                       relay::v1::AuthorizeChannelResponse* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.AuthorizeChannel(a, *req), resp);
+    });
+  }
+  ServerUnaryReactor* AuthenticateUser(CallbackServerContext* ctx,
+                                       const relay::v1::AuthenticateUserRequest* req,
+                                       relay::v1::AuthenticateUserResponse* resp) override {
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      return Assign(api_.AuthenticateUser(a, *req), resp);
+    });
+  }
+
+  Api& api_;
+};
+
+class AdminService final : public relay::v1::Admin::CallbackService {
+ public:
+  AdminService(AppStore& store, ClusterState& cluster, NodeHub& hub, Api& api,
+               std::string admin_token)
+      : store_(store), cluster_(cluster), hub_(hub), api_(api), token_(std::move(admin_token)) {}
+
+ private:
+  template <typename Fn>
+  ServerUnaryReactor* Run(CallbackServerContext* ctx, Fn fn) {
+    std::string given = Bearer(ctx);
+    if (given.empty()) {
+      return Done(ctx, absl::UnauthenticatedError(
+                           "missing admin token (authorization: Bearer <token>)"));
+    }
+    if (!common::ConstantTimeEquals(given, token_)) {
+      return Done(ctx, absl::UnauthenticatedError("invalid admin token"));
+    }
+    return Done(ctx, fn());
+  }
+
+  static std::string AppRef(const std::string& app) { return app; }
+
+  ServerUnaryReactor* ListApps(CallbackServerContext* ctx, const relay::v1::ListAppsRequest*,
+                               relay::v1::ListAppsResponse* resp) override {
+    return Run(ctx, [&] {
+      for (auto& a : store_.List()) *resp->add_apps() = std::move(a);
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* GetApp(CallbackServerContext* ctx, const relay::v1::GetAppRequest* req,
+                             relay::v1::App* resp) override {
+    return Run(ctx, [&] {
+      auto a = store_.Find(req->app());
+      if (!a) return absl::NotFoundError(common::StrCat("app '", req->app(), "' not found"));
+      *resp = *a;
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* CreateApp(CallbackServerContext* ctx,
+                                const relay::v1::CreateAppRequest* req,
+                                relay::v1::App* resp) override {
+    return Run(ctx, [&] {
+      auto a = store_.Create(*req);
+      if (!a.ok()) return a.status();
+      *resp = *a;
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* UpdateApp(CallbackServerContext* ctx,
+                                const relay::v1::UpdateAppRequest* req,
+                                relay::v1::App* resp) override {
+    return Run(ctx, [&] {
+      auto a = store_.Update(*req);
+      if (!a.ok()) return a.status();
+      *resp = *a;
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* DeleteApp(CallbackServerContext* ctx,
+                                const relay::v1::DeleteAppRequest* req,
+                                relay::v1::DeleteAppResponse*) override {
+    return Run(ctx, [&] { return store_.Delete(req->app()); });
+  }
+  ServerUnaryReactor* RotateSecret(CallbackServerContext* ctx,
+                                   const relay::v1::RotateSecretRequest* req,
+                                   relay::v1::App* resp) override {
+    return Run(ctx, [&] {
+      uint32_t overlap = req->overlap_seconds() == 0 ? 3600 : req->overlap_seconds();
+      auto a = store_.RotateSecret(req->app(), overlap, req->new_secret());
+      if (!a.ok()) return a.status();
+      *resp = *a;
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* CreateToken(CallbackServerContext* ctx,
+                                  const relay::v1::CreateTokenRequest* req,
+                                  relay::v1::CreateTokenResponse* resp) override {
+    return Run(ctx, [&] {
+      auto t = store_.CreateToken(req->app(), req->name(), req->expires_in_seconds());
+      if (!t.ok()) return t.status();
+      *resp = *t;
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* ListTokens(CallbackServerContext* ctx,
+                                 const relay::v1::ListTokensRequest* req,
+                                 relay::v1::ListTokensResponse* resp) override {
+    return Run(ctx, [&] {
+      auto t = store_.ListTokens(req->app());
+      if (!t.ok()) return t.status();
+      for (auto& tok : *t) *resp->add_tokens() = std::move(tok);
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* RevokeToken(CallbackServerContext* ctx,
+                                  const relay::v1::RevokeTokenRequest* req,
+                                  relay::v1::RevokeTokenResponse*) override {
+    return Run(ctx, [&] { return store_.RevokeToken(req->token_id()); });
+  }
+  ServerUnaryReactor* ListNodes(CallbackServerContext* ctx, const relay::v1::ListNodesRequest*,
+                                relay::v1::ListNodesResponse* resp) override {
+    return Run(ctx, [&] {
+      for (auto& n : hub_.Nodes()) *resp->add_nodes() = std::move(n);
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* DrainNode(CallbackServerContext* ctx,
+                                const relay::v1::DrainNodeRequest* req,
+                                relay::v1::DrainNodeResponse*) override {
+    return Run(ctx, [&] {
+      if (!hub_.Drain(req->node_id(), req->window_ms())) {
+        return absl::NotFoundError(common::StrCat("node '", req->node_id(), "' is not attached"));
+      }
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* GetStats(CallbackServerContext* ctx, const relay::v1::GetStatsRequest* req,
+                               relay::v1::Stats* resp) override {
+    return Run(ctx, [&] {
+      std::string app_id;
+      if (!req->app().empty()) {
+        auto a = store_.Find(req->app());
+        if (!a) return absl::NotFoundError(common::StrCat("app '", req->app(), "' not found"));
+        app_id = a->id();
+      }
+      auto nodes = hub_.Nodes();
+      resp->set_nodes(static_cast<uint32_t>(nodes.size()));
+      for (const auto& n : nodes) {
+        if (app_id.empty()) resp->set_connections(resp->connections() + n.load().connections());
+        resp->set_messages_in(resp->messages_in() + n.load().messages_in());
+        resp->set_messages_out(resp->messages_out() + n.load().messages_out());
+      }
+      if (!app_id.empty()) {
+        resp->set_connections(cluster_.AppConnections(app_id));
+        resp->set_channels(cluster_.ListChannels(app_id, "").size());
+      } else {
+        uint64_t channels = 0;
+        for (const auto& a : store_.List()) channels += cluster_.ListChannels(a.id(), "").size();
+        resp->set_channels(channels);
+      }
+      resp->set_publish_commands(api_.counters().publish_commands.load());
+      resp->set_api_events(api_.counters().events.load());
+      resp->set_api_errors(api_.counters().errors.load());
+      resp->set_unix_ms(common::NowUnixMs());
+      return absl::OkStatus();
+    });
+  }
+
+  AppStore& store_;
+  ClusterState& cluster_;
+  NodeHub& hub_;
+  Api& api_;
+  std::string token_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeChannelsService(Api& api) {
+  return std::make_unique<ChannelsService>(api);
+}
+
+std::unique_ptr<grpc::Service> MakeAdminService(AppStore& store, ClusterState& cluster,
+                                                NodeHub& hub, Api& api,
+                                                const std::string& admin_token) {
+  return std::make_unique<AdminService>(store, cluster, hub, api, admin_token);
+}
+
+}  // namespace relay::controlplane

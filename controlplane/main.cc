@@ -1,0 +1,82 @@
+// relay-controlplane: apps, credentials, cluster state, the gRPC APIs and the HTTP API.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "common/flags.h"
+#include "common/io_pool.h"
+#include "common/log.h"
+#include "controlplane/control_plane.h"
+#include "http-bridge/http_api.h"
+#include "http-bridge/http_server.h"
+
+namespace {
+
+int Run(int argc, char** argv) {
+  using namespace relay;
+  controlplane::ControlPlaneOptions options;
+  std::string host = options.host;
+  uint64_t port = 6002, grpc_port = options.grpc_port, liveness_ms = 15000;
+  common::FlagSet flags("relay-controlplane [flags]",
+                        "The Relay control plane: apps and credentials, cluster-wide state, the "
+                        "gRPC APIs (NodeLink, Channels, Admin) and the Pusher HTTP API.");
+  flags.String("host", &host, "Address to bind the HTTP API and gRPC to");
+  flags.Uint("port", &port, "HTTP API port");
+  flags.Uint("grpc-port", &grpc_port, "gRPC port (data planes, relayctl, microservices)");
+  flags.String("data-dir", &options.data_dir, "Directory for the app store and admin token");
+  flags.String("app-id", &options.default_app_id, "Id of the app created on first start");
+  flags.String("app-key", &options.default_app_key, "Key of the app created on first start");
+  flags.String("app-secret", &options.default_app_secret,
+               "Secret of the app created on first start");
+  flags.Uint("node-timeout-ms", &liveness_ms,
+             "A data plane silent for this long is withdrawn from the cluster");
+  if (auto st = flags.Parse(argc, argv); !st.ok()) {
+    std::cerr << "relay-controlplane: " << st.message() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (port > 65535 || grpc_port > 65535) {
+    std::cerr << "relay-controlplane: ports must be at most 65535\n";
+    return 2;
+  }
+  options.host = host;
+  options.grpc_port = static_cast<uint16_t>(grpc_port);
+  options.hub.liveness_timeout = std::chrono::milliseconds(liveness_ms);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  controlplane::ControlPlane cp(options);
+  if (auto st = cp.Start(); !st.ok()) {
+    std::cerr << "relay-controlplane: " << st.message() << "\n";
+    return 1;
+  }
+  common::IoPool pool(2);
+  http_bridge::HttpApi http_api(cp.api(), cp.store());
+  http_bridge::HttpServer http({host, static_cast<uint16_t>(port)}, pool, http_api.Handler());
+  auto bound = http.Start();
+  if (!bound.ok()) {
+    std::cerr << "relay-controlplane: " << bound.status().message() << "\n";
+    return 1;
+  }
+  pool.Start("cp-http");
+  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", host, ":", *bound,
+            ", gRPC on ", host, ":", cp.grpc_port(), ", data dir ", options.data_dir);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  RELAY_LOG(kInfo, "controlplane", "signal ", sig, ": shutting down");
+  http.StopAccepting();
+  cp.Stop();
+  pool.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

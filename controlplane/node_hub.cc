@@ -1,0 +1,288 @@
+#include "controlplane/node_hub.h"
+
+#include <atomic>
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/time.h"
+
+namespace relay::controlplane {
+
+using relay::v1::ControlMessage;
+using relay::v1::NodeMessage;
+
+std::atomic<uint64_t> g_commands_sent{0};
+
+// One attached data plane. Lives until OnDone (self_ keeps it alive; the hub holds another
+// reference while registered). Reactions run on gRPC threads and never block.
+class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
+ public:
+  NodeStream(NodeHub* hub, const NodeHubOptions& options) : hub_(hub), options_(options) {}
+
+  void Start(std::shared_ptr<NodeStream> self) {
+    self_ = std::move(self);
+    last_rx_ms_ = common::NowUnixMs();
+    StartRead(&in_);
+  }
+
+  bool Enqueue(ControlMessage msg) {
+    const ControlMessage* to_write = nullptr;
+    bool overflow = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return false;
+      size_t bytes = msg.ByteSizeLong();
+      if (outbox_.size() >= options_.max_outbox_messages ||
+          outbox_bytes_ + bytes > options_.max_outbox_bytes) {
+        overflow = true;
+      } else {
+        msg.set_seq(++out_seq_);
+        msg.set_ack(in_seq_.load());
+        outbox_bytes_ += bytes;
+        outbox_.push_back(std::move(msg));
+        if (!writing_) {
+          writing_ = true;
+          to_write = &outbox_.front();
+        }
+      }
+    }
+    if (overflow) {
+      RELAY_LOG(kWarn, "node-hub", "node ", node_id_, " is not reading; cutting it off");
+      FinishOnce(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "node too slow"));
+      return false;
+    }
+    if (to_write != nullptr) StartWrite(to_write);
+    g_commands_sent.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    const ControlMessage* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      outbox_bytes_ -= outbox_.front().ByteSizeLong();
+      outbox_.pop_front();
+      if (ok && !finished_ && !outbox_.empty()) {
+        next = &outbox_.front();
+      } else {
+        writing_ = false;
+      }
+    }
+    if (next != nullptr) StartWrite(next);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    last_rx_ms_ = common::NowUnixMs();
+    in_seq_ = in_.seq();
+    if (state_ == State::kHello) {
+      if (!in_.has_hello() || in_.hello().node_id().empty()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the first message must be hello with a node_id"));
+        return;
+      }
+      hello_ = in_.hello();
+      node_id_ = hello_.node_id();
+      state_ = State::kSnapshot;
+    } else if (state_ == State::kSnapshot) {
+      if (!in_.has_snapshot()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the second message must be the snapshot"));
+        return;
+      }
+      SetLoad(in_.snapshot().load());
+      attached_ms_ = common::NowUnixMs();
+      // Register before the handler runs so that effects of the snapshot can reach this node.
+      hub_->Register(node_id_, self_);
+      registered_ = true;
+      ControlMessage welcome;
+      *welcome.mutable_welcome() = hub_->handler_->OnAttach(node_id_, hello_, in_.snapshot());
+      Enqueue(std::move(welcome));
+      state_ = State::kAttached;
+      RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " attached from ", hello_.address());
+    } else {
+      if (in_.has_heartbeat()) SetLoad(in_.heartbeat().load());
+      hub_->handler_->OnNodeMessage(node_id_, in_);
+    }
+    StartRead(&in_);
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    if (registered_) {
+      hub_->Unregister(node_id_, this);
+      hub_->handler_->OnDetach(node_id_);
+      RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " detached");
+    }
+    self_.reset();  // may delete this
+  }
+
+  void FinishOnce(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
+  relay::v1::NodeInfo Info() const {
+    relay::v1::NodeInfo info;
+    info.set_node_id(node_id_);
+    info.set_address(hello_.address());
+    {
+      absl::MutexLock lock(&mu_);
+      *info.mutable_load() = load_;
+    }
+    info.set_attached_unix_ms(attached_ms_);
+    info.set_capacity(hello_.capacity());
+    info.set_draining(draining_);
+    info.set_version(hello_.version());
+    return info;
+  }
+
+  void SetLoad(const relay::v1::NodeLoad& load) {
+    absl::MutexLock lock(&mu_);
+    load_ = load;
+  }
+
+  int64_t last_rx_ms() const { return last_rx_ms_; }
+  void set_draining() { draining_ = true; }
+
+ private:
+  enum class State { kHello, kSnapshot, kAttached };
+
+  NodeHub* hub_;
+  const NodeHubOptions& options_;
+  std::shared_ptr<NodeStream> self_;
+  NodeMessage in_;
+  State state_ = State::kHello;
+  relay::v1::NodeHello hello_;
+  std::string node_id_;
+  std::atomic<int64_t> attached_ms_{0};
+  std::atomic<int64_t> last_rx_ms_{0};
+  std::atomic<uint64_t> in_seq_{0};
+  std::atomic<bool> draining_{false};
+  bool registered_ = false;
+
+  mutable absl::Mutex mu_;
+  relay::v1::NodeLoad load_ ABSL_GUARDED_BY(mu_);
+  std::deque<ControlMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t out_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+NodeHub::NodeHub(NodeHubOptions options, Handler* handler)
+    : options_(options), handler_(handler) {}
+
+NodeHub::~NodeHub() { CloseAll(); }
+
+grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
+    grpc::CallbackServerContext* /*context*/) {
+  auto stream = std::make_shared<NodeStream>(this, options_);
+  stream->Start(stream);
+  return stream.get();
+}
+
+void NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> stream) {
+  std::shared_ptr<NodeStream> replaced;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) {
+      replaced = stream;
+    } else {
+      auto& slot = nodes_[node_id];
+      replaced = std::move(slot);
+      slot = std::move(stream);
+    }
+  }
+  if (replaced) {
+    replaced->FinishOnce(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer attach"));
+  }
+}
+
+void NodeHub::Unregister(const std::string& node_id, const NodeStream* stream) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = nodes_.find(node_id); it != nodes_.end() && it->second.get() == stream) {
+    nodes_.erase(it);
+  }
+}
+
+bool NodeHub::Send(const std::string& node_id, ControlMessage msg) {
+  std::shared_ptr<NodeStream> stream;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return false;
+    stream = it->second;
+  }
+  return stream->Enqueue(std::move(msg));
+}
+
+std::vector<std::string> NodeHub::NodeIds() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, s] : nodes_) out.push_back(id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<relay::v1::NodeInfo> NodeHub::Nodes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<relay::v1::NodeInfo> out;
+  for (const auto& [id, s] : nodes_) out.push_back(s->Info());
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.node_id() < b.node_id(); });
+  return out;
+}
+
+bool NodeHub::Drain(const std::string& node_id, uint32_t window_ms) {
+  std::shared_ptr<NodeStream> stream;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return false;
+    stream = it->second;
+  }
+  stream->set_draining();
+  ControlMessage msg;
+  msg.mutable_drain()->set_window_ms(window_ms);
+  return stream->Enqueue(std::move(msg));
+}
+
+void NodeHub::SweepDeadNodes() {
+  int64_t now = common::NowUnixMs();
+  std::vector<std::shared_ptr<NodeStream>> dead;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [id, s] : nodes_) {
+      if (now - s->last_rx_ms() > options_.liveness_timeout.count()) dead.push_back(s);
+    }
+  }
+  for (auto& s : dead) {
+    RELAY_LOG(kWarn, "node-hub", "node ", s->Info().node_id(), " silent for more than ",
+              options_.liveness_timeout.count(), " ms; withdrawing it");
+    s->FinishOnce(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no heartbeat"));
+  }
+}
+
+void NodeHub::CloseAll() {
+  std::vector<std::shared_ptr<NodeStream>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    for (auto& [id, s] : nodes_) all.push_back(s);
+  }
+  for (auto& s : all) s->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+}
+
+uint64_t NodeHub::commands_sent() const { return g_commands_sent.load(); }
+
+}  // namespace relay::controlplane

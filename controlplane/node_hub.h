@@ -1,0 +1,78 @@
+// File: node_hub.h
+// The control plane end of the data plane link (relay.v1.NodeLink.Attach): one reactor per
+// attached data plane, each with a bounded outbox. Incoming messages are handed to the Handler on
+// gRPC's threads; Send() may be called from any thread.
+// Thread-safe. Owned by ControlPlane.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "relay/v1/admin.pb.h"
+#include "relay/v1/node_link.grpc.pb.h"
+
+namespace relay::controlplane {
+
+class NodeStream;
+
+struct NodeHubOptions {
+  // A node that sends nothing (not even a heartbeat) for this long is cut off and withdrawn.
+  std::chrono::milliseconds liveness_timeout{15000};
+  // Outbox bounds per node; beyond them the node is cut off with RESOURCE_EXHAUSTED.
+  size_t max_outbox_messages = 100000;
+  size_t max_outbox_bytes = 256u << 20;
+};
+
+class NodeHub final : public relay::v1::NodeLink::CallbackService {
+ public:
+  // Receives node events. Calls for one node are serialized; never called under the hub's lock.
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    // After hello and snapshot: the node is attached. Returns the Welcome to send.
+    virtual relay::v1::Welcome OnAttach(const std::string& node_id,
+                                        const relay::v1::NodeHello& hello,
+                                        const relay::v1::NodeSnapshot& snapshot) = 0;
+    // Every message after the snapshot.
+    virtual void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) = 0;
+    // The node's stream ended (or it was cut off); withdraw its state.
+    virtual void OnDetach(const std::string& node_id) = 0;
+  };
+
+  NodeHub(NodeHubOptions options, Handler* handler);
+  ~NodeHub() override;
+
+  grpc::ServerBidiReactor<relay::v1::NodeMessage, relay::v1::ControlMessage>* Attach(
+      grpc::CallbackServerContext* context) override;
+
+  // Queues a message for a node (seq and ack are filled in). False when it is not attached.
+  bool Send(const std::string& node_id, relay::v1::ControlMessage msg);
+  // Ids of attached nodes.
+  std::vector<std::string> NodeIds() const;
+  std::vector<relay::v1::NodeInfo> Nodes() const;
+  // Marks a node draining and sends it the drain command.
+  bool Drain(const std::string& node_id, uint32_t window_ms);
+  // Cuts off nodes that have been silent for longer than the liveness timeout.
+  void SweepDeadNodes();
+  // Finishes every stream (shutdown).
+  void CloseAll();
+  uint64_t commands_sent() const;
+
+ private:
+  friend class NodeStream;
+  void Register(const std::string& node_id, std::shared_ptr<NodeStream> stream);
+  void Unregister(const std::string& node_id, const NodeStream* stream);
+
+  NodeHubOptions options_;
+  Handler* handler_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<NodeStream>> nodes_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace relay::controlplane

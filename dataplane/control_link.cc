@@ -1,0 +1,245 @@
+#include "dataplane/control_link.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <random>
+
+#include "common/log.h"
+#include "relay/v1/node_link.grpc.pb.h"
+
+namespace relay::dataplane {
+
+using relay::v1::ControlMessage;
+using relay::v1::NodeMessage;
+
+// One attach attempt. Writes may start from any thread (NodeState uplink, heartbeats), so the
+// reactor holds the call open (AddHold) until the read side has ended and no write is in flight.
+class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
+ public:
+  explicit LinkStream(ControlLink* link) : link_(link) {}
+
+  void Begin(relay::v1::NodeLink::Stub* stub, std::shared_ptr<LinkStream> self) {
+    self_ = std::move(self);
+    stub->async()->Attach(&context_, this);
+    AddHold();
+    StartRead(&in_);
+    StartCall();
+  }
+
+  bool Enqueue(NodeMessage msg) {
+    const NodeMessage* to_write = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return false;
+      if (outbox_.size() >= kMaxOutbox) {
+        // The control plane is not reading: give up on this stream; the next attach resends
+        // the whole state.
+        finished_ = true;
+        context_.TryCancel();
+        return false;
+      }
+      msg.set_seq(++out_seq_);
+      msg.set_ack(in_seq_);
+      outbox_.push_back(std::move(msg));
+      if (!writing_) {
+        writing_ = true;
+        to_write = &outbox_.front();
+      }
+    }
+    if (to_write != nullptr) StartWrite(to_write);
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    const NodeMessage* next = nullptr;
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      outbox_.pop_front();
+      if (!ok) finished_ = true;
+      if (!finished_ && !outbox_.empty()) {
+        next = &outbox_.front();
+      } else {
+        writing_ = false;
+        release = finished_ && read_done_ && !hold_released_;
+        if (release) hold_released_ = true;
+      }
+    }
+    if (next != nullptr) StartWrite(next);
+    if (release) RemoveHold();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        in_seq_ = in_.seq();
+      }
+      if (in_.has_welcome()) {
+        welcomed_ = true;
+        link_->OnWelcome();
+      }
+      link_->handler_(in_);
+      StartRead(&in_);
+      return;
+    }
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+      read_done_ = true;
+      release = !writing_ && !hold_released_;
+      if (release) hold_released_ = true;
+    }
+    if (release) RemoveHold();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      RELAY_LOG(kWarn, "control-link", "stream to the control plane ended: ",
+                status.error_message());
+    }
+    link_->OnStreamDone(welcomed_);
+    self_.reset();
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  static constexpr size_t kMaxOutbox = 200000;
+
+  ControlLink* link_;
+  std::shared_ptr<LinkStream> self_;
+  grpc::ClientContext context_;
+  ControlMessage in_;
+  bool welcomed_ = false;
+  absl::Mutex mu_;
+  std::deque<NodeMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  uint64_t out_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t in_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+ControlLink::ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler,
+                         LoadFn load)
+    : options_(std::move(options)),
+      state_(state),
+      handler_(std::move(handler)),
+      load_(std::move(load)) {}
+
+ControlLink::~ControlLink() { Stop(); }
+
+void ControlLink::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void ControlLink::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  {
+    absl::MutexLock lock(&mu_);
+    if (current_) current_->Cancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t ControlLink::attaches() const {
+  absl::MutexLock lock(&mu_);
+  return attaches_;
+}
+
+void ControlLink::OnWelcome() {
+  absl::MutexLock lock(&mu_);
+  ++attaches_;
+  welcomed_ = true;
+}
+
+void ControlLink::OnStreamDone(bool /*welcomed*/) {
+  state_.Detach();
+  absl::MutexLock lock(&mu_);
+  stream_done_ = true;
+}
+
+void ControlLink::Run() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.max_backoff.count()));
+  auto channel =
+      grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  auto stub = relay::v1::NodeLink::NewStub(channel);
+  std::mt19937_64 rng(std::random_device{}());
+  auto backoff = options_.min_backoff;
+  bool logged_unreachable = false;
+
+  while (!stop_.HasBeenNotified()) {
+    auto stream = std::make_shared<LinkStream>(this);
+    {
+      absl::MutexLock lock(&mu_);
+      stream_done_ = false;
+      welcomed_ = false;
+      current_ = stream;
+    }
+    stream->Begin(stub.get(), stream);
+    NodeMessage hello;
+    *hello.mutable_hello() = options_.hello;
+    stream->Enqueue(std::move(hello));
+    std::weak_ptr<LinkStream> weak = stream;
+    state_.Attach(
+        [weak](NodeMessage msg) {
+          auto s = weak.lock();
+          return s && s->Enqueue(std::move(msg));
+        },
+        load_());
+    stream.reset();
+    // Heartbeats until the stream ends or we stop.
+    auto next_heartbeat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stream_done_; };
+        mu_.AwaitWithTimeout(absl::Condition(&done), absl::Milliseconds(100));
+        if (stream_done_) break;
+      }
+      if (stop_.HasBeenNotified()) {
+        absl::MutexLock lock(&mu_);
+        if (current_) current_->Cancel();
+        continue;
+      }
+      if (std::chrono::steady_clock::now() >= next_heartbeat) {
+        NodeMessage hb;
+        *hb.mutable_heartbeat()->mutable_load() = load_();
+        state_.SendUp(std::move(hb));
+        next_heartbeat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
+      }
+    }
+    bool welcomed;
+    {
+      absl::MutexLock lock(&mu_);
+      welcomed = welcomed_;
+      current_.reset();
+    }
+    if (stop_.HasBeenNotified()) break;
+    if (welcomed) {
+      backoff = options_.min_backoff;  // a healthy attach resets the backoff
+      logged_unreachable = false;
+      RELAY_LOG(kWarn, "control-link", "lost the control plane at ", options_.target,
+                "; re-attaching (clients stay connected)");
+    } else if (!logged_unreachable) {
+      RELAY_LOG(kWarn, "control-link", "control plane at ", options_.target,
+                " unreachable; retrying with backoff");
+      logged_unreachable = true;
+    }
+    // Full jitter: wait a random time in [backoff/2, backoff].
+    std::uniform_int_distribution<int64_t> dist(backoff.count() / 2, backoff.count());
+    stop_.WaitForNotificationWithTimeout(absl::Milliseconds(dist(rng)));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+}  // namespace relay::dataplane

@@ -1,0 +1,66 @@
+// File: control_link.h
+// The data plane end of relay.v1.NodeLink.Attach. Dials the control plane, sends hello and the
+// snapshot (through NodeState), forwards state up and hands every command down to the handler.
+// Re-attaches with exponential backoff and jitter whenever the stream ends; client connections
+// are never affected by the link's state.
+// Thread-safe. Owned by DataPlane.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "dataplane/node_state.h"
+#include "relay/v1/node_link.pb.h"
+
+namespace relay::dataplane {
+
+class LinkStream;
+
+struct ControlLinkOptions {
+  std::string target;  // host:port of the control plane's gRPC
+  relay::v1::NodeHello hello;
+  std::chrono::milliseconds heartbeat_interval{5000};
+  std::chrono::milliseconds min_backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
+};
+
+class ControlLink {
+ public:
+  // Called on gRPC threads for every command, in stream order. Must not block.
+  using CommandHandler = std::function<void(const relay::v1::ControlMessage&)>;
+  // Current load figures for heartbeats and snapshots.
+  using LoadFn = std::function<relay::v1::NodeLoad()>;
+
+  ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler, LoadFn load);
+  ~ControlLink();
+
+  void Start();
+  void Stop();
+  // Number of successful attaches so far.
+  uint64_t attaches() const;
+
+ private:
+  friend class LinkStream;
+  void Run();
+  void OnStreamDone(bool welcomed);
+  void OnWelcome();
+
+  ControlLinkOptions options_;
+  NodeState& state_;
+  CommandHandler handler_;
+  LoadFn load_;
+  std::thread thread_;
+  absl::Notification stop_;
+  mutable absl::Mutex mu_;
+  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t attaches_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<LinkStream> current_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace relay::dataplane

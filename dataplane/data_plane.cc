@@ -1,0 +1,185 @@
+#include "dataplane/data_plane.h"
+
+#include <thread>
+
+#include "common/strings.h"
+#include "common/crypto.h"
+#include "common/frames.h"
+#include "common/log.h"
+#include "dataplane/ws_session.h"
+
+namespace relay::dataplane {
+
+namespace {
+size_t ShardCount(size_t wanted) {
+  if (wanted > 0) return std::min<size_t>(wanted, 255);
+  size_t hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : std::min<size_t>(hw, 255);
+}
+}  // namespace
+
+DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fallback)
+    : options_(std::move(options)),
+      http_fallback_(std::move(http_fallback)),
+      pool_(ShardCount(options_.shards)) {
+  if (options_.node_id.empty()) options_.node_id = common::StrCat("node-", common::RandomHex(4));
+  // Socket ids are "<prefix>.<counter>": a random 31-bit prefix per process and a counter, so
+  // they are unique across the cluster without coordination.
+  socket_prefix_ = common::RandomU32() & 0x7fffffff;
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    shards_.push_back(std::make_unique<Shard>(
+        i, pool_.context(i),
+        [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); }));
+  }
+}
+
+DataPlane::~DataPlane() { Stop(); }
+
+std::string DataPlane::NextSocketId() {
+  return common::StrCat(socket_prefix_, ".", socket_counter_.fetch_add(1) + 1);
+}
+
+void DataPlane::DeliverToAll(std::shared_ptr<const Delivery> delivery) {
+  for (auto& s : shards_) s->PostDeliver(delivery);
+}
+
+relay::v1::NodeLoad DataPlane::Load() {
+  relay::v1::NodeLoad load;
+  load.set_connections(counters_.connections.load());
+  load.set_channels(state_.channels());
+  load.set_messages_in(counters_.messages_in.load());
+  load.set_messages_out(counters_.messages_out.load());
+  load.set_slow_consumers_dropped(counters_.slow_consumers_dropped.load());
+  load.set_protocol_errors(counters_.protocol_errors.load());
+  return load;
+}
+
+absl::Status DataPlane::Start() {
+  http_ = std::make_unique<http_bridge::HttpServer>(
+      http_bridge::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
+      [this](boost::beast::tcp_stream stream, http_bridge::BeastRequest request) {
+        OnUpgrade(std::move(stream), std::move(request));
+      });
+  auto port = http_->Start();
+  if (!port.ok()) return port.status();
+  port_ = *port;
+  pool_.Start("shard");
+  ControlLinkOptions link;
+  link.target = options_.control_plane;
+  link.heartbeat_interval = options_.heartbeat_interval;
+  link.hello.set_node_id(options_.node_id);
+  link.hello.set_address(options_.advertised_address.empty()
+                             ? common::StrCat(options_.host, ":", port_)
+                             : options_.advertised_address);
+  link.hello.set_capacity(options_.capacity);
+  link.hello.set_version(RELAY_VERSION);
+  link.hello.set_shards(static_cast<uint32_t>(shards_.size()));
+  link.hello.set_started_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  link_ = std::make_unique<ControlLink>(
+      link, state_, [this](const relay::v1::ControlMessage& m) { OnCommand(m); },
+      [this] { return Load(); });
+  link_->Start();
+  return absl::OkStatus();
+}
+
+void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request) {
+  // The connection already lives on one of the pool's contexts; find the shard that owns it.
+  auto& ctx = static_cast<boost::asio::io_context&>(stream.get_executor().context());
+  for (auto& shard : shards_) {
+    if (&shard->context() == &ctx) {
+      StartWsSession(*this, *shard, std::move(stream), std::move(request));
+      return;
+    }
+  }
+}
+
+void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
+  using relay::v1::ControlMessage;
+  switch (msg.body_case()) {
+    case ControlMessage::kWelcome: {
+      std::vector<relay::v1::App> apps(msg.welcome().apps().begin(), msg.welcome().apps().end());
+      for (const auto& gone : apps_.ReplaceAll(apps)) {
+        for (auto& s : shards_) s->PostCloseApp(gone, 4001, "Application does not exist");
+      }
+      for (const auto& a : apps) {
+        if (!a.enabled()) {
+          for (auto& s : shards_) s->PostCloseApp(a.id(), 4003, "Application disabled");
+        }
+      }
+      RELAY_LOG(kInfo, "dataplane", "attached to control plane ",
+                msg.welcome().control_plane_id(), " (", apps.size(), " apps)");
+      break;
+    }
+    case ControlMessage::kPublish: {
+      const auto& p = msg.publish();
+      auto d = std::make_shared<Delivery>();
+      d->app_id = p.app_id();
+      d->exclude_socket_id = p.exclude_socket_id();
+      for (int i = 0; i < p.channels_size(); ++i) {
+        std::string frame = i < p.frames_size()
+                                ? p.frames(i)
+                                : common::RenderEvent(p.event(), p.channels(i), p.data(),
+                                                      p.data_is_json(), p.user_id());
+        d->frames.emplace_back(p.channels(i), std::make_shared<const std::string>(std::move(frame)));
+      }
+      DeliverToAll(std::move(d));
+      break;
+    }
+    case ControlMessage::kSendToUser: {
+      const auto& u = msg.send_to_user();
+      auto frame = std::make_shared<const std::string>(common::RenderEvent(
+          u.event(), common::StrCat("#server-to-user-", u.user_id()), u.data()));
+      for (auto& s : shards_) s->PostToUser(u.app_id(), u.user_id(), frame, u.exclude_socket_id());
+      break;
+    }
+    case ControlMessage::kTerminateUser:
+      for (auto& s : shards_) {
+        s->PostTerminateUser(msg.terminate_user().app_id(), msg.terminate_user().user_id());
+      }
+      break;
+    case ControlMessage::kAppUpsert:
+      apps_.Upsert(msg.app_upsert());
+      if (!msg.app_upsert().enabled()) {
+        for (auto& s : shards_) s->PostCloseApp(msg.app_upsert().id(), 4003, "Application disabled");
+      }
+      break;
+    case ControlMessage::kAppRemove:
+      apps_.Remove(msg.app_remove().app_id());
+      for (auto& s : shards_) {
+        s->PostCloseApp(msg.app_remove().app_id(), 4001, "Application does not exist");
+      }
+      break;
+    case ControlMessage::kSubscribeReply: {
+      size_t shard = Shard::ShardOfRequest(msg.subscribe_reply().request_id());
+      if (shard < shards_.size()) shards_[shard]->PostReply(msg.subscribe_reply());
+      break;
+    }
+    case ControlMessage::kDrain:
+      Drain(msg.drain().window_ms());
+      break;
+    case ControlMessage::kWatchlist:
+      for (auto& s : shards_) s->PostWatchlist(msg.watchlist());
+      break;
+    default:
+      break;
+  }
+}
+
+void DataPlane::Drain(uint32_t window_ms) {
+  if (draining_.exchange(true)) return;
+  if (window_ms == 0) window_ms = options_.drain_window_ms;
+  RELAY_LOG(kInfo, "dataplane", "draining: closing clients with 4200 over ", window_ms, " ms");
+  if (http_) http_->StopAccepting();
+  for (auto& s : shards_) s->PostDrain(window_ms);
+}
+
+void DataPlane::Stop() {
+  if (stopped_.exchange(true)) return;
+  if (http_) http_->StopAccepting();
+  if (link_) link_->Stop();
+  pool_.Stop();
+}
+
+}  // namespace relay::dataplane

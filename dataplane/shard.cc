@@ -1,0 +1,196 @@
+#include "dataplane/shard.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <algorithm>
+
+namespace relay::dataplane {
+
+namespace net = boost::asio;
+
+namespace {
+void EraseOne(std::vector<Session*>& v, Session* s) {
+  auto it = std::find(v.begin(), v.end(), s);
+  if (it != v.end()) {
+    *it = v.back();
+    v.pop_back();
+  }
+}
+}  // namespace
+
+Shard::Shard(size_t index, net::io_context& context,
+             std::function<void(const relay::v1::PresenceSocket&)> orphan_presence)
+    : index_(index), context_(context), orphan_presence_(std::move(orphan_presence)) {}
+
+void Shard::AddSession(Session* session) { sessions_.insert(session); }
+
+void Shard::RemoveSession(Session* session) { sessions_.erase(session); }
+
+bool Shard::Subscribe(Session* session, const std::string& app_id, const std::string& channel) {
+  auto& subs = channels_[Key{app_id, channel}];
+  if (std::find(subs.begin(), subs.end(), session) != subs.end()) return false;
+  subs.push_back(session);
+  return true;
+}
+
+bool Shard::Unsubscribe(Session* session, const std::string& app_id, const std::string& channel) {
+  auto it = channels_.find(Key{app_id, channel});
+  if (it == channels_.end()) return false;
+  size_t before = it->second.size();
+  EraseOne(it->second, session);
+  bool removed = it->second.size() != before;
+  if (it->second.empty()) channels_.erase(it);
+  return removed;
+}
+
+void Shard::AddUser(Session* session, const std::string& app_id, const std::string& user_id) {
+  auto& v = users_[Key{app_id, user_id}];
+  if (std::find(v.begin(), v.end(), session) == v.end()) v.push_back(session);
+}
+
+void Shard::RemoveUser(Session* session, const std::string& app_id, const std::string& user_id) {
+  auto it = users_.find(Key{app_id, user_id});
+  if (it == users_.end()) return;
+  EraseOne(it->second, session);
+  if (it->second.empty()) users_.erase(it);
+}
+
+uint64_t Shard::AwaitReply(std::weak_ptr<Session> session,
+                           const relay::v1::PresenceSocket* presence) {
+  uint64_t id = (++next_request_ << 8) | index_;
+  Pending& p = pending_[id];
+  p.session = std::move(session);
+  if (presence != nullptr) p.presence = *presence;
+  return id;
+}
+
+void Shard::DeliverLocal(const std::string& app_id, const std::string& channel,
+                         const FramePtr& frame, const Session* except) {
+  auto it = channels_.find(Key{app_id, channel});
+  if (it == channels_.end()) return;
+  // Copy: a Send may close a slow session, which unsubscribes it from this very list.
+  std::vector<Session*> subs = it->second;
+  for (Session* s : subs) {
+    if (s != except && sessions_.contains(s)) s->Send(frame);
+  }
+}
+
+void Shard::Deliver(const Delivery& d) {
+  for (const auto& [channel, frame] : d.frames) {
+    auto it = channels_.find(Key{d.app_id, channel});
+    if (it == channels_.end()) continue;
+    std::vector<Session*> subs = it->second;
+    for (Session* s : subs) {
+      if (!sessions_.contains(s)) continue;
+      if (!d.exclude_socket_id.empty() && s->socket_id() == d.exclude_socket_id) continue;
+      s->Send(frame);
+    }
+  }
+}
+
+void Shard::PostDeliver(std::shared_ptr<const Delivery> delivery) {
+  net::post(context_, [this, d = std::move(delivery)] { Deliver(*d); });
+}
+
+void Shard::PostToUser(std::string app_id, std::string user_id, FramePtr frame,
+                       std::string exclude) {
+  net::post(context_, [this, key = Key{std::move(app_id), std::move(user_id)},
+                       frame = std::move(frame), exclude = std::move(exclude)] {
+    auto it = users_.find(key);
+    if (it == users_.end()) return;
+    std::vector<Session*> v = it->second;
+    for (Session* s : v) {
+      if (sessions_.contains(s) && (exclude.empty() || s->socket_id() != exclude)) s->Send(frame);
+    }
+  });
+}
+
+void Shard::PostTerminateUser(std::string app_id, std::string user_id) {
+  net::post(context_, [this, key = Key{std::move(app_id), std::move(user_id)}] {
+    auto it = users_.find(key);
+    if (it == users_.end()) return;
+    std::vector<Session*> v = it->second;
+    for (Session* s : v) {
+      if (sessions_.contains(s)) s->CloseWith(4009, "You got disconnected by the app.");
+    }
+  });
+}
+
+void Shard::PostCloseApp(std::string app_id, int code, std::string message) {
+  net::post(context_, [this, app_id = std::move(app_id), code, message = std::move(message)] {
+    std::vector<Session*> v(sessions_.begin(), sessions_.end());
+    for (Session* s : v) {
+      if (sessions_.contains(s) && s->app_id() == app_id) s->CloseWith(code, message);
+    }
+  });
+}
+
+void Shard::PostCloseAll(int code, std::string message) {
+  net::post(context_, [this, code, message = std::move(message)] {
+    std::vector<Session*> v(sessions_.begin(), sessions_.end());
+    for (Session* s : v) {
+      if (sessions_.contains(s)) s->CloseWith(code, message);
+    }
+  });
+}
+
+void Shard::PostReply(relay::v1::SubscribeReply reply) {
+  net::post(context_, [this, reply = std::move(reply)] {
+    auto it = pending_.find(reply.request_id());
+    if (it == pending_.end()) return;
+    auto session = it->second.session.lock();
+    auto presence = std::move(it->second.presence);
+    pending_.erase(it);
+    if (session) {
+      session->OnSubscribeReply(reply);
+    } else if (reply.ok() && presence && orphan_presence_) {
+      orphan_presence_(*presence);
+    }
+  });
+}
+
+void Shard::PostWatchlist(relay::v1::WatchlistEvents events) {
+  net::post(context_, [this, events = std::move(events)] {
+    for (const auto& watcher : events.watcher_user_ids()) {
+      auto it = users_.find(Key{events.app_id(), watcher});
+      if (it == users_.end()) continue;
+      std::vector<Session*> v = it->second;
+      for (Session* s : v) {
+        if (sessions_.contains(s)) s->OnWatchlist(events);
+      }
+    }
+  });
+}
+
+void Shard::PostDrain(uint32_t window_ms) {
+  net::post(context_, [this, window_ms] {
+    std::vector<Session*> v(sessions_.begin(), sessions_.end());
+    if (v.empty()) return;
+    // Spread the closes evenly over the window so clients reconnect gradually.
+    auto step = std::chrono::microseconds(static_cast<int64_t>(window_ms) * 1000 /
+                                          static_cast<int64_t>(v.size()));
+    auto timer = std::make_shared<net::steady_timer>(context_);
+    auto index = std::make_shared<size_t>(0);
+    auto tick = std::make_shared<std::function<void()>>();
+    *tick = [this, v, step, timer, index, tick] {
+      while (*index < v.size()) {
+        Session* s = v[(*index)++];
+        if (sessions_.contains(s)) {
+          s->CloseWith(4200, "Server is draining; reconnect to another node");
+          break;
+        }
+      }
+      if (*index >= v.size()) {
+        *tick = nullptr;  // break the self-reference
+        return;
+      }
+      timer->expires_after(step);
+      timer->async_wait([tick](const boost::system::error_code& ec) {
+        if (!ec && *tick) (*tick)();
+      });
+    };
+    (*tick)();
+  });
+}
+
+}  // namespace relay::dataplane

@@ -1,0 +1,86 @@
+// File: shard.h
+// One I/O thread's share of the data plane: its sessions, its channel index (app, channel) ->
+// sessions, its signed-in users, and the subscriptions waiting for the control plane. Commands
+// from the control link arrive as posts; a publish is one post per shard, after which the shard
+// only copies shared bytes into each subscriber's queue. No locks on this path.
+// Shard-only unless a method says Post.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "dataplane/session.h"
+
+namespace relay::dataplane {
+
+// A publish, prepared once by the control link for every shard.
+struct Delivery {
+  std::string app_id;
+  std::vector<std::pair<std::string, FramePtr>> frames;  // (channel, frame)
+  std::string exclude_socket_id;
+};
+
+class Shard {
+ public:
+  // `orphan_presence` reports a presence join whose session closed before the reply came.
+  Shard(size_t index, boost::asio::io_context& context,
+        std::function<void(const relay::v1::PresenceSocket&)> orphan_presence);
+
+  size_t index() const { return index_; }
+  boost::asio::io_context& context() { return context_; }
+
+  void AddSession(Session* session);
+  void RemoveSession(Session* session);
+  // Returns true when the session was not yet subscribed.
+  bool Subscribe(Session* session, const std::string& app_id, const std::string& channel);
+  bool Unsubscribe(Session* session, const std::string& app_id, const std::string& channel);
+  void AddUser(Session* session, const std::string& app_id, const std::string& user_id);
+  void RemoveUser(Session* session, const std::string& app_id, const std::string& user_id);
+  // Registers a pending subscription reply; the id encodes this shard. `presence` (may be null)
+  // is the membership the control plane will record, withdrawn here if the session is gone by
+  // the time the reply arrives.
+  uint64_t AwaitReply(std::weak_ptr<Session> session, const relay::v1::PresenceSocket* presence);
+  // Delivers `frame` to the subscribers of one channel (client events from local sessions).
+  void DeliverLocal(const std::string& app_id, const std::string& channel, const FramePtr& frame,
+                    const Session* except);
+  size_t session_count() const { return sessions_.size(); }
+
+  // Cross-thread entry points (post onto this shard).
+  void PostDeliver(std::shared_ptr<const Delivery> delivery);
+  void PostToUser(std::string app_id, std::string user_id, FramePtr frame,
+                  std::string exclude_socket_id);
+  void PostTerminateUser(std::string app_id, std::string user_id);
+  void PostCloseApp(std::string app_id, int code, std::string message);
+  void PostReply(relay::v1::SubscribeReply reply);
+  void PostWatchlist(relay::v1::WatchlistEvents events);
+  // Closes every session with 4200, spread evenly over `window_ms`.
+  void PostDrain(uint32_t window_ms);
+  void PostCloseAll(int code, std::string message);
+
+  static size_t ShardOfRequest(uint64_t request_id) { return request_id & 0xff; }
+
+ private:
+  using Key = std::pair<std::string, std::string>;
+  void Deliver(const Delivery& delivery);
+
+  size_t index_;
+  boost::asio::io_context& context_;
+  absl::flat_hash_set<Session*> sessions_;
+  absl::flat_hash_map<Key, std::vector<Session*>> channels_;
+  absl::flat_hash_map<Key, std::vector<Session*>> users_;
+  struct Pending {
+    std::weak_ptr<Session> session;
+    std::optional<relay::v1::PresenceSocket> presence;
+  };
+  absl::flat_hash_map<uint64_t, Pending> pending_;
+  std::function<void(const relay::v1::PresenceSocket&)> orphan_presence_;
+  uint64_t next_request_ = 0;
+};
+
+}  // namespace relay::dataplane

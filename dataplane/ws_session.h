@@ -1,0 +1,18 @@
+// File: ws_session.h
+// Starts a Pusher protocol 7 WebSocket session on an upgraded HTTP connection. The session lives
+// on the shard that owns the connection's io_context. The only translation unit that
+// instantiates Beast's websocket::stream is ws_session.cc.
+#pragma once
+
+#include "http-bridge/http_server.h"
+
+namespace relay::dataplane {
+
+class DataPlane;
+class Shard;
+
+// Takes over `stream` (already on `shard`'s context) and runs the session until it closes.
+void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
+                    http_bridge::BeastRequest request);
+
+}  // namespace relay::dataplane

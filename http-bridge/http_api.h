@@ -1,0 +1,34 @@
+// File: http_api.h
+// The Pusher-compatible HTTP API. Each endpoint authenticates the caller (HMAC signature,
+// X-Relay-Key + X-Relay-Secret, or Authorization: Bearer), translates the request into the
+// matching relay.v1 call on controlplane::Api and renders the answer as Pusher's JSON.
+// Routes are served under both /apps/{app} and /api/v1/apps/{app}; see docs/http-api.md.
+// Thread-safe.
+#pragma once
+
+#include "controlplane/api.h"
+#include "controlplane/app_store.h"
+#include "http-bridge/http_types.h"
+
+namespace relay::http_bridge {
+
+class HttpApi {
+ public:
+  HttpApi(controlplane::Api& api, controlplane::AppStore& store);
+
+  HttpResponse Handle(const HttpRequest& request);
+
+  // The handler bound to this object, for HttpServer.
+  HttpHandler Handler() {
+    return [this](const HttpRequest& r) { return Handle(r); };
+  }
+
+ private:
+  controlplane::Api& api_;
+  controlplane::AppStore& store_;
+};
+
+// HTTP status for a canonical status code (400, 401, 403, 404, 413, 429, ...).
+int HttpStatusFor(const absl::Status& status);
+
+}  // namespace relay::http_bridge

@@ -1,0 +1,104 @@
+// relay: the control plane and a data plane in one process (the embedded default). The two still
+// talk over the NodeLink gRPC contract on loopback, exactly as separate processes do; the
+// WebSocket port also serves the Pusher HTTP API.
+#include <csignal>
+#include <iostream>
+
+#include "common/strings.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "controlplane/control_plane.h"
+#include "dataplane/data_plane.h"
+#include "http-bridge/http_api.h"
+
+namespace {
+
+int Run(int argc, char** argv) {
+  using namespace relay;
+  controlplane::ControlPlaneOptions cpo;
+  dataplane::DataPlaneOptions dpo;
+  std::string host = "127.0.0.1";
+  uint64_t port = 6001, grpc_port = 50051, shards = 0, capacity = 0;
+  common::FlagSet flags(
+      "relay [flags]",
+      "Relay, a Pusher Channels compatible realtime server: both planes in one process.\n"
+      "WebSocket (ws://HOST:PORT/app/<key>) and the Pusher HTTP API share --port; gRPC (public,\n"
+      "admin and data plane link) is on --grpc-port.");
+  flags.String("host", &host, "Address to bind to");
+  flags.Uint("port", &port, "WebSocket and HTTP API port");
+  flags.Uint("grpc-port", &grpc_port, "gRPC port");
+  flags.String("data-dir", &cpo.data_dir, "Directory for the app store and admin token");
+  flags.String("app-id", &cpo.default_app_id, "Id of the app created on first start");
+  flags.String("app-key", &cpo.default_app_key, "Key of the app created on first start");
+  flags.String("app-secret", &cpo.default_app_secret, "Secret of the app created on first start");
+  flags.String("node-id", &dpo.node_id, "The embedded data plane's node id");
+  flags.Uint("shards", &shards, "I/O threads (0 = one per core)");
+  flags.Uint("capacity", &capacity, "Connections accepted before refusing with 4100 (0 = no limit)");
+  if (auto st = flags.Parse(argc, argv); !st.ok()) {
+    std::cerr << "relay: " << st.message() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (port > 65535 || grpc_port > 65535) {
+    std::cerr << "relay: ports must be at most 65535\n";
+    return 2;
+  }
+  cpo.host = host;
+  cpo.grpc_port = static_cast<uint16_t>(grpc_port);
+  dpo.host = host;
+  dpo.port = static_cast<uint16_t>(port);
+  dpo.shards = shards;
+  dpo.capacity = capacity;
+  if (dpo.node_id.empty()) dpo.node_id = "embedded";
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  controlplane::ControlPlane cp(cpo);
+  if (auto st = cp.Start(); !st.ok()) {
+    std::cerr << "relay: " << st.message() << "\n";
+    return 1;
+  }
+  dpo.control_plane = common::StrCat(host == "0.0.0.0" ? "127.0.0.1" : host, ":", cp.grpc_port());
+  http_bridge::HttpApi http_api(cp.api(), cp.store());
+  dataplane::DataPlane dp(dpo, http_api.Handler());
+  if (auto st = dp.Start(); !st.ok()) {
+    std::cerr << "relay: " << st.message() << "\n";
+    return 1;
+  }
+  if (cp.created_default_app()) {
+    std::cerr << "Created the default app: id " << cpo.default_app_id << ", key "
+              << cpo.default_app_key << " (secret from --app-secret)\n";
+  }
+  std::cerr << "Connect with pusher-js: new Pusher('<app key>', {wsHost: '" << host
+            << "', wsPort: " << dp.port()
+            << ", forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1'})\n"
+            << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
+            << "', port: '" << dp.port() << "', useTLS: false})\n";
+  RELAY_LOG(kInfo, "relay", "relay ready: ws://", host, ":", dp.port(), "/app/<key>, HTTP API on ",
+            host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(), ", data dir ",
+            cpo.data_dir);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  RELAY_LOG(kInfo, "relay", "signal ", sig, ": shutting down");
+  if (sig == SIGTERM) {
+    dp.Drain(0);
+    struct timespec ts {
+      static_cast<time_t>(dpo.drain_window_ms / 1000 + 1), 0
+    };
+    sigtimedwait(&signals, nullptr, &ts);
+  }
+  dp.Stop();
+  cp.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

@@ -96,7 +96,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   }
 
   void OnDone(const grpc::Status& status) override {
-    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    if (welcomed_ && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
       RELAY_LOG(kWarn, "control-link", "stream to the control plane ended: ",
                 status.error_message());
     }

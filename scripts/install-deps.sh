@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what Relay needs to build and test on Debian 12, only when something is missing.
+set -euo pipefail
+PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
+      protobuf-compiler libabsl-dev libboost-dev libssl-dev libgtest-dev libgmock-dev
+      libsimdjson-dev libsqlite3-dev nodejs npm)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "Installing: ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

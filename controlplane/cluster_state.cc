@@ -65,23 +65,63 @@ void ClusterState::PresenceLeave(NodeData& node, const std::string& node_id,
 }
 
 void ClusterState::SignIn(NodeData& node, const std::string& node_id,
-                          const relay::v1::SignedInSocket& s) {
+                          const relay::v1::SignedInSocket& s, Effects& fx) {
   if (!node.signed_in.try_emplace(s.socket_id(), Key{s.app_id(), s.user_id()}).second) return;
-  ++user_nodes_[{s.app_id(), s.user_id()}][node_id];
+  auto& per_node = user_nodes_[{s.app_id(), s.user_id()}];
+  bool was_online = !per_node.empty();
+  ++per_node[node_id];
+  if (!was_online) fx.user_transitions.push_back({s.app_id(), s.user_id(), true});
+  if (s.watchlist().empty()) return;
+  auto& list = node.watchlists[s.socket_id()];
+  Effects::WatchStart start{node_id, s.app_id(), s.user_id(), {}};
+  for (const auto& watched : s.watchlist()) {
+    list.push_back(watched);
+    ++watchers_[{s.app_id(), watched}][s.user_id()];
+    if (user_nodes_.contains(Key{s.app_id(), watched})) start.online.push_back(watched);
+  }
+  if (!start.online.empty()) fx.watch_starts.push_back(std::move(start));
 }
 
 void ClusterState::SignOut(NodeData& node, const std::string& node_id,
-                           const std::string& socket_id) {
+                           const std::string& socket_id, Effects& fx) {
   auto it = node.signed_in.find(socket_id);
   if (it == node.signed_in.end()) return;
   Key key = it->second;
   node.signed_in.erase(it);
+  if (auto w = node.watchlists.find(socket_id); w != node.watchlists.end()) {
+    for (const auto& watched : w->second) {
+      auto ws = watchers_.find(Key{key.first, watched});
+      if (ws == watchers_.end()) continue;
+      if (auto c = ws->second.find(key.second); c != ws->second.end() && --c->second == 0) {
+        ws->second.erase(c);
+      }
+      if (ws->second.empty()) watchers_.erase(ws);
+    }
+    node.watchlists.erase(w);
+  }
   auto u = user_nodes_.find(key);
   if (u == user_nodes_.end()) return;
   if (auto n = u->second.find(node_id); n != u->second.end() && --n->second == 0) {
     u->second.erase(n);
   }
-  if (u->second.empty()) user_nodes_.erase(u);
+  if (u->second.empty()) {
+    user_nodes_.erase(u);
+    fx.user_transitions.push_back({key.first, key.second, false});
+  }
+}
+
+std::map<std::string, std::vector<std::string>> ClusterState::WatchersByNode(
+    const std::string& app_id, const std::string& user_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::map<std::string, std::vector<std::string>> out;
+  auto ws = watchers_.find(Key{app_id, user_id});
+  if (ws == watchers_.end()) return out;
+  for (const auto& [watcher, n] : ws->second) {
+    auto u = user_nodes_.find(Key{app_id, watcher});
+    if (u == user_nodes_.end()) continue;
+    for (const auto& [node, count] : u->second) out[node].push_back(watcher);
+  }
+  return out;
 }
 
 Effects ClusterState::ClearNode(const std::string& node_id) {
@@ -102,7 +142,7 @@ Effects ClusterState::ClearNode(const std::string& node_id) {
   }
   std::vector<std::string> sockets;
   for (const auto& [sock, k] : node.signed_in) sockets.push_back(sock);
-  for (const auto& s : sockets) SignOut(node, node_id, s);
+  for (const auto& s : sockets) SignOut(node, node_id, s, fx);
   for (const auto& [app, n] : node.app_connections) app_connections_[app] -= n;
   nodes_.erase(it);
   return fx;
@@ -140,10 +180,14 @@ Effects ClusterState::ApplySnapshot(const std::string& node_id,
     s.set_socket_id(std::get<2>(k));
     PresenceLeave(node, node_id, s, fx);
   }
+  absl::flat_hash_set<std::string> signed_in_now;
+  for (const auto& u : snapshot.users()) signed_in_now.insert(u.socket_id());
   std::vector<std::string> sockets;
-  for (const auto& [sock, k] : node.signed_in) sockets.push_back(sock);
-  for (const auto& s : sockets) SignOut(node, node_id, s);
-  for (const auto& u : snapshot.users()) SignIn(node, node_id, u);
+  for (const auto& [sock, k] : node.signed_in) {
+    if (!signed_in_now.contains(sock)) sockets.push_back(sock);
+  }
+  for (const auto& s : sockets) SignOut(node, node_id, s, fx);
+  for (const auto& u : snapshot.users()) SignIn(node, node_id, u, fx);
   for (const auto& [app, n] : node.app_connections) app_connections_[app] -= n;
   node.app_connections.clear();
   for (const auto& [app, n] : snapshot.app_connections()) {
@@ -161,8 +205,8 @@ Effects ClusterState::ApplyDelta(const std::string& node_id, const relay::v1::St
     SetChannelCount(node, node_id, {c.app_id(), c.channel()}, c.subscriptions(), fx);
   }
   for (const auto& p : delta.presence_left()) PresenceLeave(node, node_id, p, fx);
-  for (const auto& s : delta.signed_in()) SignIn(node, node_id, s);
-  for (const auto& s : delta.signed_out()) SignOut(node, node_id, s.socket_id());
+  for (const auto& s : delta.signed_in()) SignIn(node, node_id, s, fx);
+  for (const auto& s : delta.signed_out()) SignOut(node, node_id, s.socket_id(), fx);
   for (const auto& [app, n] : delta.app_connections()) {
     uint64_t& mine = node.app_connections[app];
     app_connections_[app] = app_connections_[app] - mine + n;

@@ -35,6 +35,18 @@ struct Effects {
   std::vector<Channel> occupied;
   std::vector<Channel> vacated;
   std::vector<Channel> subscription_counts;  // channels whose cluster-wide count changed
+  // Watchlist: a user came online (first signed-in socket anywhere) or went offline (last).
+  struct Presence {
+    std::string app_id, user_id;
+    bool online = false;
+  };
+  std::vector<Presence> user_transitions;
+  // Watchlist: a socket signed in with a watchlist; tell it who of its list is online now.
+  struct WatchStart {
+    std::string node_id, app_id, watcher;
+    std::vector<std::string> online;
+  };
+  std::vector<WatchStart> watch_starts;
 };
 
 class ClusterState {
@@ -65,6 +77,9 @@ class ClusterState {
   // Distinct members of a presence channel, sorted by user id.
   std::vector<relay::v1::PresenceMember> PresenceMembers(const std::string& app_id,
                                                          const std::string& channel) const;
+  // For a user's online/offline transition: node id -> watchers on that node who watch the user.
+  std::map<std::string, std::vector<std::string>> WatchersByNode(const std::string& app_id,
+                                                                 const std::string& user_id) const;
   // Connections of an app across the cluster.
   uint64_t AppConnections(const std::string& app_id) const;
 
@@ -92,6 +107,8 @@ class ClusterState {
     std::map<std::tuple<std::string, std::string, std::string>, std::string> presence;
     // socket -> (app, user)
     absl::flat_hash_map<std::string, Key> signed_in;
+    // socket -> the user ids it watches
+    absl::flat_hash_map<std::string, std::vector<std::string>> watchlists;
     absl::flat_hash_map<std::string, uint64_t> app_connections;
   };
 
@@ -104,10 +121,10 @@ class ClusterState {
                    const std::string& channel, const std::string& user_id,
                    const std::string& info, const std::string& socket_id, Effects& fx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SignIn(NodeData& node, const std::string& node_id, const relay::v1::SignedInSocket& s)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SignOut(NodeData& node, const std::string& node_id, const std::string& socket_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SignIn(NodeData& node, const std::string& node_id, const relay::v1::SignedInSocket& s,
+              Effects& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SignOut(NodeData& node, const std::string& node_id, const std::string& socket_id,
+               Effects& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Effects ClearNode(const std::string& node_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
@@ -117,6 +134,9 @@ class ClusterState {
   absl::flat_hash_map<Key, absl::flat_hash_set<std::string>> channel_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, std::map<std::string, Member>> presence_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, absl::flat_hash_map<std::string, uint32_t>> user_nodes_
+      ABSL_GUARDED_BY(mu_);
+  // (app, watched user) -> watcher user -> number of watching sockets
+  absl::flat_hash_map<Key, absl::flat_hash_map<std::string, uint32_t>> watchers_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint64_t> app_connections_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, relay::v1::CachedEvent> cache_ ABSL_GUARDED_BY(mu_);

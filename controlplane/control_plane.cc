@@ -12,6 +12,7 @@
 #include "common/frames.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/time.h"
 #include "controlplane/grpc_services.h"
 
 namespace relay::controlplane {
@@ -85,6 +86,7 @@ absl::Status ControlPlane::Start() {
   sweeper_ = std::thread([this] {
     while (!stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
       hub_->SweepDeadNodes();
+      FlushSubscriptionCounts(false);
     }
   });
   return absl::OkStatus();
@@ -224,17 +226,79 @@ void ControlPlane::Apply(const Effects& fx) {
       api_->Route(std::move(p));
     }
   }
-  for (const auto& c : fx.subscription_counts) {
-    if (common::ClassifyChannel(c.channel).is_presence || c.count == 0) continue;
-    auto app = store_->Find(c.app_id);
-    if (!app || !app->features().subscription_count()) continue;
-    relay::v1::Publish p;
-    p.set_app_id(c.app_id);
-    p.add_channels(c.channel);
-    p.add_frames(common::RenderEvent("pusher_internal:subscription_count", c.channel,
-                                     common::StrCat("{\"subscription_count\":", c.count, "}")));
-    api_->Route(std::move(p));
+  for (const auto& t : fx.user_transitions) {
+    for (const auto& [node, watchers] : cluster_.WatchersByNode(t.app_id, t.user_id)) {
+      relay::v1::ControlMessage msg;
+      auto* w = msg.mutable_watchlist();
+      w->set_app_id(t.app_id);
+      for (const auto& watcher : watchers) w->add_watcher_user_ids(watcher);
+      (t.online ? w->add_online() : w->add_offline())->assign(t.user_id);
+      hub_->Send(node, std::move(msg));
+    }
   }
+  for (const auto& s : fx.watch_starts) {
+    relay::v1::ControlMessage msg;
+    auto* w = msg.mutable_watchlist();
+    w->set_app_id(s.app_id);
+    w->add_watcher_user_ids(s.watcher);
+    for (const auto& u : s.online) w->add_online(u);
+    hub_->Send(s.node_id, std::move(msg));
+  }
+  for (const auto& c : fx.subscription_counts) {
+    if (common::ClassifyChannel(c.channel).is_presence) continue;
+    QueueSubscriptionCount(c.app_id, c.channel, c.count);
+  }
+}
+
+void ControlPlane::QueueSubscriptionCount(const std::string& app_id, const std::string& channel,
+                                          uint32_t count) {
+  constexpr uint32_t kThrottleAbove = 100;
+  constexpr int64_t kThrottleMs = 5000;
+  auto app = store_->Find(app_id);
+  if (!app || !app->features().subscription_count()) return;
+  int64_t now = common::NowUnixMs();
+  bool send = false;
+  {
+    absl::MutexLock lock(&count_mu_);
+    auto key = std::make_pair(app_id, channel);
+    CountThrottle& t = count_throttle_[key];
+    if (count <= kThrottleAbove || now - t.last_sent_ms >= kThrottleMs) {
+      t.last_sent_ms = now;
+      t.has_pending = false;
+      send = true;
+      if (count == 0) count_throttle_.erase(key);
+    } else {
+      t.pending = count;
+      t.has_pending = true;
+    }
+  }
+  if (send && count > 0) SendSubscriptionCount(app_id, channel, count);
+}
+
+void ControlPlane::FlushSubscriptionCounts(bool force_all) {
+  int64_t now = common::NowUnixMs();
+  std::vector<std::tuple<std::string, std::string, uint32_t>> due;
+  {
+    absl::MutexLock lock(&count_mu_);
+    for (auto& [key, t] : count_throttle_) {
+      if (t.has_pending && (force_all || now - t.last_sent_ms >= 5000)) {
+        due.emplace_back(key.first, key.second, t.pending);
+        t.has_pending = false;
+        t.last_sent_ms = now;
+      }
+    }
+  }
+  for (const auto& [app, channel, count] : due) SendSubscriptionCount(app, channel, count);
+}
+
+void ControlPlane::SendSubscriptionCount(const std::string& app_id, const std::string& channel,
+                                         uint32_t count) {
+  relay::v1::Publish p;
+  p.set_app_id(app_id);
+  p.add_channels(channel);
+  p.add_frames(common::RenderEvent("pusher_internal:subscription_count", channel,
+                                   common::StrCat("{\"subscription_count\":", count, "}")));
+  api_->Route(std::move(p));
 }
 
 }  // namespace relay::controlplane

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -64,6 +65,22 @@ class ControlPlane : private NodeHub::Handler {
   void OnAppChanged(const relay::v1::App& app, bool removed);
   void Broadcast(const relay::v1::ControlMessage& msg);
   absl::Status LoadOrCreateAdminToken();
+  // subscription_count events: every change for channels of up to 100 subscribers; above that at
+  // most one per 5 s per channel, always ending with the latest value (Pusher's rule).
+  void QueueSubscriptionCount(const std::string& app_id, const std::string& channel,
+                              uint32_t count);
+  void FlushSubscriptionCounts(bool force_all);
+  void SendSubscriptionCount(const std::string& app_id, const std::string& channel,
+                             uint32_t count);
+
+  struct CountThrottle {
+    int64_t last_sent_ms = 0;
+    uint32_t pending = 0;
+    bool has_pending = false;
+  };
+  absl::Mutex count_mu_;
+  std::map<std::pair<std::string, std::string>, CountThrottle> count_throttle_
+      ABSL_GUARDED_BY(count_mu_);
 
   ControlPlaneOptions options_;
   std::string instance_id_;

@@ -64,17 +64,6 @@ uint64_t Shard::AwaitReply(std::weak_ptr<Session> session,
   return id;
 }
 
-void Shard::DeliverLocal(const std::string& app_id, const std::string& channel,
-                         const FramePtr& frame, const Session* except) {
-  auto it = channels_.find(Key{app_id, channel});
-  if (it == channels_.end()) return;
-  // Copy: a Send may close a slow session, which unsubscribes it from this very list.
-  std::vector<Session*> subs = it->second;
-  for (Session* s : subs) {
-    if (s != except && sessions_.contains(s)) s->Send(frame);
-  }
-}
-
 void Shard::Deliver(const Delivery& d) {
   for (const auto& [channel, frame] : d.frames) {
     auto it = channels_.find(Key{d.app_id, channel});

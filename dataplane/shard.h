@@ -46,9 +46,6 @@ class Shard {
   // is the membership the control plane will record, withdrawn here if the session is gone by
   // the time the reply arrives.
   uint64_t AwaitReply(std::weak_ptr<Session> session, const relay::v1::PresenceSocket* presence);
-  // Delivers `frame` to the subscribers of one channel (client events from local sessions).
-  void DeliverLocal(const std::string& app_id, const std::string& channel, const FramePtr& frame,
-                    const Session* except);
   size_t session_count() const { return sessions_.size(); }
 
   // Cross-thread entry points (post onto this shard).

@@ -59,8 +59,82 @@ absl::Status CheckChannel(std::string_view channel, bool allow_server_to_user) {
 
 }  // namespace
 
-Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub)
-    : store_(store), cluster_(cluster), hub_(hub) {}
+namespace {
+std::string UtcDay(int64_t unix_s) {
+  time_t t = static_cast<time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+  return buf;
+}
+}  // namespace
+
+Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits)
+    : store_(store), cluster_(cluster), hub_(hub), limits_(limits) {
+  absl::MutexLock lock(&usage_mu_);
+  usage_day_ = UtcDay(common::NowUnixSeconds());
+  usage_ = store_.LoadUsage(usage_day_);
+}
+
+absl::Status Api::Admit(const App& app, const std::string& client_ip, uint64_t messages,
+                        RateInfo* info) {
+  int64_t now = common::NowUnixSeconds();
+  RateInfo scratch;
+  RateInfo* out = info != nullptr ? info : &scratch;
+  if (!client_ip.empty() && limits_.trigger_requests_per_minute > 0) {
+    if (!ip_window_.Hit(client_ip, limits_.trigger_requests_per_minute, 60, 1, now, out)) {
+      counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      return absl::ResourceExhaustedError(common::StrCat(
+          "rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
+          " trigger requests per minute from one client address"));
+    }
+  }
+  if (uint32_t per_s = app.limits().max_backend_events_per_second(); per_s > 0) {
+    RateInfo app_info;
+    if (!app_rate_.Hit(app.id(), per_s, 1, messages, now, &app_info)) {
+      *out = app_info;
+      counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      return absl::ResourceExhaustedError(common::StrCat(
+          "app '", app.id(), "' is over its limit of ", per_s, " backend events per second"));
+    }
+  }
+  uint64_t quota = app.limits().max_daily_messages() > 0 ? app.limits().max_daily_messages()
+                                                        : PlanDailyQuota(app.plan());
+  absl::MutexLock lock(&usage_mu_);
+  std::string today = UtcDay(now);
+  if (today != usage_day_) {
+    usage_day_ = today;  // counts restart at 00:00 UTC
+    usage_.clear();
+  }
+  uint64_t& used = usage_[app.id()];
+  if (quota > 0 && used + messages > quota) {
+    out->present = true;
+    out->limit = quota;
+    out->remaining = quota > used ? quota - used : 0;
+    out->reset_unix_s = now - (now % 86400) + 86400;
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    return absl::ResourceExhaustedError(common::StrCat(
+        "app '", app.id(), "' has used its daily quota of ", quota,
+        " messages; it resets at 00:00 UTC"));
+  }
+  used += messages;
+  usage_dirty_ = true;
+  return absl::OkStatus();
+}
+
+void Api::FlushUsage() {
+  std::string day;
+  absl::flat_hash_map<std::string, uint64_t> copy;
+  {
+    absl::MutexLock lock(&usage_mu_);
+    if (!usage_dirty_) return;
+    usage_dirty_ = false;
+    day = usage_day_;
+    copy = usage_;
+  }
+  (void)store_.SaveUsage(day, copy);
+}
 
 absl::StatusOr<App> Api::ResolveApp(std::string_view app) const {
   auto found = store_.Find(app);

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
+#include "controlplane/limiter.h"
 #include "controlplane/node_hub.h"
 #include "relay/v1/public.pb.h"
 
@@ -31,9 +32,23 @@ struct ApiCounters {
   std::atomic<uint64_t> publish_commands{0};
 };
 
+struct ApiLimits {
+  // Trigger requests per client IP per minute (0 = unlimited).
+  uint64_t trigger_requests_per_minute = 300;
+};
+
 class Api {
  public:
-  Api(AppStore& store, ClusterState& cluster, NodeHub& hub);
+  Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits = {});
+
+  // Admission for an event-sending call (trigger, batch, send to user) carrying `messages`
+  // messages from `client_ip` (empty = not rate limited by IP): RESOURCE_EXHAUSTED when the
+  // per-IP rate, the app's backend event rate or its daily quota is exceeded. `info` receives
+  // the figures for X-RateLimit-* headers (the per-IP window, or the limit that refused).
+  absl::Status Admit(const relay::v1::App& app, const std::string& client_ip, uint64_t messages,
+                     RateInfo* info);
+  // Persists today's message counts (called every second and on shutdown).
+  void FlushUsage();
 
   // The app named by id or key: NOT_FOUND when unknown, PERMISSION_DENIED when disabled.
   absl::StatusOr<relay::v1::App> ResolveApp(std::string_view app) const;
@@ -82,6 +97,13 @@ class Api {
   ClusterState& cluster_;
   NodeHub& hub_;
   ApiCounters counters_;
+  ApiLimits limits_;
+  FixedWindow ip_window_;
+  FixedWindow app_rate_;
+  absl::Mutex usage_mu_;
+  std::string usage_day_ ABSL_GUARDED_BY(usage_mu_);
+  absl::flat_hash_map<std::string, uint64_t> usage_ ABSL_GUARDED_BY(usage_mu_);
+  bool usage_dirty_ ABSL_GUARDED_BY(usage_mu_) = false;
 };
 
 }  // namespace relay::controlplane

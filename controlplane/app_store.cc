@@ -23,6 +23,9 @@ constexpr const char* kMigrations[] = {
     " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
     " last_used_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX tokens_app ON tokens(app_id);",
+    // 3: messages per app per UTC day (daily quotas survive restarts).
+    "CREATE TABLE daily_usage (app_id TEXT NOT NULL, day TEXT NOT NULL,"
+    " messages INTEGER NOT NULL, PRIMARY KEY (app_id, day));",
 };
 
 // RAII prepared statement.
@@ -427,6 +430,34 @@ absl::Status AppStore::RevokeToken(std::string_view token_id) {
   if (sqlite3_changes(db_) == 0) {
     return absl::NotFoundError(common::StrCat("token '", token_id, "' not found"));
   }
+  return absl::OkStatus();
+}
+
+absl::flat_hash_map<std::string, uint64_t> AppStore::LoadUsage(const std::string& day) const {
+  absl::ReaderMutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, uint64_t> out;
+  Stmt s(db_, "SELECT app_id, messages FROM daily_usage WHERE day = ?1;");
+  s.Bind(1, day);
+  while (s.Step() == SQLITE_ROW) out[s.Text(0)] = static_cast<uint64_t>(s.Int(1));
+  return out;
+}
+
+absl::Status AppStore::SaveUsage(const std::string& day,
+                                 const absl::flat_hash_map<std::string, uint64_t>& usage) {
+  absl::MutexLock lock(&mu_);
+  sqlite3_exec(db_, "BEGIN;", nullptr, nullptr, nullptr);
+  for (const auto& [app, n] : usage) {
+    Stmt s(db_, "INSERT INTO daily_usage (app_id, day, messages) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT(app_id, day) DO UPDATE SET messages = excluded.messages;");
+    if (s.Bind(1, app).Bind(2, day).Bind(3, static_cast<int64_t>(n)).Step() != SQLITE_DONE) {
+      sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
+      return SqlError(db_, "saving daily usage");
+    }
+  }
+  // Keep a week of history; older rows serve no quota.
+  Stmt d(db_, "DELETE FROM daily_usage WHERE day < date(?1, '-7 days');");
+  d.Bind(1, day).Step();
+  sqlite3_exec(db_, "COMMIT;", nullptr, nullptr, nullptr);
   return absl::OkStatus();
 }
 

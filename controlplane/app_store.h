@@ -56,6 +56,11 @@ class AppStore {
   // last-used time.
   std::optional<std::string> VerifyToken(std::string_view token);
 
+  // Daily message counts (day as YYYY-MM-DD, UTC), by app id.
+  absl::flat_hash_map<std::string, uint64_t> LoadUsage(const std::string& day) const;
+  absl::Status SaveUsage(const std::string& day,
+                         const absl::flat_hash_map<std::string, uint64_t>& usage);
+
 
  private:
   explicit AppStore(sqlite3* db);

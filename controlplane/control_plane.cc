@@ -61,7 +61,7 @@ absl::Status ControlPlane::Start() {
     created_default_app_ = true;
   }
   hub_ = std::make_unique<NodeHub>(options_.hub, static_cast<NodeHub::Handler*>(this));
-  api_ = std::make_unique<Api>(*store_, cluster_, *hub_);
+  api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
   store_->SetListener([this](const relay::v1::App& app, bool removed) {
     OnAppChanged(app, removed);
   });
@@ -87,6 +87,7 @@ absl::Status ControlPlane::Start() {
     while (!stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
       hub_->SweepDeadNodes();
       FlushSubscriptionCounts(false);
+      api_->FlushUsage();
     }
   });
   return absl::OkStatus();
@@ -96,6 +97,7 @@ void ControlPlane::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (sweeper_.joinable()) sweeper_.join();
+  if (api_) api_->FlushUsage();
   if (hub_) hub_->CloseAll();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }

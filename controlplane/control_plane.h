@@ -34,6 +34,7 @@ struct ControlPlaneOptions {
   std::string default_app_key = "app-key";
   std::string default_app_secret = "app-secret";
   NodeHubOptions hub;
+  ApiLimits limits;
 };
 
 class ControlPlane : private NodeHub::Handler {

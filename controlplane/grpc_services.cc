@@ -78,9 +78,13 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
     return absl::OkStatus();
   }
 
+  // gRPC callers are internal services: no per-IP request limit (the app's event rate and daily
+  // quota still apply), see docs/http-api.md.
   ServerUnaryReactor* Trigger(CallbackServerContext* ctx, const relay::v1::TriggerRequest* req,
                               relay::v1::TriggerResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      uint64_t n = static_cast<uint64_t>(std::max(1, req->channels_size()));
+      if (auto st = api_.Admit(a, std::string(), n, nullptr); !st.ok()) return st;
       return Assign(api_.Trigger(a, *req), resp);
     });
   }
@@ -88,6 +92,8 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
                                    const relay::v1::TriggerBatchRequest* req,
                                    relay::v1::TriggerBatchResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      uint64_t n = static_cast<uint64_t>(std::max(1, req->batch_size()));
+      if (auto st = api_.Admit(a, std::string(), n, nullptr); !st.ok()) return st;
       return Assign(api_.TriggerBatch(a, *req), resp);
     });
   }
@@ -115,7 +121,10 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   ServerUnaryReactor* SendToUser(CallbackServerContext* ctx,
                                  const relay::v1::SendToUserRequest* req,
                                  relay::v1::SendToUserResponse*) override {
-    return Run(ctx, req->app(), [&](const relay::v1::App& a) { return api_.SendToUser(a, *req); });
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
+      if (auto st = api_.Admit(a, std::string(), 1, nullptr); !st.ok()) return st;
+      return api_.SendToUser(a, *req);
+    });
   }
   ServerUnaryReactor* TerminateUserConnections(
       CallbackServerContext* ctx, const relay::v1::TerminateUserConnectionsRequest* req,

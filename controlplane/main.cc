@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/io_pool.h"
 #include "common/log.h"
@@ -30,6 +31,12 @@ int Run(int argc, char** argv) {
                "Secret of the app created on first start");
   flags.Uint("node-timeout-ms", &liveness_ms,
              "A data plane silent for this long is withdrawn from the cluster");
+  uint64_t trigger_rate = options.limits.trigger_requests_per_minute;
+  std::string trusted_proxies;
+  flags.Uint("trigger-rate-limit", &trigger_rate,
+             "HTTP trigger requests per minute per client address (0 = unlimited)");
+  flags.String("trusted-proxies", &trusted_proxies,
+               "Comma-separated proxy addresses whose X-Forwarded-For is trusted");
   if (auto st = flags.Parse(argc, argv); !st.ok()) {
     std::cerr << "relay-controlplane: " << st.message() << "\n";
     return 2;
@@ -46,6 +53,12 @@ int Run(int argc, char** argv) {
   options.grpc_port = static_cast<uint16_t>(grpc_port);
   options.hub.liveness_timeout = std::chrono::milliseconds(liveness_ms);
 
+  options.limits.trigger_requests_per_minute = trigger_rate;
+  std::vector<std::string> proxies;
+  for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
+    proxies.emplace_back(p);
+  }
+
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -58,7 +71,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   common::IoPool pool(2);
-  http_bridge::HttpApi http_api(cp.api(), cp.store());
+  http_bridge::HttpApi http_api(cp.api(), cp.store(), proxies);
   http_bridge::HttpServer http({host, static_cast<uint16_t>(port)}, pool, http_api.Handler());
   auto bound = http.Start();
   if (!bound.ok()) {

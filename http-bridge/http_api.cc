@@ -7,6 +7,8 @@
 #include "absl/strings/numbers.h"
 #include "common/strings.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
+#include <algorithm>
 #include "common/app_secrets.h"
 #include "common/channel.h"
 #include "common/crypto.h"
@@ -167,8 +169,39 @@ int HttpStatusFor(const absl::Status& st) {
   }
 }
 
-HttpApi::HttpApi(controlplane::Api& api, controlplane::AppStore& store)
-    : api_(api), store_(store) {}
+HttpApi::HttpApi(controlplane::Api& api, controlplane::AppStore& store,
+                 std::vector<std::string> trusted_proxies)
+    : api_(api), store_(store), trusted_proxies_(std::move(trusted_proxies)) {}
+
+std::string HttpApi::ClientIp(const HttpRequest& req) const {
+  auto trusted = [this](std::string_view ip) {
+    return std::find(trusted_proxies_.begin(), trusted_proxies_.end(), ip) !=
+           trusted_proxies_.end();
+  };
+  if (!trusted(req.peer_ip)) return req.peer_ip;
+  std::string_view xff = req.Header("X-Forwarded-For");
+  std::vector<std::string> hops;
+  for (absl::string_view h : absl::StrSplit(common::AbslView(xff), ',', absl::SkipWhitespace())) {
+    hops.emplace_back(absl::StripAsciiWhitespace(h));
+  }
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    if (!trusted(*it)) return *it;
+  }
+  return req.peer_ip;
+}
+
+namespace {
+void AddRateHeaders(HttpResponse& r, const controlplane::RateInfo& info) {
+  if (!info.present) return;
+  r.headers.emplace_back("X-RateLimit-Limit", std::to_string(info.limit));
+  r.headers.emplace_back("X-RateLimit-Remaining", std::to_string(info.remaining));
+  r.headers.emplace_back("X-RateLimit-Reset", std::to_string(info.reset_unix_s));
+  if (r.status == 429) {
+    int64_t wait = std::max<int64_t>(1, info.reset_unix_s - common::NowUnixSeconds());
+    r.headers.emplace_back("Retry-After", std::to_string(wait));
+  }
+}
+}  // namespace
 
 HttpResponse HttpApi::Handle(const HttpRequest& req) {
   std::vector<std::string> parts = SplitPath(req.path);
@@ -211,6 +244,14 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
 
   const bool post = req.method == "POST";
   const bool get = req.method == "GET";
+  const std::string client_ip = ClientIp(req);
+  controlplane::RateInfo rate;
+  // Admission for event-sending endpoints, counted as `messages` messages.
+  auto admit = [&](uint64_t messages) { return api_.Admit(*app, client_ip, messages, &rate); };
+  auto limited = [&](HttpResponse r) {
+    AddRateHeaders(r, rate);
+    return r;
+  };
 
   // POST events
   if (post && rest.size() == 1 && rest[0] == "events") {
@@ -240,9 +281,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     } else {
       return fail(absl::InvalidArgumentError("missing 'channels' (array) or 'channel' (string)"));
     }
+    if (auto st = admit(static_cast<uint64_t>(std::max(1, t.channels_size()))); !st.ok()) {
+      return limited(fail(st));
+    }
     auto r = api_.Trigger(*app, t);
-    if (!r.ok()) return fail(r.status());
-    if (info.empty()) return Ok("{}");
+    if (!r.ok()) return limited(fail(r.status()));
+    if (info.empty()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("channels").BeginObject();
     for (const auto& c : t.channels()) {
@@ -257,7 +301,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       w.Key(c).Raw(ChannelJson(it->second, wanted, false));
     }
     w.EndObject().EndObject();
-    return Ok(w.Take());
+    return limited(Ok(w.Take()));
   }
 
   // POST batch_events
@@ -290,9 +334,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       e->set_socket_id(socket_id);
       e->set_info(info);
     }
+    if (auto st = admit(static_cast<uint64_t>(std::max(1, b.batch_size()))); !st.ok()) {
+      return limited(fail(st));
+    }
     auto r = api_.TriggerBatch(*app, b);
-    if (!r.ok()) return fail(r.status());
-    if (!r->has_info()) return Ok("{}");
+    if (!r.ok()) return limited(fail(r.status()));
+    if (!r->has_info()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("batch").BeginArray();
     for (int i = 0; i < r->batch_size(); ++i) {
@@ -306,7 +353,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       w.Raw(ChannelJson(r->batch(i), wanted, false));
     }
     w.EndArray().EndObject();
-    return Ok(w.Take());
+    return limited(Ok(w.Take()));
   }
 
   // GET channels
@@ -372,8 +419,9 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       s.set_name(name);
       s.set_data(data);
       s.set_socket_id(socket_id);
-      if (auto st = api_.SendToUser(*app, s); !st.ok()) return fail(st);
-      return Ok("{}");
+      if (auto st = admit(1); !st.ok()) return limited(fail(st));
+      if (auto st = api_.SendToUser(*app, s); !st.ok()) return limited(fail(st));
+      return limited(Ok("{}"));
     }
   }
 

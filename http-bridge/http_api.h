@@ -6,6 +6,9 @@
 // Thread-safe.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "http-bridge/http_types.h"
@@ -14,7 +17,13 @@ namespace relay::http_bridge {
 
 class HttpApi {
  public:
-  HttpApi(controlplane::Api& api, controlplane::AppStore& store);
+  // `trusted_proxies`: peer addresses whose X-Forwarded-For is believed for the client address.
+  HttpApi(controlplane::Api& api, controlplane::AppStore& store,
+          std::vector<std::string> trusted_proxies = {});
+
+  // The client address of a request: the peer, or, behind a trusted proxy, the nearest
+  // X-Forwarded-For entry that is not itself a trusted proxy.
+  std::string ClientIp(const HttpRequest& request) const;
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -26,6 +35,7 @@ class HttpApi {
  private:
   controlplane::Api& api_;
   controlplane::AppStore& store_;
+  std::vector<std::string> trusted_proxies_;
 };
 
 // HTTP status for a canonical status code (400, 401, 403, 404, 413, 429, ...).

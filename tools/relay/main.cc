@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "common/strings.h"
+#include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "controlplane/control_plane.h"
@@ -34,6 +35,12 @@ int Run(int argc, char** argv) {
   flags.String("node-id", &dpo.node_id, "The embedded data plane's node id");
   flags.Uint("shards", &shards, "I/O threads (0 = one per core)");
   flags.Uint("capacity", &capacity, "Connections accepted before refusing with 4100 (0 = no limit)");
+  uint64_t trigger_rate = cpo.limits.trigger_requests_per_minute;
+  std::string trusted_proxies;
+  flags.Uint("trigger-rate-limit", &trigger_rate,
+             "HTTP trigger requests per minute per client address (0 = unlimited)");
+  flags.String("trusted-proxies", &trusted_proxies,
+               "Comma-separated proxy addresses whose X-Forwarded-For is trusted");
   if (auto st = flags.Parse(argc, argv); !st.ok()) {
     std::cerr << "relay: " << st.message() << "\n";
     return 2;
@@ -54,6 +61,12 @@ int Run(int argc, char** argv) {
   dpo.capacity = capacity;
   if (dpo.node_id.empty()) dpo.node_id = "embedded";
 
+  cpo.limits.trigger_requests_per_minute = trigger_rate;
+  std::vector<std::string> proxies;
+  for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
+    proxies.emplace_back(p);
+  }
+
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -66,7 +79,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   dpo.control_plane = common::StrCat(host == "0.0.0.0" ? "127.0.0.1" : host, ":", cp.grpc_port());
-  http_bridge::HttpApi http_api(cp.api(), cp.store());
+  http_bridge::HttpApi http_api(cp.api(), cp.store(), proxies);
   dataplane::DataPlane dp(dpo, http_api.Handler());
   if (auto st = dp.Start(); !st.ok()) {
     std::cerr << "relay: " << st.message() << "\n";

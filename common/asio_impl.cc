@@ -3,4 +3,5 @@
 #include <utility>  // Boost 1.74's asio headers use std::exchange without including it.
 
 #include <boost/asio/impl/src.hpp>
+#include <boost/asio/ssl/impl/src.hpp>
 #include <boost/beast/src.hpp>

@@ -60,13 +60,20 @@ absl::Status ControlPlane::Start() {
     }
     created_default_app_ = true;
   }
+  if (options_.webhook_post) {
+    webhooks_ = std::make_unique<Webhooks>(options_.data_dir, *store_, options_.webhook_post,
+                                           options_.webhooks);
+    if (auto st = webhooks_->Open(); !st.ok()) return st;
+    webhooks_->Start();
+  }
   hub_ = std::make_unique<NodeHub>(options_.hub, static_cast<NodeHub::Handler*>(this));
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
   store_->SetListener([this](const relay::v1::App& app, bool removed) {
     OnAppChanged(app, removed);
   });
   channels_service_ = MakeChannelsService(*api_);
-  admin_service_ = MakeAdminService(*store_, cluster_, *hub_, *api_, admin_token_);
+  admin_service_ =
+      MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
 
   grpc::ServerBuilder builder;
   int port = 0;
@@ -100,6 +107,7 @@ void ControlPlane::Stop() {
   if (api_) api_->FlushUsage();
   if (hub_) hub_->CloseAll();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (webhooks_) webhooks_->Stop();
 }
 
 void ControlPlane::Broadcast(const relay::v1::ControlMessage& msg) {
@@ -109,6 +117,7 @@ void ControlPlane::Broadcast(const relay::v1::ControlMessage& msg) {
 void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
   relay::v1::ControlMessage msg;
   if (removed) {
+    if (webhooks_) webhooks_->RemoveApp(app.id());
     msg.mutable_app_remove()->set_app_id(app.id());
   } else {
     *msg.mutable_app_upsert() = app;
@@ -168,9 +177,25 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
   } else {
     reply->set_ok(true);
   }
-  if (reply->ok()) {
+  if (reply->ok() && common::ClassifyChannel(request.channel()).is_cache) {
     if (auto cached = cluster_.GetCache(request.app_id(), request.channel())) {
       *reply->mutable_cache() = *cached;
+    } else if (webhooks_ && webhooks_->Wants(request.app_id(), "cache_miss")) {
+      // One cache_miss webhook per channel per 5 s while it stays empty.
+      int64_t now = common::NowUnixMs();
+      bool emit = false;
+      {
+        absl::MutexLock lock(&announce_mu_);
+        int64_t& last = last_cache_miss_[{request.app_id(), request.channel()}];
+        if (now - last >= 5000) {
+          last = now;
+          emit = true;
+        }
+      }
+      if (emit) {
+        webhooks_->Emit(request.app_id(),
+                        Webhooks::ChannelEvent("cache_miss", request.channel()));
+      }
     }
   }
   // The reply goes out before the member_added it causes, so the joiner's node learns the
@@ -191,6 +216,11 @@ void ControlPlane::OnClientEvent(const std::string& node_id,
   publish.set_user_id(event.user_id());
   publish.add_frames(common::RenderEvent(event.event(), event.channel(), event.data_json(), true,
                                          event.user_id()));
+  if (webhooks_) {
+    webhooks_->Emit(event.app_id(),
+                    Webhooks::ClientEvent(event.channel(), event.event(), event.data_json(),
+                                          event.socket_id(), event.user_id()));
+  }
   // The sender's node already delivered it locally.
   for (const auto& node : cluster_.NodesWithInterest(event.app_id(), {event.channel()})) {
     if (node == node_id) continue;
@@ -200,7 +230,46 @@ void ControlPlane::OnClientEvent(const std::string& node_id,
   }
 }
 
+void ControlPlane::EmitWebhooks(const Effects& fx) {
+  if (!webhooks_) return;
+  auto key = [](const auto& e) { return std::make_pair(e.app_id, e.channel); };
+  for (const auto& c : fx.occupied) {
+    {
+      absl::MutexLock lock(&announce_mu_);
+      if (announced_.erase(key(c)) > 0) continue;  // already announced with its first member
+    }
+    webhooks_->Emit(c.app_id, Webhooks::ChannelEvent("channel_occupied", c.channel));
+  }
+  for (const auto& m : fx.member_added) {
+    bool announce = false;
+    if (cluster_.GetChannel(m.app_id, m.channel).subscription_count() == 0) {
+      absl::MutexLock lock(&announce_mu_);
+      announce = announced_.insert(key(m)).second;
+    }
+    if (announce) {
+      webhooks_->Emit(m.app_id, Webhooks::ChannelEvent("channel_occupied", m.channel));
+    }
+    webhooks_->Emit(m.app_id, Webhooks::MemberEvent("member_added", m.channel, m.user_id));
+  }
+  for (const auto& m : fx.member_removed) {
+    webhooks_->Emit(m.app_id, Webhooks::MemberEvent("member_removed", m.channel, m.user_id));
+    // A member that left before its node counted the subscription: close the announcement.
+    bool close = false;
+    {
+      absl::MutexLock lock(&announce_mu_);
+      close = announced_.contains(key(m)) &&
+              cluster_.PresenceMembers(m.app_id, m.channel).empty() &&
+              announced_.erase(key(m)) > 0;
+    }
+    if (close) webhooks_->Emit(m.app_id, Webhooks::ChannelEvent("channel_vacated", m.channel));
+  }
+  for (const auto& c : fx.vacated) {
+    webhooks_->Emit(c.app_id, Webhooks::ChannelEvent("channel_vacated", c.channel));
+  }
+}
+
 void ControlPlane::Apply(const Effects& fx) {
+  EmitWebhooks(fx);
   auto member_frame = [](const Effects::Member& m, bool added) {
     common::JsonWriter w;
     w.BeginObject().Key("user_id").String(m.user_id);
@@ -295,6 +364,9 @@ void ControlPlane::FlushSubscriptionCounts(bool force_all) {
 
 void ControlPlane::SendSubscriptionCount(const std::string& app_id, const std::string& channel,
                                          uint32_t count) {
+  if (webhooks_) {
+    webhooks_->Emit(app_id, Webhooks::SubscriptionCountEvent(channel, count));
+  }
   relay::v1::Publish p;
   p.set_app_id(app_id);
   p.add_channels(channel);

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/node_hub.h"
+#include "controlplane/webhooks.h"
 
 namespace grpc {
 class Server;
@@ -35,6 +37,9 @@ struct ControlPlaneOptions {
   std::string default_app_secret = "app-secret";
   NodeHubOptions hub;
   ApiLimits limits;
+  // Sends webhook requests; webhooks are off when empty (the binaries pass http_bridge::HttpPost).
+  HttpPost webhook_post;
+  WebhookOptions webhooks;
 };
 
 class ControlPlane : private NodeHub::Handler {
@@ -53,6 +58,8 @@ class ControlPlane : private NodeHub::Handler {
   AppStore& store() { return *store_; }
   ClusterState& cluster() { return cluster_; }
   NodeHub& hub() { return *hub_; }
+  // Null when webhooks are off.
+  Webhooks* webhooks() { return webhooks_.get(); }
 
  private:
   relay::v1::Welcome OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
@@ -89,6 +96,14 @@ class ControlPlane : private NodeHub::Handler {
   ClusterState cluster_;
   std::unique_ptr<NodeHub> hub_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<Webhooks> webhooks_;
+  // Presence channels whose channel_occupied webhook went out with their first member_added,
+  // before the node's subscription count arrived (keeps occupied -> member_added order).
+  absl::Mutex announce_mu_;
+  std::set<std::pair<std::string, std::string>> announced_ ABSL_GUARDED_BY(announce_mu_);
+  std::map<std::pair<std::string, std::string>, int64_t> last_cache_miss_
+      ABSL_GUARDED_BY(announce_mu_);
+  void EmitWebhooks(const Effects& effects);
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;

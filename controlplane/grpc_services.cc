@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <thread>
+
 #include "common/strings.h"
 #include "common/crypto.h"
 #include "common/time.h"
@@ -9,6 +11,7 @@
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/node_hub.h"
+#include "controlplane/webhooks.h"
 #include "relay/v1/admin.grpc.pb.h"
 #include "relay/v1/public.grpc.pb.h"
 
@@ -154,8 +157,13 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
 class AdminService final : public relay::v1::Admin::CallbackService {
  public:
   AdminService(AppStore& store, ClusterState& cluster, NodeHub& hub, Api& api,
-               std::string admin_token)
-      : store_(store), cluster_(cluster), hub_(hub), api_(api), token_(std::move(admin_token)) {}
+               Webhooks* webhooks, std::string admin_token)
+      : store_(store),
+        cluster_(cluster),
+        hub_(hub),
+        api_(api),
+        webhooks_(webhooks),
+        token_(std::move(admin_token)) {}
 
  private:
   template <typename Fn>
@@ -170,8 +178,6 @@ class AdminService final : public relay::v1::Admin::CallbackService {
     }
     return Done(ctx, fn());
   }
-
-  static std::string AppRef(const std::string& app) { return app; }
 
   ServerUnaryReactor* ListApps(CallbackServerContext* ctx, const relay::v1::ListAppsRequest*,
                                relay::v1::ListAppsResponse* resp) override {
@@ -299,10 +305,72 @@ class AdminService final : public relay::v1::Admin::CallbackService {
     });
   }
 
+  // The app named by id or key, for the webhook calls.
+  absl::StatusOr<relay::v1::App> WebhookApp(const std::string& app) {
+    if (webhooks_ == nullptr) {
+      return absl::FailedPreconditionError("webhooks are not enabled on this control plane");
+    }
+    auto a = store_.Find(app);
+    if (!a) return absl::NotFoundError(common::StrCat("app '", app, "' not found"));
+    return *a;
+  }
+
+  ServerUnaryReactor* AddWebhook(CallbackServerContext* ctx,
+                                 const relay::v1::AddWebhookRequest* req,
+                                 relay::v1::Webhook* resp) override {
+    return Run(ctx, [&] {
+      auto a = WebhookApp(req->app());
+      if (!a.ok()) return a.status();
+      auto h = webhooks_->Add(a->id(), req->webhook());
+      if (!h.ok()) return h.status();
+      *resp = *h;
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* ListWebhooks(CallbackServerContext* ctx,
+                                   const relay::v1::ListWebhooksRequest* req,
+                                   relay::v1::ListWebhooksResponse* resp) override {
+    return Run(ctx, [&] {
+      auto a = WebhookApp(req->app());
+      if (!a.ok()) return a.status();
+      for (auto& h : webhooks_->List(a->id())) *resp->add_webhooks() = std::move(h);
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* RemoveWebhook(CallbackServerContext* ctx,
+                                    const relay::v1::RemoveWebhookRequest* req,
+                                    relay::v1::RemoveWebhookResponse*) override {
+    return Run(ctx, [&] {
+      if (webhooks_ == nullptr) {
+        return absl::FailedPreconditionError("webhooks are not enabled on this control plane");
+      }
+      return webhooks_->Remove(req->webhook_id());
+    });
+  }
+  ServerUnaryReactor* TestWebhooks(CallbackServerContext* ctx,
+                                   const relay::v1::TestWebhooksRequest* req,
+                                   relay::v1::TestWebhooksResponse* resp) override {
+    // Test requests block on the endpoints (bounded by the request timeout each), so they run
+    // off gRPC's callback threads.
+    auto a = WebhookApp(req->app());
+    std::string given = Bearer(ctx);
+    if (given.empty() || !common::ConstantTimeEquals(given, token_)) {
+      return Done(ctx, absl::UnauthenticatedError("missing or invalid admin token"));
+    }
+    if (!a.ok()) return Done(ctx, a.status());
+    auto* reactor = ctx->DefaultReactor();
+    std::thread([this, reactor, resp, app_id = a->id()] {
+      for (auto& r : webhooks_->Test(app_id)) *resp->add_results() = std::move(r);
+      reactor->Finish(grpc::Status::OK);
+    }).detach();
+    return reactor;
+  }
+
   AppStore& store_;
   ClusterState& cluster_;
   NodeHub& hub_;
   Api& api_;
+  Webhooks* webhooks_;
   std::string token_;
 };
 
@@ -313,9 +381,9 @@ std::unique_ptr<grpc::Service> MakeChannelsService(Api& api) {
 }
 
 std::unique_ptr<grpc::Service> MakeAdminService(AppStore& store, ClusterState& cluster,
-                                                NodeHub& hub, Api& api,
+                                                NodeHub& hub, Api& api, Webhooks* webhooks,
                                                 const std::string& admin_token) {
-  return std::make_unique<AdminService>(store, cluster, hub, api, admin_token);
+  return std::make_unique<AdminService>(store, cluster, hub, api, webhooks, admin_token);
 }
 
 }  // namespace relay::controlplane

@@ -16,10 +16,12 @@ class Api;
 class AppStore;
 class ClusterState;
 class NodeHub;
+class Webhooks;
 
 std::unique_ptr<grpc::Service> MakeChannelsService(Api& api);
+// `webhooks` may be null (webhooks off): the webhook calls then fail with FAILED_PRECONDITION.
 std::unique_ptr<grpc::Service> MakeAdminService(AppStore& store, ClusterState& cluster,
-                                                NodeHub& hub, Api& api,
+                                                NodeHub& hub, Api& api, Webhooks* webhooks,
                                                 const std::string& admin_token);
 
 }  // namespace relay::controlplane

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "controlplane/control_plane.h"
 #include "http-bridge/http_api.h"
+#include "http-bridge/http_client.h"
 #include "http-bridge/http_server.h"
 
 namespace {
@@ -54,6 +55,7 @@ int Run(int argc, char** argv) {
   options.hub.liveness_timeout = std::chrono::milliseconds(liveness_ms);
 
   options.limits.trigger_requests_per_minute = trigger_rate;
+  options.webhook_post = http_bridge::HttpPost;
   std::vector<std::string> proxies;
   for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
     proxies.emplace_back(p);

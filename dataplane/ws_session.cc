@@ -501,11 +501,12 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     subs_.erase(it);
     if (sub.request_id != 0) return;  // still pending: OnSubscribeReply withdraws it
     if (common::ClassifyChannel(channel).is_server_to_user) return;
-    if (shard_.Unsubscribe(this, app_id_, channel)) {
-      dp_.state().ChannelChanged(app_id_, channel, -1);
-    }
+    // The member leaves before the count drops, so member_removed precedes channel_vacated.
     if (common::ClassifyChannel(channel).is_presence) {
       dp_.state().PresenceLeft(PresenceOf(channel, sub.user_id));
+    }
+    if (shard_.Unsubscribe(this, app_id_, channel)) {
+      dp_.state().ChannelChanged(app_id_, channel, -1);
     }
   }
 

@@ -11,6 +11,7 @@
 #include "controlplane/control_plane.h"
 #include "dataplane/data_plane.h"
 #include "http-bridge/http_api.h"
+#include "http-bridge/http_client.h"
 
 namespace {
 
@@ -62,6 +63,7 @@ int Run(int argc, char** argv) {
   if (dpo.node_id.empty()) dpo.node_id = "embedded";
 
   cpo.limits.trigger_requests_per_minute = trigger_rate;
+  cpo.webhook_post = http_bridge::HttpPost;
   std::vector<std::string> proxies;
   for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
     proxies.emplace_back(p);

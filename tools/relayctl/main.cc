@@ -52,6 +52,12 @@ constexpr const char* kCommands = R"(Commands:
   nodes list                                Attached data planes
   nodes drain NODE [--window 10s]           Move a node's clients away
   stats [--app APP] [--watch] [--interval 2s]
+  webhooks add --app APP --url URL [--events channel_occupied,member_added,...]
+               [--filter-prefix P] [--filter-suffix S] [--header K=V ...]
+               [--batch-window-ms N] [--batch-max N] [--delay-ms N] [--retry-seconds N]
+  webhooks list --app APP                   Endpoints with delivered/failed/retrying/dropped
+  webhooks remove ID
+  webhooks test APP                         Send a signed test event to every endpoint
 
 Global flags (before or after the command):
   --server HOST:PORT   the control plane's gRPC address (default 127.0.0.1:50051) [env RELAY_SERVER]
@@ -304,6 +310,20 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
     f.String("user", &user, "User id");
   } else if (name == "nodes drain") {
     f.String("window", &window, "Window over which clients are closed (e.g. 10s)");
+  } else if (name == "webhooks add") {
+    need_app();
+    setters["url"];
+    setters["events"];
+    setters["filter-prefix"];
+    setters["filter-suffix"];
+    setters["batch-window-ms"];
+    setters["batch-max"];
+    setters["delay-ms"];
+    setters["retry-seconds"];
+    for (auto& [k, v] : setters) f.String(k, &v, "See relayctl --help");
+    f.List("header", &channels, "Extra request header K=V (repeatable)");
+  } else if (name == "webhooks list") {
+    need_app();
   } else if (name == "stats") {
     f.String("app", &app, "Only this app");
     f.Bool("watch", &watch, "Print rates every interval until interrupted");
@@ -605,6 +625,95 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
     std::cout << (g.json ? "{}" : "Closing the connections of user " + user) << "\n";
     return kExitOk;
   }
+  if (name == "webhooks add") {
+    if (app.empty() || setters["url"].empty()) return Usage("webhooks add needs --app and --url");
+    relay::v1::AddWebhookRequest req;
+    req.set_app(app);
+    auto* h = req.mutable_webhook();
+    h->set_url(setters["url"]);
+    for (absl::string_view e : absl::StrSplit(setters["events"], ',', absl::SkipWhitespace())) {
+      h->add_event_types(std::string(e));
+    }
+    h->set_filter_prefix(setters["filter-prefix"]);
+    h->set_filter_suffix(setters["filter-suffix"]);
+    for (const auto& kv : channels) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) return Usage("--header takes K=V");
+      (*h->mutable_headers())[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    for (const auto& [flag, setter] :
+         std::vector<std::pair<std::string, std::function<void(uint32_t)>>>{
+             {"batch-window-ms", [h](uint32_t v) { h->set_batch_window_ms(v); }},
+             {"batch-max", [h](uint32_t v) { h->set_batch_max_events(v); }},
+             {"delay-ms", [h](uint32_t v) { h->set_delay_ms(v); }},
+             {"retry-seconds", [h](uint32_t v) { h->set_retry_seconds(v); }}}) {
+      if (setters[flag].empty()) continue;
+      uint32_t v = 0;
+      if (!absl::SimpleAtoi(common::AbslView(setters[flag]), &v)) {
+        return Usage("--" + flag + " takes a non-negative integer");
+      }
+      setter(v);
+    }
+    relay::v1::Webhook r;
+    st = c.admin().AddWebhook(c.AdminContext().get(), req, &r);
+    if (!st.ok()) return Fail(st, g);
+    if (g.json) return std::cout << ToJson(r) << "\n", kExitOk;
+    std::cout << "Added webhook " << r.id() << " -> " << r.url() << "\n";
+    return kExitOk;
+  }
+  if (name == "webhooks list") {
+    if (app.empty()) return Usage("webhooks list needs --app");
+    relay::v1::ListWebhooksRequest req;
+    req.set_app(app);
+    relay::v1::ListWebhooksResponse r;
+    st = c.admin().ListWebhooks(c.AdminContext().get(), req, &r);
+    if (!st.ok()) return Fail(st, g);
+    if (g.json) return std::cout << ToJson(r) << "\n", kExitOk;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& h : r.webhooks()) {
+      std::string events;
+      for (const auto& e : h.event_types()) events += (events.empty() ? "" : ",") + e;
+      rows.push_back({h.id(), h.url(), events.empty() ? "all" : events,
+                      std::to_string(h.stats().delivered()), std::to_string(h.stats().failed()),
+                      std::to_string(h.stats().retrying()), std::to_string(h.stats().dropped()),
+                      h.stats().last_error().empty() ? "-" : h.stats().last_error()});
+    }
+    PrintTable({"ID", "URL", "EVENTS", "DELIVERED", "FAILED", "RETRYING", "DROPPED", "LAST ERROR"},
+               rows);
+    return kExitOk;
+  }
+  if (name == "webhooks remove") {
+    auto ref = positional_arg("ID");
+    if (!ref) return Usage("webhooks remove needs exactly one webhook ID");
+    relay::v1::RemoveWebhookRequest req;
+    req.set_webhook_id(*ref);
+    relay::v1::RemoveWebhookResponse r;
+    st = c.admin().RemoveWebhook(c.AdminContext().get(), req, &r);
+    if (!st.ok()) return Fail(st, g);
+    std::cout << (g.json ? "{}" : "Removed " + *ref) << "\n";
+    return kExitOk;
+  }
+  if (name == "webhooks test") {
+    auto ref = positional_arg("APP");
+    if (!ref) return Usage("webhooks test needs exactly one APP");
+    relay::v1::TestWebhooksRequest req;
+    req.set_app(*ref);
+    relay::v1::TestWebhooksResponse r;
+    auto ctx = c.AdminContext();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    st = c.admin().TestWebhooks(ctx.get(), req, &r);
+    if (!st.ok()) return Fail(st, g);
+    if (g.json) return std::cout << ToJson(r) << "\n", kExitOk;
+    bool all_ok = true;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : r.results()) {
+      all_ok &= t.error().empty();
+      rows.push_back({t.webhook_id(), t.url(), std::to_string(t.status()),
+                      t.error().empty() ? "ok" : t.error()});
+    }
+    PrintTable({"ID", "URL", "STATUS", "RESULT"}, rows);
+    return all_ok ? kExitOk : kExitError;
+  }
   if (name == "nodes list") {
     relay::v1::ListNodesResponse r;
     st = c.admin().ListNodes(c.AdminContext().get(), {}, &r);
@@ -681,6 +790,7 @@ int main(int argc, char** argv) {
       {"apps", {"list", "create", "show", "update", "enable", "disable", "rotate-secret", "delete"}},
       {"tokens", {"create", "list", "revoke"}},
       {"nodes", {"list", "drain"}},
+      {"webhooks", {"add", "list", "remove", "test"}},
       {"publish", {}}, {"channels", {}}, {"channel", {}}, {"users", {}},
       {"send-to-user", {}}, {"terminate", {}}, {"stats", {}}};
   Globals g;

@@ -1,0 +1,485 @@
+#include "controlplane/webhooks.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "common/time.h"
+#include "controlplane/app_store.h"
+
+namespace relay::controlplane {
+namespace {
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, app_id TEXT NOT NULL,"
+    " config BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS outbox (row INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " endpoint TEXT NOT NULL, name TEXT NOT NULL, channel TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " json TEXT NOT NULL, created_ms INTEGER NOT NULL, not_before_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS outbox_endpoint ON outbox(endpoint, row);";
+
+const std::set<std::string>& KnownTypes() {
+  static const std::set<std::string> kTypes = {"channel_occupied", "channel_vacated",
+                                               "member_added",     "member_removed",
+                                               "client_event",     "cache_miss",
+                                               "subscription_count"};
+  return kTypes;
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+relay::v1::Webhook WithDefaults(relay::v1::Webhook h) {
+  if (h.batch_max_events() == 0) h.set_batch_max_events(50);
+  if (h.delay_ms() == 0) h.set_delay_ms(3000);
+  if (h.retry_seconds() == 0) h.set_retry_seconds(300);
+  return h;
+}
+
+}  // namespace
+
+Webhooks::Webhooks(std::string data_dir, AppStore& apps, HttpPost post, WebhookOptions options)
+    : data_dir_(std::move(data_dir)), apps_(apps), post_(std::move(post)), options_(options) {}
+
+Webhooks::~Webhooks() {
+  Stop();
+  absl::MutexLock lock(&mu_);
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+absl::Status Webhooks::Open() {
+  absl::MutexLock lock(&mu_);
+  std::string path = data_dir_ + "/webhooks.db";
+  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+    return absl::FailedPreconditionError(common::StrCat("cannot open ", path));
+  }
+  ::chmod(path.c_str(), 0600);
+  sqlite3_busy_timeout(db_, 5000);
+  sqlite3_exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
+               nullptr);
+  if (sqlite3_exec(db_, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return absl::InternalError(common::StrCat("webhooks.db: ", sqlite3_errmsg(db_)));
+  }
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT config FROM webhooks;", -1, &st, nullptr);
+  while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+    relay::v1::Webhook hook;
+    hook.ParseFromArray(sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0));
+    endpoints_[hook.id()].hook = WithDefaults(std::move(hook));
+  }
+  sqlite3_finalize(st);
+  st = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "SELECT row, endpoint, name, channel, user_id, json, created_ms, "
+                     "not_before_ms FROM outbox ORDER BY row;",
+                     -1, &st, nullptr);
+  size_t loaded = 0;
+  while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+    auto text = [st](int c) {
+      const auto* p = sqlite3_column_text(st, c);
+      return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
+    };
+    auto it = endpoints_.find(text(1));
+    if (it == endpoints_.end()) continue;
+    Entry e{sqlite3_column_int64(st, 0), text(2), text(3), text(4), text(5),
+            sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7)};
+    it->second.queue.push_back(std::move(e));
+    ++loaded;
+  }
+  sqlite3_finalize(st);
+  if (loaded > 0) {
+    RELAY_LOG(kInfo, "webhooks", "resuming delivery of ", loaded, " undelivered webhook events");
+  }
+  return absl::OkStatus();
+}
+
+void Webhooks::Start() {
+  threads_.emplace_back([this] { DispatchLoop(); });
+  for (size_t i = 0; i < options_.workers; ++i) {
+    threads_.emplace_back([this] {
+      while (true) {
+        std::function<void()> task;
+        {
+          absl::MutexLock lock(&mu_);
+          auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+            return stopping_ || !work_.empty();
+          };
+          mu_.Await(absl::Condition(&ready));
+          if (stopping_) return;
+          task = std::move(work_.front());
+          work_.pop_front();
+        }
+        task();
+      }
+    });
+  }
+}
+
+void Webhooks::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
+                                                 relay::v1::Webhook hook) {
+  const std::string& url = hook.url();
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    return absl::InvalidArgumentError("the webhook URL must start with http:// or https://");
+  }
+  for (const auto& t : hook.event_types()) {
+    if (!KnownTypes().contains(t)) {
+      return absl::InvalidArgumentError(common::StrCat(
+          "unknown event type '", t,
+          "' (channel_occupied, channel_vacated, member_added, member_removed, client_event, "
+          "cache_miss, subscription_count)"));
+    }
+  }
+  for (const auto& [k, v] : hook.headers()) {
+    std::string lower = k;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower.rfind("x-pusher-", 0) == 0 || lower == "content-type" || lower == "content-length" ||
+        lower == "host" || k.find_first_of("\r\n:") != std::string::npos ||
+        v.find_first_of("\r\n") != std::string::npos) {
+      return absl::InvalidArgumentError(common::StrCat("header '", k, "' cannot be set"));
+    }
+  }
+  hook.set_id(common::StrCat("wh_", common::RandomHex(6)));
+  hook.set_app_id(app_id);
+  hook.clear_stats();
+  hook = WithDefaults(std::move(hook));
+  absl::MutexLock lock(&mu_);
+  std::string blob;
+  hook.SerializeToString(&blob);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db_, "INSERT INTO webhooks (id, app_id, config) VALUES (?1, ?2, ?3);", -1,
+                     &st, nullptr);
+  sqlite3_bind_text(st, 1, hook.id().c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, app_id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 3, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return absl::InternalError("cannot save the webhook");
+  endpoints_[hook.id()].hook = hook;
+  return hook;
+}
+
+std::vector<relay::v1::Webhook> Webhooks::List(const std::string& app_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<relay::v1::Webhook> out;
+  for (const auto& [id, ep] : endpoints_) {
+    if (ep.hook.app_id() != app_id) continue;
+    relay::v1::Webhook h = ep.hook;
+    h.mutable_stats()->set_retrying(ep.queue.size());
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+absl::Status Webhooks::Remove(const std::string& webhook_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = endpoints_.find(webhook_id);
+  if (it == endpoints_.end()) {
+    return absl::NotFoundError(common::StrCat("webhook '", webhook_id, "' not found"));
+  }
+  endpoints_.erase(it);
+  for (const char* sql : {"DELETE FROM webhooks WHERE id = ?1;",
+                          "DELETE FROM outbox WHERE endpoint = ?1;"}) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, webhook_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+  }
+  return absl::OkStatus();
+}
+
+void Webhooks::RemoveApp(const std::string& app_id) {
+  for (const auto& h : List(app_id)) (void)Remove(h.id());
+}
+
+bool Webhooks::Matches(const relay::v1::Webhook& hook, const WebhookEvent& e) const {
+  if (!hook.event_types().empty() &&
+      std::find(hook.event_types().begin(), hook.event_types().end(), e.name) ==
+          hook.event_types().end()) {
+    return false;
+  }
+  if (!hook.filter_prefix().empty() && e.channel.rfind(hook.filter_prefix(), 0) != 0) return false;
+  if (!hook.filter_suffix().empty() && !EndsWith(e.channel, hook.filter_suffix())) return false;
+  return true;
+}
+
+bool Webhooks::Wants(const std::string& app_id, const std::string& event_name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [id, ep] : endpoints_) {
+    if (ep.hook.app_id() != app_id) continue;
+    if (ep.hook.event_types().empty() ||
+        std::find(ep.hook.event_types().begin(), ep.hook.event_types().end(), event_name) !=
+            ep.hook.event_types().end()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Webhooks::Emit(const std::string& app_id, const WebhookEvent& e) {
+  int64_t now = common::NowUnixMs();
+  absl::MutexLock lock(&mu_);
+  if (db_ == nullptr) return;
+  for (auto& [id, ep] : endpoints_) {
+    if (ep.hook.app_id() != app_id || !Matches(ep.hook, e)) continue;
+    // A re-occupy / re-join inside the delay window cancels the held vacate / remove, and
+    // itself, so a quick reconnect sends nothing.
+    const char* cancels = e.name == "channel_occupied" ? "channel_vacated"
+                          : e.name == "member_added"   ? "member_removed"
+                                                       : nullptr;
+    if (cancels != nullptr) {
+      auto held = std::find_if(ep.queue.rbegin(), ep.queue.rend(), [&](const Entry& q) {
+        return q.name == cancels && q.channel == e.channel && q.user_id == e.user_id &&
+               q.not_before_ms > now;
+      });
+      if (held != ep.queue.rend()) {
+        DeleteRows({held->row});
+        ep.queue.erase(std::next(held).base());
+        continue;
+      }
+    }
+    Entry entry{0, e.name, e.channel, e.user_id, e.json, now, now};
+    if (e.name == "channel_vacated" || e.name == "member_removed") {
+      entry.not_before_ms = now + ep.hook.delay_ms();
+    }
+    if (ep.queue.size() >= options_.max_outbox_per_endpoint) {
+      // Overflow policy: drop the oldest event, keep the newest.
+      DeleteRows({ep.queue.front().row});
+      ep.queue.pop_front();
+      ep.hook.mutable_stats()->set_dropped(ep.hook.stats().dropped() + 1);
+      RELAY_LOG(kWarn, "webhooks", "outbox of ", id, " is full; dropped its oldest event");
+    }
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db_,
+                       "INSERT INTO outbox (endpoint, name, channel, user_id, json, created_ms, "
+                       "not_before_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7);",
+                       -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, entry.name.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, entry.channel.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, entry.user_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, entry.json.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, entry.created_ms);
+    sqlite3_bind_int64(st, 7, entry.not_before_ms);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    entry.row = sqlite3_last_insert_rowid(db_);
+    ep.queue.push_back(std::move(entry));
+  }
+}
+
+void Webhooks::DeleteRows(const std::vector<int64_t>& rows) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db_, "DELETE FROM outbox WHERE row = ?1;", -1, &st, nullptr);
+  for (int64_t r : rows) {
+    sqlite3_bind_int64(st, 1, r);
+    sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(st);
+}
+
+std::string Webhooks::Body(const std::vector<Entry>& batch) const {
+  common::JsonWriter w;
+  w.BeginObject().Key("time_ms").Int(batch.front().created_ms).Key("events").BeginArray();
+  for (const auto& e : batch) w.Raw(e.json);
+  w.EndArray().EndObject();
+  return w.Take();
+}
+
+void Webhooks::DispatchLoop() {
+  while (true) {
+    int64_t now = common::NowUnixMs();
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      for (auto& [id, ep] : endpoints_) {
+        if (ep.in_flight || ep.queue.empty() || ep.next_attempt_ms > now) continue;
+        // Take ready events in order, never passing a held event of the same channel.
+        std::set<std::string> blocked;
+        std::vector<Entry> batch;
+        int64_t oldest_ready = INT64_MAX;
+        for (const auto& e : ep.queue) {
+          if (batch.size() >= ep.hook.batch_max_events()) break;
+          if (e.not_before_ms > now || blocked.contains(e.channel)) {
+            blocked.insert(e.channel);
+            continue;
+          }
+          oldest_ready = std::min(oldest_ready, std::max(e.created_ms, e.not_before_ms));
+          batch.push_back(e);
+        }
+        if (batch.empty()) continue;
+        bool full = batch.size() >= ep.hook.batch_max_events();
+        if (!full && now - oldest_ready < static_cast<int64_t>(ep.hook.batch_window_ms())) {
+          continue;
+        }
+        ep.in_flight = true;
+        work_.push_back([this, id = id, b = std::move(batch)]() mutable {
+          Deliver(id, std::move(b));
+        });
+      }
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(20));
+    }
+  }
+}
+
+void Webhooks::Deliver(const std::string& endpoint_id, std::vector<Entry> batch) {
+  relay::v1::Webhook hook;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = endpoints_.find(endpoint_id);
+    if (it == endpoints_.end()) return;
+    hook = it->second.hook;
+  }
+  auto app = apps_.Find(hook.app_id());
+  PostResult result;
+  if (!app) {
+    result.error = "the app no longer exists";
+  } else {
+    std::string body = Body(batch);
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"Content-Type", "application/json"},
+        {"X-Pusher-Key", app->key()},
+        {"X-Pusher-Signature", common::HmacSha256Hex(app->secret(), body)},
+        {"User-Agent", "relay-webhooks/1"}};
+    for (const auto& [k, v] : hook.headers()) headers.emplace_back(k, v);
+    result = post_(hook.url(), headers, body, options_.request_timeout);
+  }
+  bool ok = result.status >= 200 && result.status < 300;
+  int64_t now = common::NowUnixMs();
+  absl::MutexLock lock(&mu_);
+  auto it = endpoints_.find(endpoint_id);
+  if (it == endpoints_.end()) return;
+  Endpoint& ep = it->second;
+  ep.in_flight = false;
+  auto* stats = ep.hook.mutable_stats();
+  std::set<int64_t> rows;
+  for (const auto& e : batch) rows.insert(e.row);
+  auto remove_batch = [&] {
+    DeleteRows({rows.begin(), rows.end()});
+    ep.queue.erase(std::remove_if(ep.queue.begin(), ep.queue.end(),
+                                  [&](const Entry& e) { return rows.contains(e.row); }),
+                   ep.queue.end());
+  };
+  if (ok) {
+    remove_batch();
+    stats->set_delivered(stats->delivered() + batch.size());
+    stats->set_last_success_unix_ms(now);
+    ep.attempts = 0;
+    ep.first_failure_ms = 0;
+    ep.next_attempt_ms = 0;
+    return;
+  }
+  stats->set_failed(stats->failed() + 1);
+  stats->set_last_error(result.status != 0 ? common::StrCat("HTTP ", result.status)
+                                           : result.error);
+  if (ep.first_failure_ms == 0) ep.first_failure_ms = now;
+  if (now - ep.first_failure_ms >= static_cast<int64_t>(hook.retry_seconds()) * 1000) {
+    RELAY_LOG(kWarn, "webhooks", "giving up ", batch.size(), " events for ", endpoint_id,
+              " after ", hook.retry_seconds(), " s of failures: ", stats->last_error());
+    remove_batch();
+    stats->set_dropped(stats->dropped() + batch.size());
+    ep.attempts = 0;
+    ep.first_failure_ms = 0;
+    ep.next_attempt_ms = 0;
+    return;
+  }
+  // Exponential backoff (0.5 s, 1 s, 2 s ... capped at 30 s) with jitter in [50%, 100%].
+  ++ep.attempts;
+  int64_t backoff = std::min<int64_t>(30000, 500LL << std::min(ep.attempts - 1, 10));
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  std::uniform_int_distribution<int64_t> jitter(backoff / 2, backoff);
+  ep.next_attempt_ms = now + jitter(rng);
+}
+
+std::vector<relay::v1::TestWebhookResult> Webhooks::Test(const std::string& app_id) {
+  std::vector<relay::v1::TestWebhookResult> out;
+  auto app = apps_.Find(app_id);
+  if (!app) return out;
+  for (const auto& hook : List(app_id)) {
+    common::JsonWriter w;
+    w.BeginObject().Key("time_ms").Int(common::NowUnixMs()).Key("events").BeginArray();
+    w.BeginObject().Key("name").String("test").Key("channel").String("relay-webhook-test");
+    w.EndObject().EndArray().EndObject();
+    std::string body = w.Take();
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"Content-Type", "application/json"},
+        {"X-Pusher-Key", app->key()},
+        {"X-Pusher-Signature", common::HmacSha256Hex(app->secret(), body)},
+        {"User-Agent", "relay-webhooks/1"}};
+    for (const auto& [k, v] : hook.headers()) headers.emplace_back(k, v);
+    PostResult r = post_(hook.url(), headers, body, options_.request_timeout);
+    relay::v1::TestWebhookResult res;
+    res.set_webhook_id(hook.id());
+    res.set_url(hook.url());
+    res.set_status(r.status);
+    if (r.status < 200 || r.status >= 300) {
+      res.set_error(r.status != 0 ? common::StrCat("HTTP ", r.status) : r.error);
+    }
+    out.push_back(std::move(res));
+  }
+  return out;
+}
+
+WebhookEvent Webhooks::ChannelEvent(const std::string& name, const std::string& channel) {
+  common::JsonWriter w;
+  w.BeginObject().Key("name").String(name).Key("channel").String(channel).EndObject();
+  return {name, channel, "", w.Take()};
+}
+
+WebhookEvent Webhooks::MemberEvent(const std::string& name, const std::string& channel,
+                                   const std::string& user_id) {
+  common::JsonWriter w;
+  w.BeginObject().Key("name").String(name).Key("channel").String(channel);
+  w.Key("user_id").String(user_id).EndObject();
+  return {name, channel, user_id, w.Take()};
+}
+
+WebhookEvent Webhooks::ClientEvent(const std::string& channel, const std::string& event,
+                                   const std::string& data_json, const std::string& socket_id,
+                                   const std::string& user_id) {
+  // Pusher documents `data` as a string: objects are sent as their JSON text.
+  std::string data = data_json;
+  if (!data.empty() && data.front() == '"') {
+    simdjson::dom::element el;
+    std::string_view s;
+    if (!common::ThreadParser().parse(data_json).get(el) && !el.get(s)) data = std::string(s);
+  }
+  common::JsonWriter w;
+  w.BeginObject().Key("name").String("client_event").Key("channel").String(channel);
+  w.Key("event").String(event).Key("data").String(data).Key("socket_id").String(socket_id);
+  if (!user_id.empty()) w.Key("user_id").String(user_id);
+  w.EndObject();
+  return {"client_event", channel, user_id, w.Take()};
+}
+
+WebhookEvent Webhooks::SubscriptionCountEvent(const std::string& channel, uint32_t count) {
+  common::JsonWriter w;
+  w.BeginObject().Key("name").String("subscription_count").Key("channel").String(channel);
+  w.Key("subscription_count").Uint(count).EndObject();
+  return {"subscription_count", channel, "", w.Take()};
+}
+
+}  // namespace relay::controlplane

@@ -1,0 +1,741 @@
+// relay-bench: a load generator that speaks only the Pusher protocol and HTTP API, so it measures
+// Relay and any other Pusher-compatible server alike. Loopback only; bounded in count and time.
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "common/channel.h"
+#include "common/crypto.h"
+#include "common/flags.h"
+#include "common/json.h"
+#include "common/pusher_auth.h"
+#include "common/strings.h"
+#include "common/time.h"
+
+namespace {
+
+namespace common = relay::common;
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+struct Options {
+  std::string scenario;
+  std::string host = "127.0.0.1";
+  uint64_t port = 6001;
+  uint64_t http_port = 0;  // 0 = same as port
+  std::string app_id = "app-id", app_key = "app-key", app_secret = "app-secret";
+  uint64_t connections = 1000;
+  uint64_t channels = 10;
+  uint64_t rate = 100;         // publishes (or client events) per second
+  uint64_t duration = 10;      // seconds of measurement
+  uint64_t payload = 64;       // bytes of padding in each event
+  uint64_t connect_rate = 2000;  // connections opened per second
+  uint64_t threads = 1;
+  uint64_t publishers = 4;     // concurrent HTTP publishing connections
+  uint64_t pid = 0;            // server pid for memory readings
+  std::string sources = "127.0.0.1";
+  bool json = false;
+  uint64_t hold = 0;           // connect: seconds to hold the connections after connecting
+};
+
+// Log-linear latency histogram in microseconds: bounded memory whatever the sample count.
+class Histogram {
+ public:
+  void Add(int64_t us) {
+    if (us < 0) us = 0;
+    ++buckets_[Bucket(us)];
+    ++count_;
+    max_ = std::max(max_, us);
+  }
+  void Merge(const Histogram& o) {
+    for (size_t i = 0; i < buckets_.size(); ++i) buckets_[i] += o.buckets_[i];
+    count_ += o.count_;
+    max_ = std::max(max_, o.max_);
+  }
+  double Percentile(double p) const {
+    if (count_ == 0) return 0;
+    uint64_t target = static_cast<uint64_t>(std::ceil(p / 100.0 * count_));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < buckets_.size(); ++i) {
+      seen += buckets_[i];
+      if (seen >= target) return static_cast<double>(Upper(i)) / 1000.0;  // ms
+    }
+    return max_ / 1000.0;
+  }
+  uint64_t count() const { return count_; }
+  double max_ms() const { return max_ / 1000.0; }
+
+ private:
+  // 16 linear sub-buckets per power of two.
+  static size_t Bucket(int64_t v) {
+    if (v < 16) return static_cast<size_t>(v);
+    int e = 63 - __builtin_clzll(static_cast<uint64_t>(v));
+    size_t sub = static_cast<size_t>((v >> (e - 4)) & 15);
+    return std::min<size_t>(16 + (e - 4) * 16 + sub, kBuckets - 1);
+  }
+  static int64_t Upper(size_t b) {
+    if (b < 16) return static_cast<int64_t>(b);
+    int e = static_cast<int>((b - 16) / 16) + 4;
+    int64_t sub = static_cast<int64_t>((b - 16) % 16);
+    return ((16 + sub + 1) << (e - 4)) - 1;
+  }
+  static constexpr size_t kBuckets = 16 + 60 * 16;
+  std::array<uint64_t, kBuckets> buckets_{};
+  uint64_t count_ = 0;
+  int64_t max_ = 0;
+};
+
+// Shared counters of a run.
+struct Stats {
+  std::atomic<uint64_t> connected{0}, subscribed{0}, failed{0}, closed{0}, received{0};
+  std::atomic<uint64_t> published{0}, publish_errors{0}, sent_client_events{0};
+  std::mutex mu;
+  Histogram latency;    // end-to-end delivery
+  Histogram connect;    // time to connection_established
+};
+
+std::string ReadRss(uint64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      uint64_t kb = 0;
+      std::sscanf(line.c_str(), "VmRSS: %lu kB", &kb);
+      return std::to_string(kb);
+    }
+  }
+  return "0";
+}
+
+uint64_t RssKb(uint64_t pid) { return pid == 0 ? 0 : std::stoull(ReadRss(pid)); }
+
+// One WebSocket client: connect, subscribe, record deliveries.
+class Client : public std::enable_shared_from_this<Client> {
+ public:
+  Client(net::io_context& ioc, const Options& o, Stats& s, std::string channel,
+         net::ip::address source, bool presence_user)
+      : ws_(ioc), o_(o), s_(s), channel_(std::move(channel)), source_(source),
+        presence_(presence_user) {}
+
+  void Start(const tcp::endpoint& server) {
+    started_ns_ = NowNs();
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    beast::error_code ec;
+    sock.open(tcp::v4(), ec);
+    if (!ec) sock.bind(tcp::endpoint(source_, 0), ec);
+    if (ec) return Fail();
+    beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(30));
+    beast::get_lowest_layer(ws_).async_connect(server, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->Fail();
+      beast::get_lowest_layer(self->ws_).expires_never();
+      self->ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+      std::string target = common::StrCat("/app/", self->o_.app_key,
+                                          "?protocol=7&client=relay-bench&version=1.0");
+      self->ws_.async_handshake(common::StrCat(self->o_.host, ":", self->o_.port), target,
+                                [self](beast::error_code ec) {
+                                  if (ec) return self->Fail();
+                                  self->Read();
+                                });
+    });
+  }
+
+  void SendClientEvent() {
+    if (!subscribed_ || writing_) return;
+    writing_ = true;
+    out_ = common::StrCat(R"({"event":"client-bench","channel":)", common::JsonQuote(channel_),
+                          R"(,"data":{"t":)", NowNs(), R"(,"pad":")", std::string(o_.payload, 'x'),
+                          R"("}})");
+    ws_.async_write(net::buffer(out_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      if (!ec) self->s_.sent_client_events++;
+    });
+  }
+
+  void Close() {
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
+  }
+
+  bool subscribed() const { return subscribed_; }
+
+ private:
+  void Fail() {
+    if (!failed_) {
+      failed_ = true;
+      s_.failed++;
+    }
+  }
+
+  void Read() {
+    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) {
+        if (self->established_) self->s_.closed++; else self->Fail();
+        return;
+      }
+      self->OnFrame(beast::buffers_to_string(self->buf_.data()));
+      self->buf_.consume(self->buf_.size());
+      self->Read();
+    });
+  }
+
+  void OnFrame(const std::string& text) {
+    // Fast path for deliveries: find the timestamp without a full parse.
+    size_t t = text.find("\\\"t\\\":");
+    size_t shift = 6;
+    if (t == std::string::npos) {
+      t = text.find("\"t\":");
+      shift = 4;
+    }
+    if (t != std::string::npos && text.find("pusher") == std::string::npos) {
+      int64_t sent = std::strtoll(text.c_str() + t + shift, nullptr, 10);
+      int64_t us = (NowNs() - sent) / 1000;
+      s_.received++;
+      std::lock_guard<std::mutex> lock(local_mu());
+      local_latency().Add(us);
+      return;
+    }
+    if (text.find("pusher:connection_established") != std::string::npos) {
+      established_ = true;
+      s_.connected++;
+      {
+        std::lock_guard<std::mutex> lock(local_mu());
+        local_connect().Add((NowNs() - started_ns_) / 1000);
+      }
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      std::string_view data;
+      if (parser.parse(text).get(doc) || doc["data"].get(data)) return;
+      simdjson::dom::element inner;
+      std::string_view sid;
+      simdjson::dom::parser p2;
+      if (p2.parse(data).get(inner) || inner["socket_id"].get(sid)) return;
+      socket_id_ = std::string(sid);
+      if (channel_.empty()) return;
+      Subscribe();
+      return;
+    }
+    if (text.find("pusher_internal:subscription_succeeded") != std::string::npos) {
+      subscribed_ = true;
+      s_.subscribed++;
+    }
+  }
+
+  void Subscribe() {
+    std::string auth, channel_data;
+    common::ChannelKind kind = common::ClassifyChannel(channel_);
+    if (kind.is_presence) {
+      channel_data = common::StrCat(R"({"user_id":")", socket_id_, R"(","user_info":{}})");
+    }
+    if (kind.NeedsAuth()) {
+      auth = common::SignToken(o_.app_key, o_.app_secret,
+                               common::ChannelStringToSign(socket_id_, channel_, channel_data));
+    }
+    common::JsonWriter w;
+    w.BeginObject().Key("event").String("pusher:subscribe").Key("data").BeginObject();
+    w.Key("auth").String(auth).Key("channel").String(channel_);
+    if (!channel_data.empty()) w.Key("channel_data").String(channel_data);
+    w.EndObject().EndObject();
+    sub_ = w.Take();
+    writing_ = true;
+    ws_.async_write(net::buffer(sub_), [self = shared_from_this()](beast::error_code, size_t) {
+      self->writing_ = false;
+    });
+  }
+
+ public:
+  // Per-thread histograms (merged at the end) keep the hot path free of contention.
+  static std::mutex& local_mu() {
+    thread_local std::mutex mu;
+    return mu;
+  }
+  static Histogram& local_latency() {
+    thread_local Histogram h;
+    return h;
+  }
+  static Histogram& local_connect() {
+    thread_local Histogram h;
+    return h;
+  }
+
+ private:
+  websocket::stream<beast::tcp_stream> ws_;
+  const Options& o_;
+  Stats& s_;
+  std::string channel_;
+  net::ip::address source_;
+  bool presence_;
+  beast::flat_buffer buf_;
+  std::string socket_id_, sub_, out_;
+  int64_t started_ns_ = 0;
+  bool established_ = false, subscribed_ = false, failed_ = false, writing_ = false;
+};
+
+// A keep-alive HTTP publisher signing each request like the pusher SDKs do.
+class Publisher {
+ public:
+  Publisher(const Options& o, Stats& s) : o_(o), s_(s) {}
+
+  bool Publish(const std::string& channel) {
+    if (!stream_) Connect();
+    if (!stream_) return false;
+    std::string data = common::StrCat(R"({"t":)", NowNs(), R"(,"pad":")",
+                                      std::string(o_.payload, 'x'), R"("})");
+    common::JsonWriter w;
+    w.BeginObject().Key("name").String("bench").Key("channels").BeginArray().String(channel);
+    w.EndArray().Key("data").String(data).EndObject();
+    std::string body = w.Take();
+    std::string path = common::StrCat("/apps/", o_.app_id, "/events");
+    common::QueryParams q = {{"auth_key", o_.app_key},
+                             {"auth_timestamp", std::to_string(common::NowUnixSeconds())},
+                             {"auth_version", "1.0"},
+                             {"body_md5", common::Md5Hex(body)}};
+    std::string sig = common::HmacSha256Hex(o_.app_secret, common::HttpStringToSign("POST", path, q));
+    std::string target = path + "?";
+    for (const auto& [k, v] : q) target += k + "=" + v + "&";
+    target += "auth_signature=" + sig;
+    http::request<http::string_body> req{http::verb::post, target, 11};
+    req.set(http::field::host, o_.host);
+    req.set(http::field::content_type, "application/json");
+    req.keep_alive(true);
+    req.body() = std::move(body);
+    req.prepare_payload();
+    beast::error_code ec;
+    stream_->expires_after(std::chrono::seconds(10));
+    http::write(*stream_, req, ec);
+    http::response<http::string_body> res;
+    if (!ec) http::read(*stream_, buffer_, res, ec);
+    if (ec || res.result_int() != 200) {
+      s_.publish_errors++;
+      stream_.reset();
+      return false;
+    }
+    s_.published++;
+    return true;
+  }
+
+ private:
+  void Connect() {
+    stream_ = std::make_unique<beast::tcp_stream>(ioc_);
+    beast::error_code ec;
+    stream_->socket().connect(
+        tcp::endpoint(net::ip::make_address(o_.host), static_cast<uint16_t>(o_.http_port)), ec);
+    if (ec) {
+      stream_.reset();
+      s_.publish_errors++;
+      return;
+    }
+    stream_->socket().set_option(tcp::no_delay(true), ec);
+  }
+
+  const Options& o_;
+  Stats& s_;
+  net::io_context ioc_;
+  std::unique_ptr<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+};
+
+struct Result {
+  std::vector<std::pair<std::string, std::string>> fields;
+  void Add(std::string k, std::string v) { fields.emplace_back(std::move(k), std::move(v)); }
+  void Add(std::string k, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.3f", v);
+    fields.emplace_back(std::move(k), buf);
+  }
+  void Add(std::string k, uint64_t v) { fields.emplace_back(std::move(k), std::to_string(v)); }
+  void Print(bool json) const {
+    if (json) {
+      common::JsonWriter w;
+      w.BeginObject();
+      for (const auto& [k, v] : fields) {
+        bool numeric = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-');
+        w.Key(k);
+        if (numeric) w.Raw(v); else w.String(v);
+      }
+      w.EndObject();
+      std::cout << w.str() << "\n";
+      return;
+    }
+    size_t width = 0;
+    for (const auto& [k, v] : fields) width = std::max(width, k.size());
+    for (const auto& [k, v] : fields) {
+      std::cout << k << std::string(width - k.size() + 2, ' ') << v << "\n";
+    }
+  }
+};
+
+class Bench {
+ public:
+  explicit Bench(const Options& o) : o_(o) {
+    for (size_t i = 0; i < o.threads; ++i) {
+      contexts_.push_back(std::make_unique<net::io_context>(1));
+      guards_.emplace_back(contexts_.back()->get_executor());
+    }
+    for (absl::string_view s : absl::StrSplit(o.sources, ',', absl::SkipWhitespace())) {
+      sources_.push_back(net::ip::make_address(std::string(s)));
+    }
+  }
+
+  ~Bench() {
+    guards_.clear();
+    for (auto& c : contexts_) c->stop();
+    for (auto& t : threads_) t.join();
+  }
+
+  void Run() {
+    for (auto& c : contexts_) {
+      threads_.emplace_back([ctx = c.get()] { ctx->run(); });
+    }
+  }
+
+  // Opens `n` connections at the configured rate; `channel_of(i)` names client i's channel.
+  bool Connect(uint64_t n, const std::function<std::string(uint64_t)>& channel_of,
+               double* seconds) {
+    tcp::endpoint server(net::ip::make_address(o_.host), static_cast<uint16_t>(o_.port));
+    auto start = Clock::now();
+    for (uint64_t i = 0; i < n; ++i) {
+      auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o_.connect_rate));
+      std::this_thread::sleep_until(due);  // pacing the load, not synchronizing
+      auto& ctx = *contexts_[i % contexts_.size()];
+      auto client = std::make_shared<Client>(ctx, o_, stats_, channel_of(i),
+                                             sources_[i % sources_.size()], false);
+      clients_.push_back(client);
+      net::post(ctx, [client, server] { client->Start(server); });
+    }
+    // Wait (bounded) until every connection is settled.
+    auto deadline = Clock::now() + std::chrono::seconds(30 + n / 1000);
+    uint64_t want_sub = 0;
+    for (uint64_t i = 0; i < n; ++i) want_sub += channel_of(i).empty() ? 0 : 1;
+    while (Clock::now() < deadline) {
+      uint64_t settled = stats_.connected + stats_.failed;
+      bool subs_done = stats_.subscribed + stats_.failed >= want_sub;
+      if (settled >= n && subs_done) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    *seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return stats_.connected + stats_.failed >= n;
+  }
+
+  void CloseAll() {
+    for (size_t i = 0; i < clients_.size(); ++i) {
+      auto c = clients_[i];
+      net::post(*contexts_[i % contexts_.size()], [c] { c->Close(); });
+    }
+  }
+
+  Histogram MergedLatency() {
+    Histogram h;
+    // Collect each thread's histogram on its own thread.
+    for (auto& c : contexts_) {
+      std::promise<Histogram> p;
+      auto f = p.get_future();
+      net::post(*c, [&p] {
+        std::lock_guard<std::mutex> lock(Client::local_mu());
+        p.set_value(Client::local_latency());
+      });
+      h.Merge(f.get());
+    }
+    return h;
+  }
+
+  Histogram MergedConnect() {
+    Histogram h;
+    for (auto& c : contexts_) {
+      std::promise<Histogram> p;
+      auto f = p.get_future();
+      net::post(*c, [&p] {
+        std::lock_guard<std::mutex> lock(Client::local_mu());
+        p.set_value(Client::local_connect());
+      });
+      h.Merge(f.get());
+    }
+    return h;
+  }
+
+  Stats& stats() { return stats_; }
+  std::vector<std::shared_ptr<Client>>& clients() { return clients_; }
+  net::io_context& context(size_t i) { return *contexts_[i % contexts_.size()]; }
+
+ private:
+  const Options& o_;
+  Stats stats_;
+  std::vector<std::unique_ptr<net::io_context>> contexts_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  std::vector<net::ip::address> sources_;
+  std::vector<std::shared_ptr<Client>> clients_;
+};
+
+void AddLatency(Result& r, const Histogram& h) {
+  r.Add("latency_p50_ms", h.Percentile(50));
+  r.Add("latency_p90_ms", h.Percentile(90));
+  r.Add("latency_p99_ms", h.Percentile(99));
+  r.Add("latency_p999_ms", h.Percentile(99.9));
+  r.Add("latency_max_ms", h.max_ms());
+}
+
+int RunConnect(const Options& o) {
+  Bench b(o);
+  b.Run();
+  uint64_t rss_before = RssKb(o.pid);
+  double secs = 0;
+  b.Connect(o.connections, [](uint64_t) { return std::string(); }, &secs);
+  auto& s = b.stats();
+  // Let the server settle before reading its memory (bounded).
+  std::this_thread::sleep_for(std::chrono::seconds(std::min<uint64_t>(o.hold, 60) + 1));
+  uint64_t rss_after = RssKb(o.pid);
+  Histogram connect = b.MergedConnect();
+  Result r;
+  r.Add("scenario", std::string("connect"));
+  r.Add("connections", o.connections);
+  r.Add("established", s.connected.load());
+  r.Add("failed", s.failed.load());
+  r.Add("seconds", secs);
+  r.Add("connections_per_second", s.connected.load() / std::max(secs, 1e-9));
+  r.Add("connect_p50_ms", connect.Percentile(50));
+  r.Add("connect_p99_ms", connect.Percentile(99));
+  r.Add("connect_max_ms", connect.max_ms());
+  if (o.pid != 0) {
+    r.Add("server_rss_before_kib", rss_before);
+    r.Add("server_rss_after_kib", rss_after);
+    r.Add("server_bytes_per_connection",
+          s.connected > 0 ? (rss_after - std::min(rss_after, rss_before)) * 1024 / s.connected : 0);
+  }
+  r.Print(o.json);
+  b.CloseAll();
+  return s.failed == 0 ? 0 : 1;
+}
+
+// Publishes at `rate` for `duration` seconds from `publishers` threads through the HTTP API.
+void PublishLoop(const Options& o, Stats& s, const std::function<std::string(uint64_t)>& channel) {
+  std::vector<std::thread> pubs;
+  std::atomic<uint64_t> next{0};
+  uint64_t total = o.rate * o.duration;
+  auto start = Clock::now();
+  for (uint64_t p = 0; p < o.publishers; ++p) {
+    pubs.emplace_back([&, p] {
+      Publisher pub(o, s);
+      while (true) {
+        uint64_t i = next.fetch_add(1);
+        if (i >= total) return;
+        auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o.rate));
+        std::this_thread::sleep_until(due);
+        pub.Publish(channel(i));
+      }
+      (void)p;
+    });
+  }
+  for (auto& t : pubs) t.join();
+}
+
+int RunFanout(const Options& o) {
+  Bench b(o);
+  b.Run();
+  double secs = 0;
+  auto channel_of = [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); };
+  b.Connect(o.connections, channel_of, &secs);
+  auto& s = b.stats();
+  uint64_t subscribed = s.subscribed;
+  // Subscribers per channel, to know how many deliveries each publish should cause.
+  std::vector<uint64_t> per_channel(o.channels, 0);
+  for (uint64_t i = 0; i < o.connections; ++i) per_channel[i % o.channels]++;
+  auto pub_start = Clock::now();
+  PublishLoop(o, s, [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); });
+  double pub_secs = std::chrono::duration<double>(Clock::now() - pub_start).count();
+  uint64_t expected = 0;
+  for (uint64_t i = 0; i < s.published; ++i) expected += per_channel[i % o.channels];
+  // Wait (bounded) for the tail of deliveries.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (s.received < expected && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  double total_secs = std::chrono::duration<double>(Clock::now() - pub_start).count();
+  Histogram h = b.MergedLatency();
+  Result r;
+  r.Add("scenario", std::string("fanout"));
+  r.Add("connections", o.connections);
+  r.Add("subscribed", subscribed);
+  r.Add("channels", o.channels);
+  r.Add("target_publish_rate", o.rate);
+  r.Add("published", s.published.load());
+  r.Add("publish_errors", s.publish_errors.load());
+  r.Add("achieved_publish_rate", s.published.load() / std::max(pub_secs, 1e-9));
+  r.Add("expected_deliveries", expected);
+  r.Add("deliveries", s.received.load());
+  r.Add("delivery_ratio", expected ? static_cast<double>(s.received) / expected : 0.0);
+  r.Add("deliveries_per_second", s.received.load() / std::max(total_secs, 1e-9));
+  r.Add("disconnected", s.closed.load());
+  AddLatency(r, h);
+  r.Print(o.json);
+  b.CloseAll();
+  return 0;
+}
+
+int RunClientEvents(const Options& o) {
+  Bench b(o);
+  b.Run();
+  double secs = 0;
+  auto channel_of = [&o](uint64_t i) { return common::StrCat("private-bench-", i % o.channels); };
+  b.Connect(o.connections, channel_of, &secs);
+  auto& s = b.stats();
+  std::vector<uint64_t> per_channel(o.channels, 0);
+  for (uint64_t i = 0; i < o.connections; ++i) per_channel[i % o.channels]++;
+  auto start = Clock::now();
+  uint64_t total = o.rate * o.duration;
+  auto& clients = b.clients();
+  for (uint64_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o.rate)));
+    size_t idx = i % clients.size();
+    auto c = clients[idx];
+    net::post(b.context(idx), [c] { c->SendClientEvent(); });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  uint64_t expected = 0;
+  uint64_t sent = s.sent_client_events;
+  for (uint64_t i = 0; i < sent; ++i) expected += per_channel[(i % clients.size()) % o.channels] - 1;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (s.received < expected && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  double total_secs = std::chrono::duration<double>(Clock::now() - start).count();
+  Histogram h = b.MergedLatency();
+  Result r;
+  r.Add("scenario", std::string("client-events"));
+  r.Add("connections", o.connections);
+  r.Add("subscribed", s.subscribed.load());
+  r.Add("client_events_sent", sent);
+  r.Add("expected_deliveries", expected);
+  r.Add("deliveries", s.received.load());
+  r.Add("delivery_ratio", expected ? static_cast<double>(s.received) / expected : 0.0);
+  r.Add("deliveries_per_second", s.received.load() / std::max(total_secs, 1e-9));
+  AddLatency(r, h);
+  r.Print(o.json);
+  b.CloseAll();
+  return 0;
+}
+
+int RunPresence(const Options& o) {
+  // Join/leave churn: waves of connections subscribing to presence channels, then leaving.
+  Result r;
+  r.Add("scenario", std::string("presence"));
+  uint64_t waves = std::max<uint64_t>(1, o.duration);
+  uint64_t joined = 0, failed = 0;
+  Histogram join;
+  auto start = Clock::now();
+  for (uint64_t w = 0; w < waves; ++w) {
+    Bench b(o);
+    b.Run();
+    double secs = 0;
+    b.Connect(o.connections,
+              [&o](uint64_t i) { return common::StrCat("presence-bench-", i % o.channels); },
+              &secs);
+    joined += b.stats().subscribed;
+    failed += b.stats().failed + (o.connections - std::min(o.connections, b.stats().subscribed.load()));
+    join.Merge(b.MergedConnect());
+    b.CloseAll();
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  r.Add("waves", waves);
+  r.Add("members_joined", joined);
+  r.Add("not_joined", failed);
+  r.Add("joins_per_second", joined / std::max(secs, 1e-9));
+  r.Add("connect_p50_ms", join.Percentile(50));
+  r.Add("connect_p99_ms", join.Percentile(99));
+  r.Print(o.json);
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace relay;
+  Options o;
+  common::FlagSet f(
+      "relay-bench SCENARIO [flags]",
+      "A Pusher-protocol load generator for Relay or any Pusher-compatible server (loopback "
+      "only).\nScenarios:\n"
+      "  connect        open --connections at --connect-rate; time to connection_established,\n"
+      "                 failures, and the server's RSS per connection with --pid\n"
+      "  fanout         --connections subscribers over --channels public channels; --rate signed\n"
+      "                 HTTP publishes per second for --duration seconds: deliveries/s, delivery\n"
+      "                 ratio and end-to-end latency percentiles (timestamp in the payload)\n"
+      "  presence       --duration waves of --connections presence joins and leaves\n"
+      "  client-events  --connections on --channels private channels send --rate client events\n"
+      "                 per second in total (the server must allow client events and their rate)");
+  f.String("host", &o.host, "Server address (127.0.0.x only)");
+  f.Uint("port", &o.port, "WebSocket port");
+  f.Uint("http-port", &o.http_port, "HTTP API port (default: --port)");
+  f.String("app-id", &o.app_id, "App id");
+  f.String("app-key", &o.app_key, "App key");
+  f.String("app-secret", &o.app_secret, "App secret");
+  f.Uint("connections", &o.connections, "WebSocket connections");
+  f.Uint("channels", &o.channels, "Channels the connections are spread over");
+  f.Uint("rate", &o.rate, "Publishes (or client events) per second");
+  f.Uint("duration", &o.duration, "Seconds of publishing (presence: waves)");
+  f.Uint("payload", &o.payload, "Padding bytes per event");
+  f.Uint("connect-rate", &o.connect_rate, "New connections per second");
+  f.Uint("threads", &o.threads, "Client I/O threads");
+  f.Uint("publishers", &o.publishers, "Concurrent HTTP publishing connections");
+  f.Uint("pid", &o.pid, "Server pid, for memory readings");
+  f.String("sources", &o.sources, "Comma-separated 127.0.0.x source addresses (64k ports each)");
+  f.Uint("hold", &o.hold, "connect: seconds to hold connections before measuring memory");
+  f.Bool("json", &o.json, "Print the result as JSON");
+  std::vector<std::string> positional;
+  if (auto st = f.Parse(argc, argv, &positional); !st.ok()) {
+    std::cerr << "relay-bench: " << st.message() << "\n";
+    return 2;
+  }
+  if (f.help_requested() || positional.size() != 1) {
+    std::cout << f.Usage();
+    return f.help_requested() ? 0 : 2;
+  }
+  o.scenario = positional[0];
+  if (o.http_port == 0) o.http_port = o.port;
+  // Loopback only, bounded in count and time.
+  auto loopback = [](const std::string& a) { return a.rfind("127.", 0) == 0; };
+  if (!loopback(o.host)) return std::cerr << "relay-bench: --host must be a 127.x address\n", 2;
+  for (absl::string_view s : absl::StrSplit(o.sources, ',', absl::SkipWhitespace())) {
+    if (!loopback(std::string(s))) return std::cerr << "relay-bench: sources must be 127.x\n", 2;
+  }
+  if (o.connections == 0 || o.connections > 200000 || o.duration > 600 || o.rate == 0 ||
+      o.channels == 0 || o.threads == 0 || o.threads > 64 || o.connect_rate == 0 ||
+      o.publishers == 0 || o.payload > 1 << 20) {
+    std::cerr << "relay-bench: out of bounds (connections 1..200000, duration <= 600, rate, "
+                 "channels, threads 1..64, connect-rate, publishers > 0, payload <= 1 MiB)\n";
+    return 2;
+  }
+  if (o.scenario == "connect") return RunConnect(o);
+  if (o.scenario == "fanout") return RunFanout(o);
+  if (o.scenario == "presence") return RunPresence(o);
+  if (o.scenario == "client-events") return RunClientEvents(o);
+  std::cerr << "relay-bench: unknown scenario '" << o.scenario << "'\n";
+  return 2;
+}

@@ -11,6 +11,7 @@ void ClusterState::SetChannelCount(NodeData& node, const std::string& node_id, c
   uint32_t before = 0;
   if (auto it = node.channels.find(key); it != node.channels.end()) before = it->second;
   if (before == count) return;
+  if (before == 0) fx.node_interest_added = true;
   if (count == 0) {
     node.channels.erase(key);
   } else {

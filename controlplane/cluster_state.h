@@ -35,6 +35,8 @@ struct Effects {
   std::vector<Channel> occupied;
   std::vector<Channel> vacated;
   std::vector<Channel> subscription_counts;  // channels whose cluster-wide count changed
+  // A node reported its first subscriber of some channel: it waits for an ack before going live.
+  bool node_interest_added = false;
   // Watchlist: a user came online (first signed-in socket anywhere) or went offline (last).
   struct Presence {
     std::string app_id, user_id;

@@ -81,6 +81,8 @@ absl::Status ControlPlane::Start() {
                            grpc::InsecureServerCredentials(), &port);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // A second control plane on the same port must fail to start, not share it silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(hub_.get());
   builder.RegisterService(channels_service_.get());
   builder.RegisterService(admin_service_.get());
@@ -138,9 +140,15 @@ relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
 
 void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) {
   switch (msg.body_case()) {
-    case relay::v1::NodeMessage::kDelta:
-      Apply(cluster_.ApplyDelta(node_id, msg.delta()));
+    case relay::v1::NodeMessage::kDelta: {
+      Effects fx = cluster_.ApplyDelta(node_id, msg.delta());
+      if (fx.node_interest_added) {
+        // An empty message carries the ack: the node's new interest is now routed.
+        hub_->Send(node_id, relay::v1::ControlMessage());
+      }
+      Apply(fx);
       break;
+    }
     case relay::v1::NodeMessage::kSubscribe:
       OnSubscribe(node_id, msg.subscribe());
       break;

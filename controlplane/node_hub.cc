@@ -32,13 +32,16 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return false;
+      // Size the message as it will be written (with seq and ack), so that OnWriteDone
+      // subtracts exactly what was added.
+      msg.set_seq(out_seq_ + 1);
+      msg.set_ack(in_seq_.load());
       size_t bytes = msg.ByteSizeLong();
       if (outbox_.size() >= options_.max_outbox_messages ||
           outbox_bytes_ + bytes > options_.max_outbox_bytes) {
         overflow = true;
       } else {
-        msg.set_seq(++out_seq_);
-        msg.set_ack(in_seq_.load());
+        ++out_seq_;
         outbox_bytes_ += bytes;
         outbox_.push_back(std::move(msg));
         if (!writing_) {

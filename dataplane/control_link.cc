@@ -27,19 +27,22 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     StartCall();
   }
 
-  bool Enqueue(NodeMessage msg) {
+  // Queues `msg`; returns its seq, 0 when the stream is finished.
+  uint64_t Enqueue(NodeMessage msg) {
     const NodeMessage* to_write = nullptr;
+    uint64_t seq = 0;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return false;
+      if (finished_) return 0;
       if (outbox_.size() >= kMaxOutbox) {
         // The control plane is not reading: give up on this stream; the next attach resends
         // the whole state.
         finished_ = true;
         context_.TryCancel();
-        return false;
+        return 0;
       }
-      msg.set_seq(++out_seq_);
+      seq = ++out_seq_;
+      msg.set_seq(seq);
       msg.set_ack(in_seq_);
       outbox_.push_back(std::move(msg));
       if (!writing_) {
@@ -48,7 +51,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
       }
     }
     if (to_write != nullptr) StartWrite(to_write);
-    return true;
+    return seq;
   }
 
   void OnWriteDone(bool ok) override {
@@ -125,11 +128,12 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
 };
 
 ControlLink::ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler,
-                         LoadFn load)
+                         LoadFn load, std::function<void()> on_detach)
     : options_(std::move(options)),
       state_(state),
       handler_(std::move(handler)),
-      load_(std::move(load)) {}
+      load_(std::move(load)),
+      on_detach_(std::move(on_detach)) {}
 
 ControlLink::~ControlLink() { Stop(); }
 
@@ -159,6 +163,7 @@ void ControlLink::OnWelcome() {
 
 void ControlLink::OnStreamDone(bool /*welcomed*/) {
   state_.Detach();
+  if (on_detach_) on_detach_();
   absl::MutexLock lock(&mu_);
   stream_done_ = true;
 }
@@ -191,9 +196,9 @@ void ControlLink::Run() {
     stream->Enqueue(std::move(hello));
     std::weak_ptr<LinkStream> weak = stream;
     state_.Attach(
-        [weak](NodeMessage msg) {
+        [weak](NodeMessage msg) -> uint64_t {
           auto s = weak.lock();
-          return s && s->Enqueue(std::move(msg));
+          return s ? s->Enqueue(std::move(msg)) : 0;
         },
         load_());
     stream.reset();

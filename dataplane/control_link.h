@@ -36,7 +36,9 @@ class ControlLink {
   // Current load figures for heartbeats and snapshots.
   using LoadFn = std::function<relay::v1::NodeLoad()>;
 
-  ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler, LoadFn load);
+  // `on_detach` runs (on a gRPC thread) whenever a stream ends.
+  ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler, LoadFn load,
+              std::function<void()> on_detach = nullptr);
   ~ControlLink();
 
   void Start();
@@ -54,6 +56,7 @@ class ControlLink {
   NodeState& state_;
   CommandHandler handler_;
   LoadFn load_;
+  std::function<void()> on_detach_;
   std::thread thread_;
   absl::Notification stop_;
   mutable absl::Mutex mu_;

@@ -30,6 +30,7 @@ DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fal
     shards_.push_back(std::make_unique<Shard>(
         i, pool_.context(i),
         [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); }));
+    shards_.back()->set_awaiting_counter(&awaiting_acks_);
   }
 }
 
@@ -79,7 +80,10 @@ absl::Status DataPlane::Start() {
                                      .count());
   link_ = std::make_unique<ControlLink>(
       link, state_, [this](const relay::v1::ControlMessage& m) { OnCommand(m); },
-      [this] { return Load(); });
+      [this] { return Load(); },
+      [this] {
+        for (auto& s : shards_) s->PostReleaseAcks();
+      });
   link_->Start();
   return absl::OkStatus();
 }
@@ -97,6 +101,9 @@ void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastReq
 
 void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   using relay::v1::ControlMessage;
+  if (msg.ack() > 0 && awaiting_acks_.load(std::memory_order_relaxed) > 0) {
+    for (auto& s : shards_) s->PostAck(msg.ack());
+  }
   switch (msg.body_case()) {
     case ControlMessage::kWelcome: {
       std::vector<relay::v1::App> apps(msg.welcome().apps().begin(), msg.welcome().apps().end());

@@ -83,6 +83,7 @@ class DataPlane {
   uint32_t socket_prefix_ = 0;
   std::atomic<uint64_t> socket_counter_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> awaiting_acks_{0};
   std::atomic<bool> stopped_{false};
 };
 

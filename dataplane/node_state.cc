@@ -2,18 +2,21 @@
 
 namespace relay::dataplane {
 
-void NodeState::Emit(relay::v1::StateDelta delta) {
-  if (!uplink_) return;  // the snapshot on the next attach carries it
+uint64_t NodeState::Emit(relay::v1::StateDelta delta) {
+  if (!uplink_) return 0;  // the snapshot on the next attach carries it
   relay::v1::NodeMessage msg;
   *msg.mutable_delta() = std::move(delta);
-  if (!uplink_(std::move(msg))) uplink_ = nullptr;
+  uint64_t seq = uplink_(std::move(msg));
+  if (seq == 0) uplink_ = nullptr;
+  return seq;
 }
 
-void NodeState::ChannelChanged(const std::string& app_id, const std::string& channel,
-                               int delta) {
+uint64_t NodeState::ChannelChanged(const std::string& app_id, const std::string& channel,
+                                   int delta) {
   absl::MutexLock lock(&mu_);
   auto key = std::make_pair(app_id, channel);
   uint32_t& count = channels_[key];
+  bool new_interest = count == 0 && delta > 0;
   count = static_cast<uint32_t>(static_cast<int64_t>(count) + delta);
   relay::v1::StateDelta d;
   auto* c = d.add_channels();
@@ -21,7 +24,8 @@ void NodeState::ChannelChanged(const std::string& app_id, const std::string& cha
   c->set_channel(channel);
   c->set_subscriptions(count);
   if (count == 0) channels_.erase(key);
-  Emit(std::move(d));
+  uint64_t seq = Emit(std::move(d));
+  return new_interest ? seq : 0;
 }
 
 void NodeState::PresenceJoined(const relay::v1::PresenceSocket& socket) {
@@ -67,7 +71,7 @@ void NodeState::ConnectionChanged(const std::string& app_id, int delta) {
 bool NodeState::SendUp(relay::v1::NodeMessage msg) {
   absl::MutexLock lock(&mu_);
   if (!uplink_) return false;
-  if (!uplink_(std::move(msg))) {
+  if (uplink_(std::move(msg)) == 0) {
     uplink_ = nullptr;
     return false;
   }
@@ -88,7 +92,7 @@ void NodeState::Attach(Uplink uplink, const relay::v1::NodeLoad& load) {
   for (const auto& [k, u] : signed_in_) *s->add_users() = u;
   for (const auto& [app, n] : app_connections_) (*s->mutable_app_connections())[app] = n;
   *s->mutable_load() = load;
-  if (uplink(std::move(msg))) uplink_ = std::move(uplink);
+  if (uplink(std::move(msg)) != 0) uplink_ = std::move(uplink);
 }
 
 void NodeState::Detach() {

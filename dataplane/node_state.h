@@ -30,11 +30,14 @@ struct NodeCounters {
 
 class NodeState {
  public:
-  // Sends one message up the link; returns false when the link is not attached.
-  using Uplink = std::function<bool(relay::v1::NodeMessage)>;
+  // Sends one message up the link; returns its sequence number, 0 when not attached.
+  using Uplink = std::function<uint64_t(relay::v1::NodeMessage)>;
 
-  // Counts one more (`delta` +1) or one fewer (-1) subscriber of a channel on this node.
-  void ChannelChanged(const std::string& app_id, const std::string& channel, int delta);
+  // Counts one more (`delta` +1) or one fewer (-1) subscriber of a channel on this node. When the
+  // node had no subscriber of the channel before, returns the seq of the delta that tells the
+  // control plane: publishes reach this node only once the control plane has acknowledged it.
+  // Returns 0 otherwise (or when detached).
+  uint64_t ChannelChanged(const std::string& app_id, const std::string& channel, int delta);
   void PresenceJoined(const relay::v1::PresenceSocket& socket);
   void PresenceLeft(const relay::v1::PresenceSocket& socket);
   void SignedIn(const relay::v1::SignedInSocket& socket);
@@ -52,7 +55,7 @@ class NodeState {
   uint64_t AppConnections(const std::string& app_id) const;
 
  private:
-  void Emit(relay::v1::StateDelta delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t Emit(relay::v1::StateDelta delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   Uplink uplink_ ABSL_GUARDED_BY(mu_);

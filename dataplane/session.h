@@ -25,6 +25,9 @@ class Session {
   virtual void CloseWith(int code, const std::string& message) = 0;
   // The control plane answered a subscription this session asked for.
   virtual void OnSubscribeReply(const relay::v1::SubscribeReply& reply) = 0;
+  // The control plane acknowledged the delta with `seq` that registered this node's interest in
+  // `channel` (or the link dropped, `seq` 0): the subscription may go live.
+  virtual void OnInterestAcked(const std::string& channel, uint64_t seq) = 0;
   // Watchlist transitions for this (signed-in) session.
   virtual void OnWatchlist(const relay::v1::WatchlistEvents& events) = 0;
 };

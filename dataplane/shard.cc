@@ -64,6 +64,32 @@ uint64_t Shard::AwaitReply(std::weak_ptr<Session> session,
   return id;
 }
 
+void Shard::AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string channel) {
+  awaiting_acks_.emplace(seq, std::make_pair(std::move(session), std::move(channel)));
+  if (awaiting_total_ != nullptr) awaiting_total_->fetch_add(1);
+}
+
+void Shard::PostAck(uint64_t ack) {
+  net::post(context_, [this, ack] {
+    while (!awaiting_acks_.empty() && awaiting_acks_.begin()->first <= ack) {
+      auto node = awaiting_acks_.extract(awaiting_acks_.begin());
+      if (awaiting_total_ != nullptr) awaiting_total_->fetch_sub(1);
+      if (auto s = node.mapped().first.lock()) s->OnInterestAcked(node.mapped().second, node.key());
+    }
+  });
+}
+
+void Shard::PostReleaseAcks() {
+  net::post(context_, [this] {
+    auto waits = std::move(awaiting_acks_);
+    awaiting_acks_.clear();
+    if (awaiting_total_ != nullptr) awaiting_total_->fetch_sub(static_cast<int64_t>(waits.size()));
+    for (auto& [seq, w] : waits) {
+      if (auto s = w.first.lock()) s->OnInterestAcked(w.second, seq);
+    }
+  });
+}
+
 void Shard::Deliver(const Delivery& d) {
   for (const auto& [channel, frame] : d.frames) {
     auto it = channels_.find(Key{d.app_id, channel});

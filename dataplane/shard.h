@@ -7,7 +7,9 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +48,9 @@ class Shard {
   // is the membership the control plane will record, withdrawn here if the session is gone by
   // the time the reply arrives.
   uint64_t AwaitReply(std::weak_ptr<Session> session, const relay::v1::PresenceSocket* presence);
+  // Waits for the control plane's ack of `seq` before telling `session` its subscription to
+  // `channel` is live (see NodeState::ChannelChanged).
+  void AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string channel);
   size_t session_count() const { return sessions_.size(); }
 
   // Cross-thread entry points (post onto this shard).
@@ -59,6 +64,10 @@ class Shard {
   // Closes every session with 4200, spread evenly over `window_ms`.
   void PostDrain(uint32_t window_ms);
   void PostCloseAll(int code, std::string message);
+  // The control plane has applied everything up to `ack`.
+  void PostAck(uint64_t ack);
+  // The link dropped: nothing will be acknowledged on it; release every wait.
+  void PostReleaseAcks();
 
   static size_t ShardOfRequest(uint64_t request_id) { return request_id & 0xff; }
 
@@ -77,6 +86,12 @@ class Shard {
   };
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::function<void(const relay::v1::PresenceSocket&)> orphan_presence_;
+  std::multimap<uint64_t, std::pair<std::weak_ptr<Session>, std::string>> awaiting_acks_;
+  std::atomic<int64_t>* awaiting_total_ = nullptr;
+
+ public:
+  // Shared count of waits over all shards, so the link posts acks only when someone waits.
+  void set_awaiting_counter(std::atomic<int64_t>* counter) { awaiting_total_ = counter; }
   uint64_t next_request_ = 0;
 };
 

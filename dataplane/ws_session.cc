@@ -138,6 +138,7 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     }
     sub->second.request_id = 0;
     common::ChannelKind kind = common::ClassifyChannel(channel);
+    std::string succeeded = "{}";
     if (kind.is_presence) {
       dp_.state().PresenceJoined(PresenceOf(channel, sub->second.user_id));
       common::JsonWriter w;
@@ -149,18 +150,24 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
       }
       w.EndObject().Key("count").Uint(static_cast<uint64_t>(reply.roster_size()));
       w.EndObject().EndObject();
-      Activate(channel, w.str());
-    } else {
-      Activate(channel, "{}");
+      succeeded = w.Take();
     }
+    std::vector<FramePtr> after;
     if (kind.is_cache) {
-      if (reply.has_cache()) {
-        Send(MakeFrame(common::RenderEvent(reply.cache().event(), channel, reply.cache().data())));
-      } else {
-        Send(MakeFrame(common::StrCat("{\"event\":\"pusher:cache_miss\",\"channel\":",
-                                    common::JsonQuote(channel), "}")));
-      }
+      after.push_back(reply.has_cache()
+                          ? MakeFrame(common::RenderEvent(reply.cache().event(), channel,
+                                                          reply.cache().data()))
+                          : CacheMissFrame(channel));
     }
+    Activate(channel, succeeded, std::move(after));
+  }
+
+  void OnInterestAcked(const std::string& channel, uint64_t seq) override {
+    auto it = subs_.find(channel);
+    if (it == subs_.end() || closed_) return;
+    Sub& sub = it->second;
+    if (sub.live || sub.ack_seq != seq) return;
+    GoLive(channel, sub);
   }
 
   void OnWatchlist(const relay::v1::WatchlistEvents& events) override {
@@ -181,6 +188,10 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
   struct Sub {
     uint64_t request_id = 0;  // non-zero while the control plane has not answered
     std::string user_id;      // presence member id
+    bool counted = false;     // counted in NodeState (reported to the control plane)
+    bool live = false;        // in the shard index; subscription_succeeded sent
+    uint64_t ack_seq = 0;     // waiting for the control plane to route this node's interest
+    std::vector<FramePtr> on_live;  // subscription_succeeded and what follows it
   };
 
   std::optional<Refusal> Check(const http_bridge::BeastRequest& req) {
@@ -366,7 +377,7 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     if (!err.empty()) return SubscriptionError(channel, "InvalidChannel", err, 4009);
     if (auto it = subs_.find(channel); it != subs_.end()) {
       // Idempotent: answer again unless the first answer is still on its way.
-      if (it->second.request_id != 0) return;
+      if (!it->second.live) return;
       common::ChannelKind k = common::ClassifyChannel(channel);
       if (!k.is_presence && !k.is_cache) {
         Send(MakeFrame(common::RenderEvent("pusher_internal:subscription_succeeded", channel,
@@ -385,7 +396,7 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
         return SubscriptionError(channel, "AuthError",
                                  "Only the signed-in user may subscribe to its own channel", 401);
       }
-      subs_[channel] = Sub{};
+      subs_[channel].live = true;  // delivered through the user index, not the channel index
       Send(MakeFrame(
           common::RenderEvent("pusher_internal:subscription_succeeded", channel, "{}")));
       return;
@@ -461,12 +472,13 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
         }
         // A cache channel without the control plane: subscribe, but the cache is unknown.
         subs_[channel] = Sub{};
-        Activate(channel, "{}");
-        Send(MakeFrame(common::StrCat("{\"event\":\"pusher:cache_miss\",\"channel\":",
-                                    common::JsonQuote(channel), "}")));
+        Activate(channel, "{}", {CacheMissFrame(channel)});
         return;
       }
-      subs_[channel] = Sub{id, user_id};
+      Sub pending_sub;
+      pending_sub.request_id = id;
+      pending_sub.user_id = user_id;
+      subs_[channel] = std::move(pending_sub);
       pending_[id] = channel;
       sub_user_for_orphan_[id] = user_id;
       return;
@@ -484,14 +496,35 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     return p;
   }
 
-  // The subscription is live: index it, report it and tell the client.
-  void Activate(const std::string& channel, std::string_view succeeded_data) {
-    // The reply is queued before the socket can receive channel traffic (same thread).
-    Send(MakeFrame(
+  static FramePtr CacheMissFrame(const std::string& channel) {
+    return MakeFrame(common::StrCat("{\"event\":\"pusher:cache_miss\",\"channel\":",
+                                    common::JsonQuote(channel), "}"));
+  }
+
+  // The subscription is accepted: count it, and go live at once, or, when this node had no
+  // subscriber of the channel yet, once the control plane has acknowledged that it routes the
+  // channel here (so an event published after subscription_succeeded is never missed).
+  void Activate(const std::string& channel, std::string_view succeeded_data,
+                std::vector<FramePtr> after = {}) {
+    auto it = subs_.find(channel);
+    if (it == subs_.end()) return;
+    Sub& sub = it->second;
+    sub.on_live.push_back(MakeFrame(
         common::RenderEvent("pusher_internal:subscription_succeeded", channel, succeeded_data)));
-    if (shard_.Subscribe(this, app_id_, channel)) {
-      dp_.state().ChannelChanged(app_id_, channel, +1);
-    }
+    for (auto& f : after) sub.on_live.push_back(std::move(f));
+    sub.counted = true;
+    uint64_t seq = dp_.state().ChannelChanged(app_id_, channel, +1);
+    if (seq == 0) return GoLive(channel, sub);
+    sub.ack_seq = seq;
+    shard_.AwaitAck(seq, weak_from_this(), channel);
+  }
+
+  void GoLive(const std::string& channel, Sub& sub) {
+    // The replies are queued before the socket can receive channel traffic (same thread).
+    for (auto& f : sub.on_live) Send(f);
+    sub.on_live.clear();
+    sub.live = true;
+    shard_.Subscribe(this, app_id_, channel);
   }
 
   void Unsubscribe(const std::string& channel) {
@@ -505,9 +538,8 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     if (common::ClassifyChannel(channel).is_presence) {
       dp_.state().PresenceLeft(PresenceOf(channel, sub.user_id));
     }
-    if (shard_.Unsubscribe(this, app_id_, channel)) {
-      dp_.state().ChannelChanged(app_id_, channel, -1);
-    }
+    if (sub.live) shard_.Unsubscribe(this, app_id_, channel);
+    if (sub.counted) dp_.state().ChannelChanged(app_id_, channel, -1);
   }
 
   void HandleClientEvent(std::string_view event, std::string_view channel_sv,
@@ -523,7 +555,7 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
           "Client event rejected - only supported on private and presence channels");
     }
     auto it = subs_.find(channel);
-    if (it == subs_.end() || it->second.request_id != 0) {
+    if (it == subs_.end() || !it->second.live) {
       return ProtocolError(common::StrCat(
           "Cannot broadcast client event (connection not subscribed to channel ", channel, ")"));
     }

@@ -1,6 +1,7 @@
 #include "common/io_pool.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 
 namespace relay::common {
 
@@ -32,6 +33,17 @@ void IoPool::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+}
+
+uint64_t RaiseFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
 }
 
 boost::asio::io_context& IoPool::Next() {

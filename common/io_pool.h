@@ -5,6 +5,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,5 +36,9 @@ class IoPool {
   std::vector<std::thread> threads_;
   size_t next_ = 0;
 };
+
+// Raises the soft limit on open files to the hard limit (each connection is a descriptor).
+// Returns the resulting soft limit.
+uint64_t RaiseFileLimit();
 
 }  // namespace relay::common

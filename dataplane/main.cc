@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "common/flags.h"
+#include "common/io_pool.h"
 #include "common/log.h"
 #include "dataplane/data_plane.h"
 
@@ -52,6 +53,12 @@ int Run(int argc, char** argv) {
   o.max_frame_bytes = max_frame;
   o.drain_window_ms = static_cast<uint32_t>(drain_window);
   o.permessage_deflate = deflate;
+
+  uint64_t files = common::RaiseFileLimit();
+  if (files < 65536) {
+    RELAY_LOG(kWarn, "relay", "open file limit is ", files,
+              "; each connection needs one (raise `ulimit -Hn` for more connections)");
+  }
 
   sigset_t signals;
   sigemptyset(&signals);

@@ -294,6 +294,8 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
       HandleFrame(text);
     }
     buffer_.consume(buffer_.size());
+    // Idle connections should not keep their largest frame's buffer.
+    if (buffer_.capacity() > 4096) buffer_.shrink_to_fit();
     if (!closed_) DoRead();
   }
 

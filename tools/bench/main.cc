@@ -25,6 +25,7 @@
 #include "common/channel.h"
 #include "common/crypto.h"
 #include "common/flags.h"
+#include "common/io_pool.h"
 #include "common/json.h"
 #include "common/pusher_auth.h"
 #include "common/strings.h"
@@ -304,8 +305,6 @@ class Publisher {
   Publisher(const Options& o, Stats& s) : o_(o), s_(s) {}
 
   bool Publish(const std::string& channel) {
-    if (!stream_) Connect();
-    if (!stream_) return false;
     std::string data = common::StrCat(R"({"t":)", NowNs(), R"(,"pad":")",
                                       std::string(o_.payload, 'x'), R"("})");
     common::JsonWriter w;
@@ -327,16 +326,25 @@ class Publisher {
     req.keep_alive(true);
     req.body() = std::move(body);
     req.prepare_payload();
-    beast::error_code ec;
-    stream_->expires_after(std::chrono::seconds(10));
-    http::write(*stream_, req, ec);
     http::response<http::string_body> res;
-    if (!ec) http::read(*stream_, buffer_, res, ec);
+    beast::error_code ec;
+    // A server may close a kept-alive connection at any time: retry once on a fresh one.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!stream_) Connect();
+      if (!stream_) break;
+      stream_->expires_after(std::chrono::seconds(10));
+      http::write(*stream_, req, ec);
+      if (!ec) http::read(*stream_, buffer_, res, ec);
+      if (!ec) break;
+      stream_.reset();
+      buffer_.clear();
+    }
     if (ec || res.result_int() != 200) {
       s_.publish_errors++;
       stream_.reset();
       return false;
     }
+    if (!res.keep_alive()) stream_.reset();
     s_.published++;
     return true;
   }
@@ -718,6 +726,7 @@ int main(int argc, char** argv) {
     return f.help_requested() ? 0 : 2;
   }
   o.scenario = positional[0];
+  common::RaiseFileLimit();
   if (o.http_port == 0) o.http_port = o.port;
   // Loopback only, bounded in count and time.
   auto loopback = [](const std::string& a) { return a.rfind("127.", 0) == 0; };

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "common/io_pool.h"
 #include "common/log.h"
 #include "controlplane/control_plane.h"
 #include "dataplane/data_plane.h"
@@ -67,6 +68,12 @@ int Run(int argc, char** argv) {
   std::vector<std::string> proxies;
   for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
     proxies.emplace_back(p);
+  }
+
+  uint64_t files = common::RaiseFileLimit();
+  if (files < 65536) {
+    RELAY_LOG(kWarn, "relay", "open file limit is ", files,
+              "; each connection needs one (raise `ulimit -Hn` for more connections)");
   }
 
   sigset_t signals;

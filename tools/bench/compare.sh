@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs relay-bench against Relay (one process, and control plane + data plane split) and soketi
+# (../shared/anchors/soketi/soketi.sh), alternating, on loopback; prints one JSON line per run
+# to stdout and a summary table to stderr. Every command line it runs is echoed.
+#
+#   tools/bench/compare.sh [quick]     (quick: small sizes, for a smoke run)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${RELAY_BIN_DIR:-build/bin}
+SOKETI=${SOKETI_SH:-../shared/anchors/soketi/soketi.sh}
+QUICK=${1:-}
+PORT=${RELAY_BENCH_PORT:-21001}
+WORK=$(mktemp -d)
+trap 'pkill -f "$BIN/relay --port $PORT" 2>/dev/null || true; pkill -f "$BIN/relay-controlplane --port $((PORT+1))" 2>/dev/null || true; pkill -f "$BIN/relay-dataplane --port $PORT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+start_relay() {
+  rm -rf "$WORK/data"
+  "$BIN/relay" --port "$PORT" --grpc-port $((PORT+50)) --data-dir "$WORK/data" --trigger-rate-limit 0 \
+    >"$WORK/relay.log" 2>&1 &
+  wait_port "$PORT"; sleep 0.5
+  "$BIN/relayctl" --server 127.0.0.1:$((PORT+50)) --data-dir "$WORK/data" apps update app-id \
+    --max-client-events-per-second 1000 >/dev/null
+  RELAY_PID=$(pgrep -f "$BIN/relay --port $PORT" | head -1)
+}
+stop_relay() { pkill -INT -f "$BIN/relay --port $PORT" || true; sleep 1; }
+
+start_split() {
+  rm -rf "$WORK/cp"
+  "$BIN/relay-controlplane" --port $((PORT+1)) --grpc-port $((PORT+50)) --data-dir "$WORK/cp" \
+    --trigger-rate-limit 0 >"$WORK/cp.log" 2>&1 &
+  wait_port $((PORT+1))
+  "$BIN/relay-dataplane" --port "$PORT" --control-plane 127.0.0.1:$((PORT+50)) --node-id bench \
+    >"$WORK/dp.log" 2>&1 &
+  wait_port "$PORT"; sleep 1
+  "$BIN/relayctl" --server 127.0.0.1:$((PORT+50)) --data-dir "$WORK/cp" apps update app-id \
+    --max-client-events-per-second 1000 >/dev/null
+  RELAY_PID=$(pgrep -f "$BIN/relay-dataplane --port $PORT" | head -1)
+}
+stop_split() {
+  pkill -INT -f "$BIN/relay-dataplane --port $PORT" || true
+  pkill -INT -f "$BIN/relay-controlplane --port $((PORT+1))" || true
+  sleep 1
+}
+
+run() {  # run TARGET SCENARIO ARGS...
+  local target=$1; shift
+  local cmd
+  case $target in
+    soketi) cmd=("$SOKETI" exec "$(pwd)/$BIN/relay-bench" "$@" --port 6001 --pid "$(bash "$SOKETI" pid)") ;;
+    split) cmd=("$BIN/relay-bench" "$@" --port "$PORT" --http-port $((PORT+1)) --pid "$RELAY_PID") ;;
+    *) cmd=("$BIN/relay-bench" "$@" --port "$PORT" --pid "$RELAY_PID") ;;
+  esac
+  echo "+ ${cmd[*]}" >&2
+  local out
+  out=$("${cmd[@]}" --json) || true
+  echo "{\"target\":\"$target\",\"args\":\"$*\",\"result\":$out}"
+}
+
+if [[ $QUICK == quick ]]; then
+  SCENARIOS=("connect --connections 200 --connect-rate 1000"
+             "fanout --connections 100 --channels 10 --rate 50 --duration 1"
+             "presence --connections 50 --channels 5 --duration 1"
+             "client-events --connections 20 --channels 5 --rate 50 --duration 1")
+  TARGETS=(relay)
+else
+  SCENARIOS=("connect --connections 10000 --connect-rate 2000 --hold 2"
+             "fanout --connections 2000 --channels 20 --rate 500 --duration 10 --publishers 16"
+             "fanout --connections 2000 --channels 20 --rate 1000 --duration 10 --publishers 16"
+             "fanout --connections 2000 --channels 20 --rate 2000 --duration 10 --publishers 16"
+             "fanout --connections 1 --channels 1 --rate 20000 --duration 5 --publishers 16"
+             "presence --connections 500 --channels 10 --duration 3"
+             "client-events --connections 200 --channels 20 --rate 2000 --duration 10")
+  TARGETS=(relay soketi split)
+  bash "$SOKETI" start >&2
+fi
+
+for s in "${SCENARIOS[@]}"; do
+  for target in "${TARGETS[@]}"; do
+    # A fresh server for every run, so runs do not inherit each other's state.
+    case $target in relay) start_relay ;; split) start_split ;; esac
+    # shellcheck disable=SC2086
+    run "$target" $s
+    case $target in relay) stop_relay ;; split) stop_split ;; esac
+  done
+done
+[[ $QUICK == quick ]] || bash "$SOKETI" stop >&2

@@ -30,7 +30,7 @@ DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fal
     shards_.push_back(std::make_unique<Shard>(
         i, pool_.context(i),
         [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); }));
-    shards_.back()->set_awaiting_counter(&awaiting_acks_);
+    shards_.back()->set_awaiting_counter(&awaiting_acks_, &last_ack_);
   }
 }
 
@@ -58,8 +58,9 @@ relay::v1::NodeLoad DataPlane::Load() {
 absl::Status DataPlane::Start() {
   http_ = std::make_unique<http_bridge::HttpServer>(
       http_bridge::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
-      [this](boost::beast::tcp_stream stream, http_bridge::BeastRequest request) {
-        OnUpgrade(std::move(stream), std::move(request));
+      [this](boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
+             std::string leftover) {
+        OnUpgrade(std::move(stream), std::move(request), std::move(leftover));
       });
   auto port = http_->Start();
   if (!port.ok()) return port.status();
@@ -82,18 +83,20 @@ absl::Status DataPlane::Start() {
       link, state_, [this](const relay::v1::ControlMessage& m) { OnCommand(m); },
       [this] { return Load(); },
       [this] {
+        last_ack_.store(0);  // the next stream numbers its messages from 1 again
         for (auto& s : shards_) s->PostReleaseAcks();
       });
   link_->Start();
   return absl::OkStatus();
 }
 
-void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request) {
+void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
+                          std::string leftover) {
   // The connection already lives on one of the pool's contexts; find the shard that owns it.
   auto& ctx = static_cast<boost::asio::io_context&>(stream.get_executor().context());
   for (auto& shard : shards_) {
     if (&shard->context() == &ctx) {
-      StartWsSession(*this, *shard, std::move(stream), std::move(request));
+      StartWsSession(*this, *shard, std::move(stream), std::move(request), std::move(leftover));
       return;
     }
   }
@@ -101,8 +104,11 @@ void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastReq
 
 void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   using relay::v1::ControlMessage;
-  if (msg.ack() > 0 && awaiting_acks_.load(std::memory_order_relaxed) > 0) {
-    for (auto& s : shards_) s->PostAck(msg.ack());
+  if (msg.ack() > 0) {
+    last_ack_.store(msg.ack());
+    if (awaiting_acks_.load() > 0) {
+      for (auto& s : shards_) s->PostAck(msg.ack());
+    }
   }
   switch (msg.body_case()) {
     case ControlMessage::kWelcome: {
@@ -111,9 +117,8 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
         for (auto& s : shards_) s->PostCloseApp(gone, 4001, "Application does not exist");
       }
       for (const auto& a : apps) {
-        if (!a.enabled()) {
-          for (auto& s : shards_) s->PostCloseApp(a.id(), 4003, "Application disabled");
-        }
+        AppPtr current = apps_.ById(a.id());
+        for (auto& s : shards_) s->PostAppUpdate(current);
       }
       RELAY_LOG(kInfo, "dataplane", "attached to control plane ",
                 msg.welcome().control_plane_id(), " (", apps.size(), " apps)");
@@ -147,11 +152,12 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
       }
       break;
     case ControlMessage::kAppUpsert:
+    {
       apps_.Upsert(msg.app_upsert());
-      if (!msg.app_upsert().enabled()) {
-        for (auto& s : shards_) s->PostCloseApp(msg.app_upsert().id(), 4003, "Application disabled");
-      }
+      AppPtr current = apps_.ById(msg.app_upsert().id());
+      for (auto& s : shards_) s->PostAppUpdate(current);
       break;
+    }
     case ControlMessage::kAppRemove:
       apps_.Remove(msg.app_remove().app_id());
       for (auto& s : shards_) {

@@ -67,7 +67,8 @@ class DataPlane {
 
  private:
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request);
+  void OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
+                 std::string leftover);
   relay::v1::NodeLoad Load();
 
   DataPlaneOptions options_;
@@ -84,6 +85,7 @@ class DataPlane {
   std::atomic<uint64_t> socket_counter_{0};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> awaiting_acks_{0};
+  std::atomic<uint64_t> last_ack_{0};
   std::atomic<bool> stopped_{false};
 };
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "dataplane/app_table.h"
 #include "relay/v1/node_link.pb.h"
 
 namespace relay::dataplane {
@@ -28,6 +29,8 @@ class Session {
   // The control plane acknowledged the delta with `seq` that registered this node's interest in
   // `channel` (or the link dropped, `seq` 0): the subscription may go live.
   virtual void OnInterestAcked(const std::string& channel, uint64_t seq) = 0;
+  // The control plane changed this session's app (credentials, limits, features, enabled).
+  virtual void OnAppUpdated(const AppPtr& app) = 0;
   // Watchlist transitions for this (signed-in) session.
   virtual void OnWatchlist(const relay::v1::WatchlistEvents& events) = 0;
 };

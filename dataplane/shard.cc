@@ -67,6 +67,18 @@ uint64_t Shard::AwaitReply(std::weak_ptr<Session> session,
 void Shard::AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string channel) {
   awaiting_acks_.emplace(seq, std::make_pair(std::move(session), std::move(channel)));
   if (awaiting_total_ != nullptr) awaiting_total_->fetch_add(1);
+  // The ack may have arrived before this wait was counted (the link only posts acks while
+  // someone waits): check the last ack after counting; seq_cst on both sides closes the race.
+  if (acked_ != nullptr && acked_->load() >= seq) PostAck(acked_->load());
+}
+
+void Shard::PostAppUpdate(AppPtr app) {
+  net::post(context_, [this, app = std::move(app)] {
+    std::vector<Session*> v(sessions_.begin(), sessions_.end());
+    for (Session* s : v) {
+      if (sessions_.contains(s) && s->app_id() == app->id()) s->OnAppUpdated(app);
+    }
+  });
 }
 
 void Shard::PostAck(uint64_t ack) {

@@ -64,6 +64,8 @@ class Shard {
   // Closes every session with 4200, spread evenly over `window_ms`.
   void PostDrain(uint32_t window_ms);
   void PostCloseAll(int code, std::string message);
+  // Hands the new version of an app to its sessions on this shard.
+  void PostAppUpdate(AppPtr app);
   // The control plane has applied everything up to `ack`.
   void PostAck(uint64_t ack);
   // The link dropped: nothing will be acknowledged on it; release every wait.
@@ -91,7 +93,14 @@ class Shard {
 
  public:
   // Shared count of waits over all shards, so the link posts acks only when someone waits.
-  void set_awaiting_counter(std::atomic<int64_t>* counter) { awaiting_total_ = counter; }
+  // `acked`: the highest seq the control plane has acknowledged on the current stream.
+  void set_awaiting_counter(std::atomic<int64_t>* counter, std::atomic<uint64_t>* acked) {
+    awaiting_total_ = counter;
+    acked_ = acked;
+  }
+
+ private:
+  std::atomic<uint64_t>* acked_ = nullptr;
   uint64_t next_request_ = 0;
 };
 

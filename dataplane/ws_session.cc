@@ -5,9 +5,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <deque>
+#include <sstream>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
@@ -62,7 +64,7 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
 
   ~WsSession() override = default;
 
-  void Run(http_bridge::BeastRequest request) {
+  void Run(http_bridge::BeastRequest request, std::string leftover) {
     std::optional<Refusal> refusal = Check(request);
     auto opts = websocket::stream_base::timeout::suggested(beast::role_type::server);
     // Pusher-level pings handle liveness; Beast's own idle timeout stays off so that a quiet but
@@ -81,9 +83,19 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
       res.set(http::field::server, "relay");
     }));
-    ws_.async_accept(request, [self = shared_from_this(), refusal](beast::error_code ec) {
+    auto done = [self = shared_from_this(), refusal](beast::error_code ec) {
       self->OnAccept(ec, refusal);
-    });
+    };
+    if (leftover.empty()) {
+      ws_.async_accept(request, std::move(done));
+      return;
+    }
+    // Bytes that followed the request: hand Beast the request and those bytes together, so
+    // they are read as the first WebSocket frames (Beast copies the buffer at once).
+    std::ostringstream raw;
+    raw << request;
+    std::string bytes = raw.str() + leftover;
+    ws_.async_accept(net::buffer(bytes), std::move(done));
   }
 
   // Session
@@ -168,6 +180,11 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     Sub& sub = it->second;
     if (sub.live || sub.ack_seq != seq) return;
     GoLive(channel, sub);
+  }
+
+  void OnAppUpdated(const AppPtr& app) override {
+    app_ = app;  // limits and features apply from the next frame on
+    if (!app->enabled()) CloseWith(4003, "Application disabled");
   }
 
   void OnWatchlist(const relay::v1::WatchlistEvents& events) override {
@@ -780,8 +797,9 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
 }  // namespace
 
 void StartWsSession(DataPlane& dp, Shard& shard, beast::tcp_stream stream,
-                    http_bridge::BeastRequest request) {
-  std::make_shared<WsSession>(dp, shard, std::move(stream))->Run(std::move(request));
+                    http_bridge::BeastRequest request, std::string leftover) {
+  std::make_shared<WsSession>(dp, shard, std::move(stream))
+      ->Run(std::move(request), std::move(leftover));
 }
 
 }  // namespace relay::dataplane

@@ -13,6 +13,6 @@ class Shard;
 
 // Takes over `stream` (already on `shard`'s context) and runs the session until it closes.
 void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
-                    http_bridge::BeastRequest request);
+                    http_bridge::BeastRequest request, std::string leftover);
 
 }  // namespace relay::dataplane

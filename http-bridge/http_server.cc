@@ -2,6 +2,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -82,7 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
     BeastRequest req = parser_->release();
     if (upgrade_ && beast::websocket::is_upgrade(req)) {
       stream_.expires_never();
-      upgrade_(std::move(stream_), std::move(req));
+      upgrade_(std::move(stream_), std::move(req), beast::buffers_to_string(buffer_.data()));
       return;
     }
     requests_->fetch_add(1, std::memory_order_relaxed);

@@ -24,8 +24,10 @@ namespace relay::http_bridge {
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
 // Takes over a connection whose request is a WebSocket upgrade. Called on the connection's
-// io_context thread.
-using UpgradeHandler = std::function<void(boost::beast::tcp_stream stream, BeastRequest request)>;
+// io_context thread. `leftover` holds bytes the client sent after the request (a client that
+// does not wait for the 101 response); they belong to the WebSocket stream.
+using UpgradeHandler = std::function<void(boost::beast::tcp_stream stream, BeastRequest request,
+                                          std::string leftover)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";

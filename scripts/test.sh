@@ -7,5 +7,6 @@ scripts/build.sh
 status=0
 (cd build && ctest --output-on-failure -j2 --timeout 300) || status=1
 RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh || status=1
+tests/bench_smoke.sh || status=1
 if [[ $status -ne 0 ]]; then echo "SOME TESTS FAILED"; fi
 exit $status

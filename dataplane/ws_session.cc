@@ -7,6 +7,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <sstream>
@@ -228,6 +229,14 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     common::QueryParams params;
     common::ParseQuery(query, &params);
     for (const auto& [k, v] : params) {
+      if (k == "version") {
+        bool valid = !v.empty() && v.size() <= 32 &&
+                     std::all_of(v.begin(), v.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '-' || c == '+' || c == '_';
+                     });
+        if (!valid) return Refusal{4006, "Invalid version string format"};
+      }
       if (k != "protocol") continue;
       int protocol = 0;
       if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &protocol)) {

@@ -65,17 +65,29 @@ WsClient::~WsClient() {
   impl_->thread.join();
 }
 
-std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& target) {
+std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& target,
+                                            bool deflate) {
   auto impl = std::make_unique<Impl>();
   beast::error_code ec;
+  if (deflate) {
+    websocket::permessage_deflate pmd;
+    pmd.client_enable = true;
+    impl->ws.set_option(pmd);
+  }
   impl->ws.next_layer().connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
   if (ec) return nullptr;
-  impl->ws.handshake("127.0.0.1:" + std::to_string(port), target, ec);
+  websocket::response_type res;
+  impl->ws.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
   if (ec) return nullptr;
+  bool negotiated =
+      std::string(res[beast::http::field::sec_websocket_extensions]).find("permessage-deflate") !=
+      std::string::npos;
   impl->Read();
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->ioc.run(); });
-  return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
+  auto client = std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
+  client->deflate_ = negotiated;
+  return client;
 }
 
 void WsClient::Send(const std::string& text) {

@@ -16,7 +16,11 @@ class WsClient {
  public:
   // Connects and completes the WebSocket handshake on `target` ("/app/key?protocol=7").
   // Returns null when the TCP connection or the handshake fails.
-  static std::unique_ptr<WsClient> Connect(uint16_t port, const std::string& target);
+  // `deflate` offers permessage-deflate.
+  static std::unique_ptr<WsClient> Connect(uint16_t port, const std::string& target,
+                                           bool deflate = false);
+  // Whether the server accepted permessage-deflate.
+  bool deflate_negotiated() const { return deflate_; }
   ~WsClient();
 
   void Send(const std::string& text);
@@ -43,6 +47,7 @@ class WsClient {
   explicit WsClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
   std::string socket_id_;
+  bool deflate_ = false;
 };
 
 // The value of a top-level string field of a JSON frame ("" when absent).

@@ -79,10 +79,24 @@ async function startSplit() {
   const grpcPort = await freePort();
   const wsPort = await freePort();
   const dataDir = tempDir();
-  await start('relay-controlplane', ['--port', httpPort, '--grpc-port', grpcPort, '--data-dir', dataDir].map(String), 'controlplane ready');
+  const cpArgs = ['--port', httpPort, '--grpc-port', grpcPort, '--data-dir', dataDir].map(String);
+  const cp = await start('relay-controlplane', cpArgs, 'controlplane ready');
   const dp = await start('relay-dataplane', ['--port', wsPort, '--control-plane', `127.0.0.1:${grpcPort}`, '--node-id', 'n1'].map(String), 'dataplane ready');
   await waitFor(() => dp.log().includes('attached to control plane'), 15000);
-  return { wsPort, httpPort, grpcPort, dataDir };
+  return { wsPort, httpPort, grpcPort, dataDir, cp, cpArgs, dp };
+}
+
+// Kills the split shape's control plane with SIGKILL and starts it again on the same ports and
+// data dir; resolves once the data plane has re-attached.
+async function restartControlPlane(server) {
+  const attachesBefore = (server.dp.log().match(/attached to control plane/g) || []).length;
+  const exited = new Promise((resolve) => server.cp.child.once('exit', resolve));
+  server.cp.child.kill('SIGKILL');
+  await exited;
+  server.cp = await start('relay-controlplane', server.cpArgs, 'controlplane ready');
+  await waitFor(() => (server.dp.log().match(/attached to control plane/g) || []).length > attachesBefore,
+    15000, 'data plane re-attach');
+  return true;
 }
 
 function waitFor(pred, timeoutMs = 10000, what = 'condition') {
@@ -142,4 +156,4 @@ function relayctl(server, args) {
   });
 }
 
-module.exports = { APP, startRelay, startSplit, stopAll, waitFor, once, client, sdk, authOptions, relayctl, freePort };
+module.exports = { APP, startRelay, startSplit, restartControlPlane, stopAll, waitFor, once, client, sdk, authOptions, relayctl, freePort };

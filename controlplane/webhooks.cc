@@ -74,7 +74,8 @@ absl::Status Webhooks::Open() {
   while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
     relay::v1::Webhook hook;
     hook.ParseFromArray(sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0));
-    endpoints_[hook.id()].hook = WithDefaults(std::move(hook));
+    std::string id = hook.id();  // not hook.id() in the assignment: the right side moves first
+    endpoints_[id].hook = WithDefaults(std::move(hook));
   }
   sqlite3_finalize(st);
   st = nullptr;
@@ -82,6 +83,9 @@ absl::Status Webhooks::Open() {
                      "SELECT row, endpoint, name, channel, user_id, json, created_ms, "
                      "not_before_ms FROM outbox ORDER BY row;",
                      -1, &st, nullptr);
+  if (st == nullptr) {
+    return absl::InternalError(common::StrCat("webhooks.db: ", sqlite3_errmsg(db_)));
+  }
   size_t loaded = 0;
   while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
     auto text = [st](int c) {
@@ -96,8 +100,9 @@ absl::Status Webhooks::Open() {
     ++loaded;
   }
   sqlite3_finalize(st);
-  if (loaded > 0) {
-    RELAY_LOG(kInfo, "webhooks", "resuming delivery of ", loaded, " undelivered webhook events");
+  if (!endpoints_.empty()) {
+    RELAY_LOG(kInfo, "webhooks", endpoints_.size(), " endpoints; resuming delivery of ", loaded,
+              " undelivered events");
   }
   return absl::OkStatus();
 }

@@ -75,10 +75,26 @@ absl::Status ControlPlane::Start() {
   admin_service_ =
       MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
 
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!options_.grpc_tls_cert.empty() || !options_.grpc_tls_key.empty()) {
+    auto read = [](const std::string& path, std::string* out) {
+      std::ifstream in(path);
+      out->assign(std::istreambuf_iterator<char>(in), {});
+      return in.good() || !out->empty();
+    };
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    if (!read(options_.grpc_tls_key, &pair.private_key) ||
+        !read(options_.grpc_tls_cert, &pair.cert_chain)) {
+      return absl::InvalidArgumentError(
+          "cannot read --grpc-tls-cert / --grpc-tls-key (both PEM files are needed)");
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    creds = grpc::SslServerCredentials(ssl);
+  }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(common::StrCat(options_.host, ":", options_.grpc_port),
-                           grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(common::StrCat(options_.host, ":", options_.grpc_port), creds, &port);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // A second control plane on the same port must fail to start, not share it silently.

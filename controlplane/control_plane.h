@@ -39,6 +39,9 @@ struct ControlPlaneOptions {
   ApiLimits limits;
   // Sends webhook requests; webhooks are off when empty (the binaries pass http_bridge::HttpPost).
   HttpPost webhook_post;
+  // PEM files; when both are set gRPC (all three services) is served over TLS.
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
   WebhookOptions webhooks;
 };
 

@@ -34,6 +34,8 @@ int Run(int argc, char** argv) {
              "A data plane silent for this long is withdrawn from the cluster");
   uint64_t trigger_rate = options.limits.trigger_requests_per_minute;
   std::string trusted_proxies;
+  flags.String("grpc-tls-cert", &options.grpc_tls_cert, "PEM certificate chain: serve gRPC over TLS");
+  flags.String("grpc-tls-key", &options.grpc_tls_key, "PEM private key for --grpc-tls-cert");
   flags.Uint("trigger-rate-limit", &trigger_rate,
              "HTTP trigger requests per minute per client address (0 = unlimited)");
   flags.String("trusted-proxies", &trusted_proxies,

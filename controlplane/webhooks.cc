@@ -107,27 +107,7 @@ absl::Status Webhooks::Open() {
   return absl::OkStatus();
 }
 
-void Webhooks::Start() {
-  threads_.emplace_back([this] { DispatchLoop(); });
-  for (size_t i = 0; i < options_.workers; ++i) {
-    threads_.emplace_back([this] {
-      while (true) {
-        std::function<void()> task;
-        {
-          absl::MutexLock lock(&mu_);
-          auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-            return stopping_ || !work_.empty();
-          };
-          mu_.Await(absl::Condition(&ready));
-          if (stopping_) return;
-          task = std::move(work_.front());
-          work_.pop_front();
-        }
-        task();
-      }
-    });
-  }
-}
+void Webhooks::Start() { threads_.emplace_back([this] { DispatchLoop(); }); }
 
 void Webhooks::Stop() {
   {
@@ -139,6 +119,11 @@ void Webhooks::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  // Deliveries in flight finish within the request timeout; their results are kept.
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
+  mu_.AwaitWithTimeout(absl::Condition(&idle),
+                       absl::Milliseconds(options_.request_timeout.count() + 1000));
 }
 
 absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
@@ -340,9 +325,14 @@ void Webhooks::DispatchLoop() {
           continue;
         }
         ep.in_flight = true;
-        work_.push_back([this, id = id, b = std::move(batch)]() mutable {
+        ++in_flight_;
+        // One thread per request in flight (at most one per endpoint): a slow or dead endpoint
+        // ties up only its own thread, never another endpoint's or app's deliveries.
+        std::thread([this, id = id, b = std::move(batch)]() mutable {
           Deliver(id, std::move(b));
-        });
+          absl::MutexLock done(&mu_);
+          --in_flight_;
+        }).detach();
       }
       auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
       mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(20));

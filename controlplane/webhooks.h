@@ -42,7 +42,6 @@ using HttpPost = std::function<PostResult(
 struct WebhookOptions {
   std::chrono::milliseconds request_timeout{5000};
   size_t max_outbox_per_endpoint = 100000;  // beyond it the oldest events are dropped
-  size_t workers = 4;
 };
 
 // One webhook event, before it is matched to endpoints.
@@ -116,8 +115,7 @@ class Webhooks {
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
-  // Work handed from the dispatcher to the workers.
-  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
+  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace relay::controlplane

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <deque>
+#include <fstream>
 #include <random>
 
 #include "common/log.h"
@@ -175,8 +176,16 @@ void ControlLink::Run() {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.max_backoff.count()));
-  auto channel =
-      grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (options_.tls || !options_.tls_ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    if (!options_.tls_ca.empty()) {
+      std::ifstream in(options_.tls_ca);
+      ssl.pem_root_certs.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateCustomChannel(options_.target, creds, args);
   auto stub = relay::v1::NodeLink::NewStub(channel);
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.min_backoff;

@@ -23,6 +23,8 @@ class LinkStream;
 
 struct ControlLinkOptions {
   std::string target;  // host:port of the control plane's gRPC
+  bool tls = false;    // dial with TLS
+  std::string tls_ca;  // PEM file of trusted roots for TLS ("" = the system's)
   relay::v1::NodeHello hello;
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds min_backoff{200};

@@ -68,6 +68,8 @@ absl::Status DataPlane::Start() {
   pool_.Start("shard");
   ControlLinkOptions link;
   link.target = options_.control_plane;
+  link.tls = options_.control_plane_tls;
+  link.tls_ca = options_.control_plane_ca;
   link.heartbeat_interval = options_.heartbeat_interval;
   link.hello.set_node_id(options_.node_id);
   link.hello.set_address(options_.advertised_address.empty()

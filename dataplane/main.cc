@@ -22,6 +22,9 @@ int Run(int argc, char** argv) {
   flags.String("host", &host, "Address to bind the WebSocket listener to");
   flags.Uint("port", &port, "WebSocket port");
   flags.String("control-plane", &o.control_plane, "The control plane's gRPC address HOST:PORT");
+  flags.Bool("control-plane-tls", &o.control_plane_tls, "Dial the control plane with TLS");
+  flags.String("control-plane-ca", &o.control_plane_ca,
+               "PEM roots trusted for the control plane's certificate (implies TLS)");
   flags.String("node-id", &o.node_id, "This node's id (generated when absent)");
   flags.String("advertise", &o.advertised_address,
                "Address clients use to reach this node, reported to the control plane");

@@ -9,17 +9,21 @@ const h = require('./lib/harness');
 after(h.stopAll);
 
 // A receiver that answers `failFirst` requests with 500, then 200; keeps verified events.
-async function receiver(failFirst = 0) {
-  const r = { events: [], requests: 0, invalid: 0, failLeft: failFirst };
+async function receiver(failFirst = 0, app = null) {
+  const r = { events: [], requests: 0, invalid: 0, failLeft: failFirst, batches: [] };
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
     req.on('end', () => {
       r.requests++;
       if (r.failLeft > 0) { r.failLeft--; res.writeHead(500); res.end(); return; }
-      const hook = h.sdk({ httpPort: 1 }).webhook({ headers: req.headers, rawBody: body });
+      const verifier = app
+        ? new (require('pusher'))({ appId: app.id, key: app.key, secret: app.secret, host: '127.0.0.1', port: '1' })
+        : h.sdk({ httpPort: 1 });
+      const hook = verifier.webhook({ headers: req.headers, rawBody: body });
       if (!hook.isValid()) { r.invalid++; res.writeHead(401); res.end(); return; }
       r.events.push(...hook.getEvents());
+      r.batches.push({ size: hook.getEvents().length, headers: req.headers });
       res.writeHead(200); res.end('{}');
     });
   });
@@ -131,4 +135,55 @@ test('webhooks test sends a signed test event', async () => {
   assert.strictEqual(r.code, 0, r.stderr + r.stdout);
   assert.deepStrictEqual(names(rx), ['test:relay-webhook-test']);
   rx.close();
+});
+
+test('subscription_count events, custom headers and batching', async () => {
+  const server = await h.startRelay();
+  const rx = await receiver();
+  assert.strictEqual((await h.relayctl(server, ['apps', 'update', 'app-id', '--subscription-count', 'true'])).code, 0);
+  await h.relayctl(server, ['webhooks', 'add', '--app', 'app-id', '--url', rx.url, '--events', 'subscription_count',
+    '--header', 'X-Tenant=shop-1', '--batch-window-ms', '500', '--batch-max', '10']);
+  const a = h.client(server);
+  const b = h.client(server);
+  try {
+    const ca = a.subscribe('counted');
+    await h.once(ca, 'pusher:subscription_succeeded');
+    const cb = b.subscribe('counted');
+    await h.once(cb, 'pusher:subscription_succeeded');
+    await h.waitFor(() => rx.events.some((e) => e.subscription_count === 2), 10000, 'count 2');
+    const counts = rx.events.filter((e) => e.channel === 'counted').map((e) => e.subscription_count);
+    assert.deepStrictEqual(counts, [1, 2]);
+    assert.strictEqual(rx.batches.length, 1, 'both changes within the window travel in one request');
+    assert.strictEqual(rx.batches[0].headers['x-tenant'], 'shop-1');
+  } finally { a.disconnect(); b.disconnect(); rx.close(); }
+});
+
+test('a dead endpoint delays neither publishing nor another app\'s webhooks', async () => {
+  const server = await h.startRelay();
+  // Accepts requests and never answers.
+  const hung = http.createServer(() => {});
+  await new Promise((resolve) => hung.listen(0, '127.0.0.1', resolve));
+  const other = JSON.parse((await h.relayctl(server, ['apps', 'create', '--name', 'other', '--json'])).stdout);
+  const rx = await receiver(0, other);
+  await h.relayctl(server, ['webhooks', 'add', '--app', 'app-id', '--url', `http://127.0.0.1:${hung.address().port}/x`]);
+  await h.relayctl(server, ['webhooks', 'add', '--app', other.id, '--url', rx.url, '--events', 'channel_occupied']);
+  const a = h.client(server);
+  const Pusher = require('pusher-js');
+  const b = new Pusher(other.key, { wsHost: '127.0.0.1', wsPort: server.wsPort, forceTLS: false,
+    enabledTransports: ['ws'], cluster: 'mt1', disableStats: true });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const ch = a.subscribe(`busy-${i}`);
+      await h.once(ch, 'pusher:subscription_succeeded');
+    }
+    const t0 = Date.now();
+    const res = await h.sdk(server).trigger('busy-0', 'e', {});
+    assert.strictEqual(res.status, 200);
+    assert.ok(Date.now() - t0 < 1000, 'publishing was slowed by a dead webhook endpoint');
+    const cb = b.subscribe('other-channel');
+    await h.once(cb, 'pusher:subscription_succeeded');
+    const t1 = Date.now();
+    await h.waitFor(() => names(rx).includes('channel_occupied:other-channel'), 4000, 'other app webhook');
+    assert.ok(Date.now() - t1 < 4000);
+  } finally { a.disconnect(); b.disconnect(); rx.close(); hung.closeAllConnections(); hung.close(); }
 });

@@ -39,6 +39,8 @@ int Run(int argc, char** argv) {
   flags.Uint("capacity", &capacity, "Connections accepted before refusing with 4100 (0 = no limit)");
   uint64_t trigger_rate = cpo.limits.trigger_requests_per_minute;
   std::string trusted_proxies;
+  flags.String("grpc-tls-cert", &cpo.grpc_tls_cert, "PEM certificate chain: serve gRPC over TLS");
+  flags.String("grpc-tls-key", &cpo.grpc_tls_key, "PEM private key for --grpc-tls-cert");
   flags.Uint("trigger-rate-limit", &trigger_rate,
              "HTTP trigger requests per minute per client address (0 = unlimited)");
   flags.String("trusted-proxies", &trusted_proxies,
@@ -87,6 +89,8 @@ int Run(int argc, char** argv) {
     std::cerr << "relay: " << st.message() << "\n";
     return 1;
   }
+  // The embedded data plane trusts the control plane's own certificate when TLS is on.
+  dpo.control_plane_ca = cpo.grpc_tls_cert;
   dpo.control_plane = common::StrCat(host == "0.0.0.0" ? "127.0.0.1" : host, ":", cp.grpc_port());
   http_bridge::HttpApi http_api(cp.api(), cp.store(), proxies);
   dataplane::DataPlane dp(dpo, http_api.Handler());

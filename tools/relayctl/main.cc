@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <unistd.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -394,6 +395,11 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
         return kExitOk;
       }
     } else if (name == "apps delete") {
+      if (!yes && !isatty(STDIN_FILENO)) {
+        std::cerr << "relayctl: apps delete asks for confirmation on a terminal; pass --yes in "
+                     "scripts (nothing deleted)\n";
+        return kExitUsage;
+      }
       if (!yes) {
         std::cerr << "Delete app '" << *ref << "' and close its connections? Type the app id or "
                                                "key to confirm: ";

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
+#include "common/log.h"
+
 namespace relay::common {
 
 IoPool::IoPool(size_t threads) {
@@ -42,6 +44,10 @@ uint64_t RaiseFileLimit() {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < 65536) {
+    RELAY_LOG(kWarn, "relay", "open file limit is ", rl.rlim_cur,
+              "; each connection needs one (raise `ulimit -Hn` for more connections)");
   }
   return rl.rlim_cur;
 }

@@ -37,8 +37,8 @@ class IoPool {
   size_t next_ = 0;
 };
 
-// Raises the soft limit on open files to the hard limit (each connection is a descriptor).
-// Returns the resulting soft limit.
+// Raises the soft limit on open files to the hard limit (each connection is a descriptor),
+// warning when it stays low. Returns the resulting soft limit.
 uint64_t RaiseFileLimit();
 
 }  // namespace relay::common

@@ -7,6 +7,7 @@
 #include "common/flags.h"
 #include "common/io_pool.h"
 #include "common/log.h"
+#include "common/shutdown.h"
 #include "controlplane/control_plane.h"
 #include "http-bridge/http_api.h"
 #include "http-bridge/http_client.h"
@@ -63,11 +64,7 @@ int Run(int argc, char** argv) {
     proxies.emplace_back(p);
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  common::ShutdownSignals signals;
 
   controlplane::ControlPlane cp(options);
   if (auto st = cp.Start(); !st.ok()) {
@@ -85,8 +82,7 @@ int Run(int argc, char** argv) {
   pool.Start("cp-http");
   RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", host, ":", *bound,
             ", gRPC on ", host, ":", cp.grpc_port(), ", data dir ", options.data_dir);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = signals.Wait();
   RELAY_LOG(kInfo, "controlplane", "signal ", sig, ": shutting down");
   http.StopAccepting();
   cp.Stop();

@@ -38,6 +38,19 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// Pusher's webhook headers: the body signed with the app secret, plus the endpoint's own.
+std::vector<std::pair<std::string, std::string>> SignedHeaders(const relay::v1::App& app,
+                                                               const relay::v1::Webhook& hook,
+                                                               const std::string& body) {
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {"Content-Type", "application/json"},
+      {"X-Pusher-Key", app.key()},
+      {"X-Pusher-Signature", common::HmacSha256Hex(app.secret(), body)},
+      {"User-Agent", "relay-webhooks/1"}};
+  for (const auto& [k, v] : hook.headers()) headers.emplace_back(k, v);
+  return headers;
+}
+
 relay::v1::Webhook WithDefaults(relay::v1::Webhook h) {
   if (h.batch_max_events() == 0) h.set_batch_max_events(50);
   if (h.delay_ms() == 0) h.set_delay_ms(3000);
@@ -354,13 +367,7 @@ void Webhooks::Deliver(const std::string& endpoint_id, std::vector<Entry> batch)
     result.error = "the app no longer exists";
   } else {
     std::string body = Body(batch);
-    std::vector<std::pair<std::string, std::string>> headers = {
-        {"Content-Type", "application/json"},
-        {"X-Pusher-Key", app->key()},
-        {"X-Pusher-Signature", common::HmacSha256Hex(app->secret(), body)},
-        {"User-Agent", "relay-webhooks/1"}};
-    for (const auto& [k, v] : hook.headers()) headers.emplace_back(k, v);
-    result = post_(hook.url(), headers, body, options_.request_timeout);
+    result = post_(hook.url(), SignedHeaders(*app, hook, body), body, options_.request_timeout);
   }
   bool ok = result.status >= 200 && result.status < 300;
   int64_t now = common::NowUnixMs();
@@ -419,13 +426,7 @@ std::vector<relay::v1::TestWebhookResult> Webhooks::Test(const std::string& app_
     w.BeginObject().Key("name").String("test").Key("channel").String("relay-webhook-test");
     w.EndObject().EndArray().EndObject();
     std::string body = w.Take();
-    std::vector<std::pair<std::string, std::string>> headers = {
-        {"Content-Type", "application/json"},
-        {"X-Pusher-Key", app->key()},
-        {"X-Pusher-Signature", common::HmacSha256Hex(app->secret(), body)},
-        {"User-Agent", "relay-webhooks/1"}};
-    for (const auto& [k, v] : hook.headers()) headers.emplace_back(k, v);
-    PostResult r = post_(hook.url(), headers, body, options_.request_timeout);
+    PostResult r = post_(hook.url(), SignedHeaders(*app, hook, body), body, options_.request_timeout);
     relay::v1::TestWebhookResult res;
     res.set_webhook_id(hook.id());
     res.set_url(hook.url());

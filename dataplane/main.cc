@@ -5,6 +5,7 @@
 #include "common/flags.h"
 #include "common/io_pool.h"
 #include "common/log.h"
+#include "common/shutdown.h"
 #include "dataplane/data_plane.h"
 
 namespace {
@@ -57,17 +58,9 @@ int Run(int argc, char** argv) {
   o.drain_window_ms = static_cast<uint32_t>(drain_window);
   o.permessage_deflate = deflate;
 
-  uint64_t files = common::RaiseFileLimit();
-  if (files < 65536) {
-    RELAY_LOG(kWarn, "relay", "open file limit is ", files,
-              "; each connection needs one (raise `ulimit -Hn` for more connections)");
-  }
+  common::RaiseFileLimit();
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  common::ShutdownSignals signals;
 
   dataplane::DataPlane dp(o);
   if (auto st = dp.Start(); !st.ok()) {
@@ -76,15 +69,11 @@ int Run(int argc, char** argv) {
   }
   RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ws://",
             host, ":", dp.port(), "/app/<key>, control plane ", o.control_plane);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = signals.Wait();
   if (sig == SIGTERM) {
     // Graceful: clients are closed with 4200 over the drain window so they reconnect elsewhere.
     dp.Drain(0);
-    struct timespec ts {
-      static_cast<time_t>(o.drain_window_ms / 1000 + 1), 0
-    };
-    sigtimedwait(&signals, nullptr, &ts);
+    signals.WaitAtMost(std::chrono::milliseconds(o.drain_window_ms + 1000));
   }
   dp.Stop();
   return 0;

@@ -459,29 +459,18 @@ class Bench {
     }
   }
 
-  Histogram MergedLatency() {
-    Histogram h;
-    // Collect each thread's histogram on its own thread.
-    for (auto& c : contexts_) {
-      std::promise<Histogram> p;
-      auto f = p.get_future();
-      net::post(*c, [&p] {
-        std::lock_guard<std::mutex> lock(Client::local_mu());
-        p.set_value(Client::local_latency());
-      });
-      h.Merge(f.get());
-    }
-    return h;
-  }
+  Histogram MergedLatency() { return Merged(&Client::local_latency); }
+  Histogram MergedConnect() { return Merged(&Client::local_connect); }
 
-  Histogram MergedConnect() {
+  // Collects one of the per-thread histograms from every client thread, on its own thread.
+  Histogram Merged(Histogram& (*which)()) {
     Histogram h;
     for (auto& c : contexts_) {
       std::promise<Histogram> p;
       auto f = p.get_future();
-      net::post(*c, [&p] {
+      net::post(*c, [&p, which] {
         std::lock_guard<std::mutex> lock(Client::local_mu());
-        p.set_value(Client::local_connect());
+        p.set_value(which());
       });
       h.Merge(f.get());
     }

@@ -9,6 +9,7 @@
 #include "common/flags.h"
 #include "common/io_pool.h"
 #include "common/log.h"
+#include "common/shutdown.h"
 #include "controlplane/control_plane.h"
 #include "dataplane/data_plane.h"
 #include "http-bridge/http_api.h"
@@ -72,17 +73,9 @@ int Run(int argc, char** argv) {
     proxies.emplace_back(p);
   }
 
-  uint64_t files = common::RaiseFileLimit();
-  if (files < 65536) {
-    RELAY_LOG(kWarn, "relay", "open file limit is ", files,
-              "; each connection needs one (raise `ulimit -Hn` for more connections)");
-  }
+  common::RaiseFileLimit();
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  common::ShutdownSignals signals;
 
   controlplane::ControlPlane cp(cpo);
   if (auto st = cp.Start(); !st.ok()) {
@@ -110,15 +103,11 @@ int Run(int argc, char** argv) {
   RELAY_LOG(kInfo, "relay", "relay ready: ws://", host, ":", dp.port(), "/app/<key>, HTTP API on ",
             host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(), ", data dir ",
             cpo.data_dir);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = signals.Wait();
   RELAY_LOG(kInfo, "relay", "signal ", sig, ": shutting down");
   if (sig == SIGTERM) {
     dp.Drain(0);
-    struct timespec ts {
-      static_cast<time_t>(dpo.drain_window_ms / 1000 + 1), 0
-    };
-    sigtimedwait(&signals, nullptr, &ts);
+    signals.WaitAtMost(std::chrono::milliseconds(dpo.drain_window_ms + 1000));
   }
   dp.Stop();
   cp.Stop();

@@ -77,6 +77,13 @@ std::unique_ptr<WsClient> Cluster::Client(int i, const std::string& key) {
 
 std::string Cluster::Subscribe(WsClient& c, const std::string& channel,
                                const std::string& channel_data) {
+  SendSubscribe(c, channel, channel_data);
+  auto f = c.ReceiveEvent("pusher_internal:subscription_succeeded", std::chrono::seconds(5), channel);
+  return f ? *f : "";
+}
+
+void Cluster::SendSubscribe(WsClient& c, const std::string& channel,
+                            const std::string& channel_data) {
   std::string auth;
   auto kind = common::ClassifyChannel(channel);
   if (kind.NeedsAuth()) {
@@ -89,8 +96,6 @@ std::string Cluster::Subscribe(WsClient& c, const std::string& channel,
   if (!channel_data.empty()) w.Key("channel_data").String(channel_data);
   w.EndObject().EndObject();
   c.Send(w.str());
-  auto f = c.ReceiveEvent("pusher_internal:subscription_succeeded", std::chrono::seconds(5), channel);
-  return f ? *f : "";
 }
 
 absl::Status Cluster::Trigger(const std::string& channel, const std::string& event,

@@ -33,6 +33,8 @@ class Cluster {
 
   // Connects to node `i` as app `key` and reads connection_established.
   std::unique_ptr<WsClient> Client(int i = 0, const std::string& key = "app-key");
+  // Sends a correctly signed pusher:subscribe without waiting for the answer.
+  void SendSubscribe(WsClient& c, const std::string& channel, const std::string& channel_data = "");
   // Subscribes and waits for subscription_succeeded; returns its frame ("" on failure).
   std::string Subscribe(WsClient& c, const std::string& channel, const std::string& channel_data = "");
   // Publishes through the public API (the same path as HTTP and gRPC triggers).

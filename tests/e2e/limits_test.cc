@@ -1,0 +1,118 @@
+// Per-app limits seen by clients, encrypted channels, and the cluster-wide cache.
+#include <gtest/gtest.h>
+
+#include "common/pusher_auth.h"
+#include "tests/e2e/cluster.h"
+#include "tests/testutil/wait_for.h"
+
+namespace relay::testutil {
+namespace {
+
+using namespace std::chrono_literals;
+
+void SetLimit(Cluster& cluster, const std::string& path, uint32_t value) {
+  relay::v1::UpdateAppRequest r;
+  r.set_app("app-id");
+  auto* l = r.mutable_changes()->mutable_limits();
+  if (path == "limits.max_connections") l->set_max_connections(value);
+  if (path == "limits.max_presence_members") l->set_max_presence_members(value);
+  if (path == "limits.max_presence_user_info_bytes") l->set_max_presence_user_info_bytes(value);
+  if (path == "limits.max_event_payload_bytes") l->set_max_event_payload_bytes(value);
+  r.add_update_mask(path);
+  ASSERT_TRUE(cluster.cp().store().Update(r).ok());
+  uint64_t revision = cluster.cp().store().Find("app-id")->revision();
+  ASSERT_TRUE(WaitFor([&] { return cluster.node(0).apps().ById("app-id")->revision() == revision; }));
+}
+
+TEST(Limits, AppConnectionQuotaRefusesWith4004) {
+  Cluster cluster(1);
+  SetLimit(cluster, "limits.max_connections", 1);
+  auto first = cluster.Client();
+  ASSERT_TRUE(first);
+  auto second = WsClient::Connect(cluster.port(), "/app/app-key?protocol=7");
+  ASSERT_TRUE(second);
+  auto err = second->Receive();
+  ASSERT_TRUE(err);
+  EXPECT_EQ(JsonField(JsonField(*err, "data"), "code"), "4004");
+  EXPECT_EQ(second->WaitClosed(), 4004);
+}
+
+TEST(Limits, PresenceMemberAndUserInfoLimits) {
+  Cluster cluster(1);
+  SetLimit(cluster, "limits.max_presence_members", 1);
+  SetLimit(cluster, "limits.max_presence_user_info_bytes", 32);
+  auto a = cluster.Client();
+  auto a2 = cluster.Client();
+  auto b = cluster.Client();
+  ASSERT_TRUE(a && a2 && b);
+  ASSERT_NE(cluster.Subscribe(*a, "presence-full", R"({"user_id":"a"})"), "");
+  // The same user again is not a new member: allowed.
+  ASSERT_NE(cluster.Subscribe(*a2, "presence-full", R"({"user_id":"a"})"), "");
+  auto b2 = cluster.Client();
+  ASSERT_TRUE(b2);
+  cluster.SendSubscribe(*b2, "presence-full", R"({"user_id":"b"})");
+  auto refused = b2->ReceiveEvent("pusher:subscription_error");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(JsonField(JsonField(*refused, "data"), "type"), "LimitReached");
+  EXPECT_EQ(JsonField(JsonField(*refused, "data"), "status"), "4100");
+  std::string big = R"({"user_id":"c","user_info":{"bio":")" + std::string(100, 'x') + "\"}}";
+  cluster.SendSubscribe(*b2, "presence-other", big);
+  refused = b2->ReceiveEvent("pusher:subscription_error");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(JsonField(JsonField(*refused, "data"), "type"), "LimitReached");
+}
+
+TEST(Limits, ClientEventPayloadLimitAnswers4301) {
+  Cluster cluster(1);
+  SetLimit(cluster, "limits.max_event_payload_bytes", 100);
+  auto a = cluster.Client();
+  ASSERT_TRUE(a);
+  ASSERT_NE(cluster.Subscribe(*a, "private-small"), "");
+  a->Send(R"({"event":"client-big","channel":"private-small","data":")" + std::string(200, 'x') + "\"}");
+  auto err = a->ReceiveEvent("pusher:error");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(JsonField(JsonField(*err, "data"), "code"), "4301");
+  a->Send(R"({"event":"pusher:ping","data":{}})");
+  EXPECT_TRUE(a->ReceiveEvent("pusher:pong"));
+}
+
+TEST(Limits, EncryptedChannelsRelayOpaqueBytesAndRefuseClientEvents) {
+  Cluster cluster(1);
+  auto a = cluster.Client();
+  auto b = cluster.Client();
+  ASSERT_TRUE(a && b);
+  ASSERT_NE(cluster.Subscribe(*a, "private-encrypted-box"), "");
+  ASSERT_NE(cluster.Subscribe(*b, "private-encrypted-box"), "");
+  std::string sealed = R"({"nonce":"bm9uY2Vub25jZW5vbmNlbm9uY2Vub25j","ciphertext":"c2VjcmV0"})";
+  ASSERT_TRUE(cluster.Trigger("private-encrypted-box", "msg", sealed).ok());
+  auto got = a->ReceiveEvent("msg");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(JsonField(*got, "data"), sealed);
+  a->Send(R"({"event":"client-x","channel":"private-encrypted-box","data":{}})");
+  EXPECT_TRUE(a->ReceiveEvent("pusher:error"));
+  // The API refuses an encrypted channel together with others.
+  relay::v1::TriggerRequest r;
+  r.add_channels("private-encrypted-box");
+  r.add_channels("other");
+  r.set_name("e");
+  r.set_data("x");
+  EXPECT_EQ(cluster.cp().api().Trigger(cluster.app(), r).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Limits, CacheIsClusterWide) {
+  Cluster cluster(2);
+  ASSERT_TRUE(cluster.Trigger("cache-global", "tick", "42").ok());  // nobody subscribed yet
+  auto on0 = cluster.Client(0);
+  auto on1 = cluster.Client(1);
+  ASSERT_TRUE(on0 && on1);
+  for (auto* c : {on0.get(), on1.get()}) {
+    ASSERT_NE(cluster.Subscribe(*c, "cache-global"), "");
+    auto cached = c->Receive();
+    ASSERT_TRUE(cached);
+    EXPECT_EQ(*cached, R"({"event":"tick","channel":"cache-global","data":"42"})");
+  }
+}
+
+}  // namespace
+}  // namespace relay::testutil

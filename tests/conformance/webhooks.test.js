@@ -134,6 +134,13 @@ test('webhooks test sends a signed test event', async () => {
   const r = await h.relayctl(server, ['webhooks', 'test', 'app-id']);
   assert.strictEqual(r.code, 0, r.stderr + r.stdout);
   assert.deepStrictEqual(names(rx), ['test:relay-webhook-test']);
+  // remove: the endpoint disappears from the list and receives nothing more.
+  const list = JSON.parse((await h.relayctl(server, ['webhooks', 'list', '--app', 'app-id', '--json'])).stdout);
+  const id = list.webhooks[0].id;
+  assert.strictEqual((await h.relayctl(server, ['webhooks', 'remove', id])).code, 0);
+  const after = JSON.parse((await h.relayctl(server, ['webhooks', 'list', '--app', 'app-id', '--json'])).stdout);
+  assert.strictEqual((after.webhooks || []).length, 0);
+  assert.strictEqual((await h.relayctl(server, ['webhooks', 'remove', id])).code, 5);
   rx.close();
 });
 

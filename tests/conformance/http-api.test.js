@@ -1,0 +1,84 @@
+// The HTTP API with raw requests: each authentication method, both path styles, the app key in
+// the path, error codes with JSON bodies, and the per-address trigger rate limit.
+'use strict';
+const { test, before, after } = require('node:test');
+const assert = require('node:assert');
+const h = require('./lib/harness');
+
+let server;
+before(async () => { server = await h.startRelay(['--trigger-rate-limit', '20']); });
+after(h.stopAll);
+
+const url = (p) => `http://127.0.0.1:${server.httpPort}${p}`;
+const post = (p, body, headers = {}) => fetch(url(p), { method: 'POST', headers, body: JSON.stringify(body) });
+const keySecret = { 'X-Relay-Key': 'app-key', 'X-Relay-Secret': 'app-secret' };
+
+test('key + secret headers, both path styles, app key in the path', async () => {
+  const c = h.client(server);
+  try {
+    const ch = c.subscribe('api');
+    await h.once(ch, 'pusher:subscription_succeeded');
+    const got = h.once(ch, 'e2');
+    assert.strictEqual((await post('/apps/app-id/events', { name: 'e1', channel: 'api', data: '1' }, keySecret)).status, 200);
+    const r = await post('/api/v1/apps/app-key/events', { name: 'e2', channels: ['api'], data: '2', info: 'subscription_count' }, keySecret);
+    assert.strictEqual(r.status, 200);
+    assert.deepStrictEqual(await r.json(), { channels: { api: { subscription_count: 1 } } });
+    assert.strictEqual((await got).data, 2);
+  } finally { c.disconnect(); }
+});
+
+test('errors are JSON with the documented status codes', async () => {
+  const cases = [
+    [post('/apps/app-id/events', { name: 'e', channel: 'c', data: '1' }), 401],
+    [post('/apps/app-id/events', { name: 'e', channel: 'c', data: '1' }, { ...keySecret, 'X-Relay-Secret': 'nope' }), 401],
+    [post('/apps/missing/events', { name: 'e', channel: 'c', data: '1' }, keySecret), 404],
+    [post('/apps/app-id/nowhere', {}, keySecret), 404],
+    [fetch(url('/apps/app-id/events'), { method: 'POST', headers: keySecret, body: '{oops' }), 400],
+    [post('/apps/app-id/events', { name: 'e', channel: 'c', data: 'x'.repeat(11000) }, keySecret), 413],
+    [post('/apps/app-id/events', { name: 'e', channel: 'c', data: '1', socket_id: 'abc' }, keySecret), 400],
+    [post('/apps/app-id/events', { name: 'e', channel: 'c', data: '1', info: 'bogus' }, keySecret), 400],
+    [fetch(url('/apps/app-id/channels/public-x/users'), { headers: keySecret }), 400],
+  ];
+  for (const [pending, status] of cases) {
+    const r = await pending;
+    assert.strictEqual(r.status, status);
+    const body = await r.json();
+    assert.strictEqual(body.code, status);
+    assert.ok(body.error.length > 0);
+  }
+});
+
+test('send to a user via POST users/{id}/events, and signing via POST auth', async () => {
+  const a = h.client(server, {
+    userAuthentication: { customHandler: async (p, cb) => {
+      const r = await post('/apps/app-id/auth', { socket_id: p.socketId, user_data: JSON.stringify({ id: 'u-77' }) }, keySecret);
+      cb(null, await r.json());
+    } },
+  });
+  try {
+    a.signin();
+    await h.once(a.connection, 'connected');
+    await a.user.signinDonePromise;
+    let got = null;
+    a.user.bind('hello', (d) => { got = d; });
+    for (let i = 0; i < 10 && got === null; i++) {
+      const r = await post('/apps/app-id/users/u-77/events', { name: 'hello', data: '{"x":1}' }, keySecret);
+      assert.strictEqual(r.status, 200);
+      await h.waitFor(() => got !== null, 300).catch(() => {});
+    }
+    assert.deepStrictEqual(got, { x: 1 });
+  } finally { a.disconnect(); }
+});
+
+test('the trigger rate limit answers 429 with X-RateLimit headers', async () => {
+  let last;
+  for (let i = 0; i < 40; i++) {
+    last = await post('/apps/app-id/events', { name: 'e', channel: 'c', data: '1' }, keySecret);
+    assert.ok(last.headers.get('x-ratelimit-limit'));
+    if (last.status === 429) break;
+  }
+  assert.strictEqual(last.status, 429);
+  assert.strictEqual(last.headers.get('x-ratelimit-limit'), '20');
+  assert.strictEqual(last.headers.get('x-ratelimit-remaining'), '0');
+  assert.ok(Number(last.headers.get('retry-after')) >= 1);
+});

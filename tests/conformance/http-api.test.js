@@ -82,3 +82,28 @@ test('the trigger rate limit answers 429 with X-RateLimit headers', async () => 
   assert.strictEqual(last.headers.get('x-ratelimit-remaining'), '0');
   assert.ok(Number(last.headers.get('retry-after')) >= 1);
 });
+
+test('the documented curl HMAC example works as written', async () => {
+  const { execFileSync } = require('node:child_process');
+  const fresh = await h.startRelay();  // the shared server's rate limit is spent by now
+  const script = `
+BODY='{"name":"order-shipped","channels":["orders"],"data":"{\\"id\\":7}"}'
+TS=$(date +%s); MD5=$(printf %s "$BODY" | md5sum | cut -d' ' -f1)
+Q="auth_key=app-key&auth_timestamp=$TS&auth_version=1.0&body_md5=$MD5"
+SIG=$(printf 'POST\\n/apps/app-id/events\\n%s' "$Q" | openssl dgst -sha256 -hmac app-secret | cut -d' ' -f2)
+curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:${fresh.httpPort}/apps/app-id/events?$Q&auth_signature=$SIG" -d "$BODY"`;
+  assert.strictEqual(execFileSync('bash', ['-c', script]).toString(), '200');
+});
+
+test('an API token stops working when it expires', async () => {
+  const created = JSON.parse((await h.relayctl(server, ['tokens', 'create', '--app', 'app-id', '--expires-in', '1s', '--json'])).stdout);
+  const call = () => fetch(`http://127.0.0.1:${server.httpPort}/apps/app-id/channels`, { headers: { Authorization: `Bearer ${created.secret}` } });
+  assert.strictEqual((await call()).status, 200);
+  let status = 200;
+  const t0 = Date.now();
+  while (status === 200 && Date.now() - t0 < 10000) {
+    status = (await call()).status;
+    if (status === 200) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.strictEqual(status, 401);
+});

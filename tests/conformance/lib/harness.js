@@ -86,12 +86,12 @@ async function startSplit() {
   return { wsPort, httpPort, grpcPort, dataDir, cp, cpArgs, dp };
 }
 
-// Kills the split shape's control plane with SIGKILL and starts it again on the same ports and
+// Stops the split shape's control plane (SIGKILL by default) and starts it again on the same ports and
 // data dir; resolves once the data plane has re-attached.
-async function restartControlPlane(server) {
+async function restartControlPlane(server, signal = 'SIGKILL') {
   const attachesBefore = (server.dp.log().match(/attached to control plane/g) || []).length;
   const exited = new Promise((resolve) => server.cp.child.once('exit', resolve));
-  server.cp.child.kill('SIGKILL');
+  server.cp.child.kill(signal);
   await exited;
   server.cp = await start('relay-controlplane', server.cpArgs, 'controlplane ready');
   await waitFor(() => (server.dp.log().match(/attached to control plane/g) || []).length > attachesBefore,

@@ -107,3 +107,20 @@ test('an API token stops working when it expires', async () => {
   }
   assert.strictEqual(status, 401);
 });
+
+test('X-Forwarded-For is honoured only from trusted proxies', async () => {
+  const run = async (extra) => {
+    const s = await h.startRelay(['--trigger-rate-limit', '2', ...extra]);
+    const send = (ip) => fetch(`http://127.0.0.1:${s.httpPort}/apps/app-id/events`, { method: 'POST',
+      headers: { ...keySecret, 'X-Forwarded-For': ip }, body: JSON.stringify({ name: 'e', channel: 'c', data: '1' }) });
+    const a = [await send('10.0.0.1'), await send('10.0.0.1'), await send('10.0.0.1')].map((r) => r.status);
+    const b = (await send('10.0.0.2')).status;
+    return { a, b };
+  };
+  const trusted = await run(['--trusted-proxies', '127.0.0.1']);
+  assert.deepStrictEqual(trusted.a, [200, 200, 429]);
+  assert.strictEqual(trusted.b, 200);  // another client behind the proxy has its own window
+  const untrusted = await run([]);
+  assert.deepStrictEqual(untrusted.a, [200, 200, 429]);
+  assert.strictEqual(untrusted.b, 429);  // the header is ignored: all from 127.0.0.1
+});

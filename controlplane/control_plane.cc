@@ -150,7 +150,11 @@ relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
   relay::v1::Welcome welcome;
   for (auto& a : store_->List()) *welcome.add_apps() = std::move(a);
   welcome.set_control_plane_id(instance_id_);
-  welcome.set_heartbeat_interval_seconds(5);
+  // Three heartbeats fit in the liveness timeout, so one lost beat never withdraws a node.
+  uint32_t interval_ms =
+      std::max<uint32_t>(100, static_cast<uint32_t>(options_.hub.liveness_timeout.count() / 3));
+  welcome.set_heartbeat_interval_ms(interval_ms);
+  welcome.set_heartbeat_interval_seconds(std::max<uint32_t>(1, interval_ms / 1000));
   return welcome;
 }
 

@@ -82,7 +82,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
       }
       if (in_.has_welcome()) {
         welcomed_ = true;
-        link_->OnWelcome();
+        link_->OnWelcome(in_.welcome());
       }
       link_->handler_(in_);
       StartRead(&in_);
@@ -134,7 +134,8 @@ ControlLink::ControlLink(ControlLinkOptions options, NodeState& state, CommandHa
       state_(state),
       handler_(std::move(handler)),
       load_(std::move(load)),
-      on_detach_(std::move(on_detach)) {}
+      on_detach_(std::move(on_detach)),
+      heartbeat_interval_(options_.heartbeat_interval) {}
 
 ControlLink::~ControlLink() { Stop(); }
 
@@ -156,10 +157,14 @@ uint64_t ControlLink::attaches() const {
   return attaches_;
 }
 
-void ControlLink::OnWelcome() {
+void ControlLink::OnWelcome(const relay::v1::Welcome& welcome) {
   absl::MutexLock lock(&mu_);
   ++attaches_;
   welcomed_ = true;
+  if (welcome.heartbeat_interval_ms() > 0) {
+    heartbeat_interval_ = std::min(options_.heartbeat_interval,
+                                   std::chrono::milliseconds(welcome.heartbeat_interval_ms()));
+  }
 }
 
 void ControlLink::OnStreamDone(bool /*welcomed*/) {
@@ -212,7 +217,11 @@ void ControlLink::Run() {
         load_());
     stream.reset();
     // Heartbeats until the stream ends or we stop.
-    auto next_heartbeat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
+    auto interval = [this] {
+      absl::MutexLock lock(&mu_);
+      return heartbeat_interval_;
+    };
+    auto last_heartbeat = std::chrono::steady_clock::now();
     while (true) {
       {
         absl::MutexLock lock(&mu_);
@@ -225,11 +234,12 @@ void ControlLink::Run() {
         if (current_) current_->Cancel();
         continue;
       }
-      if (std::chrono::steady_clock::now() >= next_heartbeat) {
+      // The interval can shrink when the welcome arrives, so compare against it every time.
+      if (std::chrono::steady_clock::now() - last_heartbeat >= interval()) {
         NodeMessage hb;
         *hb.mutable_heartbeat()->mutable_load() = load_();
         state_.SendUp(std::move(hb));
-        next_heartbeat = std::chrono::steady_clock::now() + options_.heartbeat_interval;
+        last_heartbeat = std::chrono::steady_clock::now();
       }
     }
     bool welcomed;

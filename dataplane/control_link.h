@@ -52,7 +52,7 @@ class ControlLink {
   friend class LinkStream;
   void Run();
   void OnStreamDone(bool welcomed);
-  void OnWelcome();
+  void OnWelcome(const relay::v1::Welcome& welcome);
 
   ControlLinkOptions options_;
   NodeState& state_;
@@ -65,6 +65,7 @@ class ControlLink {
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t attaches_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::milliseconds heartbeat_interval_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LinkStream> current_ ABSL_GUARDED_BY(mu_);
 };
 

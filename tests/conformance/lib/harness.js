@@ -74,12 +74,12 @@ async function startRelay(extra = []) {
 }
 
 // relay-controlplane + relay-dataplane as two processes.
-async function startSplit() {
+async function startSplit(cpExtra = []) {
   const httpPort = await freePort();
   const grpcPort = await freePort();
   const wsPort = await freePort();
   const dataDir = tempDir();
-  const cpArgs = ['--port', httpPort, '--grpc-port', grpcPort, '--data-dir', dataDir].map(String);
+  const cpArgs = ['--port', httpPort, '--grpc-port', grpcPort, '--data-dir', dataDir, ...cpExtra].map(String);
   const cp = await start('relay-controlplane', cpArgs, 'controlplane ready');
   const dp = await start('relay-dataplane', ['--port', wsPort, '--control-plane', `127.0.0.1:${grpcPort}`, '--node-id', 'n1'].map(String), 'dataplane ready');
   await waitFor(() => dp.log().includes('attached to control plane'), 15000);
@@ -97,6 +97,15 @@ async function restartControlPlane(server, signal = 'SIGKILL') {
   await waitFor(() => (server.dp.log().match(/attached to control plane/g) || []).length > attachesBefore,
     15000, 'data plane re-attach');
   return true;
+}
+
+// Starts one more data plane attached to the split shape's control plane.
+async function addDataPlane(server, nodeId) {
+  const wsPort = await freePort();
+  const dp = await start('relay-dataplane', ['--port', wsPort, '--control-plane', `127.0.0.1:${server.grpcPort}`,
+    '--node-id', nodeId].map(String), 'dataplane ready');
+  await waitFor(() => dp.log().includes('attached to control plane'), 15000, `${nodeId} attach`);
+  return { ...server, wsPort, dp };
 }
 
 function waitFor(pred, timeoutMs = 10000, what = 'condition') {
@@ -156,4 +165,4 @@ function relayctl(server, args) {
   });
 }
 
-module.exports = { APP, startRelay, startSplit, restartControlPlane, stopAll, waitFor, once, client, sdk, authOptions, relayctl, freePort };
+module.exports = { APP, startRelay, startSplit, addDataPlane, restartControlPlane, stopAll, waitFor, once, client, sdk, authOptions, relayctl, freePort };

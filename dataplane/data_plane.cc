@@ -20,6 +20,7 @@ size_t ShardCount(size_t wanted) {
 
 DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fallback)
     : options_(std::move(options)),
+      ws_limits_{options_.max_frame_bytes, options_.max_queue_bytes, options_.max_queue_frames},
       http_fallback_(std::move(http_fallback)),
       pool_(ShardCount(options_.shards)) {
   if (options_.node_id.empty()) options_.node_id = common::StrCat("node-", common::RandomHex(4));

@@ -16,6 +16,7 @@
 #include "dataplane/control_link.h"
 #include "dataplane/node_state.h"
 #include "dataplane/shard.h"
+#include "dataplane/ws_conn.h"
 #include "http-bridge/http_server.h"
 
 namespace relay::dataplane {
@@ -59,6 +60,7 @@ class DataPlane {
 
   // For sessions.
   const DataPlaneOptions& options() const { return options_; }
+  const WsLimits& ws_limits() const { return ws_limits_; }
   AppTable& apps() { return apps_; }
   NodeState& state() { return state_; }
   NodeCounters& counters() { return counters_; }
@@ -74,6 +76,7 @@ class DataPlane {
   relay::v1::NodeLoad Load();
 
   DataPlaneOptions options_;
+  WsLimits ws_limits_;
   http_bridge::HttpHandler http_fallback_;
   common::IoPool pool_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -3,14 +3,8 @@
 #include <simdjson.h>
 
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/bind_handler.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/http/write.hpp>
-#include <boost/beast/websocket.hpp>
 #include <algorithm>
 #include <chrono>
-#include <deque>
-#include <sstream>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
@@ -24,18 +18,18 @@
 #include "common/time.h"
 #include "dataplane/data_plane.h"
 #include "dataplane/shard.h"
+#include "dataplane/ws_conn.h"
 
 namespace relay::dataplane {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxUserIdLength = 128;
 constexpr size_t kMaxWatchlist = 100;
+// How long a closing connection may take to finish the closing handshake.
+constexpr std::chrono::seconds kCloseTimeout{5};
 
 // A second per-thread parser for JSON nested in strings (channel_data, user_data) while the
 // outer document from ThreadParser() is still in use.
@@ -57,46 +51,24 @@ struct Refusal {
   std::string message;
 };
 
-class WsSession final : public Session, public std::enable_shared_from_this<WsSession> {
+class WsSession final : public Session,
+                        public WsConn::Listener,
+                        public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(DataPlane& dp, Shard& shard, beast::tcp_stream stream)
-      : dp_(dp), shard_(shard), ws_(std::move(stream)), timer_(ws_.get_executor()),
-        auth_timer_(ws_.get_executor()) {}
+  WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket, const WsLimits& limits)
+      : dp_(dp), shard_(shard), conn_(std::move(socket), limits), timer_(shard.context()),
+        auth_timer_(shard.context()) {}
 
   ~WsSession() override = default;
 
-  void Run(http_bridge::BeastRequest request, std::string leftover) {
+  void Run(const http_bridge::BeastRequest& request, std::string leftover) {
     std::optional<Refusal> refusal = Check(request);
-    auto opts = websocket::stream_base::timeout::suggested(beast::role_type::server);
-    // Pusher-level pings handle liveness; Beast's own idle timeout stays off so that a quiet but
-    // healthy client is never dropped by the transport.
-    opts.idle_timeout = websocket::stream_base::none();
-    opts.handshake_timeout = std::chrono::seconds(30);
-    ws_.set_option(opts);
-    ws_.read_message_max(dp_.options().max_frame_bytes);
-    if (dp_.options().permessage_deflate) {
-      websocket::permessage_deflate pmd;
-      pmd.server_enable = true;
-      pmd.server_max_window_bits = 12;
-      pmd.memLevel = 4;
-      ws_.set_option(pmd);
+    if (!conn_.Accept(request, dp_.options().permessage_deflate, weak_from_this())) {
+      dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      return;  // answered with an HTTP error; nothing was registered
     }
-    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
-      res.set(http::field::server, "relay");
-    }));
-    auto done = [self = shared_from_this(), refusal](beast::error_code ec) {
-      self->OnAccept(ec, refusal);
-    };
-    if (leftover.empty()) {
-      ws_.async_accept(request, std::move(done));
-      return;
-    }
-    // Bytes that followed the request: hand Beast the request and those bytes together, so
-    // they are read as the first WebSocket frames (Beast copies the buffer at once).
-    std::ostringstream raw;
-    raw << request;
-    std::string bytes = raw.str() + leftover;
-    ws_.async_accept(net::buffer(bytes), std::move(done));
+    OnAccept(refusal);
+    conn_.Start(std::move(leftover));
   }
 
   // Session
@@ -104,26 +76,42 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
   const std::string& app_id() const override { return app_id_; }
 
   void Send(const FramePtr& frame) override {
-    if (closed_ || close_pending_) return;
-    if (queue_.size() >= dp_.options().max_queue_frames ||
-        queued_bytes_ + frame->size() > dp_.options().max_queue_bytes) {
+    if (closed_) return;
+    if (conn_.Send(frame) == WsConn::SendResult::kOverBounds) {
       dp_.counters().slow_consumers_dropped.fetch_add(1, std::memory_order_relaxed);
       RELAY_LOG(kDebug, "ws", "socket ", socket_id_, " is too slow; dropping it");
       HardClose();
-      return;
     }
-    queue_.push_back(frame);
-    queued_bytes_ += frame->size();
-    if (queue_.size() == 1) DoWrite();
   }
 
   void CloseWith(int code, const std::string& message) override {
-    if (closed_ || close_pending_) return;
+    if (closed_ || conn_.closing()) return;
     if (!message.empty()) Send(MakeFrame(common::RenderError(code, message)));
-    close_pending_ = true;
-    close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), CloseReason(message));
-    if (queue_.empty()) DoClose();
+    conn_.Close(static_cast<uint16_t>(code), CloseReason(message));
+    ArmCloseTimer();
   }
+
+  // WsConn::Listener
+  void OnWsMessage(std::string_view payload, bool text) override {
+    last_rx_ = Clock::now();
+    pinged_ = false;
+    dp_.counters().messages_in.fetch_add(1, std::memory_order_relaxed);
+    if (!registered_ || conn_.closing()) return;
+    if (!text) return ProtocolError("Binary frames are not supported; send JSON text frames");
+    HandleFrame(payload);
+  }
+
+  void OnWsViolation(uint16_t code, std::string_view why) override {
+    dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    RELAY_LOG(kDebug, "ws", "socket ", socket_id_, " closed with ", code, ": ", why);
+    ArmCloseTimer();
+  }
+
+  void OnWsSent(size_t messages) override {
+    dp_.counters().messages_out.fetch_add(messages, std::memory_order_relaxed);
+  }
+
+  void OnWsClosed() override { Cleanup(); }
 
   void OnSubscribeReply(const relay::v1::SubscribeReply& reply) override {
     auto it = pending_.find(reply.request_id());
@@ -265,16 +253,12 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     return std::nullopt;
   }
 
-  void OnAccept(beast::error_code ec, std::optional<Refusal> refusal) {
-    if (ec) return;  // handshake failed; nothing was registered
+  void OnAccept(const std::optional<Refusal>& refusal) {
     if (refusal) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      accepted_ = true;
-      DoRead();
       CloseWith(refusal->code, refusal->message);
       return;
     }
-    accepted_ = true;
     registered_ = true;
     app_id_ = app_->id();
     socket_id_ = dp_.NextSocketId();
@@ -292,37 +276,6 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     Send(MakeFrame(common::RenderEvent("pusher:connection_established", "", data.str())));
     ArmActivityTimer();
     if (app_->features().require_user_authentication()) ArmAuthTimer();
-    DoRead();
-  }
-
-  void DoRead() {
-    ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
-  }
-
-  void OnRead(beast::error_code ec, size_t) {
-    if (ec) {
-      if (ec == websocket::error::message_too_big) {
-        dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      }
-      return Cleanup();
-    }
-    last_rx_ = Clock::now();
-    pinged_ = false;
-    dp_.counters().messages_in.fetch_add(1, std::memory_order_relaxed);
-    if (!registered_ || close_pending_) {
-      buffer_.consume(buffer_.size());
-      return DoRead();
-    }
-    if (!ws_.got_text()) {
-      ProtocolError("Binary frames are not supported; send JSON text frames");
-    } else {
-      std::string text = beast::buffers_to_string(buffer_.data());
-      HandleFrame(text);
-    }
-    buffer_.consume(buffer_.size());
-    // Idle connections should not keep their largest frame's buffer.
-    if (buffer_.capacity() > 4096) buffer_.shrink_to_fit();
-    if (!closed_) DoRead();
   }
 
   void ProtocolError(std::string_view message) {
@@ -330,7 +283,7 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     Send(MakeFrame(common::RenderError(std::nullopt, message)));
   }
 
-  void HandleFrame(const std::string& text) {
+  void HandleFrame(std::string_view text) {
     simdjson::dom::element doc;
     simdjson::dom::object obj;
     if (common::ThreadParser().parse(text).get(doc) || doc.get(obj)) {
@@ -691,8 +644,9 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
     auto wait = pinged_ ? std::chrono::seconds(dp_.options().pong_timeout_seconds)
                         : std::chrono::seconds(dp_.options().activity_timeout_seconds);
     timer_.expires_after(wait);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec || self->closed_) return;
+      if (self->conn_.closing()) return self->HardClose();  // a close that never completed
       self->OnActivityTimer();
     });
   }
@@ -713,44 +667,24 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
   void ArmAuthTimer() {
     auth_timer_.expires_after(
         std::chrono::seconds(app_->features().user_authentication_timeout_seconds()));
-    auth_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    auth_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec || self->closed_ || self->authorized_) return;
       self->CloseWith(4009, "Connection not authorized within timeout.");
     });
   }
 
-  void DoWrite() {
-    ws_.text(true);
-    ws_.async_write(net::buffer(*queue_.front()),
-                    beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
-  }
-
-  void OnWrite(beast::error_code ec, size_t) {
-    queued_bytes_ -= queue_.front()->size();
-    queue_.pop_front();
-    if (ec) return HardClose();
-    dp_.counters().messages_out.fetch_add(1, std::memory_order_relaxed);
-    if (!queue_.empty()) return DoWrite();
-    if (close_pending_) DoClose();
-  }
-
-  void DoClose() {
-    if (close_started_) return;
-    close_started_ = true;
-    ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) {
-      // The pending read completes with an error and runs Cleanup; make sure the socket goes.
+  // A closing connection gets kCloseTimeout to finish; then its socket is closed.
+  void ArmCloseTimer() {
+    if (closed_) return;
+    timer_.expires_after(kCloseTimeout);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->closed_) return;
       self->HardClose();
     });
   }
 
-  // Aborts everything in flight; handlers drain and the session is destroyed.
-  void HardClose() {
-    beast::error_code ec;
-    auto& sock = beast::get_lowest_layer(ws_).socket();
-    sock.shutdown(net::ip::tcp::socket::shutdown_both, ec);
-    sock.close(ec);
-    Cleanup();
-  }
+  // Closes the socket now; OnWsClosed() cleans up.
+  void HardClose() { conn_.Abort(); }
 
   void Cleanup() {
     if (closed_) return;
@@ -776,23 +710,16 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
 
   DataPlane& dp_;
   Shard& shard_;
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buffer_;
+  WsConn conn_;
   net::steady_timer timer_;
   net::steady_timer auth_timer_;
   AppPtr app_;
   std::string app_id_;
   std::string socket_id_;
-  std::deque<FramePtr> queue_;
-  size_t queued_bytes_ = 0;
-  bool accepted_ = false;
   bool registered_ = false;
-  bool close_pending_ = false;
-  bool close_started_ = false;
   bool closed_ = false;
   bool pinged_ = false;
   bool authorized_ = false;
-  websocket::close_reason close_reason_;
   Clock::time_point last_rx_;
   Clock::time_point rate_window_start_;
   uint32_t rate_count_ = 0;
@@ -805,10 +732,10 @@ class WsSession final : public Session, public std::enable_shared_from_this<WsSe
 
 }  // namespace
 
-void StartWsSession(DataPlane& dp, Shard& shard, beast::tcp_stream stream,
+void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
                     http_bridge::BeastRequest request, std::string leftover) {
-  std::make_shared<WsSession>(dp, shard, std::move(stream))
-      ->Run(std::move(request), std::move(leftover));
+  std::make_shared<WsSession>(dp, shard, stream.release_socket(), dp.ws_limits())
+      ->Run(request, std::move(leftover));
 }
 
 }  // namespace relay::dataplane

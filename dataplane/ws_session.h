@@ -1,7 +1,7 @@
 // File: ws_session.h
 // Starts a Pusher protocol 7 WebSocket session on an upgraded HTTP connection. The session lives
-// on the shard that owns the connection's io_context. The only translation unit that
-// instantiates Beast's websocket::stream is ws_session.cc.
+// on the shard that owns the connection's io_context. The WebSocket framing is Relay's own
+// (ws_conn.h): Beast parses only the upgrade request.
 #pragma once
 
 #include "http-bridge/http_server.h"

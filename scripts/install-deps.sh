@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
       protobuf-compiler libabsl-dev libboost-dev libssl-dev libgtest-dev libgmock-dev
-      libsimdjson-dev libsqlite3-dev curl openssl)
+      libsimdjson-dev libsqlite3-dev zlib1g-dev curl openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,7 +20,8 @@ class Session {
   virtual ~Session() = default;
   virtual const std::string& socket_id() const = 0;
   virtual const std::string& app_id() const = 0;
-  // Queues a frame; a session over its queue bounds is closed as a slow consumer.
+  // Queues a frame; a session over its queue bounds is closed as a slow consumer, after the
+  // current handler: Send() never changes shard state, so callers may walk an index while sending.
   virtual void Send(const FramePtr& frame) = 0;
   // Sends pusher:error (when `message` is not empty) and closes with `code`.
   virtual void CloseWith(int code, const std::string& message) = 0;

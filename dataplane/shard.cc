@@ -106,9 +106,9 @@ void Shard::Deliver(const Delivery& d) {
   for (const auto& [channel, frame] : d.frames) {
     auto it = channels_.find(Key{d.app_id, channel});
     if (it == channels_.end()) continue;
-    std::vector<Session*> subs = it->second;
-    for (Session* s : subs) {
-      if (!sessions_.contains(s)) continue;
+    // Send() never changes the index (a slow consumer is cut after this handler), so the
+    // subscribers are walked in place.
+    for (Session* s : it->second) {
       if (!d.exclude_socket_id.empty() && s->socket_id() == d.exclude_socket_id) continue;
       s->Send(frame);
     }

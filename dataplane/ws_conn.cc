@@ -33,7 +33,7 @@ constexpr uint8_t kFin = 0x80;
 constexpr uint8_t kRsv1 = 0x40;
 constexpr size_t kScratchBytes = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;  // then yield to the other sockets of the shard
-constexpr size_t kKeepCapacity = 64;  // queue slots an idle connection may keep
+constexpr size_t kKeepCapacity = 8;  // queue slots an idle connection may keep
 
 // Sec-WebSocket-Accept for `key` (RFC 6455 section 4.2.2).
 std::string AcceptKey(std::string_view key) {
@@ -175,6 +175,34 @@ class Zlib {
   std::array<std::unique_ptr<z_stream>, 16> deflaters_;
   std::unique_ptr<z_stream> inflater_;
 };
+
+}  // namespace
+
+// Connections with bytes to write, flushed together once the handlers that are already queued on
+// this thread (a burst of deliveries, say) have run: a socket that gets many messages in one burst
+// takes one gather write for all of them.
+struct WsConn::FlushList {
+  std::vector<std::pair<std::shared_ptr<Listener>, WsConn*>> conns;
+  bool scheduled = false;
+
+  static FlushList& ForThread() {
+    thread_local FlushList list;
+    return list;
+  }
+  void Run() {
+    scheduled = false;
+    std::vector<std::pair<std::shared_ptr<Listener>, WsConn*>> now;
+    now.swap(conns);
+    for (auto& [owner, conn] : now) {
+      conn->flush_scheduled_ = false;
+      conn->DoWrite();
+    }
+    now.clear();
+    if (conns.empty()) conns.swap(now);  // keep the grown buffer for the next burst
+  }
+};
+
+namespace {
 
 char* Scratch() {
   thread_local std::unique_ptr<char[]> buffer(new char[kScratchBytes]);
@@ -321,7 +349,18 @@ void WsConn::Queue(uint8_t first_byte, std::shared_ptr<const std::string> payloa
   queued_bytes_ += n;
   out.payload = std::move(payload);
   pending_.push_back(std::move(out));
-  if (!writing_active_) DoWrite();
+  ScheduleWrite();
+}
+
+void WsConn::ScheduleWrite() {
+  if (writing_active_ || flush_scheduled_ || finished_) return;
+  flush_scheduled_ = true;
+  FlushList& list = FlushList::ForThread();
+  list.conns.emplace_back(Owner(), this);
+  if (!list.scheduled) {
+    list.scheduled = true;
+    net::post(socket_.get_executor(), [&list] { list.Run(); });
+  }
 }
 
 void WsConn::DoWrite() {
@@ -348,16 +387,14 @@ void WsConn::OnWritten(error_code ec) {
     if (o.header_len && (o.header[0] & 0x0f) == kOpClose) close_sent = true;
   }
   writing_.clear();
-  if (writing_.capacity() > kKeepCapacity) {
-    std::vector<Out>().swap(writing_);
-    std::vector<net::const_buffer>().swap(iov_);
-  }
+  if (writing_.capacity() > kKeepCapacity) std::vector<Out>().swap(writing_);
+  if (iov_.capacity() > 2 * kKeepCapacity) std::vector<net::const_buffer>().swap(iov_);
   if (finished_) return;
   if (ec) return Finish();
   if (messages > 0) {
     if (auto owner = Owner()) owner->OnWsSent(messages);
   }
-  if (!pending_.empty()) return DoWrite();
+  if (!pending_.empty()) return ScheduleWrite();
   if (close_queued_ && (close_sent || close_written_)) {
     close_written_ = true;
     if (peer_closed_) return Finish();  // both close frames are through

@@ -85,7 +85,10 @@ class WsConn {
     bool counted = false;  // a message of the caller's (not a control frame or the 101)
   };
 
+  struct FlushList;
   void Queue(uint8_t first_byte, std::shared_ptr<const std::string> payload, bool counted);
+  // Writes what is queued once the thread's current burst of handlers is through.
+  void ScheduleWrite();
   void DoWrite();
   void OnWritten(boost::system::error_code ec);
   void WaitReadable();
@@ -117,6 +120,7 @@ class WsConn {
   bool deflate_ = false;
   uint8_t deflate_bits_ = 15;
   bool writing_active_ = false;
+  bool flush_scheduled_ = false;
   bool close_queued_ = false;    // our close frame is queued or sent
   bool close_written_ = false;   // our close frame reached the kernel
   bool peer_closed_ = false;     // the peer's close frame arrived

@@ -77,10 +77,13 @@ class WsSession final : public Session,
 
   void Send(const FramePtr& frame) override {
     if (closed_) return;
-    if (conn_.Send(frame) == WsConn::SendResult::kOverBounds) {
+    if (conn_.Send(frame) == WsConn::SendResult::kOverBounds && !cut_) {
+      // Cut after the current handler: a shard delivering to its channel index must not see
+      // the index change under it.
+      cut_ = true;
       dp_.counters().slow_consumers_dropped.fetch_add(1, std::memory_order_relaxed);
       RELAY_LOG(kDebug, "ws", "socket ", socket_id_, " is too slow; dropping it");
-      HardClose();
+      net::post(shard_.context(), [self = shared_from_this()] { self->HardClose(); });
     }
   }
 
@@ -718,6 +721,7 @@ class WsSession final : public Session,
   std::string socket_id_;
   bool registered_ = false;
   bool closed_ = false;
+  bool cut_ = false;  // over its queue bounds; closing
   bool pinged_ = false;
   bool authorized_ = false;
   Clock::time_point last_rx_;

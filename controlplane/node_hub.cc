@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -47,6 +48,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
         if (!writing_) {
           writing_ = true;
           to_write = &outbox_.front();
+          ++starting_;
         }
       }
     }
@@ -55,7 +57,10 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       FinishOnce(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "node too slow"));
       return false;
     }
-    if (to_write != nullptr) StartWrite(to_write);
+    if (to_write != nullptr) {
+      StartWrite(to_write);
+      EndStart();
+    }
     g_commands_sent.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
@@ -68,11 +73,15 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       outbox_.pop_front();
       if (ok && !finished_ && !outbox_.empty()) {
         next = &outbox_.front();
+        ++starting_;
       } else {
         writing_ = false;
       }
     }
-    if (next != nullptr) StartWrite(next);
+    if (next != nullptr) {
+      StartWrite(next);
+      EndStart();
+    }
   }
 
   void OnReadDone(bool ok) override {
@@ -111,7 +120,13 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       if (in_.has_heartbeat()) SetLoad(in_.heartbeat().load());
       hub_->handler_->OnNodeMessage(node_id_, in_);
     }
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;  // the pending Finish ends the call; no new read after it
+      ++starting_;
+    }
     StartRead(&in_);
+    EndStart();
   }
 
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
@@ -125,13 +140,33 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     self_.reset();  // may delete this
   }
 
+  // Finishes the call once. gRPC forbids starting a read or write after Finish, and reads and
+  // writes are started outside mu_, so a Finish that comes while one is being started is
+  // deferred to EndStart(). (Finish with a write still outstanding is fine: a node that does
+  // not read must be cut off.)
   void FinishOnce(grpc::Status status) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      if (starting_ > 0) {
+        deferred_finish_ = std::move(status);
+        return;
+      }
     }
     Finish(status);
+  }
+
+  void EndStart() {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (--starting_ == 0 && deferred_finish_) {
+        finish = std::move(deferred_finish_);
+        deferred_finish_.reset();
+      }
+    }
+    if (finish) Finish(*finish);
   }
 
   relay::v1::NodeInfo Info() const {
@@ -180,6 +215,8 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   uint64_t out_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  int starting_ ABSL_GUARDED_BY(mu_) = 0;  // StartRead/StartWrite calls under way
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 NodeHub::NodeHub(NodeHubOptions options, Handler* handler)

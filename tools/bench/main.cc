@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <netinet/in.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -153,7 +154,12 @@ class Client : public std::enable_shared_from_this<Client> {
     started_ns_ = NowNs();
     beast::error_code ec;
     sock_.open(tcp::v4(), ec);
-    if (!ec) sock_.bind(tcp::endpoint(source_, 0), ec);
+    if (ec) return Fail();
+    // Pick the source port at connect time (by the whole 4-tuple, reusing TIME_WAIT ports),
+    // not at bind time: otherwise back-to-back runs exhaust the ephemeral ports.
+    int one = 1;
+    ::setsockopt(sock_.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    sock_.bind(tcp::endpoint(source_, 0), ec);
     if (ec) return Fail();
     sock_.async_connect(server, [self = shared_from_this()](beast::error_code ec) {
       if (ec) return self->Fail();

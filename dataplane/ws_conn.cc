@@ -373,6 +373,19 @@ void WsConn::DoWrite() {
     if (o.header_len) iov_.emplace_back(o.header, o.header_len);
     iov_.emplace_back(o.payload->data(), o.payload->size());
   }
+  // The socket is non-blocking: write at once and go through the reactor only for what the
+  // kernel does not take now (most batches complete here, with no operation to allocate).
+  error_code ec;
+  while (!iov_.empty()) {
+    size_t n = socket_.write_some(iov_, ec);
+    if (ec) break;
+    size_t done = 0;
+    while (done < iov_.size() && n >= iov_[done].size()) n -= iov_[done++].size();
+    if (done < iov_.size()) iov_[done] += n;
+    iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(done));
+  }
+  if (iov_.empty()) return OnWritten({});
+  if (ec != net::error::would_block && ec != net::error::try_again) return OnWritten(ec);
   net::async_write(socket_, iov_,
                    [this, keep = Owner()](error_code ec, size_t) { OnWritten(ec); });
 }

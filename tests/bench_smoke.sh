@@ -3,7 +3,7 @@
 # end and that every scenario reports deliveries, without asserting any speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(RELAY_BENCH_PORT=${RELAY_BENCH_PORT:-23001} tools/bench/compare.sh quick)
+out=$(tools/bench/compare.sh quick)
 echo "$out"
 node -e '
 const lines = require("fs").readFileSync(0, "utf8").trim().split("\n").map(JSON.parse);

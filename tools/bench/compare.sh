@@ -6,21 +6,30 @@
 #   tools/bench/compare.sh [quick]     (quick: small sizes, for a smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Relay and the generator run in a network namespace of their own with only loopback, as soketi
+# does (soketi.sh), so both servers start from a fresh port space and the same sysctls.
+if [[ -z ${RELAY_BENCH_NETNS:-} && ${1:-} != quick ]] && unshare -n true 2>/dev/null; then
+  exec unshare -n bash -c 'ip link set lo up; RELAY_BENCH_NETNS=1 exec "$0" "$@"' "$0" "$@"
+fi
 BIN=${RELAY_BIN_DIR:-build/bin}
 SOKETI=${SOKETI_SH:-../shared/anchors/soketi/soketi.sh}
 QUICK=${1:-}
-PORT=${RELAY_BENCH_PORT:-21001}
+# Three loopback ports, free at the time of the run: WebSocket, split HTTP API, gRPC.
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+PORT=${RELAY_BENCH_PORT:-$(free_port)}
+HTTP_PORT=$(free_port)
+GRPC_PORT=$(free_port)
 WORK=$(mktemp -d)
-trap 'pkill -f "$BIN/relay --port $PORT" 2>/dev/null || true; pkill -f "$BIN/relay-controlplane --port $((PORT+1))" 2>/dev/null || true; pkill -f "$BIN/relay-dataplane --port $PORT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'pkill -f "$BIN/relay --port $PORT" 2>/dev/null || true; pkill -f "$BIN/relay-controlplane --port $HTTP_PORT" 2>/dev/null || true; pkill -f "$BIN/relay-dataplane --port $PORT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 start_relay() {
   rm -rf "$WORK/data"
-  "$BIN/relay" --port "$PORT" --grpc-port $((PORT+50)) --data-dir "$WORK/data" --trigger-rate-limit 0 \
+  "$BIN/relay" --port "$PORT" --grpc-port $GRPC_PORT --data-dir "$WORK/data" --trigger-rate-limit 0 \
     >"$WORK/relay.log" 2>&1 &
   wait_port "$PORT"; sleep 0.5
-  "$BIN/relayctl" --server 127.0.0.1:$((PORT+50)) --data-dir "$WORK/data" apps update app-id \
+  "$BIN/relayctl" --server 127.0.0.1:$GRPC_PORT --data-dir "$WORK/data" apps update app-id \
     --max-client-events-per-second 1000 >/dev/null
   RELAY_PID=$(pgrep -f "$BIN/relay --port $PORT" | head -1)
 }
@@ -28,19 +37,19 @@ stop_relay() { pkill -INT -f "$BIN/relay --port $PORT" || true; sleep 1; }
 
 start_split() {
   rm -rf "$WORK/cp"
-  "$BIN/relay-controlplane" --port $((PORT+1)) --grpc-port $((PORT+50)) --data-dir "$WORK/cp" \
+  "$BIN/relay-controlplane" --port $HTTP_PORT --grpc-port $GRPC_PORT --data-dir "$WORK/cp" \
     --trigger-rate-limit 0 >"$WORK/cp.log" 2>&1 &
-  wait_port $((PORT+1))
-  "$BIN/relay-dataplane" --port "$PORT" --control-plane 127.0.0.1:$((PORT+50)) --node-id bench \
+  wait_port $HTTP_PORT
+  "$BIN/relay-dataplane" --port "$PORT" --control-plane 127.0.0.1:$GRPC_PORT --node-id bench \
     >"$WORK/dp.log" 2>&1 &
   wait_port "$PORT"; sleep 1
-  "$BIN/relayctl" --server 127.0.0.1:$((PORT+50)) --data-dir "$WORK/cp" apps update app-id \
+  "$BIN/relayctl" --server 127.0.0.1:$GRPC_PORT --data-dir "$WORK/cp" apps update app-id \
     --max-client-events-per-second 1000 >/dev/null
   RELAY_PID=$(pgrep -f "$BIN/relay-dataplane --port $PORT" | head -1)
 }
 stop_split() {
   pkill -INT -f "$BIN/relay-dataplane --port $PORT" || true
-  pkill -INT -f "$BIN/relay-controlplane --port $((PORT+1))" || true
+  pkill -INT -f "$BIN/relay-controlplane --port $HTTP_PORT" || true
   sleep 1
 }
 
@@ -49,7 +58,7 @@ run() {  # run TARGET SCENARIO ARGS...
   local cmd
   case $target in
     soketi) cmd=("$SOKETI" exec "$(pwd)/$BIN/relay-bench" "$@" --port 6001 --pid "$(bash "$SOKETI" pid)") ;;
-    split) cmd=("$BIN/relay-bench" "$@" --port "$PORT" --http-port $((PORT+1)) --pid "$RELAY_PID") ;;
+    split) cmd=("$BIN/relay-bench" "$@" --port "$PORT" --http-port $HTTP_PORT --pid "$RELAY_PID") ;;
     *) cmd=("$BIN/relay-bench" "$@" --port "$PORT" --pid "$RELAY_PID") ;;
   esac
   echo "+ ${cmd[*]}" >&2
@@ -66,10 +75,13 @@ if [[ $QUICK == quick ]]; then
   TARGETS=(relay)
 else
   SCENARIOS=("connect --connections 10000 --connect-rate 2000 --hold 2"
+             "connect --connections 10000 --connect-rate 30000"
              "fanout --connections 2000 --channels 20 --rate 500 --duration 10 --publishers 16"
              "fanout --connections 2000 --channels 20 --rate 1000 --duration 10 --publishers 16"
              "fanout --connections 2000 --channels 20 --rate 2000 --duration 10 --publishers 16"
-             "fanout --connections 1 --channels 1 --rate 20000 --duration 5 --publishers 16"
+             "fanout --connections 2000 --channels 20 --rate 3000 --duration 10 --publishers 16"
+             "fanout --connections 5000 --channels 5 --rate 300 --duration 10 --publishers 16"
+             "fanout --connections 1 --channels 1 --rate 40000 --duration 5 --publishers 32"
              "presence --connections 500 --channels 10 --duration 3"
              "client-events --connections 200 --channels 20 --rate 2000 --duration 10")
   TARGETS=(relay soketi split)

@@ -16,6 +16,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "tests/testutil/wait_for.h"
@@ -397,6 +398,37 @@ TEST_F(WsConnTest, QueueBoundsRefuseInsteadOfGrowing) {
   });
   EXPECT_TRUE(refused);
 }
+
+}  // namespace
+}  // namespace relay::dataplane
+
+namespace relay::dataplane {
+namespace {
+
+// Garbage after the handshake (random bytes, some of them shaped like frame headers) never
+// crashes the parser: the connection ends, by a violation or by the client going away.
+class WsConnGarbage : public WsConnTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(WsConnGarbage, EndsCleanly) {
+  std::mt19937 rng(static_cast<uint32_t>(GetParam()));
+  std::string bytes;
+  while (bytes.size() < 8192) {
+    if (rng() % 3 == 0) {
+      std::string payload(rng() % 300, static_cast<char>(rng()));
+      bytes += Frame(static_cast<uint8_t>(rng()), payload, rng() % 4 != 0);
+    } else {
+      bytes += static_cast<char>(rng());
+    }
+  }
+  ASSERT_TRUE(Open(Upgrade()));
+  ReadHttpHead();
+  boost::system::error_code ec;
+  net::write(client_, net::buffer(bytes), ec);
+  client_.close();
+  EXPECT_TRUE(testutil::WaitFor([&] { return server_->closed.load(); }));
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, WsConnGarbage, ::testing::Range(1, 21));
 
 }  // namespace
 }  // namespace relay::dataplane

@@ -343,13 +343,12 @@ class Client : public std::enable_shared_from_this<Client> {
         std::lock_guard<std::mutex> lock(local_mu());
         local_connect().Add((NowNs() - started_ns_) / 1000);
       }
-      simdjson::dom::parser parser;
+      thread_local simdjson::dom::parser parser, p2;  // reused: no allocation per connection
       simdjson::dom::element doc;
       std::string_view data;
       if (parser.parse(text).get(doc) || doc["data"].get(data)) return;
       simdjson::dom::element inner;
       std::string_view sid;
-      simdjson::dom::parser p2;
       if (p2.parse(data).get(inner) || inner["socket_id"].get(sid)) return;
       socket_id_ = std::string(sid);
       if (channel_.empty()) return;

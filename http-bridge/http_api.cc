@@ -217,9 +217,18 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   const std::string& app_ref = parts[base + 1];
   std::vector<std::string> rest(parts.begin() + static_cast<long>(base) + 2, parts.end());
 
+  // Event-sending endpoints are limited per client address: every such request that passes
+  // authentication counts, and every answer to it carries the X-RateLimit-* figures.
+  controlplane::RateInfo rate;
   auto fail = [&](const absl::Status& st) {
     api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
-    return Error(st);
+    HttpResponse r = Error(st);
+    AddRateHeaders(r, rate);
+    return r;
+  };
+  auto limited = [&](HttpResponse r) {
+    AddRateHeaders(r, rate);
+    return r;
   };
 
   common::QueryParams params;
@@ -244,14 +253,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
 
   const bool post = req.method == "POST";
   const bool get = req.method == "GET";
-  const std::string client_ip = ClientIp(req);
-  controlplane::RateInfo rate;
-  // Admission for event-sending endpoints, counted as `messages` messages.
-  auto admit = [&](uint64_t messages) { return api_.Admit(*app, client_ip, messages, &rate); };
-  auto limited = [&](HttpResponse r) {
-    AddRateHeaders(r, rate);
-    return r;
-  };
+  const bool sends_events =
+      post && ((rest.size() == 1 && (rest[0] == "events" || rest[0] == "batch_events")) ||
+               (rest.size() == 3 && rest[0] == "users" && rest[2] == "events"));
+  if (sends_events) {
+    if (auto st = api_.AdmitRequest(ClientIp(req), &rate); !st.ok()) return fail(st);
+  }
 
   // POST events
   if (post && rest.size() == 1 && rest[0] == "events") {
@@ -281,11 +288,8 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     } else {
       return fail(absl::InvalidArgumentError("missing 'channels' (array) or 'channel' (string)"));
     }
-    if (auto st = admit(static_cast<uint64_t>(std::max(1, t.channels_size()))); !st.ok()) {
-      return limited(fail(st));
-    }
-    auto r = api_.Trigger(*app, t);
-    if (!r.ok()) return limited(fail(r.status()));
+    auto r = api_.Trigger(*app, t, &rate);
+    if (!r.ok()) return fail(r.status());
     if (info.empty()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("channels").BeginObject();
@@ -334,11 +338,8 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       e->set_socket_id(socket_id);
       e->set_info(info);
     }
-    if (auto st = admit(static_cast<uint64_t>(std::max(1, b.batch_size()))); !st.ok()) {
-      return limited(fail(st));
-    }
-    auto r = api_.TriggerBatch(*app, b);
-    if (!r.ok()) return limited(fail(r.status()));
+    auto r = api_.TriggerBatch(*app, b, &rate);
+    if (!r.ok()) return fail(r.status());
     if (!r->has_info()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("batch").BeginArray();
@@ -419,8 +420,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       s.set_name(name);
       s.set_data(data);
       s.set_socket_id(socket_id);
-      if (auto st = admit(1); !st.ok()) return limited(fail(st));
-      if (auto st = api_.SendToUser(*app, s); !st.ok()) return limited(fail(st));
+      if (auto st = api_.SendToUser(*app, s, &rate); !st.ok()) return fail(st);
       return limited(Ok("{}"));
     }
   }

@@ -109,7 +109,9 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
   }
   uint64_t quota = app.limits().max_daily_messages() > 0 ? app.limits().max_daily_messages()
                                                         : PlanDailyQuota(app.plan());
-  if (quota > 0 && messages > quota) {
+  // Usage is counted (and stored) only while the app has a quota: unlimited apps pay no write.
+  if (quota == 0) return absl::OkStatus();
+  if (messages > quota) {
     return absl::PermissionDeniedError(common::StrCat(
         "this request carries ", messages, " messages, more than the daily quota of app '",
         app.id(), "' (", quota, "); it can never be accepted"));
@@ -124,7 +126,7 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
       usage_.clear();
     }
     uint64_t& used = usage_[app.id()];
-    if (quota > 0 && used + messages > quota) {
+    if (used + messages > quota) {
       out->present = true;
       out->limit = quota;
       out->remaining = quota > used ? quota - used : 0;
@@ -446,6 +448,13 @@ absl::StatusOr<relay::v1::AuthorizeChannelResponse> Api::AuthorizeChannel(
   common::ChannelKind kind = common::ClassifyChannel(request.channel_name());
   if (!kind.NeedsAuth()) {
     return absl::InvalidArgumentError("only private and presence channels need authorization");
+  }
+  if (kind.is_encrypted) {
+    // pusher-js needs a shared_secret derived from the app's encryption master key, which Relay
+    // never holds: an auth without it would subscribe but decrypt nothing.
+    return absl::InvalidArgumentError(
+        "private-encrypted- channels must be authorized by the app's own backend (the "
+        "encryption master key never reaches Relay)");
   }
   if (kind.is_presence) {
     simdjson::dom::element doc;

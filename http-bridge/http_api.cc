@@ -8,6 +8,7 @@
 #include "common/strings.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include <algorithm>
 #include "common/app_secrets.h"
 #include "common/channel.h"
@@ -234,6 +235,16 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   common::QueryParams params;
   if (!common::ParseQuery(req.query, &params)) {
     return fail(absl::InvalidArgumentError("malformed query string"));
+  }
+  // A repeated parameter (e.g. channels[]) has no defined meaning in a signed request: refuse it
+  // rather than pick one.
+  for (size_t i = 0; i < params.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (absl::EqualsIgnoreCase(params[i].first, params[j].first)) {
+        return fail(absl::InvalidArgumentError(
+            common::StrCat("query parameter '", params[i].first, "' is repeated")));
+      }
+    }
   }
   auto app = api_.ResolveApp(app_ref);
   if (!app.ok()) return fail(app.status());

@@ -186,6 +186,9 @@ test('POST events validation: name, channels, data, socket_id, info, body', asyn
   await expectError(post(server, '/apps/app-id/events', '{oops'), 400, /not valid JSON/);
   await expectError(post(server, '/apps/app-id/events', '[1]'), 400, /must be a JSON object/);
   await expectError(post(server, '/apps/app-id/events', ''), 400, /body is empty/);
+  await expectError(get(server, '/apps/app-id/channels?info=subscription_count&info=bogus'), 400, /query parameter 'info' is repeated/);
+  await expectError(signed(server.httpPort, 'GET', '/apps/app-id/channels', { query: { filter_by_prefix: 'a' },
+    tamper: (q) => { q.FILTER_BY_PREFIX = 'b'; } }), 400, /is repeated/);
   await expectError(ev({ data: 'd'.repeat(300 * 1024) }), 413, /Request body is too large/);
   // The SDK itself refuses most of these; signed raw requests get the same answers.
   await expectError(signed(server.httpPort, 'POST', '/apps/app-key/events', { body: { name: 'e', channels: many(101), data: '1' } }), 400, /at most 100 channels/);
@@ -358,6 +361,8 @@ test('POST /api/v1/apps/{app}/auth signs private and presence subscriptions that
   await expectError(auth({ socket_id: '1.2', channel_name: 'bad name' }), 400, /invalid channel/);
   await expectError(auth({ socket_id: '1.2' }), 400, /channel_name/);
   await expectError(auth({ socket_id: '1.2', user_data: '{"name":"no id"}' }), 400, /user_data/);
+  // pusher-js needs a shared_secret for these, derived from a master key Relay never holds.
+  await expectError(auth({ socket_id: '1.2', channel_name: 'private-encrypted-x' }), 400, /private-encrypted- channels must be authorized by the app's own backend/);
   await expectError(post(server, '/apps/app-id/auth', { socket_id: '1.2', channel_name: 'private-x' }, { ...keySecret, 'X-Relay-Secret': 'x' }), 401, /invalid app key or secret/);
 });
 
@@ -442,6 +447,9 @@ test('per-address trigger limit: X-RateLimit-* on every trigger answer, 429 with
   assert.strictEqual(r.headers.get('x-ratelimit-limit'), null);
   // Unauthenticated requests are refused before they count.
   await expectError(post(s, '/apps/app-id/events', ev, {}), 401, /missing credentials/);
+  // The default is 300 per minute.
+  const d = await h.startRelay();
+  expectRateHeaders(await expectOk(post(d, '/apps/app-id/events', ev), {}), 300, 299);
 });
 
 test('per-app backend event rate: 429 with the app\'s figures; a request over the whole limit is 403', async () => {
@@ -494,4 +502,24 @@ test('daily quota: 429 when used up, 403 for one request over the whole quota, i
   assert.strictEqual((await h.relayctl(split, ['apps', 'disable', app.id])).code, 0);
   await h.restartControlPlane(split, 'SIGKILL');
   await expectError(ev(['a']), 403, /disabled/);
+});
+
+test('a plan\'s daily quota applies when the app sets none: free = 200,000 messages', async () => {
+  await h.waitFor(() => (Date.now() / 1000) % 86400 < 86400 - 120, 121000, 'not just before 00:00 UTC');
+  const s = await h.startRelay(['--trigger-rate-limit', '0']);
+  const app = await ctlJson(s, ['apps', 'create', '--name', 'free-plan', '--plan', 'free']);
+  const creds = { 'X-Relay-Key': app.key, 'X-Relay-Secret': app.secret };
+  const channels = Array.from({ length: 100 }, (_, i) => `f-${i}`);
+  // 2,000 triggers of 100 channels use the whole quota (10 at a time).
+  for (let i = 0; i < 200; i++) {
+    const rs = await Promise.all(Array.from({ length: 10 }, () => post(s, `/apps/${app.id}/events`, { name: 'e', channels, data: '1' }, creds)));
+    assert.deepStrictEqual(rs.map((r) => r.status), Array(10).fill(200));
+    await Promise.all(rs.map((r) => r.arrayBuffer()));
+  }
+  const r = await expectError(post(s, `/apps/${app.id}/events`, { name: 'e', channel: 'one-more', data: '1' }, creds), 429, /daily quota of 200000 messages/);
+  assert.strictEqual(r.headers.get('x-ratelimit-limit'), '200000');
+  assert.strictEqual(r.headers.get('x-ratelimit-remaining'), '0');
+  // A plan change applies at once: startup allows 1,000,000.
+  assert.strictEqual((await h.relayctl(s, ['apps', 'update', app.id, '--plan', 'startup'])).code, 0);
+  await expectOk(post(s, `/apps/${app.id}/events`, { name: 'e', channel: 'one-more', data: '1' }, creds), {});
 });

@@ -9,6 +9,9 @@ const assert = require('node:assert');
 const h = require('./lib/harness');
 const { signed } = require('./lib/signed');
 const PusherServer = require('pusher');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
 
 let server;  // relay without the per-address limit, shared by the tests that do not need limits
 before(async () => { server = await h.startRelay(['--trigger-rate-limit', '0']); });
@@ -113,7 +116,7 @@ test('key + secret headers: wrong secret, wrong key, another app\'s pair, one he
   await expectError(get(server, '/apps/app-id/channels', { Authorization: 'Basic YTpi' }), 401, /missing credentials/);
 });
 
-test('bearer tokens: valid on both path styles, recorded as used; another app\'s, revoked, expired: 401', async () => {
+test('bearer tokens: valid on both path styles, stored hashed, recorded as used; another app\'s, revoked, expired: 401', async () => {
   const created = await ctlJson(server, ['tokens', 'create', '--app', 'app-id', '--name', 'errors']);
   const bearer = { Authorization: `Bearer ${created.secret}` };
   const body = { name: 'e', channel: 'c', data: '1' };
@@ -126,6 +129,11 @@ test('bearer tokens: valid on both path styles, recorded as used; another app\'s
   const foreign = await ctlJson(server, ['tokens', 'create', '--app', other.id]);
   await expectError(post(server, '/apps/app-id/events', body, { Authorization: `Bearer ${foreign.secret}` }), 401, /API token/);
   await expectError(post(server, '/apps/app-id/events', body, { Authorization: 'Bearer rlt_made_up' }), 401, /API token/);
+  // Stored hashed: relay.db (and its write-ahead log) hold the token's SHA-256, never its text.
+  const stored = ['relay.db', 'relay.db-wal'].map((f) => path.join(server.dataDir, f)).filter((f) => fs.existsSync(f))
+    .map((f) => fs.readFileSync(f).toString('latin1')).join('');
+  assert.ok(stored.includes(crypto.createHash('sha256').update(created.secret).digest('hex')), 'the hash is stored');
+  assert.ok(!stored.includes(created.secret), 'the token text is not stored');
   assert.strictEqual((await h.relayctl(server, ['tokens', 'revoke', created.token.id])).code, 0);
   await expectError(post(server, '/api/v1/apps/app-id/events', body, bearer), 401, /invalid, expired or revoked API token/);
   // Expiry: a 1 s token works, then is refused (polled with a bound, not slept).
@@ -464,7 +472,7 @@ test('per-app backend event rate: 429 with the app\'s figures; a request over th
   assert.strictEqual(r.headers.get('retry-after'), '1');
 });
 
-test('daily quota: 429 when used up, 403 for one request over the whole quota, invalid requests not counted, kept across a SIGKILL', async () => {
+test('daily quota: 429 when used up, 403 for one request over the whole quota, invalid requests not counted; quota and app changes kept across a SIGKILL', async () => {
   // The day is a UTC day: do not start in its last seconds.
   await h.waitFor(() => (Date.now() / 1000) % 86400 < 86400 - 60, 61000, 'not just before 00:00 UTC');
   const split = await h.startSplit(['--trigger-rate-limit', '0']);
@@ -499,7 +507,16 @@ test('daily quota: 429 when used up, 403 for one request over the whole quota, i
   assert.strictEqual((await h.relayctl(split, ['apps', 'update', app.id, '--max-daily-messages', '100'])).code, 0);
   await expectOk(post(split, `/apps/${app.id}/events`, { name: 'e', channel: 'a', data: '1' }, { Authorization: `Bearer ${token}` }), {});
   await expectError(ev(['a'], { data: 'd'.repeat(101) }), 413, /101 bytes; the limit is 100/);
-  assert.strictEqual((await h.relayctl(split, ['apps', 'disable', app.id])).code, 0);
+  // A change made after the restart still reaches the re-attached data plane at once: disabling
+  // closes the app's open connections with 4003.
+  const c = new (require('pusher-js'))(app.key, { wsHost: '127.0.0.1', wsPort: split.wsPort, forceTLS: false,
+    enabledTransports: ['ws'], cluster: 'mt1', disableStats: true });
+  try {
+    await h.once(c.connection, 'connected');
+    const closed = h.once(c.connection, 'error');
+    assert.strictEqual((await h.relayctl(split, ['apps', 'disable', app.id])).code, 0);
+    assert.strictEqual((await closed).data.data.code, 4003);
+  } finally { c.disconnect(); }
   await h.restartControlPlane(split, 'SIGKILL');
   await expectError(ev(['a']), 403, /disabled/);
 });

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include <algorithm>
+#include <set>
 #include "common/app_secrets.h"
 #include "common/channel.h"
 #include "common/crypto.h"
@@ -304,9 +305,10 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     if (info.empty()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("channels").BeginObject();
+    std::set<std::string_view> written;  // a channel named twice is described once
     for (const auto& c : t.channels()) {
       auto it = r->channels().find(c);
-      if (it == r->channels().end()) continue;
+      if (it == r->channels().end() || !written.insert(c).second) continue;
       std::string wanted;
       if (info.find("subscription_count") != std::string::npos) wanted = "subscription_count";
       if (info.find("user_count") != std::string::npos &&

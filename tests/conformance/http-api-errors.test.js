@@ -217,6 +217,16 @@ test('info on triggers: per channel for events (channel or channels), per item f
       'info-empty': { subscription_count: 0 } } });
     await expectOk(post(server, '/apps/app-key/events', { name: 'e', channel: 'presence-info', data: '1', info: 'user_count' }),
       { channels: { 'presence-info': { user_count: 1 } } });
+    // A channel named twice is one target: described once (exact text: JSON.parse would hide a
+    // duplicate key) and published once.
+    const seen = [];
+    pub.bind('twice', (d) => seen.push(d));
+    const dup = await post(server, '/apps/app-id/events', { name: 'twice', channels: ['info-pub', 'info-pub'], data: '1', info: 'subscription_count' });
+    assert.strictEqual(await dup.text(), '{"channels":{"info-pub":{"subscription_count":1}}}');
+    const fence = h.once(pub, 'fence');
+    await s.trigger('info-pub', 'fence', {});
+    await fence;
+    assert.deepStrictEqual(seen, [1]);
     const batch = await sdkAt(server, '/api/v1/apps/app-key').triggerBatch([
       { channel: 'presence-info', name: 'a', data: '1', info: 'user_count' },
       { channel: 'info-pub', name: 'b', data: '2' },

@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/channel.h"
 #include "common/flags.h"
 #include "common/strings.h"
 #include "relay/v1/admin.grpc.pb.h"
@@ -583,8 +584,9 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
       req.set_app(app);
       req.set_channel(*ch);
       std::string info = "subscription_count";
-      if (ch->rfind("presence-", 0) == 0) info += ",user_count";
-      if (ch->find("cache-") != std::string::npos) info += ",cache";
+      common::ChannelKind kind = common::ClassifyChannel(*ch);
+      if (kind.is_presence) info += ",user_count";
+      if (kind.is_cache) info += ",cache";
       req.set_info(info);
       relay::v1::ChannelInfo r;
       st = c.pub().GetChannel(ctx.get(), req, &r);
@@ -593,7 +595,7 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
       std::cout << "channel:        " << *ch << "\noccupied:       "
                 << (r.occupied() ? "yes" : "no")
                 << "\nsubscriptions:  " << r.subscription_count() << "\n";
-      if (ch->rfind("presence-", 0) == 0) std::cout << "users:          " << r.user_count() << "\n";
+      if (kind.is_presence) std::cout << "users:          " << r.user_count() << "\n";
       if (r.has_cache()) {
         std::cout << "cached event:   " << r.cache().event() << " (ttl " << r.cache().ttl_seconds()
                   << "s)\n";

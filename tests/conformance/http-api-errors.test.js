@@ -418,8 +418,29 @@ test('secret rotation: both secrets verify in the overlap (all methods, /auth si
   // Completing a rotation early: --end-overlap drops the previous secret at once.
   const again = await ctlJson(server, ['apps', 'rotate-secret', app.id, '--overlap', '1h']);
   await expectOk(viaHmac(rotated.secret), {});
-  const ended = await ctlJson(server, ['apps', 'rotate-secret', app.id, '--end-overlap']);
-  assert.strictEqual(ended.secret, again.secret);
+  // The data planes get rotations at once too: a subscription signed with the previous secret is
+  // accepted during the overlap and refused once it is ended.
+  let signWith = rotated.secret;
+  const c = new (require('pusher-js'))(app.key, { wsHost: '127.0.0.1', wsPort: server.wsPort, forceTLS: false,
+    enabledTransports: ['ws'], cluster: 'mt1', disableStats: true, channelAuthorization: { customHandler: (p, cb) =>
+      cb(null, new PusherServer({ appId: app.id, key: app.key, secret: signWith }).authorizeChannel(p.socketId, p.channelName)) } });
+  // Resolves 'ok' or 'refused', whichever pusher-js reports first for a new subscription.
+  const trySubscribe = (name) => new Promise((resolve, reject) => {
+    const ch = c.subscribe(name);
+    const t = setTimeout(() => reject(new Error(`no answer to subscribing ${name}`)), 10000);
+    const done = (outcome) => { clearTimeout(t); ch.unbind_all(); c.unsubscribe(name); resolve(outcome); };
+    ch.bind('pusher:subscription_succeeded', () => done('ok'));
+    ch.bind('pusher:subscription_error', () => done('refused'));
+  });
+  let attempt = 0;
+  try {
+    assert.strictEqual(await trySubscribe('private-during-overlap'), 'ok');
+    const ended = await ctlJson(server, ['apps', 'rotate-secret', app.id, '--end-overlap']);
+    assert.strictEqual(await until(() => trySubscribe(`private-after-${attempt++}`), (o) => o === 'refused'), 'refused');
+    signWith = again.secret;
+    assert.strictEqual(await trySubscribe('private-current'), 'ok');
+    assert.strictEqual(ended.secret, again.secret);
+  } finally { c.disconnect(); }
   await expectError(viaHmac(rotated.secret), 401, /Invalid signature/);
   await expectError(viaHeaders(rotated.secret), 401, /invalid app key or secret/);
   await expectOk(viaHeaders(again.secret), {});

@@ -11,6 +11,7 @@
 #include "common/crypto.h"
 #include "common/frames.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/pusher_auth.h"
 #include "common/time.h"
 
@@ -77,63 +78,73 @@ Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits)
   usage_ = store_.LoadUsage(usage_day_);
 }
 
-absl::Status Api::Admit(const App& app, const std::string& client_ip, uint64_t messages,
-                        RateInfo* info) {
+absl::Status Api::AdmitRequest(const std::string& client_ip, RateInfo* info) {
+  if (client_ip.empty() || limits_.trigger_requests_per_minute == 0) return absl::OkStatus();
+  RateInfo scratch;
+  if (!ip_window_.Hit(client_ip, limits_.trigger_requests_per_minute, 60, 1,
+                      common::NowUnixSeconds(), info != nullptr ? info : &scratch)) {
+    return absl::ResourceExhaustedError(common::StrCat(
+        "rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
+        " trigger requests per minute from one client address"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* rate) {
   int64_t now = common::NowUnixSeconds();
   RateInfo scratch;
-  RateInfo* out = info != nullptr ? info : &scratch;
-  if (!client_ip.empty() && limits_.trigger_requests_per_minute > 0) {
-    if (!ip_window_.Hit(client_ip, limits_.trigger_requests_per_minute, 60, 1, now, out)) {
-      counters_.errors.fetch_add(1, std::memory_order_relaxed);
-      return absl::ResourceExhaustedError(common::StrCat(
-          "rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
-          " trigger requests per minute from one client address"));
-    }
-  }
+  RateInfo* out = rate != nullptr ? rate : &scratch;
   if (uint32_t per_s = app.limits().max_backend_events_per_second(); per_s > 0) {
+    if (messages > per_s) {
+      return absl::PermissionDeniedError(common::StrCat(
+          "this request carries ", messages, " messages, more than app '", app.id(),
+          "' may send in a second (", per_s, "); it can never be accepted"));
+    }
     RateInfo app_info;
     if (!app_rate_.Hit(app.id(), per_s, 1, messages, now, &app_info)) {
       *out = app_info;
-      counters_.errors.fetch_add(1, std::memory_order_relaxed);
       return absl::ResourceExhaustedError(common::StrCat(
           "app '", app.id(), "' is over its limit of ", per_s, " backend events per second"));
     }
   }
   uint64_t quota = app.limits().max_daily_messages() > 0 ? app.limits().max_daily_messages()
                                                         : PlanDailyQuota(app.plan());
-  absl::MutexLock lock(&usage_mu_);
-  std::string today = UtcDay(now);
-  if (today != usage_day_) {
-    usage_day_ = today;  // counts restart at 00:00 UTC
-    usage_.clear();
+  // Usage is counted (and stored) only while the app has a quota: unlimited apps pay no write.
+  if (quota == 0) return absl::OkStatus();
+  if (messages > quota) {
+    return absl::PermissionDeniedError(common::StrCat(
+        "this request carries ", messages, " messages, more than the daily quota of app '",
+        app.id(), "' (", quota, "); it can never be accepted"));
   }
-  uint64_t& used = usage_[app.id()];
-  if (quota > 0 && used + messages > quota) {
-    out->present = true;
-    out->limit = quota;
-    out->remaining = quota > used ? quota - used : 0;
-    out->reset_unix_s = now - (now % 86400) + 86400;
-    counters_.errors.fetch_add(1, std::memory_order_relaxed);
-    return absl::ResourceExhaustedError(common::StrCat(
-        "app '", app.id(), "' has used its daily quota of ", quota,
-        " messages; it resets at 00:00 UTC"));
-  }
-  used += messages;
-  usage_dirty_ = true;
-  return absl::OkStatus();
-}
-
-void Api::FlushUsage() {
   std::string day;
-  absl::flat_hash_map<std::string, uint64_t> copy;
+  uint64_t used_now = 0;
   {
     absl::MutexLock lock(&usage_mu_);
-    if (!usage_dirty_) return;
-    usage_dirty_ = false;
+    std::string today = UtcDay(now);
+    if (today != usage_day_) {
+      usage_day_ = today;  // counts restart at 00:00 UTC
+      usage_.clear();
+    }
+    uint64_t& used = usage_[app.id()];
+    if (used + messages > quota) {
+      out->present = true;
+      out->limit = quota;
+      out->remaining = quota > used ? quota - used : 0;
+      out->reset_unix_s = now - (now % 86400) + 86400;
+      return absl::ResourceExhaustedError(common::StrCat(
+          "app '", app.id(), "' has used ", used, " of its daily quota of ", quota,
+          " messages; it resets at 00:00 UTC"));
+    }
+    used += messages;
     day = usage_day_;
-    copy = usage_;
+    used_now = used;
   }
-  (void)store_.SaveUsage(day, copy);
+  // Written through before publishing: a count only ever grows, so concurrent writes may land
+  // in any order (the store keeps the largest).
+  if (auto st = store_.SaveUsage(day, app.id(), used_now); !st.ok()) {
+    RELAY_LOG(kWarn, "api", "cannot persist the daily usage of app '", app.id(), "': ", st.message());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<App> Api::ResolveApp(std::string_view app) const {
@@ -244,7 +255,7 @@ void Api::Publish(const App& app, const std::vector<std::string>& channels,
       r.set_name(name);
       r.set_data(data);
       r.set_socket_id(socket_id);
-      (void)SendToUser(app, r);
+      DeliverToUser(app, r);
       continue;
     }
     if (common::ClassifyChannel(channel).is_cache) {
@@ -259,7 +270,8 @@ void Api::Publish(const App& app, const std::vector<std::string>& channels,
 }
 
 absl::StatusOr<relay::v1::TriggerResponse> Api::Trigger(const App& app,
-                                                        const relay::v1::TriggerRequest& request) {
+                                                        const relay::v1::TriggerRequest& request,
+                                                        RateInfo* rate) {
   if (request.channels().empty()) {
     return absl::InvalidArgumentError("at least one channel is required");
   }
@@ -299,12 +311,14 @@ absl::StatusOr<relay::v1::TriggerResponse> Api::Trigger(const App& app,
       (*response.mutable_channels())[c] = *d;
     }
   }
+  // A message is one event on one (distinct) channel.
+  if (auto st = ChargeMessages(app, channels.size(), rate); !st.ok()) return st;
   Publish(app, channels, request.name(), request.data(), request.socket_id());
   return response;
 }
 
 absl::StatusOr<relay::v1::TriggerBatchResponse> Api::TriggerBatch(
-    const App& app, const relay::v1::TriggerBatchRequest& request) {
+    const App& app, const relay::v1::TriggerBatchRequest& request, RateInfo* rate) {
   if (request.batch().empty()) return absl::InvalidArgumentError("batch is empty");
   if (static_cast<size_t>(request.batch_size()) > kMaxBatchSize) {
     return absl::InvalidArgumentError(
@@ -315,6 +329,11 @@ absl::StatusOr<relay::v1::TriggerBatchResponse> Api::TriggerBatch(
     if (auto st = CheckChannel(e.channel(), true); !st.ok()) return st;
     if (auto st = ValidateEvent(app, e.name(), e.data(), e.socket_id()); !st.ok()) return st;
     if (auto a = ParseInfo(e.info()); !a.ok()) return a.status();
+  }
+  // Each item is one message.
+  if (auto st = ChargeMessages(app, static_cast<uint64_t>(request.batch_size()), rate);
+      !st.ok()) {
+    return st;
   }
   relay::v1::TriggerBatchResponse response;
   for (const auto& e : request.batch()) {
@@ -381,12 +400,19 @@ absl::StatusOr<relay::v1::ListPresenceUsersResponse> Api::ListPresenceUsers(
   return response;
 }
 
-absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest& request) {
+absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest& request,
+                              RateInfo* rate) {
   if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
   if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id());
       !st.ok()) {
     return st;
   }
+  if (auto st = ChargeMessages(app, 1, rate); !st.ok()) return st;
+  DeliverToUser(app, request);
+  return absl::OkStatus();
+}
+
+void Api::DeliverToUser(const App& app, const relay::v1::SendToUserRequest& request) {
   for (const auto& node : cluster_.NodesWithUser(app.id(), request.user_id())) {
     relay::v1::ControlMessage msg;
     auto* s = msg.mutable_send_to_user();
@@ -399,7 +425,6 @@ absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest&
       counters_.publish_commands.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  return absl::OkStatus();
 }
 
 absl::Status Api::TerminateUserConnections(
@@ -423,6 +448,13 @@ absl::StatusOr<relay::v1::AuthorizeChannelResponse> Api::AuthorizeChannel(
   common::ChannelKind kind = common::ClassifyChannel(request.channel_name());
   if (!kind.NeedsAuth()) {
     return absl::InvalidArgumentError("only private and presence channels need authorization");
+  }
+  if (kind.is_encrypted) {
+    // pusher-js needs a shared_secret derived from the app's encryption master key, which Relay
+    // never holds: an auth without it would subscribe but decrypt nothing.
+    return absl::InvalidArgumentError(
+        "private-encrypted- channels must be authorized by the app's own backend (the "
+        "encryption master key never reaches Relay)");
   }
   if (kind.is_presence) {
     simdjson::dom::element doc;

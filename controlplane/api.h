@@ -41,31 +41,33 @@ class Api {
  public:
   Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits = {});
 
-  // Admission for an event-sending call (trigger, batch, send to user) carrying `messages`
-  // messages from `client_ip` (empty = not rate limited by IP): RESOURCE_EXHAUSTED when the
-  // per-IP rate, the app's backend event rate or its daily quota is exceeded. `info` receives
-  // the figures for X-RateLimit-* headers (the per-IP window, or the limit that refused).
-  absl::Status Admit(const relay::v1::App& app, const std::string& client_ip, uint64_t messages,
-                     RateInfo* info);
-  // Persists today's message counts (called every second and on shutdown).
-  void FlushUsage();
+  // Per-address admission of one event-sending request (trigger, batch, send to user) from
+  // `client_ip`, counted before the request is read: RESOURCE_EXHAUSTED over the per-IP limit.
+  // `info` receives the window's figures for X-RateLimit-* headers. gRPC callers skip it.
+  absl::Status AdmitRequest(const std::string& client_ip, RateInfo* info);
 
   // The app named by id or key: NOT_FOUND when unknown, PERMISSION_DENIED when disabled.
   absl::StatusOr<relay::v1::App> ResolveApp(std::string_view app) const;
   // Key + secret or bearer token valid for `app`; UNAUTHENTICATED otherwise.
   absl::Status CheckCredentials(const relay::v1::App& app, const Credentials& credentials);
 
+  // The event-sending operations validate the request, then charge its messages to the app's
+  // backend event rate and daily quota (see ChargeMessages), then publish. `rate`, when given,
+  // receives the figures of the limit that refused (for X-RateLimit-* headers).
   absl::StatusOr<relay::v1::TriggerResponse> Trigger(const relay::v1::App& app,
-                                                     const relay::v1::TriggerRequest& request);
+                                                     const relay::v1::TriggerRequest& request,
+                                                     RateInfo* rate = nullptr);
   absl::StatusOr<relay::v1::TriggerBatchResponse> TriggerBatch(
-      const relay::v1::App& app, const relay::v1::TriggerBatchRequest& request);
+      const relay::v1::App& app, const relay::v1::TriggerBatchRequest& request,
+      RateInfo* rate = nullptr);
   absl::StatusOr<relay::v1::ListChannelsResponse> ListChannels(
       const relay::v1::App& app, const relay::v1::ListChannelsRequest& request) const;
   absl::StatusOr<relay::v1::ChannelInfo> GetChannel(
       const relay::v1::App& app, const relay::v1::GetChannelRequest& request) const;
   absl::StatusOr<relay::v1::ListPresenceUsersResponse> ListPresenceUsers(
       const relay::v1::App& app, const relay::v1::ListPresenceUsersRequest& request) const;
-  absl::Status SendToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request);
+  absl::Status SendToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request,
+                          RateInfo* rate = nullptr);
   absl::Status TerminateUserConnections(
       const relay::v1::App& app, const relay::v1::TerminateUserConnectionsRequest& request);
   absl::StatusOr<relay::v1::AuthorizeChannelResponse> AuthorizeChannel(
@@ -90,6 +92,13 @@ class Api {
   absl::StatusOr<relay::v1::ChannelInfo> Describe(const relay::v1::App& app,
                                                   const std::string& channel,
                                                   std::string_view info) const;
+  // Charges `messages` validated messages to the app: RESOURCE_EXHAUSTED when its backend event
+  // rate or daily quota is used up for now (retry after the reset), PERMISSION_DENIED when the
+  // request alone is over the limit (it can never be accepted). The day's count is written to
+  // the app store before the call returns, so no restart or crash forgets it.
+  absl::Status ChargeMessages(const relay::v1::App& app, uint64_t messages, RateInfo* rate);
+  // Delivers an already validated and charged event to a user's connections.
+  void DeliverToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request);
   void Publish(const relay::v1::App& app, const std::vector<std::string>& channels,
                const std::string& name, const std::string& data, const std::string& socket_id);
 
@@ -103,7 +112,6 @@ class Api {
   absl::Mutex usage_mu_;
   std::string usage_day_ ABSL_GUARDED_BY(usage_mu_);
   absl::flat_hash_map<std::string, uint64_t> usage_ ABSL_GUARDED_BY(usage_mu_);
-  bool usage_dirty_ ABSL_GUARDED_BY(usage_mu_) = false;
 };
 
 }  // namespace relay::controlplane

@@ -336,12 +336,8 @@ absl::Status AppStore::Delete(std::string_view id_or_key) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<App> AppStore::RotateSecret(std::string_view id_or_key, uint32_t overlap_seconds,
-                                           std::string new_secret) {
-  if (new_secret.empty()) new_secret = common::RandomHex(16);
-  if (new_secret.size() < 8 || new_secret.size() > 256) {
-    return absl::InvalidArgumentError("the secret must be 8 to 256 characters");
-  }
+absl::StatusOr<App> AppStore::Change(std::string_view id_or_key,
+                                     const std::function<void(App&)>& change) {
   App updated;
   {
     absl::MutexLock lock(&mu_);
@@ -350,6 +346,22 @@ absl::StatusOr<App> AppStore::RotateSecret(std::string_view id_or_key, uint32_t 
       return absl::NotFoundError(common::StrCat("app '", id_or_key, "' not found"));
     }
     updated = *current;
+    change(updated);
+    updated.set_revision(++revision_);
+    if (auto st = Persist(updated); !st.ok()) return st;
+    apps_[updated.id()] = updated;
+  }
+  Notify(updated, false);
+  return updated;
+}
+
+absl::StatusOr<App> AppStore::RotateSecret(std::string_view id_or_key, uint32_t overlap_seconds,
+                                           std::string new_secret) {
+  if (new_secret.empty()) new_secret = common::RandomHex(16);
+  if (new_secret.size() < 8 || new_secret.size() > 256) {
+    return absl::InvalidArgumentError("the secret must be 8 to 256 characters");
+  }
+  return Change(id_or_key, [&](App& updated) {
     int64_t now = common::NowUnixMs();
     // Keep only previous secrets that still verify, then add the outgoing one.
     auto* prev = updated.mutable_previous_secrets();
@@ -364,12 +376,11 @@ absl::StatusOr<App> AppStore::RotateSecret(std::string_view id_or_key, uint32_t 
       old->set_expires_unix_ms(now + static_cast<int64_t>(overlap_seconds) * 1000);
     }
     updated.set_secret(new_secret);
-    updated.set_revision(++revision_);
-    if (auto st = Persist(updated); !st.ok()) return st;
-    apps_[updated.id()] = updated;
-  }
-  Notify(updated, false);
-  return updated;
+  });
+}
+
+absl::StatusOr<App> AppStore::EndSecretOverlap(std::string_view id_or_key) {
+  return Change(id_or_key, [](App& updated) { updated.clear_previous_secrets(); });
 }
 
 absl::StatusOr<relay::v1::CreateTokenResponse> AppStore::CreateToken(std::string_view app,
@@ -442,22 +453,22 @@ absl::flat_hash_map<std::string, uint64_t> AppStore::LoadUsage(const std::string
   return out;
 }
 
-absl::Status AppStore::SaveUsage(const std::string& day,
-                                 const absl::flat_hash_map<std::string, uint64_t>& usage) {
+absl::Status AppStore::SaveUsage(const std::string& day, const std::string& app_id,
+                                 uint64_t messages) {
   absl::MutexLock lock(&mu_);
-  sqlite3_exec(db_, "BEGIN;", nullptr, nullptr, nullptr);
-  for (const auto& [app, n] : usage) {
-    Stmt s(db_, "INSERT INTO daily_usage (app_id, day, messages) VALUES (?1, ?2, ?3) "
-                "ON CONFLICT(app_id, day) DO UPDATE SET messages = excluded.messages;");
-    if (s.Bind(1, app).Bind(2, day).Bind(3, static_cast<int64_t>(n)).Step() != SQLITE_DONE) {
-      sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
-      return SqlError(db_, "saving daily usage");
-    }
+  Stmt s(db_, "INSERT INTO daily_usage (app_id, day, messages) VALUES (?1, ?2, ?3) "
+              "ON CONFLICT(app_id, day) DO UPDATE SET messages = "
+              "MAX(messages, excluded.messages);");
+  if (s.Bind(1, app_id).Bind(2, day).Bind(3, static_cast<int64_t>(messages)).Step() !=
+      SQLITE_DONE) {
+    return SqlError(db_, "saving daily usage");
   }
-  // Keep a week of history; older rows serve no quota.
-  Stmt d(db_, "DELETE FROM daily_usage WHERE day < date(?1, '-7 days');");
-  d.Bind(1, day).Step();
-  sqlite3_exec(db_, "COMMIT;", nullptr, nullptr, nullptr);
+  if (day != usage_pruned_day_) {
+    // Keep a week of history; older rows serve no quota.
+    Stmt d(db_, "DELETE FROM daily_usage WHERE day < date(?1, '-7 days');");
+    d.Bind(1, day).Step();
+    usage_pruned_day_ = day;
+  }
   return absl::OkStatus();
 }
 

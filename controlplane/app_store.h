@@ -45,6 +45,8 @@ class AppStore {
   absl::Status Delete(std::string_view id_or_key);
   absl::StatusOr<relay::v1::App> RotateSecret(std::string_view id_or_key, uint32_t overlap_seconds,
                                               std::string new_secret);
+  // Completes a rotation early: the previous secrets stop verifying now.
+  absl::StatusOr<relay::v1::App> EndSecretOverlap(std::string_view id_or_key);
 
   // Tokens. The secret text is returned once by CreateToken and stored only as a SHA-256 hash.
   absl::StatusOr<relay::v1::CreateTokenResponse> CreateToken(std::string_view app,
@@ -58,12 +60,16 @@ class AppStore {
 
   // Daily message counts (day as YYYY-MM-DD, UTC), by app id.
   absl::flat_hash_map<std::string, uint64_t> LoadUsage(const std::string& day) const;
-  absl::Status SaveUsage(const std::string& day,
-                         const absl::flat_hash_map<std::string, uint64_t>& usage);
+  // Records that `app_id` has sent `messages` messages on `day`; a smaller count than the one
+  // stored is ignored, so writers racing each other keep the largest.
+  absl::Status SaveUsage(const std::string& day, const std::string& app_id, uint64_t messages);
 
 
  private:
   explicit AppStore(sqlite3* db);
+  // Applies `change` to a copy of the app, bumps its revision, persists and publishes it.
+  absl::StatusOr<relay::v1::App> Change(std::string_view id_or_key,
+                                        const std::function<void(relay::v1::App&)>& change);
   absl::Status Migrate();
   absl::Status LoadAll();
   absl::Status Persist(const relay::v1::App& app) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -76,6 +82,7 @@ class AppStore {
   absl::flat_hash_map<std::string, relay::v1::App> apps_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> key_to_id_ ABSL_GUARDED_BY(mu_);
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string usage_pruned_day_ ABSL_GUARDED_BY(mu_);  // the day old usage rows were last pruned
   Listener listener_;
 };
 

@@ -112,7 +112,6 @@ absl::Status ControlPlane::Start() {
     while (!stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
       hub_->SweepDeadNodes();
       FlushSubscriptionCounts(false);
-      api_->FlushUsage();
     }
   });
   return absl::OkStatus();
@@ -122,7 +121,6 @@ void ControlPlane::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (sweeper_.joinable()) sweeper_.join();
-  if (api_) api_->FlushUsage();
   if (hub_) hub_->CloseAll();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (webhooks_) webhooks_->Stop();

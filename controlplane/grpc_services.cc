@@ -86,8 +86,6 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   ServerUnaryReactor* Trigger(CallbackServerContext* ctx, const relay::v1::TriggerRequest* req,
                               relay::v1::TriggerResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      uint64_t n = static_cast<uint64_t>(std::max(1, req->channels_size()));
-      if (auto st = api_.Admit(a, std::string(), n, nullptr); !st.ok()) return st;
       return Assign(api_.Trigger(a, *req), resp);
     });
   }
@@ -95,8 +93,6 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
                                    const relay::v1::TriggerBatchRequest* req,
                                    relay::v1::TriggerBatchResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      uint64_t n = static_cast<uint64_t>(std::max(1, req->batch_size()));
-      if (auto st = api_.Admit(a, std::string(), n, nullptr); !st.ok()) return st;
       return Assign(api_.TriggerBatch(a, *req), resp);
     });
   }
@@ -125,7 +121,6 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
                                  const relay::v1::SendToUserRequest* req,
                                  relay::v1::SendToUserResponse*) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      if (auto st = api_.Admit(a, std::string(), 1, nullptr); !st.ok()) return st;
       return api_.SendToUser(a, *req);
     });
   }
@@ -225,7 +220,8 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                                    relay::v1::App* resp) override {
     return Run(ctx, [&] {
       uint32_t overlap = req->overlap_seconds() == 0 ? 3600 : req->overlap_seconds();
-      auto a = store_.RotateSecret(req->app(), overlap, req->new_secret());
+      auto a = req->end_overlap() ? store_.EndSecretOverlap(req->app())
+                                  : store_.RotateSecret(req->app(), overlap, req->new_secret());
       if (!a.ok()) return a.status();
       *resp = *a;
       return absl::OkStatus();

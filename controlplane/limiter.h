@@ -4,8 +4,9 @@
 // - per app: backend events per second (limits.max_backend_events_per_second);
 // - per app: messages per UTC day (limits.max_daily_messages, or the plan's quota).
 // A message is one event on one channel: a trigger to 3 channels counts 3, each batch item 1, a
-// send-to-user 1. Daily counts are kept in memory and persisted to the app store every second and
-// on shutdown, so a restart keeps the day's usage (losing at most the last second after a crash).
+// send-to-user 1, counted only once the request is valid. Daily counts of apps with a quota are
+// written through to the app store before the event is published, so no restart or crash
+// forgets them (controlplane::Api::ChargeMessages).
 // Thread-safe.
 #pragma once
 

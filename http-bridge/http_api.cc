@@ -8,7 +8,9 @@
 #include "common/strings.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include <algorithm>
+#include <set>
 #include "common/app_secrets.h"
 #include "common/channel.h"
 #include "common/crypto.h"
@@ -217,14 +219,33 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   const std::string& app_ref = parts[base + 1];
   std::vector<std::string> rest(parts.begin() + static_cast<long>(base) + 2, parts.end());
 
+  // Event-sending endpoints are limited per client address: every such request that passes
+  // authentication counts, and every answer to it carries the X-RateLimit-* figures.
+  controlplane::RateInfo rate;
   auto fail = [&](const absl::Status& st) {
     api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
-    return Error(st);
+    HttpResponse r = Error(st);
+    AddRateHeaders(r, rate);
+    return r;
+  };
+  auto limited = [&](HttpResponse r) {
+    AddRateHeaders(r, rate);
+    return r;
   };
 
   common::QueryParams params;
   if (!common::ParseQuery(req.query, &params)) {
     return fail(absl::InvalidArgumentError("malformed query string"));
+  }
+  // A repeated parameter (e.g. channels[]) has no defined meaning in a signed request: refuse it
+  // rather than pick one.
+  for (size_t i = 0; i < params.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (absl::EqualsIgnoreCase(params[i].first, params[j].first)) {
+        return fail(absl::InvalidArgumentError(
+            common::StrCat("query parameter '", params[i].first, "' is repeated")));
+      }
+    }
   }
   auto app = api_.ResolveApp(app_ref);
   if (!app.ok()) return fail(app.status());
@@ -244,14 +265,12 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
 
   const bool post = req.method == "POST";
   const bool get = req.method == "GET";
-  const std::string client_ip = ClientIp(req);
-  controlplane::RateInfo rate;
-  // Admission for event-sending endpoints, counted as `messages` messages.
-  auto admit = [&](uint64_t messages) { return api_.Admit(*app, client_ip, messages, &rate); };
-  auto limited = [&](HttpResponse r) {
-    AddRateHeaders(r, rate);
-    return r;
-  };
+  const bool sends_events =
+      post && ((rest.size() == 1 && (rest[0] == "events" || rest[0] == "batch_events")) ||
+               (rest.size() == 3 && rest[0] == "users" && rest[2] == "events"));
+  if (sends_events) {
+    if (auto st = api_.AdmitRequest(ClientIp(req), &rate); !st.ok()) return fail(st);
+  }
 
   // POST events
   if (post && rest.size() == 1 && rest[0] == "events") {
@@ -281,17 +300,15 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
     } else {
       return fail(absl::InvalidArgumentError("missing 'channels' (array) or 'channel' (string)"));
     }
-    if (auto st = admit(static_cast<uint64_t>(std::max(1, t.channels_size()))); !st.ok()) {
-      return limited(fail(st));
-    }
-    auto r = api_.Trigger(*app, t);
-    if (!r.ok()) return limited(fail(r.status()));
+    auto r = api_.Trigger(*app, t, &rate);
+    if (!r.ok()) return fail(r.status());
     if (info.empty()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("channels").BeginObject();
+    std::set<std::string_view> written;  // a channel named twice is described once
     for (const auto& c : t.channels()) {
       auto it = r->channels().find(c);
-      if (it == r->channels().end()) continue;
+      if (it == r->channels().end() || !written.insert(c).second) continue;
       std::string wanted;
       if (info.find("subscription_count") != std::string::npos) wanted = "subscription_count";
       if (info.find("user_count") != std::string::npos &&
@@ -334,11 +351,8 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       e->set_socket_id(socket_id);
       e->set_info(info);
     }
-    if (auto st = admit(static_cast<uint64_t>(std::max(1, b.batch_size()))); !st.ok()) {
-      return limited(fail(st));
-    }
-    auto r = api_.TriggerBatch(*app, b);
-    if (!r.ok()) return limited(fail(r.status()));
+    auto r = api_.TriggerBatch(*app, b, &rate);
+    if (!r.ok()) return fail(r.status());
     if (!r->has_info()) return limited(Ok("{}"));
     common::JsonWriter w;
     w.BeginObject().Key("batch").BeginArray();
@@ -419,8 +433,7 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       s.set_name(name);
       s.set_data(data);
       s.set_socket_id(socket_id);
-      if (auto st = admit(1); !st.ok()) return limited(fail(st));
-      if (auto st = api_.SendToUser(*app, s); !st.ok()) return limited(fail(st));
+      if (auto st = api_.SendToUser(*app, s, &rate); !st.ok()) return fail(st);
       return limited(Ok("{}"));
     }
   }

@@ -56,16 +56,13 @@ test('send to a user via POST users/{id}/events, and signing via POST auth', asy
     } },
   });
   try {
-    a.signin();
-    await h.once(a.connection, 'connected');
-    await a.user.signinDonePromise;
+    await h.signIn(a);
     let got = null;
     a.user.bind('hello', (d) => { got = d; });
-    for (let i = 0; i < 10 && got === null; i++) {
+    await h.resendUntil(async () => {
       const r = await post('/apps/app-id/users/u-77/events', { name: 'hello', data: '{"x":1}' }, keySecret);
       assert.strictEqual(r.status, 200);
-      await h.waitFor(() => got !== null, 300).catch(() => {});
-    }
+    }, () => got !== null, 10, 300);
     assert.deepStrictEqual(got, { x: 1 });
   } finally { a.disconnect(); }
 });
@@ -83,16 +80,23 @@ test('the trigger rate limit answers 429 with X-RateLimit headers', async () => 
   assert.ok(Number(last.headers.get('retry-after')) >= 1);
 });
 
-test('the documented curl HMAC example works as written', async () => {
+test('the documented curl examples work as written', async () => {
   const { execFileSync } = require('node:child_process');
+  const fs = require('node:fs');
+  const path = require('node:path');
   const fresh = await h.startRelay();  // the shared server's rate limit is spent by now
-  const script = `
-BODY='{"name":"order-shipped","channels":["orders"],"data":"{\\"id\\":7}"}'
-TS=$(date +%s); MD5=$(printf %s "$BODY" | md5sum | cut -d' ' -f1)
-Q="auth_key=app-key&auth_timestamp=$TS&auth_version=1.0&body_md5=$MD5"
-SIG=$(printf 'POST\\n/apps/app-id/events\\n%s' "$Q" | openssl dgst -sha256 -hmac app-secret | cut -d' ' -f2)
-curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:${fresh.httpPort}/apps/app-id/events?$Q&auth_signature=$SIG" -d "$BODY"`;
-  assert.strictEqual(execFileSync('bash', ['-c', script]).toString(), '200');
+  const doc = fs.readFileSync(path.resolve(__dirname, '../../docs/http-api.md'), 'utf8');
+  const block = doc.split('## Authentication')[1].split('```sh\n')[1].split('```')[0];
+  // One example per "# method" comment; each must answer 200 as written (port aside).
+  const examples = block.split(/^(?=# )/m).filter((e) => e.includes('curl'));
+  assert.deepStrictEqual(examples.map((e) => e.split(/[\n(]/)[0].trim()), ['# key + secret', '# bearer token', '# HMAC signature']);
+  const token = JSON.parse((await h.relayctl(fresh, ['tokens', 'create', '--app', 'app-id', '--json'])).stdout).secret;
+  for (const example of examples) {
+    const script = example.replaceAll('127.0.0.1:6001', `127.0.0.1:${fresh.httpPort}`)
+      .replaceAll('curl ', "curl -s -o /dev/null -w '%{http_code}' ");
+    const out = execFileSync('bash', ['-c', script], { env: { ...process.env, TOKEN: token } }).toString();
+    assert.strictEqual(out, '200', example);
+  }
 });
 
 test('an API token stops working when it expires', async () => {

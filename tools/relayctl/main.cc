@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/channel.h"
 #include "common/flags.h"
 #include "common/strings.h"
 #include "relay/v1/admin.grpc.pb.h"
@@ -40,6 +41,7 @@ constexpr const char* kCommands = R"(Commands:
                                             Change an app's settings (see apps update --help)
   apps enable APP | apps disable APP        Enable or disable an app
   apps rotate-secret APP [--overlap 1h]     New secret; the old one verifies during the overlap
+  apps rotate-secret APP --end-overlap      Complete a rotation: previous secrets stop now
   apps delete APP [--yes]                   Delete an app (asks unless --yes)
   tokens create --app APP [--name N] [--expires-in 30d]
   tokens list --app APP
@@ -271,7 +273,7 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
   std::string app, flag_name, id, key, secret, plan, event, data, exclude, prefix, user, overlap,
       expires, window, interval = "2s";
   std::vector<std::string> channels;
-  bool yes = false, watch = false;
+  bool yes = false, watch = false, end_overlap = false;
   std::map<std::string, std::string> setters;
   std::vector<std::string> positional;
   auto need_app = [&] { f.String("app", &app, "App id or key"); };
@@ -293,6 +295,7 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
     for (auto& [k, v] : setters) f.String(k, &v, "New value");
   } else if (name == "apps rotate-secret") {
     f.String("overlap", &overlap, "How long the old secret keeps verifying (e.g. 1h; default 1h)");
+    f.Bool("end-overlap", &end_overlap, "Keep the current secret; previous secrets stop now");
   } else if (name == "apps delete") {
     f.Bool("yes", &yes, "Do not ask for confirmation");
   } else if (name == "tokens create") {
@@ -388,7 +391,12 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
         return Usage("--overlap takes a duration such as 90s, 15m, 1h");
       }
       req.set_overlap_seconds(static_cast<uint32_t>(secs));
+      req.set_end_overlap(end_overlap);
       st = c.admin().RotateSecret(c.AdminContext().get(), req, &a);
+      if (st.ok() && !g.json && end_overlap) {
+        std::cout << "Previous secrets of " << a.id() << " no longer verify.\n";
+        return kExitOk;
+      }
       if (st.ok() && !g.json) {
         std::cout << "New secret: " << a.secret() << "\nThe previous secret verifies for "
                   << secs << " more seconds.\n";
@@ -576,8 +584,9 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
       req.set_app(app);
       req.set_channel(*ch);
       std::string info = "subscription_count";
-      if (ch->rfind("presence-", 0) == 0) info += ",user_count";
-      if (ch->find("cache-") != std::string::npos) info += ",cache";
+      common::ChannelKind kind = common::ClassifyChannel(*ch);
+      if (kind.is_presence) info += ",user_count";
+      if (kind.is_cache) info += ",cache";
       req.set_info(info);
       relay::v1::ChannelInfo r;
       st = c.pub().GetChannel(ctx.get(), req, &r);
@@ -586,7 +595,7 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
       std::cout << "channel:        " << *ch << "\noccupied:       "
                 << (r.occupied() ? "yes" : "no")
                 << "\nsubscriptions:  " << r.subscription_count() << "\n";
-      if (ch->rfind("presence-", 0) == 0) std::cout << "users:          " << r.user_count() << "\n";
+      if (kind.is_presence) std::cout << "users:          " << r.user_count() << "\n";
       if (r.has_cache()) {
         std::cout << "cached event:   " << r.cache().event() << " (ttl " << r.cache().ttl_seconds()
                   << "s)\n";

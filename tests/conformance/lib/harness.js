@@ -131,6 +131,24 @@ function once(emitter, event, timeoutMs = 10000) {
   });
 }
 
+// Calls `send` until `received()` holds (each try waits up to `waitMs` for it), at most `tries`
+// times: for deliveries that depend on state the control plane learns asynchronously (a user's
+// sign-in). Resolves with whether it was received.
+async function resendUntil(send, received, tries = 50, waitMs = 200) {
+  for (let i = 0; i < tries && !received(); i++) {
+    await send();
+    await waitFor(received, waitMs).catch(() => {});
+  }
+  return received();
+}
+
+// Signs a pusher-js client in and resolves once pusher-js has seen pusher:signin_success.
+async function signIn(c) {
+  c.signin();
+  await once(c.connection, 'connected');
+  await c.user.signinDonePromise;
+}
+
 function client(server, opts = {}) {
   return new Pusher(APP.key, {
     wsHost: '127.0.0.1', wsPort: server.wsPort, forceTLS: false, enabledTransports: ['ws'],
@@ -165,4 +183,4 @@ function relayctl(server, args) {
   });
 }
 
-module.exports = { APP, startRelay, startSplit, addDataPlane, restartControlPlane, stopAll, waitFor, once, client, sdk, authOptions, relayctl, freePort };
+module.exports = { APP, startRelay, startSplit, addDataPlane, restartControlPlane, stopAll, waitFor, once, resendUntil, signIn, client, sdk, authOptions, relayctl, freePort };

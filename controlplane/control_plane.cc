@@ -144,7 +144,19 @@ void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
 relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
                                           const relay::v1::NodeHello& /*hello*/,
                                           const relay::v1::NodeSnapshot& snapshot) {
-  Apply(cluster_.ApplySnapshot(node_id, snapshot));
+  Effects fx = cluster_.ApplySnapshot(node_id, snapshot);
+  bool first_attach = false;
+  {
+    absl::MutexLock lock(&announce_mu_);
+    first_attach = attached_before_.insert(node_id).second;
+  }
+  // A node's first attach to this control plane brings state that clients already know: a
+  // fresh node has no clients yet (it refuses them until welcomed), so a non-empty first
+  // snapshot means this control plane restarted and the node's members, occupied channels and
+  // counts were announced by its predecessor. Re-announcing them would invent member_added,
+  // channel_occupied and online events. Only later attaches (a node that was withdrawn and
+  // comes back) announce what changed.
+  if (!first_attach) Apply(fx);
   relay::v1::Welcome welcome;
   for (auto& a : store_->List()) *welcome.add_apps() = std::move(a);
   welcome.set_control_plane_id(instance_id_);

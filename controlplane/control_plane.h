@@ -106,6 +106,8 @@ class ControlPlane : private NodeHub::Handler {
   std::set<std::pair<std::string, std::string>> announced_ ABSL_GUARDED_BY(announce_mu_);
   std::map<std::pair<std::string, std::string>, int64_t> last_cache_miss_
       ABSL_GUARDED_BY(announce_mu_);
+  // Nodes that attached to this control plane at least once (see OnAttach).
+  std::set<std::string> attached_before_ ABSL_GUARDED_BY(announce_mu_);
   void EmitWebhooks(const Effects& effects);
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;

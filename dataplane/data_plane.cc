@@ -87,7 +87,9 @@ absl::Status DataPlane::Start() {
       [this] { return Load(); },
       [this] {
         last_ack_.store(0);  // the next stream numbers its messages from 1 again
+        posted_ack_.store(0);
         for (auto& s : shards_) s->PostReleaseAcks();
+        AnswerUnanswered();
       });
   link_->Start();
   return absl::OkStatus();
@@ -109,7 +111,12 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   using relay::v1::ControlMessage;
   if (msg.ack() > 0) {
     last_ack_.store(msg.ack());
-    if (awaiting_acks_.load() > 0) {
+    // Post every advance of the ack, not only while a session is counted as waiting: a session
+    // counts its wait just after sending the delta that announces its new channel, so the ack
+    // can arrive before that, and a publish for the channel can follow it at once (the
+    // subscriber's own subscription_count). Posted now, the ack runs on the session's shard
+    // after the session registered its wait and before that publish, so it is delivered.
+    if (posted_ack_.exchange(msg.ack()) != msg.ack()) {
       for (auto& s : shards_) s->PostAck(msg.ack());
     }
   }
@@ -168,6 +175,7 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
       }
       break;
     case ControlMessage::kSubscribeReply: {
+      state_.Answered(msg.subscribe_reply().request_id());
       size_t shard = Shard::ShardOfRequest(msg.subscribe_reply().request_id());
       if (shard < shards_.size()) shards_[shard]->PostReply(msg.subscribe_reply());
       break;
@@ -180,6 +188,27 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
       break;
     default:
       break;
+  }
+}
+
+void DataPlane::AnswerUnanswered() {
+  // Requests that went up on the stream that just ended will never be answered: answer them as
+  // if the link had been down when they were made, so no subscription waits forever.
+  for (const auto& request : state_.TakeUnanswered()) {
+    relay::v1::SubscribeReply reply;
+    reply.set_request_id(request.request_id());
+    if (request.has_member()) {
+      reply.set_ok(false);
+      reply.set_error_type("Unavailable");
+      reply.set_error_message(
+          "Presence channels are unavailable while this node cannot reach the control plane; "
+          "retry shortly");
+      reply.set_error_status(503);
+    } else {
+      reply.set_ok(true);  // a cache channel: subscribed, the cache unknown (cache_miss)
+    }
+    size_t shard = Shard::ShardOfRequest(request.request_id());
+    if (shard < shards_.size()) shards_[shard]->PostReply(std::move(reply));
   }
 }
 

@@ -74,6 +74,8 @@ class DataPlane {
   void OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
                  std::string leftover);
   relay::v1::NodeLoad Load();
+  // Answers the subscribe requests a broken stream left unanswered (presence: 503).
+  void AnswerUnanswered();
 
   DataPlaneOptions options_;
   WsLimits ws_limits_;
@@ -91,6 +93,7 @@ class DataPlane {
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> awaiting_acks_{0};
   std::atomic<uint64_t> last_ack_{0};
+  std::atomic<uint64_t> posted_ack_{0};  // the last ack posted to the shards
   std::atomic<bool> stopped_{false};
 };
 

@@ -1,5 +1,7 @@
 #include "dataplane/node_state.h"
 
+#include <optional>
+
 namespace relay::dataplane {
 
 uint64_t NodeState::Emit(relay::v1::StateDelta delta) {
@@ -71,11 +73,28 @@ void NodeState::ConnectionChanged(const std::string& app_id, int delta) {
 bool NodeState::SendUp(relay::v1::NodeMessage msg) {
   absl::MutexLock lock(&mu_);
   if (!uplink_) return false;
+  std::optional<relay::v1::SubscribeRequest> request;
+  if (msg.has_subscribe()) request = msg.subscribe();
   if (uplink_(std::move(msg)) == 0) {
     uplink_ = nullptr;
     return false;
   }
+  if (request) outstanding_[request->request_id()] = std::move(*request);
   return true;
+}
+
+void NodeState::Answered(uint64_t request_id) {
+  absl::MutexLock lock(&mu_);
+  outstanding_.erase(request_id);
+}
+
+std::vector<relay::v1::SubscribeRequest> NodeState::TakeUnanswered() {
+  absl::MutexLock lock(&mu_);
+  std::vector<relay::v1::SubscribeRequest> out;
+  out.reserve(outstanding_.size());
+  for (auto& [id, r] : outstanding_) out.push_back(std::move(r));
+  outstanding_.clear();
+  return out;
 }
 
 void NodeState::Attach(Uplink uplink, const relay::v1::NodeLoad& load) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -44,7 +45,13 @@ class NodeState {
   void SignedOut(const relay::v1::SignedInSocket& socket);
   void ConnectionChanged(const std::string& app_id, int delta);
   // Sends a message that is not state (subscribe request, client event), in order with deltas.
+  // A subscribe request stays outstanding until Answered().
   bool SendUp(relay::v1::NodeMessage msg);
+  // The control plane answered subscribe request `request_id`.
+  void Answered(uint64_t request_id);
+  // Subscribe requests sent on a stream that ended unanswered (the control plane will never
+  // answer them); returns them once and forgets them. Call after the link detached.
+  std::vector<relay::v1::SubscribeRequest> TakeUnanswered();
 
   // The link attached: sends the snapshot through `uplink` and starts forwarding deltas.
   void Attach(Uplink uplink, const relay::v1::NodeLoad& load);
@@ -65,6 +72,8 @@ class NodeState {
       presence_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, relay::v1::SignedInSocket> signed_in_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint64_t> app_connections_ ABSL_GUARDED_BY(mu_);
+  // Subscribe requests sent up and not answered yet, by request id.
+  absl::flat_hash_map<uint64_t, relay::v1::SubscribeRequest> outstanding_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace relay::dataplane

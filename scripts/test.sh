@@ -8,10 +8,11 @@ status=0
 (cd build && ctest --output-on-failure -j2 --timeout 300) || status=1
 RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh || status=1
 # The multi-node tests must hold up run after run: ten times in a row, in-process and with
-# real processes (hang, kill, drain).
+# real processes (every tests/conformance/cluster*.test.js: delivery, presence, counts, webhooks,
+# control plane restart, hang, kill, drain).
 build/bin/e2e_test --gtest_filter='Cluster.*' --gtest_repeat=10 --gtest_brief=1 || status=1
 for i in $(seq 1 10); do
-  RELAY_BIN_DIR="$(pwd)/build/bin" node --test --test-concurrency=1 tests/conformance/cluster.test.js \
+  RELAY_BIN_DIR="$(pwd)/build/bin" node --test --test-concurrency=1 tests/conformance/cluster*.test.js \
     >/tmp/relay-cluster-repeat.log 2>&1 || { echo "cluster run $i failed"; cat /tmp/relay-cluster-repeat.log; status=1; break; }
 done
 echo "multi-node repeat: done"

@@ -1,6 +1,7 @@
 // Several real data plane processes under one control plane, with pusher-js clients spread over
 // them: presence across nodes, a hung node (SIGSTOP) and a killed node (SIGKILL) leaving the
-// roster, the hung node coming back, and a drain.
+// roster, the hung node coming back, a killed node replaced under the same node id, and a drain.
+// (cluster-delivery, cluster-presence and cluster-restart.test.js cover the rest of the cluster.)
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
@@ -8,12 +9,7 @@ const h = require('./lib/harness');
 
 after(h.stopAll);
 
-async function member(server, id, channel) {
-  const c = h.client(server, h.authOptions(server, () => ({ user_id: id })));
-  const ch = c.subscribe(channel);
-  const { data } = await h.once(ch, 'pusher:subscription_succeeded');
-  return { c, ch, members: data };
-}
+const member = (node, id, channel) => h.join(node, id, channel);
 
 test('a hung data plane is withdrawn, then re-attaches; a killed one is withdrawn', async () => {
   const cp = await h.startSplit(['--node-timeout-ms', '2000']);
@@ -57,4 +53,33 @@ test('draining a node closes its clients with 4200 and every leave is announced'
     assert.strictEqual((await closed).data.code, 4200);
     assert.strictEqual((await removed).data.id, 'move');
   } finally { a.c.disconnect(); b.c.disconnect(); }
+});
+
+test('a SIGKILLed data plane: its member leaves once, counts drop, a new node with its id serves', async () => {
+  const nodes = await h.startCluster(3);
+  const joined = [];
+  try {
+    for (const [i, id] of ['ada', 'bob', 'cy'].entries()) joined.push(await member(nodes[i], id, 'presence-k'));
+    const [a, b] = joined;
+    await h.flush(nodes[0], 'presence-k', joined.map((j) => j.ch));
+    const seen = [a, b].map((j) => h.record(j.ch));
+    const removed = [a, b].map((j) => h.once(j.ch, 'pusher:member_removed', 15000));
+    await h.killDataPlane(nodes[2]);
+    for (const { data } of await Promise.all(removed)) assert.strictEqual(data.id, 'cy');
+    const info = await (await h.sdk(nodes[0]).get({ path: '/channels/presence-k', params: { info: 'user_count,subscription_count' } })).json();
+    assert.deepStrictEqual(info, { occupied: true, user_count: 2, subscription_count: 2 });
+    // A new process with the same node id: its clients join, publish and whisper as usual.
+    const n3 = await h.addDataPlane(nodes[0], 'n3');
+    const d = await member(n3, 'dee', 'presence-k');
+    joined.push(d);
+    assert.deepStrictEqual(Object.keys(d.members.members).sort(), ['ada', 'bob', 'dee']);
+    const whisper = [a, b].map((j) => h.once(j.ch, 'client-hi'));
+    assert.strictEqual(d.ch.trigger('client-hi', { from: 'dee' }), true);
+    for (const { meta } of await Promise.all(whisper)) assert.strictEqual(meta.user_id, 'dee');
+    await h.flush(nodes[0], 'presence-k', [a.ch, b.ch, d.ch]);
+    for (const events of seen) {
+      assert.deepStrictEqual(events.filter((e) => e.name.startsWith('pusher:member_')).map((e) => `${e.name}:${e.data.id}`),
+        ['pusher:member_removed:cy', 'pusher:member_added:dee']);
+    }
+  } finally { joined.forEach((j) => j.c.disconnect()); }
 });

@@ -8,32 +8,8 @@ const h = require('./lib/harness');
 
 after(h.stopAll);
 
-// A receiver that answers `failFirst` requests with 500, then 200; keeps verified events.
-async function receiver(failFirst = 0, app = null) {
-  const r = { events: [], requests: 0, invalid: 0, failLeft: failFirst, batches: [] };
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      r.requests++;
-      if (r.failLeft > 0) { r.failLeft--; res.writeHead(500); res.end(); return; }
-      const verifier = app
-        ? new (require('pusher'))({ appId: app.id, key: app.key, secret: app.secret, host: '127.0.0.1', port: '1' })
-        : h.sdk({ httpPort: 1 });
-      const hook = verifier.webhook({ headers: req.headers, rawBody: body });
-      if (!hook.isValid()) { r.invalid++; res.writeHead(401); res.end(); return; }
-      r.events.push(...hook.getEvents());
-      r.batches.push({ size: hook.getEvents().length, headers: req.headers });
-      res.writeHead(200); res.end('{}');
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  r.url = `http://127.0.0.1:${server.address().port}/hooks`;
-  r.close = () => server.close();
-  return r;
-}
-
-const names = (r) => r.events.map((e) => `${e.name}:${e.channel}${e.user_id ? ':' + e.user_id : ''}`);
+const receiver = h.webhookReceiver;
+const names = (r) => r.names();
 
 test('every event type, signed and verifiable, in order', async () => {
   const server = await h.startRelay();

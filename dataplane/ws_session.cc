@@ -144,7 +144,10 @@ class WsSession final : public Session,
     common::ChannelKind kind = common::ClassifyChannel(channel);
     std::string succeeded = "{}";
     if (kind.is_presence) {
-      dp_.state().PresenceJoined(PresenceOf(channel, sub->second.user_id));
+      // With its user_info: the snapshot a restarted control plane rebuilds rosters from.
+      relay::v1::PresenceSocket joined = PresenceOf(channel, sub->second.user_id);
+      joined.set_user_info_json(std::move(sub->second.user_info));
+      dp_.state().PresenceJoined(joined);
       common::JsonWriter w;
       w.BeginObject().Key("presence").BeginObject().Key("ids").BeginArray();
       for (const auto& m : reply.roster()) w.String(m.user_id());
@@ -197,6 +200,7 @@ class WsSession final : public Session,
   struct Sub {
     uint64_t request_id = 0;  // non-zero while the control plane has not answered
     std::string user_id;      // presence member id
+    std::string user_info;    // presence member info JSON, until the join is recorded
     bool counted = false;     // counted in NodeState (reported to the control plane)
     bool live = false;        // in the shard index; subscription_succeeded sent
     uint64_t ack_seq = 0;     // waiting for the control plane to route this node's interest
@@ -462,6 +466,7 @@ class WsSession final : public Session,
       Sub pending_sub;
       pending_sub.request_id = id;
       pending_sub.user_id = user_id;
+      if (kind.is_presence) pending_sub.user_info = user_info;
       subs_[channel] = std::move(pending_sub);
       pending_[id] = channel;
       sub_user_for_orphan_[id] = user_id;

@@ -66,11 +66,8 @@ test('control plane SIGKILL and restart: no client drops, local service continue
   } finally { joined.forEach((j) => j.c.disconnect()); extra.forEach((c) => c.disconnect()); }
 });
 
-// Known bug, outside this suite's reach (dataplane/ws_session.cc, being rewritten): a data plane
-// records its presence sockets without their user_info (OnSubscribeReply calls
-// NodeState::PresenceJoined with PresenceOf(channel, user_id), which leaves user_info_json
-// empty), so the snapshot a restarted control plane rebuilds the roster from has no user_info.
-test('user_info survives a control plane restart', { todo: 'ws_session.cc drops user_info from the node snapshot' }, async () => {
+// The snapshot a restarted control plane rebuilds rosters from carries each member's user_info.
+test('user_info survives a control plane restart', async () => {
   const nodes = await h.startCluster(2);
   const joined = [];
   try {

@@ -206,10 +206,7 @@ void AddRateHeaders(HttpResponse& r, const controlplane::RateInfo& info) {
 }  // namespace
 
 HttpResponse HttpApi::Handle(const HttpRequest& req) {
-  std::vector<std::string> parts = SplitPath(req.path);
-  if (parts.empty() || (parts.size() == 1 && (parts[0] == "ready" || parts[0] == "health"))) {
-    if (req.method == "GET" || req.method == "HEAD") return HttpResponse{200, "OK", "text/plain"};
-  }
+  std::vector<std::string> parts = SplitPath(req.path);  // GET /, /ready, /health: HttpServer
   size_t base = 0;
   if (parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1") base = 2;
   if (parts.size() < base + 3 || parts[base] != "apps") {

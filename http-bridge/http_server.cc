@@ -101,10 +101,17 @@ class Session : public std::enable_shared_from_this<Session> {
     auto ep = stream_.socket().remote_endpoint(ep_ec);
     if (!ep_ec) r.peer_ip = ep.address().to_string();
     HttpResponse response;
-    if (handler_) {
+    bool health = (r.method == "GET" || r.method == "HEAD") &&
+                  (r.path == "/" || r.path == "/ready" || r.path == "/health");
+    if (health) {
+      // Liveness for load balancers, on every HTTP port (relay, control plane, data plane).
+      response = HttpResponse{200, "OK", "text/plain"};
+    } else if (handler_) {
       response = handler_(r);
     } else {
-      response = JsonError(404, "Not found");
+      response = JsonError(404, common::StrCat("No route for ", r.method, " ", r.path,
+                                               ": this is a data plane; the HTTP API is served "
+                                               "by the control plane (relay-controlplane --port)"));
     }
     Reply(std::move(response), req.keep_alive());
   }

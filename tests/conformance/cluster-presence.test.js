@@ -80,6 +80,9 @@ test('subscription_count and user_count are summed over every node', async () =>
     // Presence: three users over three nodes, bob with a second socket on n1.
     joined.push(await h.join(nodes[0], 'ada', 'presence-c'), await h.join(nodes[1], 'bob', 'presence-c'),
       await h.join(nodes[2], 'cy', 'presence-c'), await h.join(nodes[0], 'bob', 'presence-c'));
+    // bob's second socket went live at once (n1 already had the channel); its count reaches the
+    // control plane with the node's next delta.
+    await waitForCount(nodes[1], 'presence-c', 4);
     assert.deepStrictEqual(await channelInfo(nodes[1], 'presence-c', 'subscription_count,user_count'),
       { occupied: true, user_count: 3, subscription_count: 4 });
     const list = await (await h.sdk(nodes[2]).get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).json();

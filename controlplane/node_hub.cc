@@ -132,10 +132,14 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
-    if (registered_) {
-      hub_->Unregister(node_id_, this);
+    // A stream replaced by a newer attach of the same node withdraws nothing: the newer
+    // snapshot already replaced what this one reported, and may have been applied before this
+    // stream ended (the node saw the link die first, e.g. a partition or a hung control plane).
+    if (registered_ && hub_->Unregister(node_id_, this)) {
       hub_->handler_->OnDetach(node_id_);
       RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " detached");
+    } else if (registered_) {
+      RELAY_LOG(kInfo, "node-hub", "node ", node_id_, ": replaced stream ended");
     }
     self_.reset();  // may delete this
   }
@@ -248,11 +252,13 @@ void NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> s
   }
 }
 
-void NodeHub::Unregister(const std::string& node_id, const NodeStream* stream) {
+bool NodeHub::Unregister(const std::string& node_id, const NodeStream* stream) {
   absl::MutexLock lock(&mu_);
   if (auto it = nodes_.find(node_id); it != nodes_.end() && it->second.get() == stream) {
     nodes_.erase(it);
+    return true;
   }
+  return false;
 }
 
 bool NodeHub::Send(const std::string& node_id, ControlMessage msg) {

@@ -66,7 +66,8 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
  private:
   friend class NodeStream;
   void Register(const std::string& node_id, std::shared_ptr<NodeStream> stream);
-  void Unregister(const std::string& node_id, const NodeStream* stream);
+  // False when `stream` is no longer the node's registered stream (replaced by a newer attach).
+  bool Unregister(const std::string& node_id, const NodeStream* stream);
 
   NodeHubOptions options_;
   Handler* handler_;

@@ -12,6 +12,10 @@ const memberEvents = (events) => events.filter((e) => e.name === 'pusher:member_
 
 test('control plane SIGKILL and restart: no client drops, local service continues, the view is rebuilt', async () => {
   const nodes = await h.startCluster(3);
+  const rx = await h.webhookReceiver();
+  const hook = await h.relayctl(nodes[0], ['webhooks', 'add', '--app', 'app-id', '--url', rx.url,
+    '--events', 'channel_occupied,member_added', '--filter-prefix', 'presence-r']);
+  assert.strictEqual(hook.code, 0, hook.stderr);
   const joined = [];
   const extra = [];
   try {
@@ -29,6 +33,11 @@ test('control plane SIGKILL and restart: no client drops, local service continue
     const seen = joined.map((j) => h.record(j.ch));
     const changes = [...joined.map((j) => j.c), local].map(h.states);
 
+    // The webhooks so far are delivered and off the outbox (a delivery cut by the kill would be
+    // retried: at least once), so any further one would come from the restart.
+    const delivered = async () => Number(JSON.parse((await h.relayctl(nodes[0], ['webhooks', 'list', '--app', 'app-id',
+      '--json'])).stdout).webhooks[0].stats.delivered || 0);
+    await h.waitFor(async () => (await delivered()) === 4, 10000, 'four webhooks delivered');
     await h.stopControlPlane(nodes[0]);
     // Down: a public subscription on a data plane still succeeds...
     const down = joined[0].c.subscribe('pub-down');
@@ -63,7 +72,12 @@ test('control plane SIGKILL and restart: no client drops, local service continue
     }
     // No connection ever left `connected`.
     assert.deepStrictEqual(changes, [[], [], [], []]);
-  } finally { joined.forEach((j) => j.c.disconnect()); extra.forEach((c) => c.disconnect()); }
+    // Nor did the webhooks announce again what the restart rebuilt (in order per channel, so
+    // dee's member_added comes after anything the re-attach could have sent).
+    await h.waitFor(() => rx.names().includes('member_added:presence-r:dee'), 10000, 'member_added webhook for dee');
+    assert.deepStrictEqual(rx.names(), ['channel_occupied:presence-r', 'member_added:presence-r:ada',
+      'member_added:presence-r:bob', 'member_added:presence-r:cy', 'member_added:presence-r:dee']);
+  } finally { joined.forEach((j) => j.c.disconnect()); extra.forEach((c) => c.disconnect()); rx.close(); }
 });
 
 // The snapshot a restarted control plane rebuilds rosters from carries each member's user_info.

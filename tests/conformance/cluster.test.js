@@ -9,15 +9,13 @@ const h = require('./lib/harness');
 
 after(h.stopAll);
 
-const member = (node, id, channel) => h.join(node, id, channel);
-
 test('a hung data plane is withdrawn, then re-attaches; a killed one is withdrawn', async () => {
   const cp = await h.startSplit(['--node-timeout-ms', '2000']);
   const n2 = await h.addDataPlane(cp, 'n2');
   const n3 = await h.addDataPlane(cp, 'n3');
-  const a = await member(cp, 'ada', 'presence-cl');   // on n1
-  const b = await member(n2, 'bob', 'presence-cl');   // on n2
-  const c = await member(n3, 'cy', 'presence-cl');    // on n3
+  const a = await h.join(cp, 'ada', 'presence-cl');   // on n1
+  const b = await h.join(n2, 'bob', 'presence-cl');   // on n2
+  const c = await h.join(n3, 'cy', 'presence-cl');    // on n3
   try {
     assert.strictEqual(c.members.count, 3);
     // SIGSTOP n2: detected by silence, bob leaves everyone's roster exactly once.
@@ -43,8 +41,8 @@ test('a hung data plane is withdrawn, then re-attaches; a killed one is withdraw
 test('draining a node closes its clients with 4200 and every leave is announced', async () => {
   const cp = await h.startSplit();
   const n2 = await h.addDataPlane(cp, 'n2');
-  const a = await member(cp, 'stay', 'presence-dr');
-  const b = await member(n2, 'move', 'presence-dr');
+  const a = await h.join(cp, 'stay', 'presence-dr');
+  const b = await h.join(n2, 'move', 'presence-dr');
   try {
     const removed = h.once(a.ch, 'pusher:member_removed', 15000);
     const closed = new Promise((resolve) => b.c.connection.bind('error', resolve));
@@ -59,18 +57,19 @@ test('a SIGKILLed data plane: its member leaves once, counts drop, a new node wi
   const nodes = await h.startCluster(3);
   const joined = [];
   try {
-    for (const [i, id] of ['ada', 'bob', 'cy'].entries()) joined.push(await member(nodes[i], id, 'presence-k'));
+    for (const [i, id] of ['ada', 'bob', 'cy'].entries()) joined.push(await h.join(nodes[i], id, 'presence-k'));
     const [a, b] = joined;
     await h.flush(nodes[0], 'presence-k', joined.map((j) => j.ch));
     const seen = [a, b].map((j) => h.record(j.ch));
     const removed = [a, b].map((j) => h.once(j.ch, 'pusher:member_removed', 15000));
     await h.killDataPlane(nodes[2]);
+    joined[2].c.disconnect();  // cy's pusher-js must not come back through the new n3
     for (const { data } of await Promise.all(removed)) assert.strictEqual(data.id, 'cy');
     const info = await (await h.sdk(nodes[0]).get({ path: '/channels/presence-k', params: { info: 'user_count,subscription_count' } })).json();
     assert.deepStrictEqual(info, { occupied: true, user_count: 2, subscription_count: 2 });
     // A new process with the same node id: its clients join, publish and whisper as usual.
     const n3 = await h.addDataPlane(nodes[0], 'n3');
-    const d = await member(n3, 'dee', 'presence-k');
+    const d = await h.join(n3, 'dee', 'presence-k');
     joined.push(d);
     assert.deepStrictEqual(Object.keys(d.members.members).sort(), ['ada', 'bob', 'dee']);
     const whisper = [a, b].map((j) => h.once(j.ch, 'client-hi'));

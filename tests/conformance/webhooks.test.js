@@ -88,7 +88,7 @@ test('undelivered events survive a control plane killed with SIGKILL', async () 
   const server = await h.startSplit();
   const rx = await receiver(Infinity);  // refuses everything for now
   // cache_miss is only ever emitted at subscribe time, so a delivery after the restart can only
-  // come from the persisted outbox (occupancy events are re-derived from the nodes' snapshots).
+  // come from the persisted outbox.
   await h.relayctl(server, ['webhooks', 'add', '--app', 'app-id', '--url', rx.url, '--events', 'cache_miss']);
   const c = h.client(server);
   try {

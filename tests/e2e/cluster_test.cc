@@ -1,7 +1,9 @@
 // Cluster behaviour with several data planes: presence across nodes, client events across nodes,
 // node death, and a control plane restart that drops no client.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "relay/v1/node_link.grpc.pb.h"
 #include "tests/e2e/cluster.h"
 #include "tests/testutil/wait_for.h"
 
@@ -82,6 +84,53 @@ TEST(Cluster, StoppedNodeLeavesTheRoster) {
   ASSERT_TRUE(removed);
   EXPECT_EQ(JsonField(*removed, "data"), R"({"user_id":"ub"})");
   EXPECT_TRUE(WaitFor([&] { return cluster.cp().hub().NodeIds().size() == 1; }));
+}
+
+// A node that re-attaches while the control plane still holds its previous stream (the node saw
+// the link die first: a partition, a hung control plane) keeps what its new attach reported when
+// the control plane finishes the old stream.
+TEST(Cluster, ReplacedStreamWithdrawsNothing) {
+  Cluster cluster(1);
+  auto stub = relay::v1::NodeLink::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(cluster.cp().grpc_port()), grpc::InsecureChannelCredentials()));
+  using Stream = grpc::ClientReaderWriter<relay::v1::NodeMessage, relay::v1::ControlMessage>;
+  auto attach = [&](grpc::ClientContext& ctx) -> std::unique_ptr<Stream> {
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto s = stub->Attach(&ctx);
+    relay::v1::NodeMessage hello, snapshot;
+    hello.set_seq(1);
+    hello.mutable_hello()->set_node_id("raw");
+    snapshot.set_seq(2);
+    auto* c = snapshot.mutable_snapshot()->add_channels();
+    c->set_app_id("app-id");
+    c->set_channel("orders");
+    c->set_subscriptions(1);
+    relay::v1::ControlMessage welcome;
+    if (!s->Write(hello) || !s->Write(snapshot) || !s->Read(&welcome) || !welcome.has_welcome()) {
+      return nullptr;
+    }
+    return s;
+  };
+  grpc::ClientContext old_ctx, new_ctx;
+  auto old_stream = attach(old_ctx);
+  ASSERT_TRUE(old_stream);
+  auto new_stream = attach(new_ctx);
+  ASSERT_TRUE(new_stream);
+  relay::v1::ControlMessage m;
+  while (old_stream->Read(&m)) {
+  }
+  EXPECT_EQ(old_stream->Finish().error_code(), grpc::StatusCode::ABORTED);
+  // The old stream's end (on the control plane, just after this) must not withdraw the node.
+  auto routed = [&] {
+    return cluster.cp().cluster().NodesWithInterest("app-id", {"orders"}) ==
+           std::vector<std::string>{"raw"};
+  };
+  EXPECT_FALSE(WaitFor([&] { return !routed(); }, 1s));
+  ASSERT_TRUE(cluster.Trigger("orders", "still-routed", "x").ok());
+  bool published = false;
+  while (!published && new_stream->Read(&m)) published = m.has_publish();
+  EXPECT_TRUE(published);
+  new_ctx.TryCancel();
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fal
     shards_.push_back(std::make_unique<Shard>(
         i, pool_.context(i),
         [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); }));
-    shards_.back()->set_awaiting_counter(&awaiting_acks_, &last_ack_);
+    shards_.back()->set_acked(&last_ack_);
   }
 }
 

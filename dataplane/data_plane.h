@@ -91,7 +91,6 @@ class DataPlane {
   uint32_t socket_prefix_ = 0;
   std::atomic<uint64_t> socket_counter_{0};
   std::atomic<bool> draining_{false};
-  std::atomic<int64_t> awaiting_acks_{0};
   std::atomic<uint64_t> last_ack_{0};
   std::atomic<uint64_t> posted_ack_{0};  // the last ack posted to the shards
   std::atomic<bool> stopped_{false};

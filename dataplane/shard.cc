@@ -65,11 +65,14 @@ uint64_t Shard::AwaitReply(std::weak_ptr<Session> session,
 }
 
 void Shard::AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string channel) {
+  if (acked_ != nullptr && acked_->load() >= seq) {
+    // Already routed here: live at once, before this shard handles anything else (a publish
+    // for the channel may be queued right behind). An ack that comes after the check is
+    // posted to the shard and finds the wait registered below.
+    if (auto s = session.lock()) s->OnInterestAcked(channel, seq);
+    return;
+  }
   awaiting_acks_.emplace(seq, std::make_pair(std::move(session), std::move(channel)));
-  if (awaiting_total_ != nullptr) awaiting_total_->fetch_add(1);
-  // The ack may have arrived before this wait was counted (the link only posts acks while
-  // someone waits): check the last ack after counting; seq_cst on both sides closes the race.
-  if (acked_ != nullptr && acked_->load() >= seq) PostAck(acked_->load());
 }
 
 void Shard::PostAppUpdate(AppPtr app) {
@@ -85,7 +88,6 @@ void Shard::PostAck(uint64_t ack) {
   net::post(context_, [this, ack] {
     while (!awaiting_acks_.empty() && awaiting_acks_.begin()->first <= ack) {
       auto node = awaiting_acks_.extract(awaiting_acks_.begin());
-      if (awaiting_total_ != nullptr) awaiting_total_->fetch_sub(1);
       if (auto s = node.mapped().first.lock()) s->OnInterestAcked(node.mapped().second, node.key());
     }
   });
@@ -95,7 +97,6 @@ void Shard::PostReleaseAcks() {
   net::post(context_, [this] {
     auto waits = std::move(awaiting_acks_);
     awaiting_acks_.clear();
-    if (awaiting_total_ != nullptr) awaiting_total_->fetch_sub(static_cast<int64_t>(waits.size()));
     for (auto& [seq, w] : waits) {
       if (auto s = w.first.lock()) s->OnInterestAcked(w.second, seq);
     }

@@ -89,18 +89,13 @@ class Shard {
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::function<void(const relay::v1::PresenceSocket&)> orphan_presence_;
   std::multimap<uint64_t, std::pair<std::weak_ptr<Session>, std::string>> awaiting_acks_;
-  std::atomic<int64_t>* awaiting_total_ = nullptr;
 
  public:
-  // Shared count of waits over all shards, so the link posts acks only when someone waits.
   // `acked`: the highest seq the control plane has acknowledged on the current stream.
-  void set_awaiting_counter(std::atomic<int64_t>* counter, std::atomic<uint64_t>* acked) {
-    awaiting_total_ = counter;
-    acked_ = acked;
-  }
+  void set_acked(const std::atomic<uint64_t>* acked) { acked_ = acked; }
 
  private:
-  std::atomic<uint64_t>* acked_ = nullptr;
+  const std::atomic<uint64_t>* acked_ = nullptr;
   uint64_t next_request_ = 0;
 };
 

@@ -53,14 +53,12 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   explicit ChannelsService(Api& api) : api_(api) {}
 
  private:
-  // Resolves the app and checks the caller's credentials for it.
+  // Resolves the app and checks the caller's credentials for it. As over HTTP, the app comes
+  // first: unknown is NOT_FOUND and disabled PERMISSION_DENIED whatever the metadata
+  // (docs/http-api.md).
   absl::StatusOr<relay::v1::App> Authorize(CallbackServerContext* ctx, const std::string& app) {
     auto resolved = api_.ResolveApp(app);
-    if (!resolved.ok()) {
-      // Do not reveal whether an app exists to callers without credentials.
-      if (absl::IsNotFound(resolved.status())) return resolved.status();
-      return resolved.status();
-    }
+    if (!resolved.ok()) return resolved.status();
     Credentials c{Metadata(ctx, "x-relay-key"), Metadata(ctx, "x-relay-secret"), Bearer(ctx)};
     if (auto st = api_.CheckCredentials(*resolved, c); !st.ok()) return st;
     return resolved;

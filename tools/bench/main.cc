@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <netinet/in.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -151,6 +152,11 @@ class Client : public std::enable_shared_from_this<Client> {
     auto& sock = beast::get_lowest_layer(ws_).socket();
     beast::error_code ec;
     sock.open(tcp::v4(), ec);
+    // Let connect() pick the source port for the whole 4-tuple: a bind() to port 0 must find a
+    // port no other socket holds, TIME_WAIT included, which takes milliseconds (and then fails)
+    // once earlier runs have left tens of thousands of loopback TIME_WAIT sockets behind.
+    int one = 1;
+    if (!ec) ::setsockopt(sock.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (!ec) sock.bind(tcp::endpoint(source_, 0), ec);
     if (ec) return Fail();
     beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(30));
@@ -180,9 +186,13 @@ class Client : public std::enable_shared_from_this<Client> {
     });
   }
 
+  // Aborts the connection (RST): an orderly close would leave one TIME_WAIT socket per client
+  // for 60 s, enough to exhaust loopback source ports for the next run.
   void Close() {
     beast::error_code ec;
-    beast::get_lowest_layer(ws_).socket().close(ec);
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    sock.set_option(net::socket_base::linger(true, 0), ec);
+    sock.close(ec);
   }
 
   bool subscribed() const { return subscribed_; }

@@ -108,6 +108,7 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   using relay::v1::ControlMessage;
   if (msg.ack() > 0) {
     last_ack_.store(msg.ack());
+    state_.Acked(msg.ack());
     if (awaiting_acks_.load() > 0) {
       for (auto& s : shards_) s->PostAck(msg.ack());
     }
@@ -177,6 +178,15 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
     case ControlMessage::kWatchlist:
       for (auto& s : shards_) s->PostWatchlist(msg.watchlist());
       break;
+    case ControlMessage::kRemoteConnections: {
+      state_.SetRemoteConnections(msg.remote_connections());
+      if (common::LogEnabled(common::LogLevel::kDebug)) {
+        for (const auto& [app, n] : msg.remote_connections().others()) {
+          RELAY_LOG(kDebug, "dataplane", "app ", app, ": ", n, " connection(s) on other nodes");
+        }
+      }
+      break;
+    }
     default:
       break;
   }

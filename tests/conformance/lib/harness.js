@@ -30,9 +30,11 @@ function tempDir() {
 }
 
 // Starts a binary and resolves once its log shows `ready` (rejects with the log otherwise).
-function start(name, args, ready, timeoutMs = 15000) {
+// `env` adds environment variables (e.g. RELAY_LOG_LEVEL).
+function start(name, args, ready, timeoutMs = 15000, env = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(BIN, name), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(path.join(BIN, name), args,
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     procs.add(child);
     let log = '';
     const timer = setTimeout(() => reject(new Error(`${name} not ready in ${timeoutMs} ms:\n${log}`)), timeoutMs);
@@ -73,15 +75,16 @@ async function startRelay(extra = []) {
   return { wsPort: port, httpPort: port, grpcPort, dataDir };
 }
 
-// relay-controlplane + relay-dataplane as two processes.
-async function startSplit(cpExtra = []) {
+// relay-controlplane + relay-dataplane as two processes (`dpEnv`: extra environment of the data
+// plane).
+async function startSplit(cpExtra = [], dpEnv = {}) {
   const httpPort = await freePort();
   const grpcPort = await freePort();
   const wsPort = await freePort();
   const dataDir = tempDir();
   const cpArgs = ['--port', httpPort, '--grpc-port', grpcPort, '--data-dir', dataDir, ...cpExtra].map(String);
   const cp = await start('relay-controlplane', cpArgs, 'controlplane ready');
-  const dp = await start('relay-dataplane', ['--port', wsPort, '--control-plane', `127.0.0.1:${grpcPort}`, '--node-id', 'n1'].map(String), 'dataplane ready');
+  const dp = await start('relay-dataplane', ['--port', wsPort, '--control-plane', `127.0.0.1:${grpcPort}`, '--node-id', 'n1'].map(String), 'dataplane ready', 15000, dpEnv);
   await waitFor(() => dp.log().includes('attached to control plane'), 15000);
   return { wsPort, httpPort, grpcPort, dataDir, cp, cpArgs, dp };
 }
@@ -100,10 +103,10 @@ async function restartControlPlane(server, signal = 'SIGKILL') {
 }
 
 // Starts one more data plane attached to the split shape's control plane.
-async function addDataPlane(server, nodeId) {
+async function addDataPlane(server, nodeId, env = {}) {
   const wsPort = await freePort();
   const dp = await start('relay-dataplane', ['--port', wsPort, '--control-plane', `127.0.0.1:${server.grpcPort}`,
-    '--node-id', nodeId].map(String), 'dataplane ready');
+    '--node-id', nodeId].map(String), 'dataplane ready', 15000, env);
   await waitFor(() => dp.log().includes('attached to control plane'), 15000, `${nodeId} attach`);
   return { ...server, wsPort, dp };
 }

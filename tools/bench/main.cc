@@ -462,10 +462,18 @@ class Bench {
     return stats_.connected + stats_.failed >= n;
   }
 
+  // Closes every client and waits (bounded) until the client threads have done it, so the
+  // aborts happen before the process exits and closes the sockets the orderly way.
   void CloseAll() {
     for (size_t i = 0; i < clients_.size(); ++i) {
       auto c = clients_[i];
       net::post(*contexts_[i % contexts_.size()], [c] { c->Close(); });
+    }
+    for (auto& c : contexts_) {
+      auto done = std::make_shared<std::promise<void>>();
+      auto f = done->get_future();
+      net::post(*c, [done] { done->set_value(); });
+      f.wait_for(std::chrono::seconds(10));
     }
   }
 

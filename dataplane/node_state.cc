@@ -159,6 +159,9 @@ void NodeState::Attach(Uplink uplink, const relay::v1::NodeLoad& load) {
 void NodeState::Detach() {
   absl::MutexLock lock(&mu_);
   uplink_ = nullptr;
+  // Nothing on the old stream will be acknowledged (its waits are released); the next attach
+  // makes every channel wait for its snapshot.
+  for (auto& [k, ch] : channels_) ch.interest_seq = 0;
 }
 
 bool NodeState::attached() const {

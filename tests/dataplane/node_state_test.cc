@@ -34,9 +34,11 @@ TEST(NodeState, SubscribersWaitForTheAckOfTheMessageCarryingTheInterest) {
   state.Acked(2);
   EXPECT_EQ(state.ChannelChanged("app", "c", +1), 0u);
   EXPECT_EQ(state.ChannelChanged("app", "c", -1), 0u);
-  // Detached: nothing to wait for.
+  // Detached: nothing to wait for, not even an interest the old stream never acknowledged.
+  EXPECT_EQ(state.ChannelChanged("app", "e", +1), 6u);  // seq 6: snapshot + 5 deltas
   state.Detach();
   EXPECT_EQ(state.ChannelChanged("app", "d", +1), 0u);
+  EXPECT_EQ(state.ChannelChanged("app", "e", +1), 0u);
 }
 
 TEST(NodeState, AfterAReattachSubscribersWaitForTheSnapshotsAck) {

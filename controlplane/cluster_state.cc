@@ -144,7 +144,10 @@ Effects ClusterState::ClearNode(const std::string& node_id) {
   std::vector<std::string> sockets;
   for (const auto& [sock, k] : node.signed_in) sockets.push_back(sock);
   for (const auto& s : sockets) SignOut(node, node_id, s, fx);
-  for (const auto& [app, n] : node.app_connections) app_connections_[app] -= n;
+  for (const auto& [app, n] : node.app_connections) {
+    app_connections_[app] -= n;
+    if (n > 0) fx.connections_changed.push_back(app);
+  }
   nodes_.erase(it);
   return fx;
 }
@@ -189,7 +192,16 @@ Effects ClusterState::ApplySnapshot(const std::string& node_id,
   }
   for (const auto& s : sockets) SignOut(node, node_id, s, fx);
   for (const auto& u : snapshot.users()) SignIn(node, node_id, u, fx);
-  for (const auto& [app, n] : node.app_connections) app_connections_[app] -= n;
+  for (const auto& [app, n] : node.app_connections) {
+    app_connections_[app] -= n;
+    auto now = snapshot.app_connections().find(app);
+    if (now == snapshot.app_connections().end() || now->second != n) {
+      fx.connections_changed.push_back(app);
+    }
+  }
+  for (const auto& [app, n] : snapshot.app_connections()) {
+    if (!node.app_connections.contains(app) && n > 0) fx.connections_changed.push_back(app);
+  }
   node.app_connections.clear();
   for (const auto& [app, n] : snapshot.app_connections()) {
     node.app_connections[app] = n;
@@ -210,8 +222,10 @@ Effects ClusterState::ApplyDelta(const std::string& node_id, const relay::v1::St
   for (const auto& s : delta.signed_out()) SignOut(node, node_id, s.socket_id(), fx);
   for (const auto& [app, n] : delta.app_connections()) {
     uint64_t& mine = node.app_connections[app];
+    if (mine == n) continue;
     app_connections_[app] = app_connections_[app] - mine + n;
     mine = n;
+    fx.connections_changed.push_back(app);
   }
   return fx;
 }
@@ -329,6 +343,35 @@ uint64_t ClusterState::AppConnections(const std::string& app_id) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = app_connections_.find(app_id);
   return it == app_connections_.end() ? 0 : it->second;
+}
+
+absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>>
+ClusterState::ConnectionsElsewhere(const std::vector<std::string>& nodes,
+                                   const std::vector<std::string>* apps) const {
+  absl::ReaderMutexLock lock(&mu_);
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>> out;
+  auto add = [&](const std::string& app, uint64_t total) {
+    for (const auto& node : nodes) {
+      uint64_t own = 0;
+      if (auto n = nodes_.find(node); n != nodes_.end()) {
+        if (auto c = n->second.app_connections.find(app); c != n->second.app_connections.end()) {
+          own = c->second;
+        }
+      }
+      out[node][app] = total - std::min(total, own);
+    }
+  };
+  if (apps == nullptr) {
+    for (const auto& [app, total] : app_connections_) {
+      if (total > 0) add(app, total);
+    }
+  } else {
+    for (const auto& app : *apps) {
+      auto it = app_connections_.find(app);
+      add(app, it == app_connections_.end() ? 0 : it->second);
+    }
+  }
+  return out;
 }
 
 void ClusterState::StoreCache(const std::string& app_id, const std::string& channel,

@@ -49,6 +49,8 @@ struct Effects {
     std::vector<std::string> online;
   };
   std::vector<WatchStart> watch_starts;
+  // Apps whose connection count changed on some node (cluster-wide connection limits).
+  std::vector<std::string> connections_changed;
 };
 
 class ClusterState {
@@ -84,6 +86,11 @@ class ClusterState {
                                                                  const std::string& user_id) const;
   // Connections of an app across the cluster.
   uint64_t AppConnections(const std::string& app_id) const;
+  // For each of `nodes`: app id -> the app's connections on all the other nodes, for each of
+  // `apps` (zeros included), or for every app with connections when `apps` is null.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>>
+  ConnectionsElsewhere(const std::vector<std::string>& nodes,
+                       const std::vector<std::string>* apps) const;
 
   // Cache channels.
   void StoreCache(const std::string& app_id, const std::string& channel, const std::string& event,

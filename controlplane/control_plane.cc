@@ -109,7 +109,12 @@ absl::Status ControlPlane::Start() {
   }
   grpc_port_ = static_cast<uint16_t>(port);
   sweeper_ = std::thread([this] {
-    while (!stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
+    constexpr int kTicksPerSweep = 5;  // 500 ms
+    int tick = 0;
+    while (!stopping_.WaitForNotificationWithTimeout(
+        absl::FromChrono(ConnectionTotals::kFlushInterval))) {
+      FlushConnectionTotals();
+      if (++tick % kTicksPerSweep != 0) continue;
       hub_->SweepDeadNodes();
       FlushSubscriptionCounts(false);
     }
@@ -144,6 +149,7 @@ void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
 relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
                                           const relay::v1::NodeHello& /*hello*/,
                                           const relay::v1::NodeSnapshot& snapshot) {
+  totals_.Reset(node_id);  // its next connection totals are complete
   Effects fx = cluster_.ApplySnapshot(node_id, snapshot);
   bool first_attach = false;
   {
@@ -193,7 +199,16 @@ void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::No
   }
 }
 
-void ControlPlane::OnDetach(const std::string& node_id) { Apply(cluster_.RemoveNode(node_id)); }
+void ControlPlane::OnDetach(const std::string& node_id) {
+  totals_.Reset(node_id);
+  Apply(cluster_.RemoveNode(node_id));
+}
+
+void ControlPlane::FlushConnectionTotals() {
+  for (auto& [node, msg] : totals_.Collect(cluster_, hub_->NodeIds())) {
+    hub_->Send(node, std::move(msg));
+  }
+}
 
 void ControlPlane::OnSubscribe(const std::string& node_id,
                                const relay::v1::SubscribeRequest& request) {
@@ -307,6 +322,7 @@ void ControlPlane::EmitWebhooks(const Effects& fx) {
 }
 
 void ControlPlane::Apply(const Effects& fx) {
+  totals_.Changed(fx.connections_changed);
   EmitWebhooks(fx);
   auto member_frame = [](const Effects::Member& m, bool added) {
     common::JsonWriter w;

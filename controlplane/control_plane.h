@@ -17,6 +17,7 @@
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
+#include "controlplane/connection_totals.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/webhooks.h"
 
@@ -81,6 +82,8 @@ class ControlPlane : private NodeHub::Handler {
   void QueueSubscriptionCount(const std::string& app_id, const std::string& channel,
                               uint32_t count);
   void FlushSubscriptionCounts(bool force_all);
+  // Sends each node the other nodes' connections per app that changed (ConnectionTotals).
+  void FlushConnectionTotals();
   void SendSubscriptionCount(const std::string& app_id, const std::string& channel,
                              uint32_t count);
 
@@ -97,6 +100,7 @@ class ControlPlane : private NodeHub::Handler {
   std::string instance_id_;
   std::unique_ptr<AppStore> store_;
   ClusterState cluster_;
+  ConnectionTotals totals_;
   std::unique_ptr<NodeHub> hub_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<Webhooks> webhooks_;

@@ -2,11 +2,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <deque>
 #include <fstream>
 #include <random>
 
 #include "common/log.h"
+#include "dataplane/uplink_queue.h"
 #include "relay/v1/node_link.grpc.pb.h"
 
 namespace relay::dataplane {
@@ -28,30 +28,39 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     StartCall();
   }
 
-  // Queues `msg`; returns its seq, 0 when the stream is finished.
-  uint64_t Enqueue(NodeMessage msg) {
+  // Queues `msg` (a delta may merge into the last queued one); returns the seq of the message
+  // that carries it, 0 when the stream is finished. Flush() starts the write.
+  uint64_t Push(NodeMessage msg) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return 0;
+    uint64_t seq = outbox_.Push(std::move(msg), in_seq_);
+    if (seq == 0) {
+      // The control plane is not reading: give up on this stream; the next attach resends the
+      // whole state.
+      RELAY_LOG(kWarn, "control-link", "outbox to the control plane is full (",
+                outbox_.messages(), " messages, ", outbox_.bytes(), " bytes); re-attaching");
+      finished_ = true;
+      context_.TryCancel();
+    }
+    return seq;
+  }
+
+  // Starts writing the oldest queued message unless a write is in flight. Called with no lock
+  // held: StartWrite may run gRPC's transport work inline.
+  void Flush() {
     const NodeMessage* to_write = nullptr;
-    uint64_t seq = 0;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return 0;
-      if (outbox_.size() >= kMaxOutbox) {
-        // The control plane is not reading: give up on this stream; the next attach resends
-        // the whole state.
-        finished_ = true;
-        context_.TryCancel();
-        return 0;
-      }
-      seq = ++out_seq_;
-      msg.set_seq(seq);
-      msg.set_ack(in_seq_);
-      outbox_.push_back(std::move(msg));
-      if (!writing_) {
-        writing_ = true;
-        to_write = &outbox_.front();
-      }
+      if (finished_ || writing_) return;
+      to_write = outbox_.StartWrite();
+      writing_ = to_write != nullptr;
     }
     if (to_write != nullptr) StartWrite(to_write);
+  }
+
+  uint64_t Enqueue(NodeMessage msg) {
+    uint64_t seq = Push(std::move(msg));
+    Flush();
     return seq;
   }
 
@@ -60,11 +69,11 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     bool release = false;
     {
       absl::MutexLock lock(&mu_);
-      outbox_.pop_front();
+      outbox_.WriteDone();
       if (!ok) finished_ = true;
-      if (!finished_ && !outbox_.empty()) {
-        next = &outbox_.front();
-      } else {
+      // Everything queued meanwhile (merged into one delta where possible) goes out next.
+      if (!finished_) next = outbox_.StartWrite();
+      if (next == nullptr) {
         writing_ = false;
         release = finished_ && read_done_ && !hold_released_;
         if (release) hold_released_ = true;
@@ -111,7 +120,8 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   void Cancel() { context_.TryCancel(); }
 
  private:
-  static constexpr size_t kMaxOutbox = 200000;
+  static constexpr size_t kMaxOutboxMessages = 200000;
+  static constexpr size_t kMaxOutboxBytes = 128u << 20;
 
   ControlLink* link_;
   std::shared_ptr<LinkStream> self_;
@@ -119,8 +129,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   ControlMessage in_;
   bool welcomed_ = false;
   absl::Mutex mu_;
-  std::deque<NodeMessage> outbox_ ABSL_GUARDED_BY(mu_);
-  uint64_t out_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  UplinkQueue outbox_ ABSL_GUARDED_BY(mu_){kMaxOutboxMessages, kMaxOutboxBytes};
   uint64_t in_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -209,12 +218,15 @@ void ControlLink::Run() {
     *hello.mutable_hello() = options_.hello;
     stream->Enqueue(std::move(hello));
     std::weak_ptr<LinkStream> weak = stream;
-    state_.Attach(
-        [weak](NodeMessage msg) -> uint64_t {
-          auto s = weak.lock();
-          return s ? s->Enqueue(std::move(msg)) : 0;
-        },
-        load_());
+    NodeState::Uplink uplink;
+    uplink.push = [weak](NodeMessage msg) -> uint64_t {
+      auto s = weak.lock();
+      return s ? s->Push(std::move(msg)) : 0;
+    };
+    uplink.flush = [weak] {
+      if (auto s = weak.lock()) s->Flush();
+    };
+    state_.Attach(std::move(uplink), load_());
     stream.reset();
     // Heartbeats until the stream ends or we stop.
     auto interval = [this] {

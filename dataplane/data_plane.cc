@@ -111,6 +111,7 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   using relay::v1::ControlMessage;
   if (msg.ack() > 0) {
     last_ack_.store(msg.ack());
+    state_.Acked(msg.ack());
     // Post every advance of the ack, not only while a session is counted as waiting: a session
     // counts its wait just after sending the delta that announces its new channel, so the ack
     // can arrive before that, and a publish for the channel can follow it at once (the
@@ -186,6 +187,15 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
     case ControlMessage::kWatchlist:
       for (auto& s : shards_) s->PostWatchlist(msg.watchlist());
       break;
+    case ControlMessage::kRemoteConnections: {
+      state_.SetRemoteConnections(msg.remote_connections());
+      if (common::LogEnabled(common::LogLevel::kDebug)) {
+        for (const auto& [app, n] : msg.remote_connections().others()) {
+          RELAY_LOG(kDebug, "dataplane", "app ", app, ": ", n, " connection(s) on other nodes");
+        }
+      }
+      break;
+    }
     default:
       break;
   }

@@ -4,30 +4,51 @@
 
 namespace relay::dataplane {
 
-uint64_t NodeState::Emit(relay::v1::StateDelta delta) {
+uint64_t NodeState::Emit(relay::v1::NodeMessage msg, std::shared_ptr<const Uplink>* flush) {
   if (!uplink_) return 0;  // the snapshot on the next attach carries it
+  uint64_t seq = uplink_->push(std::move(msg));
+  if (seq == 0) {
+    uplink_ = nullptr;
+  } else {
+    *flush = uplink_;
+  }
+  return seq;
+}
+
+uint64_t NodeState::EmitDelta(relay::v1::StateDelta delta, std::shared_ptr<const Uplink>* flush) {
   relay::v1::NodeMessage msg;
   *msg.mutable_delta() = std::move(delta);
-  uint64_t seq = uplink_(std::move(msg));
-  if (seq == 0) uplink_ = nullptr;
-  return seq;
+  return Emit(std::move(msg), flush);
+}
+
+void NodeState::Flush(const std::shared_ptr<const Uplink>& link) {
+  if (link) link->flush();
 }
 
 uint64_t NodeState::ChannelChanged(const std::string& app_id, const std::string& channel,
                                    int delta) {
-  absl::MutexLock lock(&mu_);
-  auto key = std::make_pair(app_id, channel);
-  uint32_t& count = channels_[key];
-  bool new_interest = count == 0 && delta > 0;
-  count = static_cast<uint32_t>(static_cast<int64_t>(count) + delta);
-  relay::v1::StateDelta d;
-  auto* c = d.add_channels();
-  c->set_app_id(app_id);
-  c->set_channel(channel);
-  c->set_subscriptions(count);
-  if (count == 0) channels_.erase(key);
-  uint64_t seq = Emit(std::move(d));
-  return new_interest ? seq : 0;
+  std::shared_ptr<const Uplink> flush;
+  uint64_t wait_for = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto key = std::make_pair(app_id, channel);
+    Channel& ch = channels_[key];
+    bool new_interest = ch.count == 0 && delta > 0;
+    ch.count = static_cast<uint32_t>(static_cast<int64_t>(ch.count) + delta);
+    relay::v1::StateDelta d;
+    auto* c = d.add_channels();
+    c->set_app_id(app_id);
+    c->set_channel(channel);
+    c->set_subscriptions(ch.count);
+    uint64_t seq = EmitDelta(std::move(d), &flush);
+    if (new_interest) ch.interest_seq = seq;
+    // A later subscriber waits for the same ack as the first while it is outstanding: until then
+    // the control plane does not route the channel here.
+    if (delta > 0 && ch.interest_seq > acked_.load()) wait_for = ch.interest_seq;
+    if (ch.count == 0) channels_.erase(key);
+  }
+  Flush(flush);
+  return wait_for;
 }
 
 void NodeState::PresenceJoined(const relay::v1::PresenceSocket& socket) {
@@ -37,50 +58,81 @@ void NodeState::PresenceJoined(const relay::v1::PresenceSocket& socket) {
 }
 
 void NodeState::PresenceLeft(const relay::v1::PresenceSocket& socket) {
-  absl::MutexLock lock(&mu_);
-  presence_.erase({socket.app_id(), socket.channel(), socket.socket_id()});
-  relay::v1::StateDelta d;
-  *d.add_presence_left() = socket;
-  Emit(std::move(d));
+  std::shared_ptr<const Uplink> flush;
+  {
+    absl::MutexLock lock(&mu_);
+    presence_.erase({socket.app_id(), socket.channel(), socket.socket_id()});
+    relay::v1::StateDelta d;
+    *d.add_presence_left() = socket;
+    EmitDelta(std::move(d), &flush);
+  }
+  Flush(flush);
 }
 
 void NodeState::SignedIn(const relay::v1::SignedInSocket& socket) {
-  absl::MutexLock lock(&mu_);
-  signed_in_[socket.socket_id()] = socket;
-  relay::v1::StateDelta d;
-  *d.add_signed_in() = socket;
-  Emit(std::move(d));
+  std::shared_ptr<const Uplink> flush;
+  {
+    absl::MutexLock lock(&mu_);
+    signed_in_[socket.socket_id()] = socket;
+    relay::v1::StateDelta d;
+    *d.add_signed_in() = socket;
+    EmitDelta(std::move(d), &flush);
+  }
+  Flush(flush);
 }
 
 void NodeState::SignedOut(const relay::v1::SignedInSocket& socket) {
-  absl::MutexLock lock(&mu_);
-  signed_in_.erase(socket.socket_id());
-  relay::v1::StateDelta d;
-  *d.add_signed_out() = socket;
-  Emit(std::move(d));
+  std::shared_ptr<const Uplink> flush;
+  {
+    absl::MutexLock lock(&mu_);
+    signed_in_.erase(socket.socket_id());
+    relay::v1::StateDelta d;
+    *d.add_signed_out() = socket;
+    EmitDelta(std::move(d), &flush);
+  }
+  Flush(flush);
 }
 
 void NodeState::ConnectionChanged(const std::string& app_id, int delta) {
-  absl::MutexLock lock(&mu_);
-  uint64_t& n = app_connections_[app_id];
-  n = static_cast<uint64_t>(static_cast<int64_t>(n) + delta);
-  relay::v1::StateDelta d;
-  (*d.mutable_app_connections())[app_id] = n;
-  if (n == 0) app_connections_.erase(app_id);
-  Emit(std::move(d));
+  std::shared_ptr<const Uplink> flush;
+  {
+    absl::MutexLock lock(&mu_);
+    uint64_t& n = app_connections_[app_id];
+    n = static_cast<uint64_t>(static_cast<int64_t>(n) + delta);
+    relay::v1::StateDelta d;
+    (*d.mutable_app_connections())[app_id] = n;
+    if (n == 0) app_connections_.erase(app_id);
+    EmitDelta(std::move(d), &flush);
+  }
+  Flush(flush);
 }
 
 bool NodeState::SendUp(relay::v1::NodeMessage msg) {
-  absl::MutexLock lock(&mu_);
-  if (!uplink_) return false;
-  std::optional<relay::v1::SubscribeRequest> request;
-  if (msg.has_subscribe()) request = msg.subscribe();
-  if (uplink_(std::move(msg)) == 0) {
-    uplink_ = nullptr;
-    return false;
+  std::shared_ptr<const Uplink> flush;
+  uint64_t seq = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    std::optional<relay::v1::SubscribeRequest> request;
+    if (msg.has_subscribe()) request = msg.subscribe();
+    seq = Emit(std::move(msg), &flush);
+    if (seq != 0 && request) outstanding_[request->request_id()] = std::move(*request);
   }
-  if (request) outstanding_[request->request_id()] = std::move(*request);
-  return true;
+  Flush(flush);
+  return seq != 0;
+}
+
+void NodeState::Acked(uint64_t ack) { acked_.store(ack); }
+
+void NodeState::SetRemoteConnections(const relay::v1::RemoteConnections& remote) {
+  absl::MutexLock lock(&mu_);
+  if (remote.replace()) remote_connections_.clear();
+  for (const auto& [app, n] : remote.others()) {
+    if (n == 0) {
+      remote_connections_.erase(app);
+    } else {
+      remote_connections_[app] = n;
+    }
+  }
 }
 
 void NodeState::Answered(uint64_t request_id) {
@@ -98,25 +150,37 @@ std::vector<relay::v1::SubscribeRequest> NodeState::TakeUnanswered() {
 }
 
 void NodeState::Attach(Uplink uplink, const relay::v1::NodeLoad& load) {
-  absl::MutexLock lock(&mu_);
-  relay::v1::NodeMessage msg;
-  auto* s = msg.mutable_snapshot();
-  for (const auto& [k, n] : channels_) {
-    auto* c = s->add_channels();
-    c->set_app_id(k.first);
-    c->set_channel(k.second);
-    c->set_subscriptions(n);
+  auto link = std::make_shared<const Uplink>(std::move(uplink));
+  {
+    absl::MutexLock lock(&mu_);
+    acked_.store(0);  // seqs start from 1 again on the new stream
+    relay::v1::NodeMessage msg;
+    auto* s = msg.mutable_snapshot();
+    for (const auto& [k, ch] : channels_) {
+      auto* c = s->add_channels();
+      c->set_app_id(k.first);
+      c->set_channel(k.second);
+      c->set_subscriptions(ch.count);
+    }
+    for (const auto& [k, p] : presence_) *s->add_presence() = p;
+    for (const auto& [k, u] : signed_in_) *s->add_users() = u;
+    for (const auto& [app, n] : app_connections_) (*s->mutable_app_connections())[app] = n;
+    *s->mutable_load() = load;
+    uint64_t seq = link->push(std::move(msg));
+    if (seq == 0) return;
+    // Until the control plane acknowledges the snapshot it routes nothing here.
+    for (auto& [k, ch] : channels_) ch.interest_seq = seq;
+    uplink_ = link;
   }
-  for (const auto& [k, p] : presence_) *s->add_presence() = p;
-  for (const auto& [k, u] : signed_in_) *s->add_users() = u;
-  for (const auto& [app, n] : app_connections_) (*s->mutable_app_connections())[app] = n;
-  *s->mutable_load() = load;
-  if (uplink(std::move(msg)) != 0) uplink_ = std::move(uplink);
+  link->flush();
 }
 
 void NodeState::Detach() {
   absl::MutexLock lock(&mu_);
   uplink_ = nullptr;
+  // Nothing on the old stream will be acknowledged (its waits are released); the next attach
+  // makes every channel wait for its snapshot.
+  for (auto& [k, ch] : channels_) ch.interest_seq = 0;
 }
 
 bool NodeState::attached() const {
@@ -133,6 +197,16 @@ uint64_t NodeState::AppConnections(const std::string& app_id) const {
   absl::MutexLock lock(&mu_);
   auto it = app_connections_.find(app_id);
   return it == app_connections_.end() ? 0 : it->second;
+}
+
+uint64_t NodeState::ClusterAppConnections(const std::string& app_id) const {
+  absl::MutexLock lock(&mu_);
+  uint64_t total = 0;
+  if (auto it = app_connections_.find(app_id); it != app_connections_.end()) total += it->second;
+  if (auto it = remote_connections_.find(app_id); it != remote_connections_.end()) {
+    total += it->second;
+  }
+  return total;
 }
 
 }  // namespace relay::dataplane

@@ -254,7 +254,7 @@ class WsSession final : public Session,
       return Refusal{4100, "Over capacity"};
     }
     uint32_t max = app_->limits().max_connections();
-    if (max > 0 && dp_.state().AppConnections(app_->id()) >= max) {
+    if (max > 0 && dp_.state().ClusterAppConnections(app_->id()) >= max) {
       return Refusal{4004, "Application is over connection quota"};
     }
     return std::nullopt;

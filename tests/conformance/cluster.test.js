@@ -1,7 +1,8 @@
 // Several real data plane processes under one control plane, with pusher-js clients spread over
 // them: presence across nodes, a hung node (SIGSTOP) and a killed node (SIGKILL) leaving the
-// roster, the hung node coming back, a killed node replaced under the same node id, and a drain.
-// (cluster-delivery, cluster-presence and cluster-restart.test.js cover the rest of the cluster.)
+// roster, the hung node coming back, a killed node replaced under the same node id, a drain,
+// and the cluster-wide connection limit. (cluster-delivery, cluster-presence and
+// cluster-restart.test.js cover the rest of the cluster.)
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
@@ -81,4 +82,32 @@ test('a SIGKILLed data plane: its member leaves once, counts drop, a new node wi
         ['pusher:member_removed:cy', 'pusher:member_added:dee']);
     }
   } finally { joined.forEach((j) => j.c.disconnect()); }
+});
+
+test('limits.max_connections counts the whole cluster: a third client on either node gets 4004', async () => {
+  // Debug logs show when a data plane learns the other nodes' connections.
+  const debug = { RELAY_LOG_LEVEL: 'debug' };
+  const cp = await h.startSplit([], debug);
+  const n2 = await h.addDataPlane(cp, 'n2', debug);
+  const r = await h.relayctl(cp, ['apps', 'update', 'app-id', '--max-connections', '2']);
+  assert.strictEqual(r.code, 0, r.stderr);
+  const a = h.client(cp);   // on n1
+  const b = h.client(n2);   // on n2
+  const clients = [a, b];
+  try {
+    await Promise.all([h.once(a.connection, 'connected'), h.once(b.connection, 'connected')]);
+    // One connection on each node: under the limit locally. Wait until each node has been told
+    // about the other's connection (pushed by the control plane within about 100 ms).
+    const told = (node) => node.dp.log().includes('app app-id: 1 connection(s) on other nodes');
+    await h.waitFor(() => told(cp) && told(n2), 5000, 'connection totals on both nodes');
+    for (const server of [cp, n2]) {
+      const c = h.client(server);
+      clients.push(c);
+      const { data } = await h.once(c.connection, 'error');
+      assert.strictEqual(data.error.data.code, 4004);
+      assert.match(data.error.data.message, /over connection quota/);
+    }
+    assert.strictEqual(a.connection.state, 'connected');
+    assert.strictEqual(b.connection.state, 'connected');
+  } finally { clients.forEach((c) => c.disconnect()); }
 });

@@ -1,13 +1,88 @@
-// NodeState: what a data plane reports up, and the subscribe requests a broken stream leaves
-// unanswered (answered locally, so no subscription waits forever).
+// NodeState against a recording uplink: the seq a subscriber waits for, the cluster-wide
+// connection count used for limits.max_connections, and the subscribe requests a broken stream
+// leaves unanswered (answered locally, so no subscription waits forever).
 #include "dataplane/node_state.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace relay::dataplane {
 namespace {
+
+struct Recorder {
+  std::vector<relay::v1::NodeMessage> sent;
+  NodeState::Uplink Uplink() {
+    NodeState::Uplink u;
+    u.push = [this](relay::v1::NodeMessage m) {
+      sent.push_back(std::move(m));
+      return static_cast<uint64_t>(sent.size());
+    };
+    u.flush = [] {};
+    return u;
+  }
+};
+
+TEST(NodeState, SubscribersWaitForTheAckOfTheMessageCarryingTheInterest) {
+  NodeState state;
+  Recorder link;
+  state.Attach(link.Uplink(), {});
+  ASSERT_EQ(link.sent.size(), 1u);  // the snapshot, seq 1
+  // First subscriber: waits for the delta that tells the control plane (seq 2).
+  EXPECT_EQ(state.ChannelChanged("app", "c", +1), 2u);
+  // A second one before that ack waits for the same message; after it, goes live at once.
+  EXPECT_EQ(state.ChannelChanged("app", "c", +1), 2u);
+  state.Acked(2);
+  EXPECT_EQ(state.ChannelChanged("app", "c", +1), 0u);
+  EXPECT_EQ(state.ChannelChanged("app", "c", -1), 0u);
+  // Detached: nothing to wait for, not even an interest the old stream never acknowledged.
+  EXPECT_EQ(state.ChannelChanged("app", "e", +1), 6u);  // seq 6: snapshot + 5 deltas
+  state.Detach();
+  EXPECT_EQ(state.ChannelChanged("app", "d", +1), 0u);
+  EXPECT_EQ(state.ChannelChanged("app", "e", +1), 0u);
+}
+
+TEST(NodeState, AfterAReattachSubscribersWaitForTheSnapshotsAck) {
+  NodeState state;
+  Recorder first;
+  state.Attach(first.Uplink(), {});
+  state.ChannelChanged("app", "c", +1);
+  state.Acked(2);
+  Recorder second;
+  state.Attach(second.Uplink(), {});
+  ASSERT_EQ(second.sent.size(), 1u);
+  ASSERT_EQ(second.sent[0].snapshot().channels_size(), 1);
+  EXPECT_EQ(state.ChannelChanged("app", "c", +1), 1u);  // the snapshot carries the interest
+  state.Acked(1);
+  EXPECT_EQ(state.ChannelChanged("app", "c", +1), 0u);
+}
+
+TEST(NodeState, ClusterAppConnectionsAddsTheOtherNodes) {
+  NodeState state;
+  state.ConnectionChanged("app", +1);
+  state.ConnectionChanged("other", +1);
+  EXPECT_EQ(state.ClusterAppConnections("app"), 1u);
+  relay::v1::RemoteConnections remote;
+  remote.set_replace(true);
+  (*remote.mutable_others())["app"] = 2;
+  (*remote.mutable_others())["other"] = 5;
+  state.SetRemoteConnections(remote);
+  EXPECT_EQ(state.ClusterAppConnections("app"), 3u);
+  EXPECT_EQ(state.AppConnections("app"), 1u);
+  // An update changes only the apps it lists; 0 clears.
+  relay::v1::RemoteConnections update;
+  (*update.mutable_others())["app"] = 0;
+  state.SetRemoteConnections(update);
+  EXPECT_EQ(state.ClusterAppConnections("app"), 1u);
+  EXPECT_EQ(state.ClusterAppConnections("other"), 6u);
+  // A replacing report forgets apps it does not list.
+  relay::v1::RemoteConnections full;
+  full.set_replace(true);
+  state.SetRemoteConnections(full);
+  EXPECT_EQ(state.ClusterAppConnections("other"), 1u);
+  EXPECT_EQ(state.ClusterAppConnections("unknown"), 0u);
+}
 
 relay::v1::NodeMessage Subscribe(uint64_t id, bool presence) {
   relay::v1::NodeMessage m;
@@ -21,7 +96,10 @@ TEST(NodeState, SubscribeRequestsLeftUnansweredByABrokenStreamAreHandedBackOnce)
   NodeState state;
   uint64_t seq = 0;
   bool stream_open = true;
-  state.Attach([&](relay::v1::NodeMessage) { return stream_open ? ++seq : 0; }, {});
+  NodeState::Uplink link;
+  link.push = [&](relay::v1::NodeMessage) { return stream_open ? ++seq : 0; };
+  link.flush = [] {};
+  state.Attach(link, {});
   ASSERT_TRUE(state.SendUp(Subscribe(1, true)));
   ASSERT_TRUE(state.SendUp(Subscribe(2, false)));
   ASSERT_TRUE(state.SendUp(Subscribe(3, true)));

@@ -37,6 +37,67 @@ TEST(Limits, AppConnectionQuotaRefusesWith4004) {
   EXPECT_EQ(second->WaitClosed(), 4004);
 }
 
+// What a third client sees when the cluster already holds `limit` connections of the app.
+void ExpectRefusedWith4004(Cluster& cluster, int node) {
+  auto refused = WsClient::Connect(cluster.port(node), "/app/app-key?protocol=7");
+  ASSERT_TRUE(refused);
+  auto err = refused->Receive();
+  ASSERT_TRUE(err);
+  EXPECT_EQ(JsonField(JsonField(*err, "data"), "code"), "4004") << *err;
+  EXPECT_EQ(refused->WaitClosed(), 4004);
+}
+
+// Both nodes have been told (through the control plane) that the cluster holds `n` connections.
+bool BothNodesSee(Cluster& cluster, uint64_t n) {
+  return WaitFor([&] {
+    return cluster.node(0).state().ClusterAppConnections("app-id") == n &&
+           cluster.node(1).state().ClusterAppConnections("app-id") == n;
+  });
+}
+
+// Two data planes, limits.max_connections 2, one client on each node: below the limit on each
+// node, at it cluster-wide.
+class ClusterQuota : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SetLimit(cluster, "limits.max_connections", 2);
+    uint64_t revision = cluster.cp().store().Find("app-id")->revision();
+    ASSERT_TRUE(WaitFor([&] { return cluster.node(1).apps().ById("app-id")->revision() == revision; }));
+    on0 = cluster.Client(0);
+    on1 = cluster.Client(1);
+    ASSERT_TRUE(on0 && on1);
+    ASSERT_TRUE(BothNodesSee(cluster, 2));
+    EXPECT_EQ(cluster.node(0).state().AppConnections("app-id"), 1u);
+  }
+
+  Cluster cluster{2};
+  std::unique_ptr<WsClient> on0, on1;
+};
+
+TEST_F(ClusterQuota, AThirdClientOnEitherNodeIsRefusedWith4004) {
+  ExpectRefusedWith4004(cluster, 0);
+  ExpectRefusedWith4004(cluster, 1);
+  // A connection that leaves node 1 frees the quota on node 0 too.
+  on1.reset();
+  ASSERT_TRUE(BothNodesSee(cluster, 1));
+  auto again = cluster.Client(0);
+  ASSERT_TRUE(again);
+  ASSERT_TRUE(BothNodesSee(cluster, 2));
+  ExpectRefusedWith4004(cluster, 1);
+}
+
+TEST_F(ClusterQuota, TotalsAreRebuiltAfterAControlPlaneRestart) {
+  cluster.RestartControlPlane();
+  ASSERT_TRUE(cluster.WaitAttached(2));
+  // The new control plane knows the totals only from the snapshots; node 1's client leaving
+  // afterwards reaches node 0 through them.
+  ASSERT_TRUE(WaitFor([&] { return cluster.cp().cluster().AppConnections("app-id") == 2; }));
+  ExpectRefusedWith4004(cluster, 0);
+  on1.reset();
+  ASSERT_TRUE(BothNodesSee(cluster, 1));
+  EXPECT_TRUE(cluster.Client(0));
+}
+
 TEST(Limits, PresenceMemberAndUserInfoLimits) {
   Cluster cluster(1);
   SetLimit(cluster, "limits.max_presence_members", 1);

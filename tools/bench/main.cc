@@ -183,8 +183,12 @@ class Client : public std::enable_shared_from_this<Client> {
     s_.sent_client_events++;
   }
 
+  // Aborts the connection (RST): an orderly close would leave one TIME_WAIT socket per client
+  // for 60 s, enough to exhaust loopback source ports for the next run.
   void Close() {
     beast::error_code ec;
+    // Reset rather than close: the generator leaves no TIME_WAIT sockets behind.
+    sock_.set_option(net::socket_base::linger(true, 0), ec);
     sock_.close(ec);
   }
 
@@ -561,10 +565,18 @@ class Bench {
     return stats_.connected + stats_.failed >= n;
   }
 
+  // Closes every client and waits (bounded) until the client threads have done it, so the
+  // aborts happen before the process exits and closes the sockets the orderly way.
   void CloseAll() {
     for (size_t i = 0; i < clients_.size(); ++i) {
       auto c = clients_[i];
       net::post(*contexts_[i % contexts_.size()], [c] { c->Close(); });
+    }
+    for (auto& c : contexts_) {
+      auto done = std::make_shared<std::promise<void>>();
+      auto f = done->get_future();
+      net::post(*c, [done] { done->set_value(); });
+      f.wait_for(std::chrono::seconds(10));
     }
   }
 

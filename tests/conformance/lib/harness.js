@@ -41,9 +41,11 @@ function tempDir() {
 }
 
 // Starts a binary and resolves once its log shows `ready` (rejects with the log otherwise).
-function start(name, args, ready, timeoutMs = 15000) {
+// `env` adds environment variables (e.g. RELAY_LOG_LEVEL).
+function start(name, args, ready, timeoutMs = 15000, env = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(BIN, name), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(path.join(BIN, name), args,
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     procs.add(child);
     let log = '';
     const timer = setTimeout(() => reject(new Error(`${name} not ready in ${timeoutMs} ms:\n${log}`)), timeoutMs);
@@ -66,12 +68,12 @@ function start(name, args, ready, timeoutMs = 15000) {
 
 // start() with `count` fresh ports given to `argsFor(ports)`; when a port was taken in between
 // (the binary says it cannot listen), tries again with new ones. Resolves with { ports, proc }.
-async function startOnFreePorts(name, count, argsFor, ready) {
+async function startOnFreePorts(name, count, argsFor, ready, env = {}) {
   for (let attempt = 1; ; attempt++) {
     const ports = [];
     for (let i = 0; i < count; i++) ports.push(await freePort());
     try {
-      return { ports, proc: await start(name, argsFor(ports).map(String), ready) };
+      return { ports, proc: await start(name, argsFor(ports).map(String), ready, 15000, env) };
     } catch (e) {
       if (attempt >= 5 || !/cannot listen|address already in use/i.test(e.message)) throw e;
     }
@@ -97,8 +99,9 @@ async function startRelay(extra = []) {
   return { wsPort: port, httpPort: port, grpcPort, dataDir };
 }
 
-// relay-controlplane + relay-dataplane n1 as two processes.
-async function startSplit(cpExtra = []) {
+// relay-controlplane + relay-dataplane n1 as two processes (`dpEnv`: extra environment of the
+// data plane).
+async function startSplit(cpExtra = [], dpEnv = {}) {
   const dataDir = tempDir();
   let cpArgs;
   const { ports: [httpPort, grpcPort], proc: cp } = await startOnFreePorts('relay-controlplane', 2, ([p, g]) => {
@@ -107,7 +110,7 @@ async function startSplit(cpExtra = []) {
   }, 'controlplane ready');
   // `dps`: every data plane of this control plane (shared by the handles addDataPlane returns).
   const server = { httpPort, grpcPort, dataDir, cp, cpArgs, dps: [] };
-  return addDataPlane(server, 'n1');
+  return addDataPlane(server, 'n1', dpEnv);
 }
 
 const attachCount = (dp) => (dp.log().match(/attached to control plane/g) || []).length;
@@ -140,9 +143,9 @@ async function startControlPlane(server) {
 
 // Starts one more data plane attached to the split shape's control plane; returns a handle for it
 // (the control plane's fields, with this node's wsPort and dp).
-async function addDataPlane(server, nodeId) {
+async function addDataPlane(server, nodeId, env = {}) {
   const { ports: [wsPort], proc: dp } = await startOnFreePorts('relay-dataplane', 1,
-    ([p]) => ['--port', p, '--control-plane', `127.0.0.1:${server.grpcPort}`, '--node-id', nodeId], 'dataplane ready');
+    ([p]) => ['--port', p, '--control-plane', `127.0.0.1:${server.grpcPort}`, '--node-id', nodeId], 'dataplane ready', env);
   await waitFor(() => dp.log().includes('attached to control plane'), 15000, `${nodeId} attach`);
   server.dps.push(dp);
   return { ...server, wsPort, dp };

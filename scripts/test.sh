@@ -12,7 +12,7 @@ RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh || status=1
 # control plane restart, hang, kill, drain).
 build/bin/e2e_test --gtest_filter='Cluster.*' --gtest_repeat=10 --gtest_brief=1 || status=1
 for i in $(seq 1 10); do
-  RELAY_BIN_DIR="$(pwd)/build/bin" node --test --test-concurrency=1 tests/conformance/cluster*.test.js \
+  (cd tests/conformance && RELAY_NPM_DONE=1 RELAY_BIN_DIR="$OLDPWD/build/bin" ./run.sh cluster*.test.js) \
     >/tmp/relay-cluster-repeat.log 2>&1 || { echo "cluster run $i failed"; cat /tmp/relay-cluster-repeat.log; status=1; break; }
 done
 echo "multi-node repeat: done"

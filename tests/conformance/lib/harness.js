@@ -13,6 +13,7 @@ const PusherServer = require('pusher');
 const BIN = process.env.RELAY_BIN_DIR || path.resolve(__dirname, '../../../build/bin');
 const APP = { id: 'app-id', key: 'app-key', secret: 'app-secret' };
 const procs = new Set();
+const clients = new Set();  // every pusher-js client made here, disconnected by stopAll()
 
 // A port nothing listens on right now (another process may still take it before it is used:
 // startOnFreePorts retries). The kernel picks one from its ephemeral range; when that range is
@@ -82,6 +83,10 @@ async function startOnFreePorts(name, count, argsFor, ready, env = {}) {
 
 // Stops every started process: SIGTERM, then SIGKILL after a bound.
 async function stopAll() {
+  // A client a test left connecting (a reconnect in flight) would keep retrying, and this test
+  // process alive, after the servers are gone.
+  for (const c of clients) c.disconnect();
+  clients.clear();
   const waits = [...procs].map((p) => new Promise((resolve) => {
     const t = setTimeout(() => { p.kill('SIGKILL'); resolve(); }, 3000);
     p.once('exit', () => { clearTimeout(t); resolve(); });
@@ -210,10 +215,12 @@ async function signIn(c) {
 }
 
 function client(server, opts = {}) {
-  return new Pusher(APP.key, {
+  const c = new Pusher(APP.key, {
     wsHost: '127.0.0.1', wsPort: server.wsPort, forceTLS: false, enabledTransports: ['ws'],
     cluster: 'mt1', disableStats: true, ...opts,
   });
+  clients.add(c);
+  return c;
 }
 
 function sdk(server, secret = APP.secret) {

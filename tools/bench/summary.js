@@ -44,7 +44,9 @@ for (const [args, t] of byArgs) {
   if (t.relay && t.soketi) {
     const a = headline(t.relay), b = headline(t.soketi);
     if (a.value && b.value) ratio = `${fmt(a.value / b.value, 2)}×`;
-    if (a.p99 && b.p99) ratio += `, p99 ${fmt(b.p99 / a.p99, 1)}× lower`;
+    if (a.p99 && b.p99) {
+      ratio += b.p99 >= a.p99 ? `, p99 ${fmt(b.p99 / a.p99, 1)}× lower` : `, p99 ${fmt(a.p99 / b.p99, 1)}× higher`;
+    }
   }
   console.log(`| \`${args}\` | ${cell(t.relay)} | ${cell(t.soketi)} | ${ratio} | ${cell(t.split)} |`);
 }

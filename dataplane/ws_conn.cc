@@ -232,6 +232,9 @@ WsConn::WsConn(tcp::socket socket, const WsLimits& limits)
 bool WsConn::Accept(const http_bridge::BeastRequest& request, bool allow_deflate,
                     std::weak_ptr<Listener> owner) {
   owner_ = std::move(owner);
+  // Writes go straight to the socket (DoWrite), so it is non-blocking from the first byte on.
+  error_code nb;
+  socket_.non_blocking(true, nb);
   namespace http = boost::beast::http;
   std::string_view key = request[http::field::sec_websocket_key];
   std::string_view version = request[http::field::sec_websocket_version];
@@ -269,9 +272,7 @@ bool WsConn::Accept(const http_bridge::BeastRequest& request, bool allow_deflate
 }
 
 void WsConn::Start(std::string leftover) {
-  error_code ec;
-  socket_.non_blocking(true, ec);
-  if (ec) return Finish();
+  if (!socket_.non_blocking()) return Finish();  // Accept() could not make it so
   if (!leftover.empty() && !Take(leftover.data(), leftover.size())) return;
   WaitReadable();
 }

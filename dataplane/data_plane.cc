@@ -112,11 +112,9 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   if (msg.ack() > 0) {
     last_ack_.store(msg.ack());
     state_.Acked(msg.ack());
-    // Post every advance of the ack, not only while a session is counted as waiting: a session
-    // counts its wait just after sending the delta that announces its new channel, so the ack
-    // can arrive before that, and a publish for the channel can follow it at once (the
-    // subscriber's own subscription_count). Posted now, the ack runs on the session's shard
-    // after the session registered its wait and before that publish, so it is delivered.
+    // Post every advance of the ack: it releases the waits registered before it, on each
+    // shard ahead of any publish the control plane sends after it. A wait registered later
+    // compares against last_ack_ itself (Shard::AwaitAck).
     if (posted_ack_.exchange(msg.ack()) != msg.ack()) {
       for (auto& s : shards_) s->PostAck(msg.ack());
     }

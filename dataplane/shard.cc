@@ -126,9 +126,8 @@ void Shard::PostToUser(std::string app_id, std::string user_id, FramePtr frame,
                        frame = std::move(frame), exclude = std::move(exclude)] {
     auto it = users_.find(key);
     if (it == users_.end()) return;
-    std::vector<Session*> v = it->second;
-    for (Session* s : v) {
-      if (sessions_.contains(s) && (exclude.empty() || s->socket_id() != exclude)) s->Send(frame);
+    for (Session* s : it->second) {  // in place: Send() never changes the index
+      if (exclude.empty() || s->socket_id() != exclude) s->Send(frame);
     }
   });
 }

@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/json.h"
 #include "common/strings.h"
+#include "http-bridge/http_types.h"
 
 namespace relay::dataplane {
 namespace {
@@ -211,9 +211,7 @@ char* Scratch() {
 
 std::string HttpError(int status, std::string_view reason, std::string_view message,
                       std::string_view extra_headers = "") {
-  common::JsonWriter w;
-  w.BeginObject().Key("error").String(message).Key("code").Int(status).EndObject();
-  std::string body = w.Take();
+  std::string body = http_bridge::JsonError(status, message).body;  // the HTTP API's error shape
   return common::StrCat("HTTP/1.1 ", status, " ", reason, "\r\nServer: relay\r\n", extra_headers,
                         "Content-Type: application/json\r\nContent-Length: ", body.size(),
                         "\r\nConnection: close\r\n\r\n", body);

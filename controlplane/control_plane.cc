@@ -149,6 +149,7 @@ void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
 relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
                                           const relay::v1::NodeHello& /*hello*/,
                                           const relay::v1::NodeSnapshot& snapshot) {
+  absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);  // its next connection totals are complete
   Effects fx = cluster_.ApplySnapshot(node_id, snapshot);
   bool first_attach = false;
@@ -177,6 +178,7 @@ relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
 void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) {
   switch (msg.body_case()) {
     case relay::v1::NodeMessage::kDelta: {
+      absl::MutexLock order(&order_mu_);
       Effects fx = cluster_.ApplyDelta(node_id, msg.delta());
       if (fx.node_interest_added) {
         // An empty message carries the ack: the node's new interest is now routed.
@@ -185,21 +187,26 @@ void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::No
       Apply(fx);
       break;
     }
-    case relay::v1::NodeMessage::kSubscribe:
+    case relay::v1::NodeMessage::kSubscribe: {
+      absl::MutexLock order(&order_mu_);
       OnSubscribe(node_id, msg.subscribe());
       break;
+    }
     case relay::v1::NodeMessage::kClientEvent:
       OnClientEvent(node_id, msg.client_event());
       break;
-    case relay::v1::NodeMessage::kSnapshot:
+    case relay::v1::NodeMessage::kSnapshot: {
+      absl::MutexLock order(&order_mu_);
       Apply(cluster_.ApplySnapshot(node_id, msg.snapshot()));
       break;
+    }
     default:
       break;  // heartbeats only refresh liveness (done by the hub)
   }
 }
 
 void ControlPlane::OnDetach(const std::string& node_id) {
+  absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);
   Apply(cluster_.RemoveNode(node_id));
 }
@@ -401,6 +408,7 @@ void ControlPlane::QueueSubscriptionCount(const std::string& app_id, const std::
 }
 
 void ControlPlane::FlushSubscriptionCounts(bool force_all) {
+  absl::MutexLock order(&order_mu_);
   int64_t now = common::NowUnixMs();
   std::vector<std::tuple<std::string, std::string, uint32_t>> due;
   {

@@ -71,8 +71,9 @@ class ControlPlane : private NodeHub::Handler {
   void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) override;
   void OnDetach(const std::string& node_id) override;
 
-  void Apply(const Effects& effects);
-  void OnSubscribe(const std::string& node_id, const relay::v1::SubscribeRequest& request);
+  void Apply(const Effects& effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(order_mu_);
+  void OnSubscribe(const std::string& node_id, const relay::v1::SubscribeRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(order_mu_);
   void OnClientEvent(const std::string& node_id, const relay::v1::ClientEventUp& event);
   void OnAppChanged(const relay::v1::App& app, bool removed);
   void Broadcast(const relay::v1::ControlMessage& msg);
@@ -86,6 +87,13 @@ class ControlPlane : private NodeHub::Handler {
   void FlushConnectionTotals();
   void SendSubscriptionCount(const std::string& app_id, const std::string& channel,
                              uint32_t count);
+
+  // Held from deciding a change of cluster state to handing what it causes (member events,
+  // counts, webhooks, acks) to the hub and the webhook queue. Each node's messages are handled on
+  // its own gRPC thread; without this, two nodes' changes could be announced in the opposite
+  // order to the one in which they were applied (a subscriber told 3, then 2). Taken only at
+  // the top of the node handlers and the count flush, never under another lock.
+  absl::Mutex order_mu_ ABSL_ACQUIRED_BEFORE(count_mu_);
 
   struct CountThrottle {
     int64_t last_sent_ms = 0;

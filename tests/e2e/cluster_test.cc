@@ -86,6 +86,50 @@ TEST(Cluster, StoppedNodeLeavesTheRoster) {
   EXPECT_TRUE(WaitFor([&] { return cluster.cp().hub().NodeIds().size() == 1; }));
 }
 
+// Deltas from different nodes are handled on different gRPC threads; the counts they cause must
+// still leave in the order the control plane decided them. A subscriber sees every total once,
+// rising, and ends on the cluster's total.
+TEST(Cluster, SubscriptionCountsLeaveInTheOrderTheyWereDecided) {
+  constexpr int kNodes = 4;
+  constexpr int kPerNode = 20;  // 81 subscribers: under the 100 above which counts are throttled
+  Cluster cluster(kNodes);
+  relay::v1::UpdateAppRequest r;
+  r.set_app("app-id");
+  r.mutable_changes()->mutable_features()->set_subscription_count(true);
+  r.add_update_mask("features.subscription_count");
+  ASSERT_TRUE(cluster.cp().store().Update(r).ok());
+  auto watcher = cluster.Client(0);
+  ASSERT_TRUE(watcher);
+  ASSERT_NE(cluster.Subscribe(*watcher, "tally"), "");
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < kNodes * kPerNode; ++i) {
+    clients.push_back(cluster.Client(i % kNodes));
+    ASSERT_TRUE(clients.back());
+  }
+  for (auto& c : clients) cluster.SendSubscribe(*c, "tally");  // every node at once
+  const uint32_t total = kNodes * kPerNode + 1;
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.cp().cluster().GetChannel("app-id", "tally").subscription_count() == total; },
+      10s));
+  // Every count the control plane decided was handed to the hub before this marker.
+  ASSERT_TRUE(cluster.Trigger("tally", "marker", "x").ok());
+  std::vector<int> seen;
+  for (;;) {
+    auto f = watcher->Receive();
+    ASSERT_TRUE(f) << "no marker";
+    std::string event = JsonField(*f, "event");
+    if (event == "marker") break;
+    if (event != "pusher_internal:subscription_count") continue;
+    std::string data = JsonField(*f, "data");
+    seen.push_back(std::stoi(data.substr(data.find(':') + 1)));
+  }
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back(), static_cast<int>(total));
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_LT(seen[i - 1], seen[i]) << "count " << seen[i] << " after " << seen[i - 1];
+  }
+}
+
 // A node that re-attaches while the control plane still holds its previous stream (the node saw
 // the link die first: a partition, a hung control plane) keeps what its new attach reported when
 // the control plane finishes the old stream.

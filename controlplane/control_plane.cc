@@ -122,6 +122,10 @@ absl::Status ControlPlane::Start() {
   return absl::OkStatus();
 }
 
+std::shared_ptr<grpc::Channel> ControlPlane::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
 void ControlPlane::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stopping_.HasBeenNotified()) stopping_.Notify();

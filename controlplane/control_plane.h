@@ -55,6 +55,9 @@ class ControlPlane : private NodeHub::Handler {
   void Stop();
 
   uint16_t grpc_port() const { return grpc_port_; }
+  // A channel to this control plane's gRPC server inside the process (no socket); valid after
+  // Start(), for the embedded data plane.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
   const std::string& admin_token() const { return admin_token_; }
   // True when Start() created the default app (first start).
   bool created_default_app() const { return created_default_app_; }

@@ -113,8 +113,15 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
       RELAY_LOG(kWarn, "control-link", "stream to the control plane ended: ",
                 status.error_message());
     }
-    link_->OnStreamDone(welcomed_);
+    // Our reference goes first, and it is never the last one: ControlLink::current_ keeps the
+    // stream until Run() sees the end signalled below. Destroying the stream destroys its
+    // ClientContext, which may drop the last reference to the channel; a channel released on
+    // this gRPC callback thread would tear down gRPC's callback threads from one of them (the
+    // thread cannot join itself, and its completion queue is freed under it).
+    ControlLink* link = link_;
+    bool welcomed = welcomed_;
     self_.reset();
+    link->OnStreamDone(welcomed);
   }
 
   void Cancel() { context_.TryCancel(); }
@@ -199,7 +206,8 @@ void ControlLink::Run() {
     }
     creds = grpc::SslCredentials(ssl);
   }
-  auto channel = grpc::CreateCustomChannel(options_.target, creds, args);
+  auto channel =
+      options_.channel ? options_.channel : grpc::CreateCustomChannel(options_.target, creds, args);
   auto stub = relay::v1::NodeLink::NewStub(channel);
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.min_backoff;

@@ -17,6 +17,10 @@
 #include "dataplane/node_state.h"
 #include "relay/v1/node_link.pb.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace relay::dataplane {
 
 class LinkStream;
@@ -25,6 +29,9 @@ struct ControlLinkOptions {
   std::string target;  // host:port of the control plane's gRPC
   bool tls = false;    // dial with TLS
   std::string tls_ca;  // PEM file of trusted roots for TLS ("" = the system's)
+  // When set, dialled instead of `target` (the one-process `relay` passes the control plane's
+  // in-process channel: the same NodeLink service without a loopback socket).
+  std::shared_ptr<grpc::Channel> channel;
   relay::v1::NodeHello hello;
   std::chrono::milliseconds heartbeat_interval{5000};
   std::chrono::milliseconds min_backoff{200};

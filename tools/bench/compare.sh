@@ -4,6 +4,8 @@
 # to stdout and a summary table to stderr. Every command line it runs is echoed.
 #
 #   tools/bench/compare.sh [quick]     (quick: small sizes, for a smoke run)
+#   COMPARE_SCENARIOS='fanout ...;connect ...' COMPARE_ROUNDS=3 tools/bench/compare.sh
+#                                      (only these scenarios, each alternated that many times)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Relay and the generator run in a network namespace of their own with only loopback, as soketi
@@ -81,20 +83,24 @@ else
              "fanout --connections 2000 --channels 20 --rate 2000 --duration 10 --publishers 16"
              "fanout --connections 2000 --channels 20 --rate 3000 --duration 10 --publishers 16"
              "fanout --connections 5000 --channels 5 --rate 300 --duration 10 --publishers 16"
+             "fanout --connections 5000 --channels 5 --rate 500 --duration 10 --publishers 16"
              "fanout --connections 1 --channels 1 --rate 40000 --duration 5 --publishers 32"
              "presence --connections 500 --channels 10 --duration 3"
              "client-events --connections 200 --channels 20 --rate 2000 --duration 10")
   TARGETS=(relay soketi split)
+  if [[ -n ${COMPARE_SCENARIOS:-} ]]; then IFS=';' read -r -a SCENARIOS <<<"$COMPARE_SCENARIOS"; fi
   bash "$SOKETI" start >&2
 fi
 
 for s in "${SCENARIOS[@]}"; do
+  for _ in $(seq 1 "${COMPARE_ROUNDS:-1}"); do
   for target in "${TARGETS[@]}"; do
     # A fresh server for every run, so runs do not inherit each other's state.
     case $target in relay) start_relay ;; split) start_split ;; esac
     # shellcheck disable=SC2086
     run "$target" $s
     case $target in relay) stop_relay ;; split) stop_split ;; esac
+  done
   done
 done
 [[ $QUICK == quick ]] || bash "$SOKETI" stop >&2

@@ -147,12 +147,12 @@ void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
   } else {
     *msg.mutable_app_upsert() = app;
   }
+  absl::MutexLock order(&order_mu_);  // ordered with the welcome of a node attaching meanwhile
   Broadcast(msg);
 }
 
-relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
-                                          const relay::v1::NodeHello& /*hello*/,
-                                          const relay::v1::NodeSnapshot& snapshot) {
+void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHello& /*hello*/,
+                            const relay::v1::NodeSnapshot& snapshot) {
   absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);  // its next connection totals are complete
   Effects fx = cluster_.ApplySnapshot(node_id, snapshot);
@@ -176,7 +176,11 @@ relay::v1::Welcome ControlPlane::OnAttach(const std::string& node_id,
       std::max<uint32_t>(100, static_cast<uint32_t>(options_.hub.liveness_timeout.count() / 3));
   welcome.set_heartbeat_interval_ms(interval_ms);
   welcome.set_heartbeat_interval_seconds(std::max<uint32_t>(1, interval_ms / 1000));
-  return welcome;
+  // Sent under order_mu_, like app changes (OnAppChanged): a change made after the app list
+  // above was read reaches the node after the welcome, never before it.
+  relay::v1::ControlMessage msg;
+  *msg.mutable_welcome() = std::move(welcome);
+  hub_->Send(node_id, std::move(msg));
 }
 
 void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) {

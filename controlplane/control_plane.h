@@ -69,8 +69,8 @@ class ControlPlane : private NodeHub::Handler {
   Webhooks* webhooks() { return webhooks_.get(); }
 
  private:
-  relay::v1::Welcome OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
-                              const relay::v1::NodeSnapshot& snapshot) override;
+  void OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
+                const relay::v1::NodeSnapshot& snapshot) override;
   void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) override;
   void OnDetach(const std::string& node_id) override;
 

@@ -111,9 +111,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       // Register before the handler runs so that effects of the snapshot can reach this node.
       hub_->Register(node_id_, self_);
       registered_ = true;
-      ControlMessage welcome;
-      *welcome.mutable_welcome() = hub_->handler_->OnAttach(node_id_, hello_, in_.snapshot());
-      Enqueue(std::move(welcome));
+      hub_->handler_->OnAttach(node_id_, hello_, in_.snapshot());
       state_ = State::kAttached;
       RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " attached from ", hello_.address());
     } else {

@@ -34,10 +34,11 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   class Handler {
    public:
     virtual ~Handler() = default;
-    // After hello and snapshot: the node is attached. Returns the Welcome to send.
-    virtual relay::v1::Welcome OnAttach(const std::string& node_id,
-                                        const relay::v1::NodeHello& hello,
-                                        const relay::v1::NodeSnapshot& snapshot) = 0;
+    // After hello and snapshot: the node is attached (registered, so Send reaches it). Must
+    // Send the node its welcome before returning, ordered with every other command the handler
+    // sends (an app change broadcast must not overtake the app list in the welcome).
+    virtual void OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
+                          const relay::v1::NodeSnapshot& snapshot) = 0;
     // Every message after the snapshot.
     virtual void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) = 0;
     // The node's stream ended (or it was cut off); withdraw its state.

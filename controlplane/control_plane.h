@@ -95,7 +95,8 @@ class ControlPlane : private NodeHub::Handler {
   // counts, webhooks, acks) to the hub and the webhook queue. Each node's messages are handled on
   // its own gRPC thread; without this, two nodes' changes could be announced in the opposite
   // order to the one in which they were applied (a subscriber told 3, then 2). Taken only at
-  // the top of the node handlers and the count flush, never under another lock.
+  // the top of the node handlers, the count flush and the app-change broadcast, never under
+  // another lock.
   absl::Mutex order_mu_ ABSL_ACQUIRED_BEFORE(count_mu_);
 
   struct CountThrottle {

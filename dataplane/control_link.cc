@@ -190,25 +190,33 @@ void ControlLink::OnStreamDone(bool /*welcomed*/) {
   stream_done_ = true;
 }
 
-void ControlLink::Run() {
+namespace {
+
+// The channel to the control plane: the one given (in-process), or one dialled to the target.
+std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& options) {
+  if (options.channel) return options.channel;
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.max_backoff.count()));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.max_backoff.count()));
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (options_.tls || !options_.tls_ca.empty()) {
+  if (options.tls || !options.tls_ca.empty()) {
     grpc::SslCredentialsOptions ssl;
-    if (!options_.tls_ca.empty()) {
-      std::ifstream in(options_.tls_ca);
+    if (!options.tls_ca.empty()) {
+      std::ifstream in(options.tls_ca);
       ssl.pem_root_certs.assign(std::istreambuf_iterator<char>(in), {});
     }
     creds = grpc::SslCredentials(ssl);
   }
-  auto channel =
-      options_.channel ? options_.channel : grpc::CreateCustomChannel(options_.target, creds, args);
-  auto stub = relay::v1::NodeLink::NewStub(channel);
+  return grpc::CreateCustomChannel(options.target, creds, args);
+}
+
+}  // namespace
+
+void ControlLink::Run() {
+  auto stub = relay::v1::NodeLink::NewStub(ControlPlaneChannel(options_));
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.min_backoff;
   bool logged_unreachable = false;

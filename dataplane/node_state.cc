@@ -25,6 +25,15 @@ void NodeState::Flush(const std::shared_ptr<const Uplink>& link) {
   if (link) link->flush();
 }
 
+void NodeState::Report(absl::FunctionRef<relay::v1::StateDelta()> change) {
+  std::shared_ptr<const Uplink> flush;
+  {
+    absl::MutexLock lock(&mu_);
+    EmitDelta(change(), &flush);
+  }
+  Flush(flush);
+}
+
 uint64_t NodeState::ChannelChanged(const std::string& app_id, const std::string& channel,
                                    int delta) {
   std::shared_ptr<const Uplink> flush;
@@ -58,53 +67,41 @@ void NodeState::PresenceJoined(const relay::v1::PresenceSocket& socket) {
 }
 
 void NodeState::PresenceLeft(const relay::v1::PresenceSocket& socket) {
-  std::shared_ptr<const Uplink> flush;
-  {
-    absl::MutexLock lock(&mu_);
+  Report([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     presence_.erase({socket.app_id(), socket.channel(), socket.socket_id()});
     relay::v1::StateDelta d;
     *d.add_presence_left() = socket;
-    EmitDelta(std::move(d), &flush);
-  }
-  Flush(flush);
+    return d;
+  });
 }
 
 void NodeState::SignedIn(const relay::v1::SignedInSocket& socket) {
-  std::shared_ptr<const Uplink> flush;
-  {
-    absl::MutexLock lock(&mu_);
+  Report([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     signed_in_[socket.socket_id()] = socket;
     relay::v1::StateDelta d;
     *d.add_signed_in() = socket;
-    EmitDelta(std::move(d), &flush);
-  }
-  Flush(flush);
+    return d;
+  });
 }
 
 void NodeState::SignedOut(const relay::v1::SignedInSocket& socket) {
-  std::shared_ptr<const Uplink> flush;
-  {
-    absl::MutexLock lock(&mu_);
+  Report([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     signed_in_.erase(socket.socket_id());
     relay::v1::StateDelta d;
     *d.add_signed_out() = socket;
-    EmitDelta(std::move(d), &flush);
-  }
-  Flush(flush);
+    return d;
+  });
 }
 
 void NodeState::ConnectionChanged(const std::string& app_id, int delta) {
-  std::shared_ptr<const Uplink> flush;
-  {
-    absl::MutexLock lock(&mu_);
+  Report([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     uint64_t& n = app_connections_[app_id];
     n = static_cast<uint64_t>(static_cast<int64_t>(n) + delta);
     relay::v1::StateDelta d;
     (*d.mutable_app_connections())[app_id] = n;
     if (n == 0) app_connections_.erase(app_id);
-    EmitDelta(std::move(d), &flush);
-  }
-  Flush(flush);
+    return d;
+  });
 }
 
 bool NodeState::SendUp(relay::v1::NodeMessage msg) {

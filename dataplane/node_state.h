@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "relay/v1/node_link.pb.h"
 
@@ -93,6 +94,8 @@ class NodeState {
   uint64_t EmitDelta(relay::v1::StateDelta delta, std::shared_ptr<const Uplink>* flush)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Flush(const std::shared_ptr<const Uplink>& link);
+  // Runs `change` under the lock, queues the delta it returns, and flushes after the lock.
+  void Report(absl::FunctionRef<relay::v1::StateDelta()> change);
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const Uplink> uplink_ ABSL_GUARDED_BY(mu_);

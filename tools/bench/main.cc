@@ -187,7 +187,6 @@ class Client : public std::enable_shared_from_this<Client> {
   // for 60 s, enough to exhaust loopback source ports for the next run.
   void Close() {
     beast::error_code ec;
-    // Reset rather than close: the generator leaves no TIME_WAIT sockets behind.
     sock_.set_option(net::socket_base::linger(true, 0), ec);
     sock_.close(ec);
   }

@@ -82,10 +82,9 @@ int Run(int argc, char** argv) {
     std::cerr << "relay: " << st.message() << "\n";
     return 1;
   }
-  // The embedded data plane trusts the control plane's own certificate when TLS is on.
-  dpo.control_plane_ca = cpo.grpc_tls_cert;
+  // Same NodeLink contract as a remote data plane, without the loopback socket (so without TLS);
+  // the address only names the control plane in the data plane's log.
   dpo.control_plane = common::StrCat(host == "0.0.0.0" ? "127.0.0.1" : host, ":", cp.grpc_port());
-  // Same NodeLink contract as a remote data plane, without the loopback socket.
   dpo.control_plane_channel = cp.InProcessChannel();
   http_bridge::HttpApi http_api(cp.api(), cp.store(), proxies);
   dataplane::DataPlane dp(dpo, http_api.Handler());

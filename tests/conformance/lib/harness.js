@@ -96,12 +96,12 @@ async function stopAll() {
   procs.clear();
 }
 
-// relay in one process. Returns { wsPort, httpPort, grpcPort, dataDir }.
+// relay in one process. Returns { wsPort, httpPort, grpcPort, dataDir, proc }.
 async function startRelay(extra = []) {
   const dataDir = tempDir();
-  const { ports: [port, grpcPort] } = await startOnFreePorts('relay', 2,
+  const { ports: [port, grpcPort], proc } = await startOnFreePorts('relay', 2,
     ([p, g]) => ['--port', p, '--grpc-port', g, '--data-dir', dataDir, ...extra], 'relay ready');
-  return { wsPort: port, httpPort: port, grpcPort, dataDir };
+  return { wsPort: port, httpPort: port, grpcPort, dataDir, proc };
 }
 
 // relay-controlplane + relay-dataplane n1 as two processes (`dpEnv`: extra environment of the

@@ -1,6 +1,7 @@
 #include "common/flags.h"
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "common/strings.h"
@@ -162,6 +163,17 @@ std::string FlagSet::Usage() const {
   common::StrAppend(&out, "  --help\n      Print this help and exit.\n");
   if (!epilog_.empty()) common::StrAppend(&out, "\n", epilog_, "\n");
   return out;
+}
+
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(StrCat("cannot read ", path));
+  std::string line;
+  std::getline(in, line);
+  size_t begin = line.find_first_not_of(" \t\r\n");
+  size_t end = line.find_last_not_of(" \t\r\n");
+  if (begin == std::string::npos) return absl::InvalidArgumentError(StrCat(path, " is empty"));
+  return line.substr(begin, end - begin + 1);
 }
 
 }  // namespace relay::common

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace relay::common {
 
@@ -60,5 +61,9 @@ class FlagSet {
   std::vector<Flag> flags_;
   bool help_requested_ = false;
 };
+
+// The first line of a file that holds a secret (a token file), without surrounding whitespace.
+// Errors name the file, never its content.
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path);
 
 }  // namespace relay::common

@@ -26,6 +26,9 @@ constexpr const char* kMigrations[] = {
     // 3: messages per app per UTC day (daily quotas survive restarts).
     "CREATE TABLE daily_usage (app_id TEXT NOT NULL, day TEXT NOT NULL,"
     " messages INTEGER NOT NULL, PRIMARY KEY (app_id, day));",
+    // 4: node credentials (NodeLink.Attach), stored hashed.
+    "CREATE TABLE node_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, node_id TEXT NOT NULL,"
+    " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);",
 };
 
 // RAII prepared statement.
@@ -156,6 +159,16 @@ absl::Status AppStore::LoadAll() {
     revision_ = std::max(revision_, app.revision());
     key_to_id_[app.key()] = app.id();
     apps_[app.id()] = std::move(app);
+  }
+  Stmt n(db_, "SELECT id, name, node_id, hash, created_ms FROM node_tokens;");
+  if (!n.ok()) return SqlError(db_, "loading node credentials");
+  while (n.Step() == SQLITE_ROW) {
+    relay::v1::NodeToken t;
+    t.set_id(n.Text(0));
+    t.set_name(n.Text(1));
+    t.set_node_id(n.Text(2));
+    t.set_created_unix_ms(n.Int(4));
+    node_tokens_[n.Text(3)] = std::move(t);
   }
   return absl::OkStatus();
 }
@@ -486,6 +499,81 @@ std::optional<std::string> AppStore::VerifyToken(std::string_view token) {
   Stmt u(db_, "UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2;");
   u.Bind(1, now).Bind(2, id).Step();
   return app_id;
+}
+
+absl::StatusOr<relay::v1::CreateNodeTokenResponse> AppStore::CreateNodeToken(
+    std::string name, std::string node_id) {
+  if (name.empty() || name.size() > 128) {
+    return absl::InvalidArgumentError("a node credential needs a name of at most 128 characters");
+  }
+  if (!node_id.empty() && !ValidCredential(node_id)) {
+    return absl::InvalidArgumentError(
+        common::StrCat("a node id is 1-128 characters of [A-Za-z0-9._-], got '", node_id, "'"));
+  }
+  relay::v1::CreateNodeTokenResponse out;
+  auto* t = out.mutable_token();
+  t->set_id(common::StrCat("nt_", common::RandomHex(6)));
+  t->set_name(std::move(name));
+  t->set_node_id(std::move(node_id));
+  t->set_created_unix_ms(common::NowUnixMs());
+  out.set_secret(common::StrCat("rln_", common::RandomHex(24)));
+  std::string hash = common::Sha256Hex(out.secret());
+  absl::MutexLock lock(&mu_);
+  Stmt s(db_, "INSERT INTO node_tokens (id, name, node_id, hash, created_ms) "
+              "VALUES (?1, ?2, ?3, ?4, ?5);");
+  if (s.Bind(1, t->id())
+          .Bind(2, t->name())
+          .Bind(3, t->node_id())
+          .Bind(4, hash)
+          .Bind(5, t->created_unix_ms())
+          .Step() != SQLITE_DONE) {
+    return SqlError(db_, "saving node credential");
+  }
+  node_tokens_[hash] = *t;
+  return out;
+}
+
+std::vector<relay::v1::NodeToken> AppStore::ListNodeTokens() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<relay::v1::NodeToken> out;
+  for (const auto& [hash, t] : node_tokens_) out.push_back(t);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id() < b.id(); });
+  return out;
+}
+
+absl::Status AppStore::RevokeNodeToken(std::string_view token_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt s(db_, "DELETE FROM node_tokens WHERE id = ?1;");
+  if (s.Bind(1, token_id).Step() != SQLITE_DONE) return SqlError(db_, "revoking node credential");
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(common::StrCat("node credential '", token_id, "' not found"));
+  }
+  for (auto it = node_tokens_.begin(); it != node_tokens_.end(); ++it) {
+    if (it->second.id() == token_id) {
+      node_tokens_.erase(it);
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::optional<relay::v1::NodeToken> AppStore::VerifyNodeToken(std::string_view token) {
+  // The hash is the lookup key, so no secret comparison happens in user space; the table is in
+  // memory, so an attach never waits for SQLite.
+  std::string hash = common::Sha256Hex(token);
+  absl::MutexLock lock(&mu_);
+  auto it = node_tokens_.find(hash);
+  if (it == node_tokens_.end()) return std::nullopt;
+  it->second.set_last_used_unix_ms(common::NowUnixMs());
+  return it->second;
+}
+
+bool AppStore::NodeTokenExists(std::string_view token_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [hash, t] : node_tokens_) {
+    if (t.id() == token_id) return true;
+  }
+  return false;
 }
 
 }  // namespace relay::controlplane

@@ -64,6 +64,16 @@ class AppStore {
   // stored is ignored, so writers racing each other keep the largest.
   absl::Status SaveUsage(const std::string& day, const std::string& app_id, uint64_t messages);
 
+  // Node credentials (NodeLink.Attach). The token text is returned once by CreateNodeToken and
+  // stored only as a SHA-256 hash; verification reads memory only.
+  absl::StatusOr<relay::v1::CreateNodeTokenResponse> CreateNodeToken(std::string name,
+                                                                     std::string node_id);
+  std::vector<relay::v1::NodeToken> ListNodeTokens() const;
+  absl::Status RevokeNodeToken(std::string_view token_id);
+  // The credential `token` belongs to (recording the use), or nullopt.
+  std::optional<relay::v1::NodeToken> VerifyNodeToken(std::string_view token);
+  bool NodeTokenExists(std::string_view token_id) const;
+
 
  private:
   explicit AppStore(sqlite3* db);
@@ -83,6 +93,8 @@ class AppStore {
   absl::flat_hash_map<std::string, std::string> key_to_id_ ABSL_GUARDED_BY(mu_);
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   std::string usage_pruned_day_ ABSL_GUARDED_BY(mu_);  // the day old usage rows were last pruned
+  // Node credentials by the SHA-256 hex of their token.
+  absl::flat_hash_map<std::string, relay::v1::NodeToken> node_tokens_ ABSL_GUARDED_BY(mu_);
   Listener listener_;
 };
 

@@ -277,6 +277,13 @@ std::vector<std::string> ClusterState::NodesWithInterest(
   return {out.begin(), out.end()};
 }
 
+bool ClusterState::NodeHasChannel(const std::string& node_id, const std::string& app_id,
+                                  const std::string& channel) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = channel_nodes_.find(Key{app_id, channel});
+  return it != channel_nodes_.end() && it->second.contains(node_id);
+}
+
 std::vector<std::string> ClusterState::NodesWithUser(const std::string& app_id,
                                                      const std::string& user_id) const {
   absl::ReaderMutexLock lock(&mu_);

@@ -69,6 +69,9 @@ class ClusterState {
   // Nodes that have at least one subscriber of any of `channels` of `app_id`.
   std::vector<std::string> NodesWithInterest(const std::string& app_id,
                                              const std::vector<std::string>& channels) const;
+  // Whether `node_id` reported at least one subscriber of the channel.
+  bool NodeHasChannel(const std::string& node_id, const std::string& app_id,
+                      const std::string& channel) const;
   // Nodes where `user_id` has a signed-in socket.
   std::vector<std::string> NodesWithUser(const std::string& app_id,
                                          const std::string& user_id) const;

@@ -41,11 +41,43 @@ absl::Status ControlPlane::LoadOrCreateAdminToken() {
   return absl::OkStatus();
 }
 
+absl::Status ControlPlane::CreateDefaultNodeToken() {
+  std::string path = options_.data_dir + "/node.token";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return absl::OkStatus();
+  auto created = store_->CreateNodeToken("default", "");
+  if (!created.ok()) return created.status();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    ::chmod(tmp.c_str(), 0600);
+    out << created->secret() << "\n";
+    if (!out) return absl::InternalError(common::StrCat("cannot write ", tmp));
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(common::StrCat("cannot write ", path, ": ", ec.message()));
+  RELAY_LOG(kInfo, "controlplane", "created the default node credential ", created->token().id(),
+            " in ", path, " (mode 0600)");
+  return absl::OkStatus();
+}
+
+std::optional<relay::v1::NodeToken> ControlPlane::AuthenticateNode(std::string_view token) {
+  if (common::ConstantTimeEquals(token, in_process_node_token_)) {
+    relay::v1::NodeToken in_process;
+    in_process.set_id("in-process");
+    in_process.set_name("the data plane of this process");
+    return in_process;
+  }
+  return store_->VerifyNodeToken(token);
+}
+
 absl::Status ControlPlane::Start() {
   auto store = AppStore::Open(options_.data_dir);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
   if (auto st = LoadOrCreateAdminToken(); !st.ok()) return st;
+  if (auto st = CreateDefaultNodeToken(); !st.ok()) return st;
+  in_process_node_token_ = common::StrCat("rln_", common::RandomHex(24));
   if (store_->List().empty()) {
     relay::v1::CreateAppRequest req;
     req.set_name("default");
@@ -66,7 +98,9 @@ absl::Status ControlPlane::Start() {
     if (auto st = webhooks_->Open(); !st.ok()) return st;
     webhooks_->Start();
   }
-  hub_ = std::make_unique<NodeHub>(options_.hub, static_cast<NodeHub::Handler*>(this));
+  NodeHubOptions hub_options = options_.hub;
+  hub_options.authenticate = [this](std::string_view token) { return AuthenticateNode(token); };
+  hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
   store_->SetListener([this](const relay::v1::App& app, bool removed) {
     OnAppChanged(app, removed);
@@ -75,6 +109,23 @@ absl::Status ControlPlane::Start() {
   admin_service_ =
       MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
 
+  if (auto st = StartServers(); !st.ok()) return st;
+  sweeper_ = std::thread([this] {
+    constexpr int kTicksPerSweep = 5;  // 500 ms
+    int tick = 0;
+    while (!stopping_.WaitForNotificationWithTimeout(
+        absl::FromChrono(ConnectionTotals::kFlushInterval))) {
+      FlushConnectionTotals();
+      if (++tick % kTicksPerSweep != 0) continue;
+      hub_->SweepDeadNodes();
+      FlushSubscriptionCounts(false);
+      PruneCacheMisses();
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status ControlPlane::StartServers() {
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!options_.grpc_tls_cert.empty() || !options_.grpc_tls_key.empty()) {
     auto read = [](const std::string& path, std::string* out) {
@@ -92,38 +143,57 @@ absl::Status ControlPlane::Start() {
     ssl.pem_key_cert_pairs.push_back(std::move(pair));
     creds = grpc::SslServerCredentials(ssl);
   }
-  grpc::ServerBuilder builder;
+  bool separate = options_.internal_grpc_separate || options_.internal_grpc_port != 0;
+  // Builds one server on host:port with `services`; `port` is what it bound.
+  auto build = [&](const std::string& host, uint16_t want, std::vector<grpc::Service*> services,
+                   int* port) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(common::StrCat(host, ":", want), creds, port);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    // A second control plane on the same port must fail to start, not share it silently.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    // Explicit, so that both ends of the node link agree (node_link.proto); a server without
+    // the node link keeps gRPC's 4 MiB default.
+    if (std::find(services.begin(), services.end(), hub_.get()) != services.end()) {
+      builder.SetMaxReceiveMessageSize(common::kNodeLinkMaxMessageBytes);
+      builder.SetMaxSendMessageSize(common::kNodeLinkMaxMessageBytes);
+    }
+    for (auto* service : services) builder.RegisterService(service);
+    return builder.BuildAndStart();
+  };
   int port = 0;
-  builder.AddListeningPort(common::StrCat(options_.host, ":", options_.grpc_port), creds, &port);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // A second control plane on the same port must fail to start, not share it silently.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.RegisterService(hub_.get());
-  builder.RegisterService(channels_service_.get());
-  builder.RegisterService(admin_service_.get());
-  server_ = builder.BuildAndStart();
+  std::vector<grpc::Service*> public_services = {channels_service_.get()};
+  if (!separate) {
+    public_services.push_back(hub_.get());
+    public_services.push_back(admin_service_.get());
+  }
+  server_ = build(options_.host, options_.grpc_port, public_services, &port);
   if (!server_ || port == 0) {
     return absl::UnavailableError(common::StrCat("cannot listen for gRPC on ", options_.host, ":",
                                                options_.grpc_port));
   }
   grpc_port_ = static_cast<uint16_t>(port);
-  sweeper_ = std::thread([this] {
-    constexpr int kTicksPerSweep = 5;  // 500 ms
-    int tick = 0;
-    while (!stopping_.WaitForNotificationWithTimeout(
-        absl::FromChrono(ConnectionTotals::kFlushInterval))) {
-      FlushConnectionTotals();
-      if (++tick % kTicksPerSweep != 0) continue;
-      hub_->SweepDeadNodes();
-      FlushSubscriptionCounts(false);
+  internal_grpc_port_ = grpc_port_;
+  if (separate) {
+    int internal_port = 0;
+    internal_server_ = build(options_.internal_host, options_.internal_grpc_port,
+                             {hub_.get(), admin_service_.get()}, &internal_port);
+    if (!internal_server_ || internal_port == 0) {
+      return absl::UnavailableError(common::StrCat("cannot listen for internal gRPC on ",
+                                                 options_.internal_host, ":",
+                                                 options_.internal_grpc_port));
     }
-  });
+    internal_grpc_port_ = static_cast<uint16_t>(internal_port);
+  }
   return absl::OkStatus();
 }
 
 std::shared_ptr<grpc::Channel> ControlPlane::InProcessChannel() {
-  return server_->InProcessChannel(grpc::ChannelArguments());
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(common::kNodeLinkMaxMessageBytes);
+  args.SetMaxSendMessageSize(common::kNodeLinkMaxMessageBytes);
+  return (internal_server_ ? internal_server_ : server_)->InProcessChannel(args);
 }
 
 void ControlPlane::Stop() {
@@ -132,6 +202,9 @@ void ControlPlane::Stop() {
   if (sweeper_.joinable()) sweeper_.join();
   if (hub_) hub_->CloseAll();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (internal_server_) {
+    internal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
   if (webhooks_) webhooks_->Stop();
 }
 
@@ -255,7 +328,7 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
       {
         absl::MutexLock lock(&announce_mu_);
         int64_t& last = last_cache_miss_[{request.app_id(), request.channel()}];
-        if (now - last >= 5000) {
+        if (now - last >= kCacheMissIntervalMs) {
           last = now;
           emit = true;
         }
@@ -272,8 +345,35 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
   Apply(fx);
 }
 
+void ControlPlane::PruneCacheMisses() {
+  int64_t now = common::NowUnixMs();
+  absl::MutexLock lock(&announce_mu_);
+  for (auto it = last_cache_miss_.begin(); it != last_cache_miss_.end();) {
+    it = now - it->second >= kCacheMissIntervalMs ? last_cache_miss_.erase(it) : std::next(it);
+  }
+}
+
 void ControlPlane::OnClientEvent(const std::string& node_id,
                                  const relay::v1::ClientEventUp& event) {
+  // The node validated the event against the app's settings; check again what it cannot have
+  // got right unless it is faithful (node_validation.h checked the shape already).
+  auto app = store_->Find(event.app_id());
+  const char* refused = nullptr;
+  if (!app || !app->enabled()) {
+    refused = "unknown or disabled app";
+  } else if (!app->features().client_events()) {
+    refused = "client events are disabled for the app";
+  } else if (event.data_json().size() > app->limits().max_event_payload_bytes()) {
+    refused = "data larger than the app's limit";
+  } else if (!cluster_.NodeHasChannel(node_id, event.app_id(), event.channel())) {
+    refused = "the node has no subscriber of the channel";
+  }
+  if (refused != nullptr) {
+    client_events_refused_.fetch_add(1, std::memory_order_relaxed);
+    RELAY_LOG(kDebug, "controlplane", "dropped a client event from node ", node_id, ": ",
+              refused);
+    return;
+  }
   relay::v1::Publish publish;
   publish.set_app_id(event.app_id());
   publish.add_channels(event.channel());

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <map>
+#include <optional>
 #include <set>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
+#include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
@@ -31,6 +33,12 @@ namespace relay::controlplane {
 struct ControlPlaneOptions {
   std::string host = "127.0.0.1";
   uint16_t grpc_port = 50051;  // 0 picks a free port
+  // When set (`internal_grpc_port` > 0, or `internal_grpc_separate` with 0 for a free port), the
+  // node link (NodeLink) and the admin API (Admin) are served only on this address, and the
+  // public port serves only the public API (Channels). Otherwise all three share `grpc_port`.
+  std::string internal_host = "127.0.0.1";
+  uint16_t internal_grpc_port = 0;
+  bool internal_grpc_separate = false;
   std::string data_dir = "./relay-data";
   // Created on first start when the store has no app.
   std::string default_app_id = "app-id";
@@ -55,6 +63,11 @@ class ControlPlane : private NodeHub::Handler {
   void Stop();
 
   uint16_t grpc_port() const { return grpc_port_; }
+  // The port serving NodeLink and Admin (== grpc_port() unless they are separate).
+  uint16_t internal_grpc_port() const { return internal_grpc_port_; }
+  // The credential the in-process data plane presents (valid for this process only, never
+  // written anywhere).
+  const std::string& in_process_node_token() const { return in_process_node_token_; }
   // A channel to this control plane's gRPC server inside the process (no socket); valid after
   // Start(), for the embedded data plane.
   std::shared_ptr<grpc::Channel> InProcessChannel();
@@ -78,9 +91,17 @@ class ControlPlane : private NodeHub::Handler {
   void OnSubscribe(const std::string& node_id, const relay::v1::SubscribeRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(order_mu_);
   void OnClientEvent(const std::string& node_id, const relay::v1::ClientEventUp& event);
+  // Forgets cache_miss announcements older than the interval (the map stays bounded by the
+  // misses of the last interval).
+  void PruneCacheMisses();
+  static constexpr int64_t kCacheMissIntervalMs = 5000;
   void OnAppChanged(const relay::v1::App& app, bool removed);
   void Broadcast(const relay::v1::ControlMessage& msg);
   absl::Status LoadOrCreateAdminToken();
+  // Creates the default node credential and `<data dir>/node.token` on first start.
+  absl::Status CreateDefaultNodeToken();
+  std::optional<relay::v1::NodeToken> AuthenticateNode(std::string_view token);
+  absl::Status StartServers();
   // subscription_count events: every change for channels of up to 100 subscribers; above that at
   // most one per 5 s per channel, always ending with the latest value (Pusher's rule).
   void QueueSubscriptionCount(const std::string& app_id, const std::string& channel,
@@ -128,12 +149,17 @@ class ControlPlane : private NodeHub::Handler {
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> internal_server_;  // null unless NodeLink/Admin are separate
   std::string admin_token_;
+  std::string in_process_node_token_;
   uint16_t grpc_port_ = 0;
+  uint16_t internal_grpc_port_ = 0;
   bool created_default_app_ = false;
   std::thread sweeper_;
   absl::Notification stopping_;
   std::atomic<bool> stopped_{false};
+  // Client events a node relayed that the app's settings or the node's own state refuse.
+  std::atomic<uint64_t> client_events_refused_{0};
 };
 
 }  // namespace relay::controlplane

@@ -6,6 +6,7 @@
 
 #include "common/strings.h"
 #include "common/crypto.h"
+#include "common/log.h"
 #include "common/time.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
@@ -53,13 +54,18 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   explicit ChannelsService(Api& api) : api_(api) {}
 
  private:
-  // Resolves the app and checks the caller's credentials for it. As over HTTP, the app comes
-  // first: unknown is NOT_FOUND and disabled PERMISSION_DENIED whatever the metadata
-  // (docs/http-api.md).
+  // Resolves the app and checks the caller's credentials for it. A call that carries no
+  // credential at all is UNAUTHENTICATED before anything is read (a stranger learns nothing,
+  // not even whether an app exists); with credentials the app comes first, as over HTTP:
+  // unknown is NOT_FOUND and disabled PERMISSION_DENIED (docs/http-api.md).
   absl::StatusOr<relay::v1::App> Authorize(CallbackServerContext* ctx, const std::string& app) {
+    Credentials c{Metadata(ctx, "x-relay-key"), Metadata(ctx, "x-relay-secret"), Bearer(ctx)};
+    if (c.key.empty() && c.secret.empty() && c.bearer_token.empty()) {
+      return absl::UnauthenticatedError(
+          "missing credentials: give key and secret, a bearer token, or an HMAC signature");
+    }
     auto resolved = api_.ResolveApp(app);
     if (!resolved.ok()) return resolved.status();
-    Credentials c{Metadata(ctx, "x-relay-key"), Metadata(ctx, "x-relay-secret"), Bearer(ctx)};
     if (auto st = api_.CheckCredentials(*resolved, c); !st.ok()) return st;
     return resolved;
   }
@@ -159,17 +165,51 @@ class AdminService final : public relay::v1::Admin::CallbackService {
         token_(std::move(admin_token)) {}
 
  private:
-  template <typename Fn>
-  ServerUnaryReactor* Run(CallbackServerContext* ctx, Fn fn) {
+  absl::Status CheckToken(CallbackServerContext* ctx) const {
     std::string given = Bearer(ctx);
     if (given.empty()) {
-      return Done(ctx, absl::UnauthenticatedError(
-                           "missing admin token (authorization: Bearer <token>)"));
+      return absl::UnauthenticatedError("missing admin token (authorization: Bearer <token>)");
     }
     if (!common::ConstantTimeEquals(given, token_)) {
-      return Done(ctx, absl::UnauthenticatedError("invalid admin token"));
+      return absl::UnauthenticatedError("invalid admin token");
     }
+    return absl::OkStatus();
+  }
+
+  template <typename Fn>
+  ServerUnaryReactor* Run(CallbackServerContext* ctx, Fn fn) {
+    if (auto st = CheckToken(ctx); !st.ok()) return Done(ctx, st);
     return Done(ctx, fn());
+  }
+
+  ServerUnaryReactor* CreateNodeToken(CallbackServerContext* ctx,
+                                      const relay::v1::CreateNodeTokenRequest* req,
+                                      relay::v1::CreateNodeTokenResponse* resp) override {
+    return Run(ctx, [&] {
+      auto t = store_.CreateNodeToken(req->name(), req->node_id());
+      if (!t.ok()) return t.status();
+      *resp = *t;
+      RELAY_LOG(kInfo, "admin", "node credential ", resp->token().id(), " created");
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* ListNodeTokens(CallbackServerContext* ctx,
+                                     const relay::v1::ListNodeTokensRequest*,
+                                     relay::v1::ListNodeTokensResponse* resp) override {
+    return Run(ctx, [&] {
+      for (auto& t : store_.ListNodeTokens()) *resp->add_tokens() = std::move(t);
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* RevokeNodeToken(CallbackServerContext* ctx,
+                                      const relay::v1::RevokeNodeTokenRequest* req,
+                                      relay::v1::RevokeNodeTokenResponse*) override {
+    return Run(ctx, [&] {
+      if (auto st = store_.RevokeNodeToken(req->token_id()); !st.ok()) return st;
+      hub_.DisconnectCredential(req->token_id());
+      RELAY_LOG(kInfo, "admin", "node credential ", req->token_id(), " revoked");
+      return absl::OkStatus();
+    });
   }
 
   ServerUnaryReactor* ListApps(CallbackServerContext* ctx, const relay::v1::ListAppsRequest*,
@@ -345,12 +385,9 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                                    const relay::v1::TestWebhooksRequest* req,
                                    relay::v1::TestWebhooksResponse* resp) override {
     // Test requests block on the endpoints (bounded by the request timeout each), so they run
-    // off gRPC's callback threads.
+    // off gRPC's callback threads. The token is checked before anything is read.
+    if (auto st = CheckToken(ctx); !st.ok()) return Done(ctx, st);
     auto a = WebhookApp(req->app());
-    std::string given = Bearer(ctx);
-    if (given.empty() || !common::ConstantTimeEquals(given, token_)) {
-      return Done(ctx, absl::UnauthenticatedError("missing or invalid admin token"));
-    }
     if (!a.ok()) return Done(ctx, a.status());
     auto* reactor = ctx->DefaultReactor();
     std::thread([this, reactor, resp, app_id = a->id()] {

@@ -19,7 +19,8 @@ std::atomic<uint64_t> g_commands_sent{0};
 // reference while registered). Reactions run on gRPC threads and never block.
 class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
  public:
-  NodeStream(NodeHub* hub, const NodeHubOptions& options) : hub_(hub), options_(options) {}
+  NodeStream(NodeHub* hub, const NodeHubOptions& options, relay::v1::NodeToken credential)
+      : hub_(hub), options_(options), credential_(std::move(credential)) {}
 
   void Start(std::shared_ptr<NodeStream> self) {
     self_ = std::move(self);
@@ -91,32 +92,14 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     }
     last_rx_ms_ = common::NowUnixMs();
     in_seq_ = in_.seq();
-    if (state_ == State::kHello) {
-      if (!in_.has_hello() || in_.hello().node_id().empty()) {
-        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                "the first message must be hello with a node_id"));
-        return;
-      }
-      hello_ = in_.hello();
-      node_id_ = hello_.node_id();
-      state_ = State::kSnapshot;
-    } else if (state_ == State::kSnapshot) {
-      if (!in_.has_snapshot()) {
-        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                "the second message must be the snapshot"));
-        return;
-      }
-      SetLoad(in_.snapshot().load());
-      attached_ms_ = common::NowUnixMs();
-      // Register before the handler runs so that effects of the snapshot can reach this node.
-      hub_->Register(node_id_, self_);
-      registered_ = true;
-      hub_->handler_->OnAttach(node_id_, hello_, in_.snapshot());
-      state_ = State::kAttached;
-      RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " attached from ", hello_.address());
-    } else {
-      if (in_.has_heartbeat()) SetLoad(in_.heartbeat().load());
-      hub_->handler_->OnNodeMessage(node_id_, in_);
+    if (auto st = Handle(); !st.ok()) {
+      // A node that breaks the link's rules is cut off; its re-attach starts from a snapshot.
+      hub_->counters_.invalid_messages.fetch_add(1, std::memory_order_relaxed);
+      RELAY_LOG(kWarn, "node-hub", "node ", node_id_.empty() ? "(before hello)" : node_id_,
+                ": ", st.message(), "; ending its stream");
+      FinishOnce(grpc::Status(static_cast<grpc::StatusCode>(st.code()),
+                              std::string(st.message())));
+      return;
     }
     {
       absl::MutexLock lock(&mu_);
@@ -128,6 +111,69 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   }
 
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+  // Validates and applies the message just read (in_).
+  absl::Status Handle() {
+    if (state_ == State::kHello) {
+      if (!in_.has_hello()) return absl::InvalidArgumentError("the first message must be hello");
+      if (auto st = ValidateHello(in_.hello(), options_.limits); !st.ok()) return st;
+      if (!credential_.node_id().empty() && credential_.node_id() != in_.hello().node_id()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "credential ", credential_.id(), " may attach node '", credential_.node_id(),
+            "' only, not '", in_.hello().node_id(), "'"));
+      }
+      hello_ = in_.hello();
+      node_id_ = hello_.node_id();
+      state_ = State::kSnapshot;
+      return absl::OkStatus();
+    }
+    if (auto st = ValidateNodeMessage(in_, options_.limits); !st.ok()) return st;
+    if (in_.has_snapshot()) {
+      // Parts accumulate until the last one; the handler sees the whole snapshot once.
+      if (!pending_) pending_.emplace();
+      pending_->MergeFrom(in_.snapshot());
+      if (auto st = ValidateSnapshotSize(*pending_); !st.ok()) return st;
+      if (in_.snapshot().more()) return absl::OkStatus();
+      pending_->set_more(false);
+      *in_.mutable_snapshot() = std::move(*pending_);
+      pending_.reset();
+    } else if (pending_) {
+      return absl::InvalidArgumentError("a snapshot part must be followed by the next part");
+    }
+    if (state_ == State::kSnapshot) {
+      if (!in_.has_snapshot()) {
+        return absl::InvalidArgumentError("the second message must be the snapshot");
+      }
+      SetLoad(in_.snapshot().load());
+      attached_ms_ = common::NowUnixMs();
+      // Register before the handler runs so that effects of the snapshot can reach this node.
+      if (!hub_->Register(node_id_, self_)) {
+        hub_->counters_.takeovers_refused.fetch_add(1, std::memory_order_relaxed);
+        return absl::AlreadyExistsError(absl::StrCat(
+            "node '", node_id_, "' is attached with another credential; a node id can be taken "
+            "over only with the same credential or one bound to that id"));
+      }
+      registered_ = true;
+      hub_->handler_->OnAttach(node_id_, hello_, in_.snapshot());
+      state_ = State::kAttached;
+      RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " attached from ", hello_.address(),
+                " with credential ", credential_.id());
+      return absl::OkStatus();
+    }
+    if (in_.has_heartbeat()) SetLoad(in_.heartbeat().load());
+    hub_->handler_->OnNodeMessage(node_id_, in_);
+    return absl::OkStatus();
+  }
+
+  absl::Status ValidateSnapshotSize(const relay::v1::NodeSnapshot& s) const {
+    size_t entries = static_cast<size_t>(s.channels_size()) + s.presence_size() +
+                     s.users_size() + s.app_connections_size();
+    if (entries > options_.limits.max_snapshot_entries) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "node link: snapshot of more than ", options_.limits.max_snapshot_entries, " entries"));
+    }
+    return absl::OkStatus();
+  }
 
   void OnDone() override {
     // A stream replaced by a newer attach of the same node withdraws nothing: the newer
@@ -193,14 +239,17 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
 
   int64_t last_rx_ms() const { return last_rx_ms_; }
   void set_draining() { draining_ = true; }
+  const relay::v1::NodeToken& credential() const { return credential_; }
 
  private:
   enum class State { kHello, kSnapshot, kAttached };
 
   NodeHub* hub_;
   const NodeHubOptions& options_;
+  const relay::v1::NodeToken credential_;
   std::shared_ptr<NodeStream> self_;
   NodeMessage in_;
+  std::optional<relay::v1::NodeSnapshot> pending_;  // snapshot parts received so far
   State state_ = State::kHello;
   relay::v1::NodeHello hello_;
   std::string node_id_;
@@ -226,14 +275,60 @@ NodeHub::NodeHub(NodeHubOptions options, Handler* handler)
 
 NodeHub::~NodeHub() { CloseAll(); }
 
+namespace {
+
+// An Attach refused before anything was read: finishes at once with `status`.
+class RefusedStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
+ public:
+  explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+std::string BearerToken(const grpc::CallbackServerContext* context) {
+  const auto& md = context->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return {};
+  std::string_view auth(it->second.data(), it->second.size());
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (auth.size() <= kPrefix.size() || auth.substr(0, kPrefix.size()) != kPrefix) return {};
+  return std::string(auth.substr(kPrefix.size()));
+}
+
+}  // namespace
+
+void NodeHub::LogRefused(const char* why) {
+  uint64_t n = counters_.auth_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  int64_t now = common::NowUnixMs();
+  int64_t last = last_refusal_log_ms_.load();
+  if (now - last >= 10000 && last_refusal_log_ms_.compare_exchange_strong(last, now)) {
+    RELAY_LOG(kWarn, "node-hub", "refused a data plane attach: ", why, " (", n,
+              " refused since start; logged at most every 10 s)");
+  }
+}
+
 grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
-    grpc::CallbackServerContext* /*context*/) {
-  auto stream = std::make_shared<NodeStream>(this, options_);
+    grpc::CallbackServerContext* context) {
+  // The credential is checked before anything is read from the stream or sent on it.
+  std::string token = BearerToken(context);
+  if (token.empty()) {
+    LogRefused("no node credential");
+    return new RefusedStream(grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        "missing node credential (authorization: Bearer <node token>)"));
+  }
+  std::optional<relay::v1::NodeToken> credential;
+  if (options_.authenticate) credential = options_.authenticate(token);
+  if (!credential) {
+    LogRefused("invalid or revoked node credential");
+    return new RefusedStream(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid node credential"));
+  }
+  auto stream = std::make_shared<NodeStream>(this, options_, std::move(*credential));
   stream->Start(stream);
   return stream.get();
 }
 
-void NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> stream) {
+bool NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> stream) {
   std::shared_ptr<NodeStream> replaced;
   {
     absl::MutexLock lock(&mu_);
@@ -241,12 +336,30 @@ void NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> s
       replaced = stream;
     } else {
       auto& slot = nodes_[node_id];
+      if (slot && slot->credential().id() != stream->credential().id() &&
+          stream->credential().node_id() != node_id) {
+        return false;
+      }
       replaced = std::move(slot);
       slot = std::move(stream);
     }
   }
   if (replaced) {
     replaced->FinishOnce(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer attach"));
+  }
+  return true;
+}
+
+void NodeHub::DisconnectCredential(const std::string& token_id) {
+  std::vector<std::shared_ptr<NodeStream>> cut;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [id, s] : nodes_) {
+      if (s->credential().id() == token_id) cut.push_back(s);
+    }
+  }
+  for (auto& s : cut) {
+    s->FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "node credential revoked"));
   }
 }
 

@@ -5,14 +5,18 @@
 // Thread-safe. Owned by ControlPlane.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "controlplane/node_validation.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/node_link.grpc.pb.h"
 
@@ -20,12 +24,27 @@ namespace relay::controlplane {
 
 class NodeStream;
 
+// Who a node authenticated as: the credential its Attach presented, or nullopt.
+using NodeAuthenticator =
+    std::function<std::optional<relay::v1::NodeToken>(std::string_view bearer_token)>;
+
 struct NodeHubOptions {
   // A node that sends nothing (not even a heartbeat) for this long is cut off and withdrawn.
   std::chrono::milliseconds liveness_timeout{15000};
   // Outbox bounds per node; beyond them the node is cut off with RESOURCE_EXHAUSTED.
   size_t max_outbox_messages = 100000;
   size_t max_outbox_bytes = 256u << 20;
+  // Checks the bearer token of every Attach; without one, every Attach is refused.
+  NodeAuthenticator authenticate;
+  // What a node may send (node_validation.h).
+  NodeLimits limits;
+};
+
+// Counters of refused node link traffic (relaxed atomics).
+struct NodeHubCounters {
+  std::atomic<uint64_t> auth_failures{0};      // Attach without a valid credential
+  std::atomic<uint64_t> invalid_messages{0};   // streams ended for breaking the link's rules
+  std::atomic<uint64_t> takeovers_refused{0};  // node id held by another credential
 };
 
 class NodeHub final : public relay::v1::NodeLink::CallbackService {
@@ -62,16 +81,27 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   void SweepDeadNodes();
   // Finishes every stream (shutdown).
   void CloseAll();
+  // Cuts off every node attached with the credential `token_id` (it was revoked).
+  void DisconnectCredential(const std::string& token_id);
   uint64_t commands_sent() const;
+  const NodeHubCounters& counters() const { return counters_; }
 
  private:
   friend class NodeStream;
-  void Register(const std::string& node_id, std::shared_ptr<NodeStream> stream);
+  // Registers `stream` as the node's stream, replacing an older one, unless the older one was
+  // attached with another credential and the new credential is not bound to this node id
+  // (returns false: a node id cannot be taken over without its credential).
+  bool Register(const std::string& node_id, std::shared_ptr<NodeStream> stream);
   // False when `stream` is no longer the node's registered stream (replaced by a newer attach).
   bool Unregister(const std::string& node_id, const NodeStream* stream);
 
+  // Logs refused attaches at most once per interval (a stranger can make many).
+  void LogRefused(const char* why);
+
   NodeHubOptions options_;
   Handler* handler_;
+  NodeHubCounters counters_;
+  std::atomic<int64_t> last_refusal_log_ms_{0};
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<NodeStream>> nodes_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "common/log.h"
+#include "common/node_link_limits.h"
 #include "dataplane/uplink_queue.h"
 #include "relay/v1/node_link.grpc.pb.h"
 
@@ -22,6 +23,9 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
 
   void Begin(relay::v1::NodeLink::Stub* stub, std::shared_ptr<LinkStream> self) {
     self_ = std::move(self);
+    if (!link_->options_.token.empty()) {
+      context_.AddMetadata("authorization", "Bearer " + link_->options_.token);
+    }
     stub->async()->Attach(&context_, this);
     AddHold();
     StartRead(&in_);
@@ -121,7 +125,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     ControlLink* link = link_;
     bool welcomed = welcomed_;
     self_.reset();
-    link->OnStreamDone(welcomed);
+    link->OnStreamDone(welcomed, status);
   }
 
   void Cancel() { context_.TryCancel(); }
@@ -183,11 +187,28 @@ void ControlLink::OnWelcome(const relay::v1::Welcome& welcome) {
   }
 }
 
-void ControlLink::OnStreamDone(bool /*welcomed*/) {
+void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
   state_.Detach();
   if (on_detach_) on_detach_();
   absl::MutexLock lock(&mu_);
   stream_done_ = true;
+  // Refusals say what the operator must fix (credential, node id, a rule this node broke);
+  // each distinct one is logged once, not on every retry.
+  auto code = status.error_code();
+  bool refused = code == grpc::StatusCode::UNAUTHENTICATED ||
+                 code == grpc::StatusCode::PERMISSION_DENIED ||
+                 code == grpc::StatusCode::ALREADY_EXISTS ||
+                 code == grpc::StatusCode::INVALID_ARGUMENT;
+  if (refused && status.error_message() != last_refusal_) {
+    last_refusal_ = status.error_message();
+    RELAY_LOG(kError, "control-link", "the control plane at ", options_.target,
+              " refused this node: ", status.error_message(),
+              code == grpc::StatusCode::UNAUTHENTICATED
+                  ? " (give a node credential with --node-token-file or --node-token)"
+                  : "");
+  } else if (welcomed) {
+    last_refusal_.clear();
+  }
 }
 
 namespace {
@@ -201,6 +222,9 @@ std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& opt
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.max_backoff.count()));
+  // Explicit on both ends of the node link (node_link.proto).
+  args.SetMaxReceiveMessageSize(common::kNodeLinkMaxMessageBytes);
+  args.SetMaxSendMessageSize(common::kNodeLinkMaxMessageBytes);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (options.tls || !options.tls_ca.empty()) {
     grpc::SslCredentialsOptions ssl;

@@ -19,6 +19,7 @@
 
 namespace grpc {
 class Channel;
+class Status;
 }  // namespace grpc
 
 namespace relay::dataplane {
@@ -29,6 +30,7 @@ struct ControlLinkOptions {
   std::string target;  // host:port of the control plane's gRPC
   bool tls = false;    // dial with TLS
   std::string tls_ca;  // PEM file of trusted roots for TLS ("" = the system's)
+  std::string token;   // node credential, sent as `authorization: Bearer <token>`
   // When set, dialled instead of `target` (the one-process `relay` passes the control plane's
   // in-process channel: the same NodeLink service without a loopback socket).
   std::shared_ptr<grpc::Channel> channel;
@@ -58,7 +60,7 @@ class ControlLink {
  private:
   friend class LinkStream;
   void Run();
-  void OnStreamDone(bool welcomed);
+  void OnStreamDone(bool welcomed, const grpc::Status& status);
   void OnWelcome(const relay::v1::Welcome& welcome);
 
   ControlLinkOptions options_;
@@ -74,6 +76,8 @@ class ControlLink {
   uint64_t attaches_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::milliseconds heartbeat_interval_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LinkStream> current_ ABSL_GUARDED_BY(mu_);
+  // The last refusal logged (credential or rules), so a refused node logs each reason once.
+  std::string last_refusal_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace relay::dataplane

@@ -71,6 +71,7 @@ absl::Status DataPlane::Start() {
   link.target = options_.control_plane;
   link.tls = options_.control_plane_tls;
   link.tls_ca = options_.control_plane_ca;
+  link.token = options_.node_token;
   link.channel = options_.control_plane_channel;
   link.heartbeat_interval = options_.heartbeat_interval;
   link.hello.set_node_id(options_.node_id);

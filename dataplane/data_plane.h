@@ -28,6 +28,7 @@ struct DataPlaneOptions {
   bool control_plane_tls = false;
   std::string control_plane_ca;  // PEM roots for the control plane's TLS certificate
   std::shared_ptr<grpc::Channel> control_plane_channel;  // overrides control_plane when set
+  std::string node_token;       // node credential presented on the node link (bearer token)
   std::string node_id;          // generated when empty
   std::string advertised_address;  // host:port clients use; defaults to host:port
   size_t shards = 0;            // 0 = one per core

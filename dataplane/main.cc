@@ -26,6 +26,13 @@ int Run(int argc, char** argv) {
   flags.Bool("control-plane-tls", &o.control_plane_tls, "Dial the control plane with TLS");
   flags.String("control-plane-ca", &o.control_plane_ca,
                "PEM roots trusted for the control plane's certificate (implies TLS)");
+  std::string node_token_file;
+  flags.String("node-token", &o.node_token,
+               "Node credential for the control plane (prefer --node-token-file or the "
+               "RELAY_NODE_TOKEN environment variable: a command line is visible to every user)");
+  flags.String("node-token-file", &node_token_file,
+               "File holding the node credential (the control plane's <data-dir>/node.token, or "
+               "one made with relayctl node-tokens create)");
   flags.String("node-id", &o.node_id, "This node's id (generated when absent)");
   flags.String("advertise", &o.advertised_address,
                "Address clients use to reach this node, reported to the control plane");
@@ -48,6 +55,14 @@ int Run(int argc, char** argv) {
     std::cerr << "relay-dataplane: --port must be at most 65535, --activity-timeout positive, "
                  "--max-frame-bytes at least 1024\n";
     return 2;
+  }
+  if (!node_token_file.empty()) {
+    auto token = common::ReadSecretFile(node_token_file);
+    if (!token.ok()) {
+      std::cerr << "relay-dataplane: --node-token-file: " << token.status().message() << "\n";
+      return 2;
+    }
+    o.node_token = *token;
   }
   o.host = host;
   o.port = static_cast<uint16_t>(port);

@@ -2,6 +2,8 @@
 
 #include <optional>
 
+#include "common/node_link_limits.h"
+
 namespace relay::dataplane {
 
 uint64_t NodeState::Emit(relay::v1::NodeMessage msg, std::shared_ptr<const Uplink>* flush) {
@@ -146,25 +148,51 @@ std::vector<relay::v1::SubscribeRequest> NodeState::TakeUnanswered() {
   return out;
 }
 
+std::vector<relay::v1::NodeMessage> NodeState::SnapshotParts(const relay::v1::NodeLoad& load,
+                                                              size_t part_bytes) const {
+  std::vector<relay::v1::NodeMessage> parts(1);
+  size_t bytes = 0;
+  // The part to add an entry of `size` bytes to: a new one once the current is full.
+  auto part = [&](size_t size) -> relay::v1::NodeSnapshot* {
+    if (bytes > 0 && bytes + size > part_bytes) {
+      parts.back().mutable_snapshot()->set_more(true);
+      parts.emplace_back();
+      bytes = 0;
+    }
+    bytes += size + 8;  // the entry's own tag and length
+    return parts.back().mutable_snapshot();
+  };
+  for (const auto& [k, ch] : channels_) {
+    auto* c = part(k.first.size() + k.second.size() + 16)->add_channels();
+    c->set_app_id(k.first);
+    c->set_channel(k.second);
+    c->set_subscriptions(ch.count);
+  }
+  for (const auto& [k, p] : presence_) *part(p.ByteSizeLong())->add_presence() = p;
+  for (const auto& [k, u] : signed_in_) *part(u.ByteSizeLong())->add_users() = u;
+  for (const auto& [app, n] : app_connections_) {
+    (*part(app.size() + 16)->mutable_app_connections())[app] = n;
+  }
+  *parts.back().mutable_snapshot()->mutable_load() = load;
+  return parts;
+}
+
+std::vector<relay::v1::NodeMessage> NodeState::SnapshotPartsForTest(size_t part_bytes) const {
+  absl::MutexLock lock(&mu_);
+  return SnapshotParts(relay::v1::NodeLoad(), part_bytes);
+}
+
 void NodeState::Attach(Uplink uplink, const relay::v1::NodeLoad& load) {
   auto link = std::make_shared<const Uplink>(std::move(uplink));
   {
     absl::MutexLock lock(&mu_);
     acked_.store(0);  // seqs start from 1 again on the new stream
-    relay::v1::NodeMessage msg;
-    auto* s = msg.mutable_snapshot();
-    for (const auto& [k, ch] : channels_) {
-      auto* c = s->add_channels();
-      c->set_app_id(k.first);
-      c->set_channel(k.second);
-      c->set_subscriptions(ch.count);
+    // In parts, so that no amount of client state makes a message the link cannot carry.
+    uint64_t seq = 0;
+    for (auto& msg : SnapshotParts(load, common::kSnapshotPartBytes)) {
+      seq = link->push(std::move(msg));
+      if (seq == 0) return;
     }
-    for (const auto& [k, p] : presence_) *s->add_presence() = p;
-    for (const auto& [k, u] : signed_in_) *s->add_users() = u;
-    for (const auto& [app, n] : app_connections_) (*s->mutable_app_connections())[app] = n;
-    *s->mutable_load() = load;
-    uint64_t seq = link->push(std::move(msg));
-    if (seq == 0) return;
     // Until the control plane acknowledges the snapshot it routes nothing here.
     for (auto& [k, ch] : channels_) ch.interest_seq = seq;
     uplink_ = link;

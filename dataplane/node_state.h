@@ -70,6 +70,8 @@ class NodeState {
 
   // The link attached: sends the snapshot through `uplink` and starts forwarding deltas.
   void Attach(Uplink uplink, const relay::v1::NodeLoad& load);
+  // The snapshot Attach sends, in parts of at most about `part_bytes`.
+  std::vector<relay::v1::NodeMessage> SnapshotPartsForTest(size_t part_bytes) const;
   void Detach();
   bool attached() const;
 
@@ -94,6 +96,11 @@ class NodeState {
   uint64_t EmitDelta(relay::v1::StateDelta delta, std::shared_ptr<const Uplink>* flush)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Flush(const std::shared_ptr<const Uplink>& link);
+  // The snapshot Attach sends, split into messages of about `part_bytes` each (every part but the
+  // last has `more` set; the last carries `load`).
+  std::vector<relay::v1::NodeMessage> SnapshotParts(const relay::v1::NodeLoad& load,
+                                                    size_t part_bytes) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Runs `change` under the lock, queues the delta it returns, and flushes after the lock.
   void Report(absl::FunctionRef<relay::v1::StateDelta()> change);
 

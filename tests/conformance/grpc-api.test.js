@@ -144,7 +144,8 @@ test('key + secret metadata: a valid pair delivers a Trigger to pusher-js; wrong
     assert.deepStrictEqual(await call('Trigger', { ...refused, app: other.id }, credsOf(other)), { channels: {} });
     // An app that does not exist is NOT_FOUND, checked before the credentials (docs/http-api.md).
     await expectCode(call('Trigger', { ...refused, app: 'no-such-app' }), status.NOT_FOUND, /^app 'no-such-app' not found$/);
-    await expectCode(call('Trigger', { ...refused, app: 'no-such-app' }, {}), status.NOT_FOUND, /not found/);
+    // Without any credential a stranger learns nothing, not even whether the app exists.
+    await expectCode(call('Trigger', { ...refused, app: 'no-such-app' }, {}), status.UNAUTHENTICATED, /missing credentials/);
     await expectCode(call('Trigger', { ...refused, app: '' }), status.NOT_FOUND, /not found/);
     await expectNoMore(s, 2);
   } finally { s.c.disconnect(); }

@@ -122,5 +122,42 @@ TEST(NodeState, SubscribeRequestsLeftUnansweredByABrokenStreamAreHandedBackOnce)
   EXPECT_TRUE(state.TakeUnanswered().empty());
 }
 
+// However much a node holds, its snapshot goes up in parts of bounded size that together are the
+// whole state, and subscribers wait for the ack of the last part.
+TEST(NodeState, TheSnapshotIsSplitIntoBoundedParts) {
+  NodeState state;
+  const std::string pad(150, 'c');
+  constexpr int kChannels = 20000;
+  for (int i = 0; i < kChannels; ++i) state.ChannelChanged("app", pad + std::to_string(i), +1);
+  for (int i = 0; i < 500; ++i) {
+    relay::v1::PresenceSocket p;
+    p.set_app_id("app");
+    p.set_channel("presence-room");
+    p.set_user_id("user-" + std::to_string(i));
+    p.set_user_info_json(std::string(900, 'i'));
+    p.set_socket_id("1." + std::to_string(i));
+    state.PresenceJoined(p);
+  }
+  constexpr size_t kPart = 256 * 1024;
+  auto parts = state.SnapshotPartsForTest(kPart);
+  ASSERT_GT(parts.size(), 10u);
+  size_t channels = 0, presence = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    ASSERT_TRUE(parts[i].has_snapshot());
+    EXPECT_LE(parts[i].ByteSizeLong(), kPart + 2048) << "part " << i;
+    EXPECT_EQ(parts[i].snapshot().more(), i + 1 < parts.size()) << "part " << i;
+    channels += parts[i].snapshot().channels_size();
+    presence += parts[i].snapshot().presence_size();
+  }
+  EXPECT_EQ(channels, static_cast<size_t>(kChannels));
+  EXPECT_EQ(presence, 500u);
+  Recorder link;
+  state.Attach(link.Uplink(), {});
+  ASSERT_GT(link.sent.size(), 1u);
+  EXPECT_FALSE(link.sent.back().snapshot().more());
+  // A new subscriber of a known channel waits for the last part's ack.
+  EXPECT_EQ(state.ChannelChanged("app", pad + "0", +1), link.sent.size());
+}
+
 }  // namespace
 }  // namespace relay::dataplane

@@ -2,6 +2,7 @@
 
 #include "common/channel.h"
 #include "common/crypto.h"
+#include "common/flags.h"
 #include "common/json.h"
 #include "common/pusher_auth.h"
 #include "common/strings.h"
@@ -19,6 +20,8 @@ Cluster::Cluster(int nodes, dataplane::DataPlaneOptions dp_options) {
     o.shards = 2;
     o.node_id = common::StrCat("node-", i);
     o.control_plane = common::StrCat("127.0.0.1:", cp_->grpc_port());
+    // The control plane's default node credential, as an operator would pass it.
+    if (o.node_token.empty()) o.node_token = NodeToken();
     o.heartbeat_interval = std::chrono::milliseconds(200);
     auto dp = std::make_unique<dataplane::DataPlane>(
         o, i == 0 ? http_bridge::HttpHandler([this](const http_bridge::HttpRequest& r) {
@@ -65,6 +68,11 @@ bool Cluster::WaitAttached(uint64_t attaches) {
     }
     return cp_->hub().NodeIds().size() == nodes_.size();
   });
+}
+
+std::string Cluster::NodeToken() const {
+  auto token = common::ReadSecretFile((dir_ / "node.token").string());
+  return token.ok() ? *token : std::string();
 }
 
 relay::v1::App Cluster::app() { return *cp_->store().Find("app-id"); }

@@ -22,6 +22,8 @@ class Cluster {
   ~Cluster();
 
   controlplane::ControlPlane& cp() { return *cp_; }
+  // The control plane's default node credential (<data dir>/node.token).
+  std::string NodeToken() const;
   dataplane::DataPlane& node(int i) { return *nodes_[i]; }
   uint16_t port(int i = 0) { return nodes_[i]->port(); }
   relay::v1::App app();

@@ -133,6 +133,7 @@ TEST(Cluster, ReplacedStreamWithdrawsNothing) {
   using Stream = grpc::ClientReaderWriter<relay::v1::NodeMessage, relay::v1::ControlMessage>;
   auto attach = [&](grpc::ClientContext& ctx) -> std::unique_ptr<Stream> {
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    ctx.AddMetadata("authorization", "Bearer " + cluster.NodeToken());
     auto s = stub->Attach(&ctx);
     relay::v1::NodeMessage hello, snapshot;
     hello.set_seq(1);

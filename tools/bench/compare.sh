@@ -43,7 +43,7 @@ start_split() {
     --trigger-rate-limit 0 >"$WORK/cp.log" 2>&1 &
   wait_port $HTTP_PORT
   "$BIN/relay-dataplane" --port "$PORT" --control-plane 127.0.0.1:$GRPC_PORT --node-id bench \
-    >"$WORK/dp.log" 2>&1 &
+    --node-token-file "$WORK/cp/node.token" >"$WORK/dp.log" 2>&1 &
   wait_port "$PORT"; sleep 1
   "$BIN/relayctl" --server 127.0.0.1:$GRPC_PORT --data-dir "$WORK/cp" apps update app-id \
     --max-client-events-per-second 1000 >/dev/null

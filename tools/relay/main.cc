@@ -31,6 +31,12 @@ int Run(int argc, char** argv) {
   flags.String("host", &host, "Address to bind to");
   flags.Uint("port", &port, "WebSocket and HTTP API port");
   flags.Uint("grpc-port", &grpc_port, "gRPC port");
+  uint64_t internal_grpc_port = 0;
+  flags.String("internal-host", &cpo.internal_host,
+               "Address for --internal-grpc-port (the node link and the admin API)");
+  flags.Uint("internal-grpc-port", &internal_grpc_port,
+             "Serve the node link and the admin API only on this port (0 = on --grpc-port with "
+             "the public API)");
   flags.String("data-dir", &cpo.data_dir, "Directory for the app store and admin token");
   flags.String("app-id", &cpo.default_app_id, "Id of the app created on first start");
   flags.String("app-key", &cpo.default_app_key, "Key of the app created on first start");
@@ -54,12 +60,13 @@ int Run(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
-  if (port > 65535 || grpc_port > 65535) {
+  if (port > 65535 || grpc_port > 65535 || internal_grpc_port > 65535) {
     std::cerr << "relay: ports must be at most 65535\n";
     return 2;
   }
   cpo.host = host;
   cpo.grpc_port = static_cast<uint16_t>(grpc_port);
+  cpo.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
   dpo.host = host;
   dpo.port = static_cast<uint16_t>(port);
   dpo.shards = shards;
@@ -86,6 +93,7 @@ int Run(int argc, char** argv) {
   // the address only names the control plane in the data plane's log.
   dpo.control_plane = common::StrCat(host == "0.0.0.0" ? "127.0.0.1" : host, ":", cp.grpc_port());
   dpo.control_plane_channel = cp.InProcessChannel();
+  dpo.node_token = cp.in_process_node_token();
   http_bridge::HttpApi http_api(cp.api(), cp.store(), proxies);
   dataplane::DataPlane dp(dpo, http_api.Handler());
   if (auto st = dp.Start(); !st.ok()) {
@@ -102,8 +110,12 @@ int Run(int argc, char** argv) {
             << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
             << "', port: '" << dp.port() << "', useTLS: false})\n";
   RELAY_LOG(kInfo, "relay", "relay ready: ws://", host, ":", dp.port(), "/app/<key>, HTTP API on ",
-            host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(), ", data dir ",
-            cpo.data_dir);
+            host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(),
+            cp.internal_grpc_port() == cp.grpc_port()
+                ? std::string()
+                : common::StrCat(", node link and admin gRPC on ", cpo.internal_host, ":",
+                                 cp.internal_grpc_port()),
+            ", data dir ", cpo.data_dir);
   int sig = signals.Wait();
   RELAY_LOG(kInfo, "relay", "signal ", sig, ": shutting down");
   if (sig == SIGTERM) {

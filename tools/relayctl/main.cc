@@ -54,6 +54,10 @@ constexpr const char* kCommands = R"(Commands:
   terminate --app APP --user U              Close a user's connections
   nodes list                                Attached data planes
   nodes drain NODE [--window 10s]           Move a node's clients away
+  node-tokens create --name N [--node-id ID]
+                                            Issue a data plane credential (bound to ID if given)
+  node-tokens list                          Node credentials (never their text)
+  node-tokens revoke ID                     Revoke one; nodes attached with it are cut off
   stats [--app APP] [--watch] [--interval 2s]
   webhooks add --app APP --url URL [--events channel_occupied,member_added,...]
                [--filter-prefix P] [--filter-suffix S] [--header K=V ...]
@@ -314,6 +318,9 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
     f.String("user", &user, "User id");
   } else if (name == "nodes drain") {
     f.String("window", &window, "Window over which clients are closed (e.g. 10s)");
+  } else if (name == "node-tokens create") {
+    f.String("name", &flag_name, "Credential label (required)");
+    f.String("node-id", &id, "Bind the credential to this node id (recommended)");
   } else if (name == "webhooks add") {
     need_app();
     setters["url"];
@@ -759,6 +766,46 @@ int RunCommand(const std::vector<std::string>& words, std::vector<std::string> a
     std::cout << (g.json ? "{}" : "Draining " + *node) << "\n";
     return kExitOk;
   }
+  if (name == "node-tokens create") {
+    if (flag_name.empty()) return Usage("node-tokens create needs --name");
+    relay::v1::CreateNodeTokenRequest req;
+    req.set_name(flag_name);
+    req.set_node_id(id);
+    relay::v1::CreateNodeTokenResponse r;
+    st = c.admin().CreateNodeToken(c.AdminContext().get(), req, &r);
+    if (!st.ok()) return Fail(st, g);
+    if (g.json) return std::cout << ToJson(r) << "\n", kExitOk;
+    std::cout << "Credential id: " << r.token().id() << "\nNode id:       "
+              << (r.token().node_id().empty() ? "any" : r.token().node_id())
+              << "\nToken:         " << r.secret()
+              << "\nThe token is shown only now. Give it to the data plane with "
+                 "--node-token-file FILE (or RELAY_NODE_TOKEN).\n";
+    return kExitOk;
+  }
+  if (name == "node-tokens list") {
+    relay::v1::ListNodeTokensResponse r;
+    st = c.admin().ListNodeTokens(c.AdminContext().get(), {}, &r);
+    if (!st.ok()) return Fail(st, g);
+    if (g.json) return std::cout << ToJson(r) << "\n", kExitOk;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : r.tokens()) {
+      rows.push_back({t.id(), t.name(), t.node_id().empty() ? "any" : t.node_id(),
+                      FormatTime(t.created_unix_ms()), FormatTime(t.last_used_unix_ms())});
+    }
+    PrintTable({"ID", "NAME", "NODE", "CREATED", "LAST ATTACH"}, rows);
+    return kExitOk;
+  }
+  if (name == "node-tokens revoke") {
+    auto ref = positional_arg("ID");
+    if (!ref) return Usage("node-tokens revoke needs exactly one credential ID");
+    relay::v1::RevokeNodeTokenRequest req;
+    req.set_token_id(*ref);
+    relay::v1::RevokeNodeTokenResponse r;
+    st = c.admin().RevokeNodeToken(c.AdminContext().get(), req, &r);
+    if (!st.ok()) return Fail(st, g);
+    std::cout << (g.json ? "{}" : "Revoked " + *ref) << "\n";
+    return kExitOk;
+  }
   if (name == "stats") {
     uint64_t every = 2;
     if (!ParseDuration(interval, &every) || every == 0) return Usage("--interval takes e.g. 2s");
@@ -805,6 +852,7 @@ int main(int argc, char** argv) {
       {"apps", {"list", "create", "show", "update", "enable", "disable", "rotate-secret", "delete"}},
       {"tokens", {"create", "list", "revoke"}},
       {"nodes", {"list", "drain"}},
+      {"node-tokens", {"create", "list", "revoke"}},
       {"webhooks", {"add", "list", "remove", "test"}},
       {"publish", {}}, {"channels", {}}, {"channel", {}}, {"users", {}},
       {"send-to-user", {}}, {"terminate", {}}, {"stats", {}}};

@@ -150,7 +150,8 @@ async function startControlPlane(server) {
 // (the control plane's fields, with this node's wsPort and dp).
 async function addDataPlane(server, nodeId, env = {}) {
   const { ports: [wsPort], proc: dp } = await startOnFreePorts('relay-dataplane', 1,
-    ([p]) => ['--port', p, '--control-plane', `127.0.0.1:${server.grpcPort}`, '--node-id', nodeId], 'dataplane ready', env);
+    ([p]) => ['--port', p, '--control-plane', `127.0.0.1:${server.grpcPort}`, '--node-id', nodeId,
+      '--node-token-file', path.join(server.dataDir, 'node.token')], 'dataplane ready', env);
   await waitFor(() => dp.log().includes('attached to control plane'), 15000, `${nodeId} attach`);
   server.dps.push(dp);
   return { ...server, wsPort, dp };

@@ -1,0 +1,250 @@
+// The node link against strangers and misbehaving nodes: every Attach needs a node credential,
+// a node id cannot be taken over with another credential, revocation cuts a node off, and
+// whatever an authenticated node sends is validated like client input. Real gRPC on loopback
+// against an in-process control plane with real data planes.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "relay/v1/node_link.grpc.pb.h"
+#include "tests/e2e/cluster.h"
+#include "tests/testutil/wait_for.h"
+
+namespace relay::testutil {
+namespace {
+
+using namespace std::chrono_literals;
+using relay::v1::ControlMessage;
+using relay::v1::NodeMessage;
+using Stream = grpc::ClientReaderWriter<NodeMessage, ControlMessage>;
+
+// A hand-driven NodeLink.Attach, as a stranger or a faulty node would make it.
+class RawNode {
+ public:
+  RawNode(Cluster& cluster, const std::string& token) {
+    stub_ = relay::v1::NodeLink::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(cluster.cp().grpc_port()),
+                            grpc::InsecureChannelCredentials()));
+    ctx_.set_deadline(std::chrono::system_clock::now() + 20s);
+    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
+    stream_ = stub_->Attach(&ctx_);
+  }
+
+  bool Write(NodeMessage msg) {
+    msg.set_seq(++seq_);
+    return stream_->Write(msg);
+  }
+  bool Hello(const std::string& node_id) {
+    NodeMessage m;
+    m.mutable_hello()->set_node_id(node_id);
+    return Write(std::move(m));
+  }
+  // Sends hello and a snapshot with one subscriber of `channel`, and reads the welcome.
+  bool Attach(const std::string& node_id, const std::string& channel = "orders") {
+    NodeMessage snapshot;
+    auto* c = snapshot.mutable_snapshot()->add_channels();
+    c->set_app_id("app-id");
+    c->set_channel(channel);
+    c->set_subscriptions(1);
+    ControlMessage welcome;
+    return Hello(node_id) && Write(std::move(snapshot)) && stream_->Read(&welcome) &&
+           welcome.has_welcome();
+  }
+  // Reads until the stream ends (failing if anything else than `allowed` arrives) and returns
+  // its status.
+  grpc::Status End(int* messages = nullptr) {
+    ControlMessage m;
+    int n = 0;
+    while (stream_->Read(&m)) ++n;
+    if (messages != nullptr) *messages = n;
+    return stream_->Finish();
+  }
+  void Cancel() { ctx_.TryCancel(); }
+
+ private:
+  std::unique_ptr<relay::v1::NodeLink::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<Stream> stream_;
+  uint64_t seq_ = 0;
+};
+
+std::string IssueNodeToken(Cluster& cluster, const std::string& name, const std::string& node) {
+  auto created = cluster.cp().store().CreateNodeToken(name, node);
+  return created.ok() ? created->secret() : std::string();
+}
+
+TEST(NodeLink, AStrangerIsRefusedBeforeAnythingIsSent) {
+  Cluster cluster(1);
+  for (const std::string& token : std::vector<std::string>{"", "rln_made_up", "app-secret",
+                                                         cluster.cp().admin_token()}) {
+    RawNode stranger(cluster, token);
+    stranger.Hello("intruder");  // may already fail: the call ends at once
+    int messages = -1;
+    grpc::Status st = stranger.End(&messages);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "token '" << token << "'";
+    EXPECT_EQ(messages, 0) << "no welcome (it carries every app's secret)";
+  }
+  EXPECT_EQ(cluster.cp().hub().NodeIds(), std::vector<std::string>{"node-0"});
+  EXPECT_GE(cluster.cp().hub().counters().auth_failures.load(), 4u);
+}
+
+TEST(NodeLink, ACredentialBoundToANodeAttachesOnlyThatNode) {
+  Cluster cluster(1);
+  std::string token = IssueNodeToken(cluster, "edge-1", "edge-1");
+  ASSERT_FALSE(token.empty());
+  RawNode wrong(cluster, token);
+  wrong.Hello("edge-2");
+  EXPECT_EQ(wrong.End().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  RawNode right(cluster, token);
+  ASSERT_TRUE(right.Attach("edge-1"));
+  right.Cancel();
+}
+
+TEST(NodeLink, ANodeIdCannotBeTakenOverWithAnotherCredential) {
+  Cluster cluster(1);
+  auto subscriber = cluster.Client(0);
+  ASSERT_TRUE(subscriber);
+  ASSERT_NE(cluster.Subscribe(*subscriber, "presence-room", R"({"user_id":"u1"})"), "");
+  uint64_t attaches = cluster.node(0).attaches();
+  std::string other = IssueNodeToken(cluster, "other", "");
+  RawNode thief(cluster, other);
+  thief.Hello("node-0");
+  NodeMessage empty_snapshot;
+  empty_snapshot.mutable_snapshot();
+  thief.Write(std::move(empty_snapshot));
+  EXPECT_EQ(thief.End().error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(cluster.cp().hub().counters().takeovers_refused.load(), 1u);
+  // The real node kept its stream and its member; nobody saw a member come or go.
+  EXPECT_EQ(cluster.node(0).attaches(), attaches);
+  EXPECT_TRUE(cluster.node(0).attached());
+  EXPECT_EQ(cluster.cp().cluster().PresenceMembers("app-id", "presence-room").size(), 1u);
+  EXPECT_TRUE(subscriber->QuietFor(300ms));
+  // A credential bound to the id may replace the stream (a node that restarted elsewhere).
+  std::string bound = IssueNodeToken(cluster, "node-0 again", "node-0");
+  RawNode owner(cluster, bound);
+  EXPECT_TRUE(owner.Attach("node-0"));
+  owner.Cancel();
+}
+
+TEST(NodeLink, RevokingACredentialCutsItsNodesOff) {
+  Cluster cluster(1);
+  auto created = cluster.cp().store().CreateNodeToken("temp", "");
+  ASSERT_TRUE(created.ok());
+  RawNode node(cluster, created->secret());
+  ASSERT_TRUE(node.Attach("temp-node"));
+  ASSERT_TRUE(WaitFor([&] { return cluster.cp().hub().NodeIds().size() == 2; }));
+  ASSERT_TRUE(cluster.cp().store().RevokeNodeToken(created->token().id()).ok());
+  cluster.cp().hub().DisconnectCredential(created->token().id());
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  RawNode again(cluster, created->secret());
+  again.Hello("temp-node");
+  EXPECT_EQ(again.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(WaitFor([&] { return cluster.cp().hub().NodeIds().size() == 1; }));
+}
+
+// Client events an authenticated node relays are checked like a client's: a malformed one ends
+// the node's stream and reaches no subscriber.
+TEST(NodeLink, MalformedClientEventsFromANodeReachNoSubscriber) {
+  Cluster cluster(1);
+  auto subscriber = cluster.Client(0);
+  ASSERT_TRUE(subscriber);
+  ASSERT_NE(cluster.Subscribe(*subscriber, "private-secrets"), "");
+  struct Case {
+    const char* what;
+    std::string event, data, channel;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"not a client- event", "pusher_internal:member_added", "{}", "private-secrets"},
+           {"malformed JSON", "client-x", "{\"a\":", "private-secrets"},
+           {"public channel", "client-x", "{}", "public-news"},
+           {"bad channel name", "client-x", "{}", "private-\n"},
+       }) {
+    RawNode node(cluster, cluster.NodeToken());
+    ASSERT_TRUE(node.Attach("rogue", "private-secrets")) << c.what;
+    NodeMessage m;
+    auto* e = m.mutable_client_event();
+    e->set_app_id("app-id");
+    e->set_channel(c.channel);
+    e->set_event(c.event);
+    e->set_data_json(c.data);
+    e->set_socket_id("1.2");
+    node.Write(std::move(m));
+    EXPECT_EQ(node.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what;
+  }
+  EXPECT_GE(cluster.cp().hub().counters().invalid_messages.load(), 4u);
+  // A well-formed event still goes through, and it is the first thing the subscriber sees.
+  RawNode node(cluster, cluster.NodeToken());
+  ASSERT_TRUE(node.Attach("faithful", "private-secrets"));
+  NodeMessage m;
+  auto* e = m.mutable_client_event();
+  e->set_app_id("app-id");
+  e->set_channel("private-secrets");
+  e->set_event("client-hello");
+  e->set_data_json("{\"ok\":true}");
+  e->set_socket_id("1.2");
+  node.Write(std::move(m));
+  auto got = subscriber->Receive(5s);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(JsonField(*got, "event"), "client-hello");
+  node.Cancel();
+}
+
+TEST(NodeLink, ASnapshotArrivesInParts) {
+  Cluster cluster(1);
+  RawNode node(cluster, cluster.NodeToken());
+  ASSERT_TRUE(node.Hello("parts"));
+  for (int i = 0; i < 3; ++i) {
+    NodeMessage part;
+    auto* c = part.mutable_snapshot()->add_channels();
+    c->set_app_id("app-id");
+    c->set_channel("part-" + std::to_string(i));
+    c->set_subscriptions(1);
+    part.mutable_snapshot()->set_more(i < 2);
+    ASSERT_TRUE(node.Write(std::move(part)));
+  }
+  // The node is registered with all three channels once the last part is in.
+  ASSERT_TRUE(WaitFor([&] {
+    return cluster.cp().cluster().NodesWithInterest("app-id", {"part-0", "part-1", "part-2"}) ==
+               std::vector<std::string>{"parts"} &&
+           cluster.cp().cluster().NodeHasChannel("parts", "app-id", "part-0") &&
+           cluster.cp().cluster().NodeHasChannel("parts", "app-id", "part-2");
+  }));
+  node.Cancel();
+  // A part followed by anything but the next part breaks the link's rules.
+  RawNode broken(cluster, cluster.NodeToken());
+  ASSERT_TRUE(broken.Hello("broken"));
+  NodeMessage part;
+  part.mutable_snapshot()->set_more(true);
+  broken.Write(std::move(part));
+  NodeMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  broken.Write(std::move(heartbeat));
+  EXPECT_EQ(broken.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// A node whose state is larger than gRPC's default 4 MiB message re-attaches after a control
+// plane restart (before, such a node could never re-attach, and triggers reached no one).
+TEST(NodeLink, ANodeWithMoreStateThanOneMessageReattaches) {
+  Cluster cluster(1);
+  constexpr int kClients = 32, kChannelsEach = 1000;
+  const std::string pad(140, 'x');
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(cluster.Client(0));
+    ASSERT_TRUE(clients.back());
+    for (int j = 0; j < kChannelsEach; ++j) {
+      cluster.SendSubscribe(*clients.back(), pad + "-" + std::to_string(i) + "-" +
+                                                 std::to_string(j));
+    }
+  }
+  const uint64_t total = kClients * kChannelsEach;
+  ASSERT_TRUE(WaitFor([&] { return cluster.cp().cluster().ListChannels("app-id", "").size() ==
+                                   total; }, 60s));
+  cluster.RestartControlPlane();
+  ASSERT_TRUE(cluster.WaitAttached(2));
+  EXPECT_EQ(cluster.cp().cluster().ListChannels("app-id", "").size(), total);
+  ASSERT_TRUE(cluster.Trigger(pad + "-3-999", "after-restart", "x").ok());
+  EXPECT_TRUE(clients[3]->ReceiveEvent("after-restart", 10s));
+}
+
+}  // namespace
+}  // namespace relay::testutil

@@ -1,4 +1,5 @@
 #include "controlplane/control_plane.h"
+#include "controlplane/well_known_secret.h"
 
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
@@ -45,6 +46,10 @@ absl::Status ControlPlane::Start() {
   auto store = AppStore::Open(options_.data_dir);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
+  if (auto st = RefuseWellKnownSecret(options_.host, *store_, options_.default_app_secret);
+      !st.ok()) {
+    return st;
+  }
   if (auto st = LoadOrCreateAdminToken(); !st.ok()) return st;
   if (store_->List().empty()) {
     relay::v1::CreateAppRequest req;

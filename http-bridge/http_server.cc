@@ -9,6 +9,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <exception>
 #include <future>
@@ -342,8 +343,9 @@ void HttpServer::StopAccepting() {
 void HttpServer::DoAccept() {
   acceptor_.async_accept(pool_.Next(), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-    if (ec) return RetryAcceptLater(ec);
+    if (ec) return OnAcceptError(ec);
     accept_backoff_ = std::chrono::milliseconds(0);
+    accept_errors_in_a_row_ = 0;
     beast::error_code nd;
     socket.set_option(tcp::no_delay(true), nd);
     std::make_shared<Session>(std::move(socket), options_, handler_, upgrade_, stats_)->Run();
@@ -351,16 +353,21 @@ void HttpServer::DoAccept() {
   });
 }
 
-void HttpServer::RetryAcceptLater(beast::error_code ec) {
-  // Out of descriptors the pending connection stays queued and accept fails again at once:
-  // back off 100 ms, doubling to 2 s, until an accept succeeds.
-  accept_backoff_ = std::clamp(accept_backoff_ * 2, std::chrono::milliseconds(100),
-                               std::chrono::milliseconds(2000));
+void HttpServer::OnAcceptError(beast::error_code ec) {
+  // Out of descriptors (or kernel memory) the pending connection stays queued and accept fails
+  // again at once: back off 100 ms, doubling to 2 s, until an accept succeeds. Other errors
+  // concern one connection (a peer that gave up): retry at once, unless they keep coming.
+  bool exhausted = ec == net::error::no_descriptors || ec.value() == ENFILE ||
+                   ec == net::error::no_buffer_space || ec == net::error::no_memory;
+  bool retry_now = !exhausted && ++accept_errors_in_a_row_ < 10;
   if (uint64_t n = accept_failures_.Count(SteadyMs())) {
     RELAY_LOG(kWarn, "http", "accept failed ", n, " time(s) since the last report (",
-              accept_failures_.total(), " in total): ", ec.message(), "; retrying every ",
-              accept_backoff_.count(), " ms at most");
+              accept_failures_.total(), " in total): ", ec.message(),
+              retry_now ? "" : "; backing off");
   }
+  if (retry_now) return DoAccept();
+  accept_backoff_ = std::clamp(accept_backoff_ * 2, std::chrono::milliseconds(100),
+                               std::chrono::milliseconds(2000));
   accept_retry_.expires_after(accept_backoff_);
   accept_retry_.async_wait([this](beast::error_code wait_ec) {
     if (wait_ec || !acceptor_.is_open()) return;

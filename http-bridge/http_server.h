@@ -85,9 +85,10 @@ class HttpServer {
 
  private:
   void DoAccept();
-  // After a failed accept (EMFILE, ENFILE, ENOBUFS...) waits before trying again: retrying at
-  // once spins a core while the failure lasts. Runs on context 0 like the accept loop.
-  void RetryAcceptLater(boost::system::error_code ec);
+  // After a failed accept: on EMFILE, ENFILE, ENOBUFS, ENOMEM (or a run of other errors) waits
+  // before trying again, since retrying at once spins a core while the failure lasts; logs at
+  // most once an interval. Runs on context 0 like the accept loop.
+  void OnAcceptError(boost::system::error_code ec);
 
   HttpServerOptions options_;
   common::IoPool& pool_;
@@ -96,6 +97,7 @@ class HttpServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_retry_;
   std::chrono::milliseconds accept_backoff_{0};
+  int accept_errors_in_a_row_ = 0;
   ThrottledEvent accept_failures_{10'000};
   uint16_t port_ = 0;
   std::shared_ptr<HttpServerStats> stats_ = std::make_shared<HttpServerStats>();

@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/strings.h"
 #include "common/crypto.h"
+#include "common/log.h"
 #include "common/time.h"
 
 namespace relay::controlplane {
@@ -96,12 +98,24 @@ AppStore::~AppStore() {
 
 absl::StatusOr<std::unique_ptr<AppStore>> AppStore::Open(const std::string& data_dir) {
   std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
+  bool created = std::filesystem::create_directories(data_dir, ec);
   if (ec) {
     return absl::FailedPreconditionError(
         common::StrCat("cannot create data dir '", data_dir, "': ", ec.message()));
   }
-  ::chmod(data_dir.c_str(), 0700);
+  if (created) {
+    // Our own new directory: private, it holds the app secrets and the admin token.
+    ::chmod(data_dir.c_str(), 0700);
+  } else {
+    // The operator's directory: its mode is theirs to choose (it may be shared on purpose).
+    struct stat st {};
+    if (::stat(data_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
+      RELAY_LOG(kWarn, "controlplane", "data dir ", data_dir, " is accessible to group or others "
+                "(mode ", mode, "); it holds app secrets and the admin token");
+    }
+  }
   std::string path = data_dir + "/relay.db";
   sqlite3* db = nullptr;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {

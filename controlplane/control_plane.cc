@@ -1,4 +1,5 @@
 #include "controlplane/control_plane.h"
+#include "controlplane/well_known_secret.h"
 
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
@@ -75,6 +76,10 @@ absl::Status ControlPlane::Start() {
   auto store = AppStore::Open(options_.data_dir);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
+  if (auto st = RefuseWellKnownSecret(options_.host, *store_, options_.default_app_secret);
+      !st.ok()) {
+    return st;
+  }
   if (auto st = LoadOrCreateAdminToken(); !st.ok()) return st;
   if (auto st = CreateDefaultNodeToken(); !st.ok()) return st;
   in_process_node_token_ = common::StrCat("rln_", common::RandomHex(24));

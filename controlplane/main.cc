@@ -48,6 +48,8 @@ int Run(int argc, char** argv) {
              "HTTP trigger requests per minute per client address (0 = unlimited)");
   flags.String("trusted-proxies", &trusted_proxies,
                "Comma-separated proxy addresses whose X-Forwarded-For is trusted");
+  controlplane::WebhookTargetFlags webhook_flags;
+  webhook_flags.Register(flags);
   if (auto st = flags.Parse(argc, argv); !st.ok()) {
     std::cerr << "relay-controlplane: " << st.message() << "\n";
     return 2;
@@ -66,7 +68,10 @@ int Run(int argc, char** argv) {
   options.hub.liveness_timeout = std::chrono::milliseconds(liveness_ms);
 
   options.limits.trigger_requests_per_minute = trigger_rate;
-  options.webhook_post = http_bridge::HttpPost;
+  // The configured ports now, the bound ones (port 0 picks one) once each server is up.
+  auto webhook_targets = webhook_flags.Make({port, grpc_port});
+  options.webhooks.targets = webhook_targets;
+  options.webhook_post = http_bridge::GuardedHttpPost(webhook_targets);
   std::vector<std::string> proxies;
   for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
     proxies.emplace_back(p);
@@ -77,7 +82,9 @@ int Run(int argc, char** argv) {
   controlplane::ControlPlane cp(options);
   if (auto st = cp.Start(); !st.ok()) {
     std::cerr << "relay-controlplane: " << st.message() << "\n";
-    return 1;
+    // PermissionDenied: an unsafe configuration (the well-known secret on a public address), a
+    // usage error like a bad flag.
+    return st.code() == absl::StatusCode::kPermissionDenied ? 2 : 1;
   }
   common::IoPool pool(2);
   http_bridge::HttpApi http_api(cp.api(), cp.store(), proxies);
@@ -87,6 +94,8 @@ int Run(int argc, char** argv) {
     std::cerr << "relay-controlplane: " << bound.status().message() << "\n";
     return 1;
   }
+  webhook_targets->AddOwnPort(cp.grpc_port());
+  webhook_targets->AddOwnPort(*bound);
   pool.Start("cp-http");
   RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", host, ":", *bound,
             ", gRPC on ", host, ":", cp.grpc_port(),

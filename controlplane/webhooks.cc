@@ -145,6 +145,9 @@ absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
   if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
     return absl::InvalidArgumentError("the webhook URL must start with http:// or https://");
   }
+  if (options_.targets) {
+    if (auto st = options_.targets->CheckUrl(url); !st.ok()) return st;
+  }
   for (const auto& t : hook.event_types()) {
     if (!KnownTypes().contains(t)) {
       return absl::InvalidArgumentError(common::StrCat(

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "controlplane/webhook_targets.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/types.pb.h"
 
@@ -42,6 +43,9 @@ using HttpPost = std::function<PostResult(
 struct WebhookOptions {
   std::chrono::milliseconds request_timeout{5000};
   size_t max_outbox_per_endpoint = 100000;  // beyond it the oldest events are dropped
+  // Refuses link-local and self-targeting URLs at Add (see webhook_targets.h); null = no check.
+  // The delivery-time check after DNS resolution lives in the HttpPost the binaries pass.
+  std::shared_ptr<const WebhookTargets> targets;
 };
 
 // One webhook event, before it is matched to endpoints.

@@ -74,7 +74,9 @@ absl::Status VerifySignature(const App& app, const HttpRequest& req,
     return absl::UnauthenticatedError("auth_timestamp is missing or not a number");
   }
   int64_t now = common::NowUnixSeconds();
-  if (std::llabs(now - ts) > kTimestampWindowSeconds) {
+  // Compare against the window's bounds rather than |now - ts|: the difference overflows (UB)
+  // for a hostile timestamp near INT64_MIN or INT64_MAX; `now` +/- the window cannot.
+  if (ts < now - kTimestampWindowSeconds || ts > now + kTimestampWindowSeconds) {
     return absl::UnauthenticatedError(
         common::StrCat("Timestamp expired: Given timestamp (", ts, ") not within ",
                      kTimestampWindowSeconds, "s of server time (", now, ")"));

@@ -27,31 +27,17 @@ struct Url {
   std::string target;
 };
 
+// Host and port the same way the webhook target check reads them, so the address vetted at
+// Add is the one connected to.
 bool ParseUrl(const std::string& url, Url* out) {
-  std::string rest;
-  if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.rfind("https://", 0) == 0) {
-    out->tls = true;
-    rest = url.substr(8);
-  } else {
-    return false;
-  }
+  uint16_t port = 0;
+  if (!controlplane::SplitWebhookUrl(url, &out->host, &port)) return false;
+  out->tls = url.rfind("https://", 0) == 0;
+  out->port = std::to_string(port);
+  std::string rest = url.substr(out->tls ? 8 : 7);
   size_t slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
   out->target = slash == std::string::npos ? "/" : rest.substr(slash);
-  size_t colon = authority.rfind(':');
-  if (colon != std::string::npos && authority.find(']') == std::string::npos) {
-    out->host = authority.substr(0, colon);
-    out->port = authority.substr(colon + 1);
-  } else {
-    out->host = authority;
-    out->port = out->tls ? "443" : "80";
-  }
-  if (!out->host.empty() && out->host.front() == '[') {
-    out->host = out->host.substr(1, out->host.size() - 2);
-  }
-  return !out->host.empty();
+  return true;
 }
 
 // Writes the request and reads the response on `ioc`, every step bounded by `timeout`.
@@ -65,9 +51,17 @@ controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_s
   for (const auto& [k, v] : headers) req.set(k, v);
   req.body() = body;
   req.prepare_payload();
-  beast::flat_buffer buffer;
+  // The endpoint is untrusted: bound what its response may make us buffer. The buffer holds at
+  // most a head, chunk header or trailer (Beast throws past 64 KiB per field, and the trailer is
+  // not covered by header_limit), the parser caps head and body, and chunk extensions are refused.
+  beast::flat_buffer buffer(32 * 1024);
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024);
+  parser.header_limit(16 * 1024);
+  auto on_chunk_header = [](uint64_t, beast::string_view ext, beast::error_code& ec) {
+    if (ext.size() > 1024) ec = http::error::bad_chunk_extension;
+  };
+  parser.on_chunk_header(on_chunk_header);
   controlplane::PostResult result{0, "no response"};
   lowest.expires_after(timeout);
   http::async_write(stream, req, [&](beast::error_code e, size_t) {
@@ -81,7 +75,12 @@ controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_s
     });
   });
   ioc.restart();
-  ioc.run();
+  try {
+    ioc.run();
+  } catch (const std::exception& e) {
+    // Beast throws on some hostile responses; the delivery fails, the process carries on.
+    return {0, common::StrCat("read: malformed response (", e.what(), ")")};
+  }
   return result;
 }
 
@@ -89,14 +88,28 @@ controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_s
 
 controlplane::PostResult HttpPost(const std::string& url,
                                   const std::vector<std::pair<std::string, std::string>>& headers,
-                                  const std::string& body, std::chrono::milliseconds timeout) {
+                                  const std::string& body, std::chrono::milliseconds timeout,
+                                  const controlplane::WebhookTargets* targets) {
   Url u;
   if (!ParseUrl(url, &u)) return {0, "invalid URL"};
   net::io_context ioc;
   tcp::resolver resolver(ioc);
   beast::error_code ec;
-  auto endpoints = resolver.resolve(u.host, u.port, ec);
+  auto resolved = resolver.resolve(u.host, u.port, ec);
   if (ec) return {0, common::StrCat("resolve ", u.host, ": ", ec.message())};
+  std::vector<tcp::endpoint> endpoints;
+  std::string refused;
+  for (const auto& r : resolved) {
+    absl::Status st = targets ? targets->CheckAddress(r.endpoint().address().to_string(),
+                                                      r.endpoint().port())
+                              : absl::OkStatus();
+    if (st.ok()) {
+      endpoints.push_back(r.endpoint());
+    } else {
+      refused = std::string(st.message());
+    }
+  }
+  if (endpoints.empty()) return {0, refused.empty() ? "no address" : refused};
   beast::tcp_stream tcp_stream(ioc);
   tcp_stream.expires_after(timeout);
   // The blocking connect of tcp_stream ignores the expiry, so connect asynchronously.
@@ -126,6 +139,16 @@ controlplane::PostResult HttpPost(const std::string& url,
   ioc.restart();
   if (result.status != -1) return result;
   return Send(ioc, stream, beast::get_lowest_layer(stream), u, headers, body, timeout);
+}
+
+controlplane::HttpPost GuardedHttpPost(
+    std::shared_ptr<const controlplane::WebhookTargets> targets) {
+  return [targets = std::move(targets)](
+             const std::string& url,
+             const std::vector<std::pair<std::string, std::string>>& headers,
+             const std::string& body, std::chrono::milliseconds timeout) {
+    return HttpPost(url, headers, body, timeout, targets.get());
+  };
 }
 
 }  // namespace relay::http_bridge

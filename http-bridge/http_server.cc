@@ -3,11 +3,15 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <exception>
 #include <future>
 #include <optional>
 
@@ -41,18 +45,48 @@ HttpResponse JsonError(int status, std::string_view message) {
   return HttpResponse{status, w.Take()};
 }
 
+uint64_t ThrottledEvent::Count(int64_t now_ms) {
+  total_.fetch_add(1, std::memory_order_relaxed);
+  pending_.fetch_add(1, std::memory_order_relaxed);
+  int64_t next = next_log_ms_.load(std::memory_order_relaxed);
+  if (now_ms < next) return 0;
+  // One thread wins the line for this interval; the others' events stay pending for the next.
+  if (!next_log_ms_.compare_exchange_strong(next, now_ms + interval_ms_)) return 0;
+  return pending_.exchange(0, std::memory_order_relaxed);
+}
+
 namespace {
 
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Chunk extensions carry nothing we use; a long one is only ever an attempt to make us buffer.
+constexpr size_t kMaxChunkExtension = 1024;
+// Beast keeps a field's length in 16 bits and throws std::length_error past it; the read buffer
+// (which must hold a whole head, chunk header or trailer before Beast parses it) stays far below.
+constexpr size_t kMaxReadBuffer = 60 * 1024;
+
 // One HTTP connection; lives while an operation is in flight (shared_from_this).
+// Reads with its own loop around parser.put() instead of http::async_read, so that an exception
+// Beast throws on hostile bytes is caught here, for this connection only, instead of unwinding
+// through io_context::run() and ending the process.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, const HttpServerOptions& options, const HttpHandler& handler,
-          const UpgradeHandler& upgrade, std::shared_ptr<std::atomic<uint64_t>> requests)
+          const UpgradeHandler& upgrade, std::shared_ptr<HttpServerStats> stats)
       : stream_(std::move(socket)),
+        buffer_(std::min<size_t>(options.header_limit + 1024, kMaxReadBuffer)),
         options_(options),
         handler_(handler),
         upgrade_(upgrade),
-        requests_(std::move(requests)) {}
+        stats_(std::move(stats)) {
+    on_chunk_header_ = [](uint64_t, beast::string_view extensions, beast::error_code& ec) {
+      if (extensions.size() > kMaxChunkExtension) ec = http::error::bad_chunk_extension;
+    };
+  }
 
   void Run() {
     net::dispatch(stream_.get_executor(),
@@ -62,31 +96,106 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void DoRead() {
     parser_.emplace();
+    parser_->eager(true);
     parser_->body_limit(options_.body_limit);
     parser_->header_limit(options_.header_limit);
+    parser_->on_chunk_header(on_chunk_header_);
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+    // A pipelining client may already have sent the next request.
+    if (buffer_.size() > 0) return Parse();
+    ReadSome();
   }
 
-  void OnRead(beast::error_code ec, size_t) {
-    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
-        ec == beast::error::timeout || ec == net::error::connection_reset) {
+  void ReadSome() {
+    size_t size = beast::read_size(buffer_, 65536);
+    if (size == 0) {
+      // The buffer is full and the parser still wants more: a head, chunk header or trailer
+      // larger than the limit.
+      return Reject(431, "Request header fields, chunk header or trailer too large",
+                    "buffer full");
+    }
+    stream_.async_read_some(
+        buffer_.prepare(size),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnSome(ec, n); });
+  }
+
+  void OnSome(beast::error_code ec, size_t n) {
+    buffer_.commit(n);
+    if (ec == net::error::eof && parser_->got_some()) {
+      // The peer half-closed mid-request: nobody is left to read an error reply.
+      try {
+        parser_->put_eof(ec);
+      } catch (const std::exception&) {
+        ec = http::error::partial_message;
+      }
+      if (!ec) return OnMessage();
       return Close();
     }
+    if (ec) return Close();  // eof between requests, timeout, reset, aborted
+    Parse();
+  }
+
+  void Parse() {
+    beast::error_code ec;
+    try {
+      while (!parser_->is_done()) {
+        if (buffer_.size() == 0) {
+          ec = http::error::need_more;
+          break;
+        }
+        size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec) break;
+        if (used == 0) {
+          ec = http::error::need_more;
+          break;
+        }
+      }
+    } catch (const std::exception& e) {
+      // Beast throws (e.g. std::length_error "field value too large") on some inputs.
+      return Reject(400, "Malformed HTTP request", e.what());
+    }
+    if (ec == http::error::need_more) return ReadSome();
     if (ec == http::error::body_limit) {
-      return Reply(JsonError(413, "Request body is too large"), false);
+      return Reject(413, "Request body is too large", ec.message());
+    }
+    if (ec == http::error::header_limit) {
+      return Reject(431, "Request header fields too large", ec.message());
     }
     if (ec) {
-      return Reply(JsonError(400, common::StrCat("Malformed HTTP request: ", ec.message())), false);
+      return Reject(400, common::StrCat("Malformed HTTP request: ", ec.message()), ec.message());
     }
+    OnMessage();
+  }
+
+  // Refuses the request with `status` and closes; counts it and logs at most once an interval.
+  void Reject(int status, std::string_view message, std::string_view why) {
+    if (uint64_t n = stats_->rejected.Count(SteadyMs())) {
+      RELAY_LOG(kWarn, "http", "refused ", n, " malformed or oversized request(s) (",
+                stats_->rejected.total(), " in total); latest: ", status, " ", why);
+    }
+    lingering_ = true;
+    Reply(JsonError(status, message), false);
+  }
+
+  void HandlerFailed(std::string_view what) {
+    if (uint64_t n = stats_->handler_errors.Count(SteadyMs())) {
+      RELAY_LOG(kError, "http", n, " request(s) failed with an exception; latest: ", what);
+    }
+  }
+
+  void OnMessage() {
     BeastRequest req = parser_->release();
     if (upgrade_ && beast::websocket::is_upgrade(req)) {
       stream_.expires_never();
-      upgrade_(std::move(stream_), std::move(req), beast::buffers_to_string(buffer_.data()));
+      try {
+        upgrade_(std::move(stream_), std::move(req), beast::buffers_to_string(buffer_.data()));
+      } catch (const std::exception& e) {
+        HandlerFailed(e.what());  // the stream went to the handler; it closes with it
+      }
       return;
     }
-    requests_->fetch_add(1, std::memory_order_relaxed);
+    stats_->requests.fetch_add(1, std::memory_order_relaxed);
     HttpRequest r;
     r.method = std::string(req.method_string());
     std::string_view target = req.target();
@@ -107,7 +216,12 @@ class Session : public std::enable_shared_from_this<Session> {
       // Liveness for load balancers, on every HTTP port (relay, control plane, data plane).
       response = HttpResponse{200, "OK", "text/plain"};
     } else if (handler_) {
-      response = handler_(r);
+      try {
+        response = handler_(r);
+      } catch (const std::exception& e) {
+        HandlerFailed(e.what());
+        response = JsonError(500, "Internal error while handling the request");
+      }
     } else {
       response = JsonError(404, common::StrCat("No route for ", r.method, " ", r.path,
                                                ": this is a data plane; the HTTP API is served "
@@ -130,9 +244,30 @@ class Session : public std::enable_shared_from_this<Session> {
     http::async_write(stream_, *res,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->response_.reset();
+                        if (!ec && self->lingering_) return self->LingerThenClose();
                         if (ec || !keep_alive) return self->Close();
                         self->DoRead();
                       });
+  }
+
+  // After refusing a request the peer may still be sending it; closing with unread bytes would
+  // reset the connection and could destroy our error reply before the peer reads it. So
+  // half-close, then discard what arrives (into the bounded buffer: no memory grows) until the
+  // peer closes or 2 s pass.
+  void LingerThenClose() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    Discard();
+  }
+
+  void Discard() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(std::min<size_t>(buffer_.max_size(), 16 * 1024)),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->Close();
+                              self->Discard();
+                            });
   }
 
   void Close() {
@@ -142,13 +277,17 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   beast::tcp_stream stream_;
+  // Bounded: holds at most one head, chunk header or trailer (plus read-ahead), never a body.
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  // The parser keeps a reference to its chunk-header callback, so it lives here.
+  std::function<void(uint64_t, beast::string_view, beast::error_code&)> on_chunk_header_;
   std::shared_ptr<http::response<http::string_body>> response_;
   const HttpServerOptions& options_;
   const HttpHandler& handler_;
   const UpgradeHandler& upgrade_;
-  std::shared_ptr<std::atomic<uint64_t>> requests_;
+  std::shared_ptr<HttpServerStats> stats_;
+  bool lingering_ = false;  // the request was refused; drain before closing
 };
 
 }  // namespace
@@ -159,7 +298,8 @@ HttpServer::HttpServer(HttpServerOptions options, common::IoPool& pool, HttpHand
       pool_(pool),
       handler_(std::move(handler)),
       upgrade_(std::move(upgrade)),
-      acceptor_(pool.context(0)) {}
+      acceptor_(pool.context(0)),
+      accept_retry_(pool.context(0)) {}
 
 HttpServer::~HttpServer() { StopAccepting(); }
 
@@ -191,6 +331,7 @@ void HttpServer::StopAccepting() {
   net::post(acceptor_.get_executor(), [this, &done] {
     beast::error_code ec;
     acceptor_.close(ec);
+    accept_retry_.cancel();
     done.set_value();
   });
   if (fut.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
@@ -202,13 +343,34 @@ void HttpServer::StopAccepting() {
 void HttpServer::DoAccept() {
   acceptor_.async_accept(pool_.Next(), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) {
-      beast::error_code nd;
-      socket.set_option(tcp::no_delay(true), nd);
-      std::make_shared<Session>(std::move(socket), options_, handler_, upgrade_, requests_)->Run();
-    } else {
-      RELAY_LOG(kWarn, "http", "accept failed: ", ec.message());
-    }
+    if (ec) return OnAcceptError(ec);
+    accept_backoff_ = std::chrono::milliseconds(0);
+    accept_errors_in_a_row_ = 0;
+    beast::error_code nd;
+    socket.set_option(tcp::no_delay(true), nd);
+    std::make_shared<Session>(std::move(socket), options_, handler_, upgrade_, stats_)->Run();
+    DoAccept();
+  });
+}
+
+void HttpServer::OnAcceptError(beast::error_code ec) {
+  // Out of descriptors (or kernel memory) the pending connection stays queued and accept fails
+  // again at once: back off 100 ms, doubling to 2 s, until an accept succeeds. Other errors
+  // concern one connection (a peer that gave up): retry at once, unless they keep coming.
+  bool exhausted = ec == net::error::no_descriptors || ec.value() == ENFILE ||
+                   ec == net::error::no_buffer_space || ec == net::error::no_memory;
+  bool retry_now = !exhausted && ++accept_errors_in_a_row_ < 10;
+  if (uint64_t n = accept_failures_.Count(SteadyMs())) {
+    RELAY_LOG(kWarn, "http", "accept failed ", n, " time(s) since the last report (",
+              accept_failures_.total(), " in total): ", ec.message(),
+              retry_now ? "" : "; backing off");
+  }
+  if (retry_now) return DoAccept();
+  accept_backoff_ = std::clamp(accept_backoff_ * 2, std::chrono::milliseconds(100),
+                               std::chrono::milliseconds(2000));
+  accept_retry_.expires_after(accept_backoff_);
+  accept_retry_.async_wait([this](beast::error_code wait_ec) {
+    if (wait_ec || !acceptor_.is_open()) return;
     DoAccept();
   });
 }

@@ -5,11 +5,13 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,7 +35,36 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0 picks a free port (see HttpServer::port()).
   uint64_t body_limit = 256 * 1024;
+  // Bounds the request line plus headers, and separately each chunk header (size and
+  // extensions) and the chunked trailer: none of them may buffer more than this.
   uint32_t header_limit = 16 * 1024;
+};
+
+// Counts an event that hostile peers can repeat at will (malformed requests, failing accepts)
+// and decides when to log it: at most one line per interval, carrying how many happened since
+// the last line, so a flood cannot flood the log. Thread-safe.
+class ThrottledEvent {
+ public:
+  explicit ThrottledEvent(int64_t interval_ms) : interval_ms_(interval_ms) {}
+  // Counts one event at `now_ms`. Returns how many events the caller should report now (this
+  // one included), or 0 when a line was written less than an interval ago.
+  uint64_t Count(int64_t now_ms);
+  uint64_t total() const { return total_.load(std::memory_order_relaxed); }
+
+ private:
+  const int64_t interval_ms_;
+  std::atomic<int64_t> next_log_ms_{0};
+  std::atomic<uint64_t> pending_{0};
+  std::atomic<uint64_t> total_{0};
+};
+
+// Shared by the server and its connections (which may outlive it by an operation).
+struct HttpServerStats {
+  std::atomic<uint64_t> requests{0};
+  // Requests refused before a handler saw them (malformed, too large, parser exceptions).
+  ThrottledEvent rejected{10'000};
+  // Handler or upgrade exceptions caught at the connection.
+  ThrottledEvent handler_errors{10'000};
 };
 
 // Thread-safe to Stop() from any thread. Owned by the process's server object.
@@ -48,18 +79,28 @@ class HttpServer {
   // Stops accepting new connections; open connections finish their current request.
   void StopAccepting();
   uint16_t port() const { return port_; }
-  uint64_t requests_served() const { return requests_->load(); }
+  uint64_t requests_served() const { return stats_->requests.load(); }
+  uint64_t requests_rejected() const { return stats_->rejected.total(); }
+  uint64_t accept_failures() const { return accept_failures_.total(); }
 
  private:
   void DoAccept();
+  // After a failed accept: on EMFILE, ENFILE, ENOBUFS, ENOMEM (or a run of other errors) waits
+  // before trying again, since retrying at once spins a core while the failure lasts; logs at
+  // most once an interval. Runs on context 0 like the accept loop.
+  void OnAcceptError(boost::system::error_code ec);
 
   HttpServerOptions options_;
   common::IoPool& pool_;
   HttpHandler handler_;
   UpgradeHandler upgrade_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
+  std::chrono::milliseconds accept_backoff_{0};
+  int accept_errors_in_a_row_ = 0;
+  ThrottledEvent accept_failures_{10'000};
   uint16_t port_ = 0;
-  std::shared_ptr<std::atomic<uint64_t>> requests_ = std::make_shared<std::atomic<uint64_t>>(0);
+  std::shared_ptr<HttpServerStats> stats_ = std::make_shared<HttpServerStats>();
 };
 
 }  // namespace relay::http_bridge

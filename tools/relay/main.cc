@@ -52,6 +52,8 @@ int Run(int argc, char** argv) {
              "HTTP trigger requests per minute per client address (0 = unlimited)");
   flags.String("trusted-proxies", &trusted_proxies,
                "Comma-separated proxy addresses whose X-Forwarded-For is trusted");
+  controlplane::WebhookTargetFlags webhook_flags;
+  webhook_flags.Register(flags);
   if (auto st = flags.Parse(argc, argv); !st.ok()) {
     std::cerr << "relay: " << st.message() << "\n";
     return 2;
@@ -74,7 +76,10 @@ int Run(int argc, char** argv) {
   if (dpo.node_id.empty()) dpo.node_id = "embedded";
 
   cpo.limits.trigger_requests_per_minute = trigger_rate;
-  cpo.webhook_post = http_bridge::HttpPost;
+  // The configured ports now, the bound ones (port 0 picks one) once each server is up.
+  auto webhook_targets = webhook_flags.Make({port, grpc_port});
+  cpo.webhooks.targets = webhook_targets;
+  cpo.webhook_post = http_bridge::GuardedHttpPost(webhook_targets);
   std::vector<std::string> proxies;
   for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
     proxies.emplace_back(p);
@@ -87,7 +92,9 @@ int Run(int argc, char** argv) {
   controlplane::ControlPlane cp(cpo);
   if (auto st = cp.Start(); !st.ok()) {
     std::cerr << "relay: " << st.message() << "\n";
-    return 1;
+    // PermissionDenied: an unsafe configuration (the well-known secret on a public address), a
+    // usage error like a bad flag.
+    return st.code() == absl::StatusCode::kPermissionDenied ? 2 : 1;
   }
   // Same NodeLink contract as a remote data plane, without the loopback socket (so without TLS);
   // the address only names the control plane in the data plane's log.
@@ -100,6 +107,8 @@ int Run(int argc, char** argv) {
     std::cerr << "relay: " << st.message() << "\n";
     return 1;
   }
+  webhook_targets->AddOwnPort(cp.grpc_port());
+  webhook_targets->AddOwnPort(dp.port());
   if (cp.created_default_app()) {
     std::cerr << "Created the default app: id " << cpo.default_app_id << ", key "
               << cpo.default_app_key << " (secret from --app-secret)\n";

@@ -1,0 +1,26 @@
+// File: well_known_secret.h
+// Safe default: the zero-setup default app's secret ("app-secret") is public knowledge, fine on
+// loopback but a full compromise of the app (anyone can trigger events and sign private and
+// presence subscriptions) once the server is reachable from the network.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "controlplane/app_store.h"
+
+namespace relay::controlplane {
+
+inline constexpr char kWellKnownSecret[] = "app-secret";
+
+// True for addresses only this host can reach: 127.0.0.0/8, ::1 (and ::ffff:127.x), localhost.
+bool IsLoopbackHost(const std::string& host);
+
+// PermissionDenied (the binaries exit with 2 on it) when `host` is not loopback and some app's
+// current secret is the well-known default -- or, on the first start (an empty store), when the
+// default app would be created with `default_app_secret` equal to it. The message tells the
+// operator how to fix it.
+absl::Status RefuseWellKnownSecret(const std::string& host, const AppStore& store,
+                                   const std::string& default_app_secret);
+
+}  // namespace relay::controlplane

@@ -1,0 +1,192 @@
+// Hostile WebSocket clients against the real `relay` binary: floods that used to grow the
+// process without bound (pings answered by a queue of pongs, subscriptions without a cap),
+// connection caps, and protocol details (close reasons that are not UTF-8). Each attack is
+// bounded in bytes and time; afterwards the process is alive, its RSS stayed under a stated
+// bound, and a normal pusher-js client still subscribes and receives.
+'use strict';
+const { test, before, after } = require('node:test');
+const assert = require('node:assert');
+const crypto = require('node:crypto');
+const net = require('node:net');
+const h = require('./lib/harness');
+const { rssBytes, assertAlive, assertServes } = require('./lib/hostile');
+
+const MB = 1024 * 1024;
+
+let server;
+before(async () => { server = await h.startRelay(); });
+after(h.stopAll);
+
+// A masked client frame.
+function frame(opcode, payload = Buffer.alloc(0)) {
+  const body = Buffer.from(payload);
+  const n = body.length;
+  const head = n < 126 ? Buffer.from([0x80 | opcode, 0x80 | n])
+    : n <= 0xffff ? Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 0xff])
+      : (() => { const b = Buffer.alloc(10); b[0] = 0x80 | opcode; b[1] = 0x80 | 127; b.writeBigUInt64BE(BigInt(n), 2); return b; })();
+  const mask = crypto.randomBytes(4);
+  for (let i = 0; i < n; i++) body[i] ^= mask[i & 3];
+  return Buffer.concat([head, mask, body]);
+}
+
+const text = (obj) => frame(0x1, JSON.stringify(obj));
+
+// A WebSocket client speaking the framing by hand. Resolves once the 101 arrived; `frames`
+// collects { opcode, payload } the server sends (unless reading is paused), `closed` resolves
+// when the TCP connection ends.
+function rawWs(port, path = `/app/${h.APP.key}?protocol=7`) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const c = { sock, frames: [], buf: Buffer.alloc(0), upgraded: false };
+    c.closed = new Promise((r) => sock.on('close', r));
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error('no 101 within 10 s')); }, 10000);
+    sock.on('error', () => {});
+    sock.on('connect', () => {
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n` +
+        `Connection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\n` +
+        'Sec-WebSocket-Version: 13\r\n\r\n');
+    });
+    sock.on('data', (d) => {
+      c.buf = Buffer.concat([c.buf, d]);
+      if (!c.upgraded) {
+        const end = c.buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = c.buf.subarray(0, end).toString();
+        c.buf = c.buf.subarray(end + 4);
+        clearTimeout(timer);
+        if (!head.startsWith('HTTP/1.1 101')) { sock.destroy(); return reject(new Error(head)); }
+        c.upgraded = true;
+        resolve(c);
+      }
+      for (;;) {
+        if (c.buf.length < 2) return;
+        let n = c.buf[1] & 0x7f, at = 2;
+        if (n === 126) { if (c.buf.length < 4) return; n = c.buf.readUInt16BE(2); at = 4; }
+        if (n === 127) { if (c.buf.length < 10) return; n = Number(c.buf.readBigUInt64BE(2)); at = 10; }
+        if (c.buf.length < at + n) return;
+        c.frames.push({ opcode: c.buf[0] & 0x0f, payload: c.buf.subarray(at, at + n) });
+        c.buf = c.buf.subarray(at + n);
+      }
+    });
+  });
+}
+
+// The Pusher events among the frames received so far.
+function events(c) {
+  return c.frames.filter((f) => f.opcode === 1).map((f) => JSON.parse(f.payload.toString()));
+}
+
+// Writes `buf` and resolves once the kernel took all of it.
+function writeAll(sock, buf) {
+  return new Promise((resolve, reject) => sock.write(buf, (e) => (e ? reject(e) : resolve())));
+}
+
+// Resolves once `channel` is occupied as seen by the HTTP API: the server handled every frame
+// the connection sent before its subscribe.
+async function occupied(channel, timeoutMs) {
+  await h.waitFor(async () => {
+    const r = await h.sdk(server).get({ path: `/channels/${channel}` });
+    return (await r.json()).occupied === true;
+  }, timeoutMs, `${channel} occupied`);
+}
+
+test('ping flood from a client that never reads: pongs coalesce, RSS stays bounded', async () => {
+  const c = await rawWs(server.wsPort);
+  try {
+    await h.waitFor(() => events(c).length > 0, 5000, 'connection_established');
+    c.sock.pause();  // never reads again: every pong stays queued on the server
+    const before = rssBytes(server.proc.child.pid);
+    // 4 million empty pings (24 MB); a pong queued per ping grew this by hundreds of MB.
+    const ping = frame(0x9);
+    const chunk = Buffer.alloc(ping.length * 100000);
+    for (let i = 0; i < 100000; i++) ping.copy(chunk, i * ping.length);
+    let peak = before;
+    for (let i = 0; i < 40; i++) {
+      await writeAll(c.sock, chunk);
+      peak = Math.max(peak, rssBytes(server.proc.child.pid));
+    }
+    await writeAll(c.sock, text({ event: 'pusher:subscribe', data: { channel: 'ping-flood-done' } }));
+    await occupied('ping-flood-done', 60000);
+    peak = Math.max(peak, rssBytes(server.proc.child.pid));
+    assertAlive(server.proc, 'relay');
+    assert.ok(peak - before < 64 * MB, `RSS grew by ${((peak - before) / MB).toFixed(0)} MB`);
+    await assertServes(server);
+  } finally { c.sock.destroy(); }
+});
+
+test('subscription flood: one connection gets at most 1000 channels, the rest LimitReached', async () => {
+  const c = await rawWs(server.wsPort);
+  try {
+    await h.waitFor(() => events(c).length > 0, 5000, 'connection_established');
+    const before = rssBytes(server.proc.child.pid);
+    const count = 200000;  // 1,000,000 took 2.2 GB without a cap
+    const parts = [];
+    for (let i = 0; i < count; i++) parts.push(text({ event: 'pusher:subscribe', data: { channel: `flood-${i}` } }));
+    await writeAll(c.sock, Buffer.concat(parts));
+    const answered = () => events(c).filter((e) => e.event !== 'pusher:connection_established').length;
+    await h.waitFor(() => answered() >= count, 120000, 'an answer to every subscribe');
+    const rss = rssBytes(server.proc.child.pid);
+    const evs = events(c);
+    const ok = evs.filter((e) => e.event === 'pusher_internal:subscription_succeeded');
+    const refused = evs.filter((e) => e.event === 'pusher:subscription_error');
+    assert.strictEqual(ok.length, 1000);
+    assert.strictEqual(refused.length, count - 1000);
+    for (const e of refused) {
+      assert.strictEqual(e.data.type, 'LimitReached');
+      assert.ok(e.data.status === 4100 || e.data.status === 4301, JSON.stringify(e));
+    }
+    assertAlive(server.proc, 'relay');
+    assert.ok(rss - before < 128 * MB, `RSS grew by ${((rss - before) / MB).toFixed(0)} MB`);
+    assert.ok(!c.sock.destroyed, 'the connection stays open');
+    await assertServes(server);
+  } finally { c.sock.destroy(); }
+});
+
+test('pusher-js gets LimitReached on the channel over the cap and keeps its other channels', async () => {
+  const small = await h.startRelay(['--max-subscriptions-per-connection', '2']);
+  const c = h.client(small);
+  try {
+    const a = c.subscribe('cap-a');
+    const b = c.subscribe('cap-b');
+    await Promise.all([h.once(a, 'pusher:subscription_succeeded'), h.once(b, 'pusher:subscription_succeeded')]);
+    const over = c.subscribe('cap-c');
+    const { data } = await h.once(over, 'pusher:subscription_error');
+    assert.strictEqual(data.type, 'LimitReached');
+    assert.strictEqual(data.status, 4100);
+    assert.strictEqual(c.connection.state, 'connected');
+    const got = h.once(a, 'still');
+    await h.sdk(small).trigger('cap-a', 'still', { ok: 1 });
+    assert.deepStrictEqual((await got).data, { ok: 1 });
+  } finally { c.disconnect(); }
+});
+
+test('--max-connections-per-ip refuses the next connection with 4100', async () => {
+  const capped = await h.startRelay(['--max-connections-per-ip', '2']);
+  const held = [await rawWs(capped.wsPort), await rawWs(capped.wsPort)];
+  try {
+    const third = await rawWs(capped.wsPort);
+    await third.closed;
+    const [err] = events(third);
+    assert.strictEqual(err.event, 'pusher:error');
+    assert.strictEqual(err.data.code, 4100);
+    const close = third.frames.find((f) => f.opcode === 8);
+    assert.strictEqual(close.payload.readUInt16BE(0), 4100);
+  } finally { for (const c of held) c.sock.destroy(); }
+  // Their slots are free again once they are gone.
+  await h.waitFor(async () => {
+    const c = await rawWs(capped.wsPort);
+    await h.waitFor(() => events(c).length > 0, 5000).catch(() => {});
+    const ok = events(c)[0]?.event === 'pusher:connection_established';
+    c.sock.destroy();
+    return ok;
+  }, 10000, 'a connection after the others left');
+});
+
+test('a close frame whose reason is not UTF-8 is answered with 1007', async () => {
+  const c = await rawWs(server.wsPort);
+  try {
+    await writeAll(c.sock, frame(0x8, Buffer.from([0x03, 0xe8, 0xc3, 0x28])));
+    await h.waitFor(() => c.frames.some((f) => f.opcode === 8), 5000, 'a close frame');
+    assert.strictEqual(c.frames.find((f) => f.opcode === 8).payload.readUInt16BE(0), 1007);
+  } finally { c.sock.destroy(); }
+});

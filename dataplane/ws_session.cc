@@ -462,13 +462,14 @@ class WsSession final : public Session,
           }
           simdjson::dom::element info;
           if (cd["user_info"].get(info) == simdjson::SUCCESS) user_info = simdjson::minify(info);
-          if (user_info.size() > app_->limits().max_presence_user_info_bytes()) {
-            return SubscriptionError(channel, "LimitReached",
-                                     common::StrCat("user_info is larger than ",
+        }
+        // Also for the signed-in user's info, which pusher:signin does not bound.
+        if (user_info.size() > app_->limits().max_presence_user_info_bytes()) {
+          return SubscriptionError(channel, "LimitReached",
+                                   common::StrCat("user_info is larger than ",
                                                   app_->limits().max_presence_user_info_bytes(),
                                                   " bytes"),
-                                     4100);
-          }
+                                   4100);
         }
       }
       authorized_ = true;

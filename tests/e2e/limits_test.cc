@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include "common/json.h"
 #include "common/pusher_auth.h"
 #include "tests/e2e/cluster.h"
 #include "tests/testutil/wait_for.h"
@@ -268,6 +269,26 @@ TEST(ConnectionLimits, ConnectionsPerAddressAreCappedWhenConfigured) {
   first.reset();
   ASSERT_TRUE(WaitFor([&] { return cluster.node(0).counters().connections.load() == 1; }));
   EXPECT_TRUE(cluster.Client());
+}
+
+// A presence subscribe without channel_data joins as the signed-in user: its user_info counts
+// against the same limit as channel_data's.
+TEST(ConnectionLimits, SignedInUserInfoIsBoundedForPresenceLikeChannelData) {
+  Cluster cluster(1);
+  SetLimit(cluster, "limits.max_presence_user_info_bytes", 32);
+  auto c = cluster.Client();
+  ASSERT_TRUE(c);
+  std::string user_data = R"({"id":"big","user_info":{"bio":")" + std::string(100, 'x') + "\"}}";
+  common::JsonWriter w;
+  w.BeginObject().Key("event").String("pusher:signin").Key("data").BeginObject();
+  w.Key("auth").String(common::SignToken("app-key", "app-secret",
+                                         common::UserStringToSign(c->socket_id(), user_data)));
+  w.Key("user_data").String(user_data).EndObject().EndObject();
+  c->Send(w.str());
+  ASSERT_TRUE(c->ReceiveEvent("pusher:signin_success"));
+  cluster.SendSubscribe(*c, "presence-signed");
+  EXPECT_EQ(SubscriptionErrorFor(*c, "presence-signed"),
+            std::make_pair(std::string("LimitReached"), std::string("4100")));
 }
 
 TEST(ConnectionLimits, CapacityDefaultsToTheFileLimitMinusAReserve) {

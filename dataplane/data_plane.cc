@@ -133,6 +133,11 @@ absl::Status DataPlane::Start() {
   auto port = http_->Start();
   if (!port.ok()) return port.status();
   port_ = *port;
+  RELAY_LOG(kInfo, "dataplane", "accepting up to ", options_.capacity, " connections",
+            options_.capacity == 0 ? " (no file limit: unlimited)" : "",
+            options_.max_connections_per_ip ? common::StrCat(", ", options_.max_connections_per_ip,
+                                                             " per client address")
+                                            : std::string());
   pool_.Start("shard");
   ControlLinkOptions link;
   link.target = options_.control_plane;

@@ -6,8 +6,12 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
+const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
 const h = require('./lib/harness');
 const { rssBytes, assertAlive, assertServes } = require('./lib/hostile');
 
@@ -194,4 +198,47 @@ test('a close frame whose reason is not UTF-8 is answered with 1007', async () =
     await h.waitFor(() => c.frames.some((f) => f.opcode === 8), 5000, 'a close frame');
     assert.strictEqual(c.frames.find((f) => f.opcode === 8).payload.readUInt16BE(0), 1007);
   } finally { c.sock.destroy(); }
+});
+
+// relay started under `prlimit --nofile=N:N` (its own process, stopped by the caller).
+async function startRelayWithFileLimit(nofile) {
+  const [port, grpcPort] = [await h.freePort(), await h.freePort()];
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-hostile-'));
+  const bin = path.join(process.env.RELAY_BIN_DIR || path.resolve(__dirname, '../../build/bin'), 'relay');
+  const child = spawn('prlimit', [`--nofile=${nofile}:${nofile}`, bin, '--port', port, '--grpc-port',
+    grpcPort, '--data-dir', dataDir].map(String), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  await h.waitFor(() => log.includes('relay ready') || child.exitCode !== null, 15000, 'relay ready');
+  assert.ok(log.includes('relay ready'), log);
+  return { wsPort: port, httpPort: port, grpcPort, dataDir, proc: { child } };
+}
+
+test('without --capacity, connections stop at the file limit minus a reserve, with 4100', async () => {
+  // 300 descriptors: the default capacity keeps 64 of them for gRPC, HTTP, webhooks and SQLite.
+  const limited = await startRelayWithFileLimit(300);
+  const held = [];
+  try {
+    for (let i = 0; i < 236; i++) {
+      const c = await rawWs(limited.wsPort);
+      held.push(c);
+      await h.waitFor(() => events(c).length > 0, 5000, `connection ${i} answered`);
+      assert.strictEqual(events(c)[0].event, 'pusher:connection_established', `connection ${i}`);
+    }
+    const over = await rawWs(limited.wsPort);
+    held.push(over);
+    await h.waitFor(() => events(over).length > 0, 5000, 'the refusal');
+    assert.strictEqual(events(over)[0].event, 'pusher:error');
+    assert.strictEqual(events(over)[0].data.code, 4100);
+    assertAlive(limited.proc, 'relay');
+    // The HTTP API still has descriptors to work with while the node is full.
+    await h.sdk(limited).trigger('full-node', 'e', {});
+    for (const c of held) c.sock.destroy();
+    held.length = 0;
+    await assertServes(limited);
+  } finally {
+    for (const c of held) c.sock.destroy();
+    limited.proc.child.kill('SIGKILL');
+  }
 });

@@ -520,8 +520,9 @@ class WsSession final : public Session,
     auto now = Clock::now();
     double elapsed = std::chrono::duration<double>(now - subscribe_tokens_at_).count();
     subscribe_tokens_at_ = now;
-    subscribe_tokens_ = std::min(static_cast<double>(o.subscribe_burst),
-                                 subscribe_tokens_ + elapsed * static_cast<double>(o.subscribe_rate));
+    double refill = elapsed * static_cast<double>(o.subscribe_rate);
+    subscribe_tokens_ =
+        std::min(static_cast<double>(o.subscribe_burst), subscribe_tokens_ + refill);
     if (subscribe_tokens_ < 1) return false;
     subscribe_tokens_ -= 1;
     return true;

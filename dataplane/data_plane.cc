@@ -1,5 +1,8 @@
 #include "dataplane/data_plane.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <thread>
 
 #include "common/strings.h"
@@ -9,6 +12,52 @@
 #include "dataplane/ws_session.h"
 
 namespace relay::dataplane {
+
+uint64_t DefaultCapacity() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+  uint64_t limit = rl.rlim_cur;
+  uint64_t reserve = std::clamp<uint64_t>(limit / 10, 64, 1024);
+  return limit > reserve + 1 ? limit - reserve : 1;
+}
+
+ConnectionLimitFlags::ConnectionLimitFlags(const DataPlaneOptions& d)
+    : capacity(d.capacity),
+      max_connections_per_ip(d.max_connections_per_ip),
+      max_subscriptions_per_connection(d.max_subscriptions_per_connection),
+      subscribe_rate(d.subscribe_rate),
+      subscribe_burst(d.subscribe_burst) {}
+
+void ConnectionLimitFlags::Register(common::FlagSet& flags) {
+  flags.Uint("capacity", &capacity,
+             "Connections accepted before refusing with 4100 (0 = the open file limit minus 10% "
+             "(64 to 1024) kept for gRPC, HTTP, webhooks and SQLite)");
+  flags.Uint("max-connections-per-ip", &max_connections_per_ip,
+             "Connections from one client address before refusing with 4100 (0 = no cap; behind "
+             "a reverse proxy every client has the proxy's address)");
+  flags.Uint("max-subscriptions-per-connection", &max_subscriptions_per_connection,
+             "Channels one connection may subscribe to; more get pusher:subscription_error "
+             "LimitReached 4100 (at least 1)");
+  flags.Uint("subscribe-rate", &subscribe_rate,
+             "pusher:subscribe requests per second per connection; more get "
+             "pusher:subscription_error LimitReached 4301 (0 = no rate limit)");
+  flags.Uint("subscribe-burst", &subscribe_burst,
+             "pusher:subscribe requests one connection may send at once before --subscribe-rate "
+             "applies (at least 1)");
+}
+
+std::string ConnectionLimitFlags::Apply(DataPlaneOptions* o) const {
+  if (max_subscriptions_per_connection == 0) {
+    return "--max-subscriptions-per-connection must be at least 1";
+  }
+  if (subscribe_burst == 0) return "--subscribe-burst must be at least 1";
+  o->capacity = capacity;
+  o->max_connections_per_ip = max_connections_per_ip;
+  o->max_subscriptions_per_connection = max_subscriptions_per_connection;
+  o->subscribe_rate = subscribe_rate;
+  o->subscribe_burst = subscribe_burst;
+  return "";
+}
 
 namespace {
 size_t ShardCount(size_t wanted) {
@@ -24,6 +73,9 @@ DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fal
       http_fallback_(std::move(http_fallback)),
       pool_(ShardCount(options_.shards)) {
   if (options_.node_id.empty()) options_.node_id = common::StrCat("node-", common::RandomHex(4));
+  // Past the file limit accept() fails anyway, and takes the descriptors gRPC, webhooks and
+  // SQLite need with it; refusing with 4100 before that keeps the process working.
+  if (options_.capacity == 0) options_.capacity = DefaultCapacity();
   // Socket ids are "<prefix>.<counter>": a random 31-bit prefix per process and a counter, so
   // they are unique across the cluster without coordination.
   socket_prefix_ = common::RandomU32() & 0x7fffffff;
@@ -39,6 +91,21 @@ DataPlane::~DataPlane() { Stop(); }
 
 std::string DataPlane::NextSocketId() {
   return common::StrCat(socket_prefix_, ".", socket_counter_.fetch_add(1) + 1);
+}
+
+bool DataPlane::AcquireAddress(const std::string& address) {
+  std::lock_guard lock(addresses_mu_);
+  uint64_t& n = addresses_[address];
+  if (n >= options_.max_connections_per_ip) return false;  // (the entry exists while n > 0)
+  ++n;
+  return true;
+}
+
+void DataPlane::ReleaseAddress(const std::string& address) {
+  std::lock_guard lock(addresses_mu_);
+  auto it = addresses_.find(address);
+  if (it == addresses_.end()) return;
+  if (--it->second == 0) addresses_.erase(it);
 }
 
 void DataPlane::DeliverToAll(std::shared_ptr<const Delivery> delivery) {
@@ -66,6 +133,11 @@ absl::Status DataPlane::Start() {
   auto port = http_->Start();
   if (!port.ok()) return port.status();
   port_ = *port;
+  RELAY_LOG(kInfo, "dataplane", "accepting up to ", options_.capacity, " connections",
+            options_.capacity == 0 ? " (no file limit: unlimited)" : "",
+            options_.max_connections_per_ip ? common::StrCat(", ", options_.max_connections_per_ip,
+                                                             " per client address")
+                                            : std::string());
   pool_.Start("shard");
   ControlLinkOptions link;
   link.target = options_.control_plane;

@@ -7,10 +7,13 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "common/flags.h"
 #include "common/io_pool.h"
 #include "dataplane/app_table.h"
 #include "dataplane/control_link.h"
@@ -32,7 +35,18 @@ struct DataPlaneOptions {
   std::string node_id;          // generated when empty
   std::string advertised_address;  // host:port clients use; defaults to host:port
   size_t shards = 0;            // 0 = one per core
-  uint64_t capacity = 0;        // connections before 4100; 0 = unlimited
+  // Connections before 4100; 0 = derived from the open file limit (DefaultCapacity()).
+  uint64_t capacity = 0;
+  // Connections from one client address before 4100; 0 = no per-address cap (the default:
+  // behind a reverse proxy every client has the proxy's address).
+  uint64_t max_connections_per_ip = 0;
+  // Channels one connection may be subscribed to (or waiting on); more are refused with
+  // pusher:subscription_error LimitReached 4100. Never unlimited.
+  uint64_t max_subscriptions_per_connection = 1000;
+  // pusher:subscribe requests per second and connection (token bucket of `subscribe_burst`);
+  // more are refused with LimitReached 4301. 0 = no rate limit.
+  uint64_t subscribe_rate = 100;
+  uint64_t subscribe_burst = 1000;  // a reconnect resubscribes every channel at once
   uint32_t activity_timeout_seconds = 120;
   uint32_t pong_timeout_seconds = 30;
   size_t max_frame_bytes = 64 * 1024;      // inbound frames beyond this close with 1009
@@ -41,6 +55,25 @@ struct DataPlaneOptions {
   bool permessage_deflate = false;
   uint32_t drain_window_ms = 10000;
   std::chrono::milliseconds heartbeat_interval{5000};
+};
+
+// The open file limit (RLIMIT_NOFILE) minus a reserve for what else the process opens: gRPC,
+// HTTP API and webhook connections, SQLite, logs. 0 when the limit is infinite or unknown.
+uint64_t DefaultCapacity();
+
+// The per-connection and per-address limits as flags, with the same names and defaults in
+// relay-dataplane and relay.
+struct ConnectionLimitFlags {
+  uint64_t capacity = 0;
+  uint64_t max_connections_per_ip = 0;
+  uint64_t max_subscriptions_per_connection = 0;
+  uint64_t subscribe_rate = 0;
+  uint64_t subscribe_burst = 0;
+
+  explicit ConnectionLimitFlags(const DataPlaneOptions& defaults);
+  void Register(common::FlagSet& flags);
+  // Checks the values and copies them into `o`; an error message naming the flag, or "".
+  std::string Apply(DataPlaneOptions* o) const;
 };
 
 class DataPlane {
@@ -62,6 +95,10 @@ class DataPlane {
 
   // For sessions.
   const DataPlaneOptions& options() const { return options_; }
+  // Counts a connection from `address` against max_connections_per_ip; false (nothing
+  // counted) when the address is at the cap. ReleaseAddress() undoes a true.
+  bool AcquireAddress(const std::string& address);
+  void ReleaseAddress(const std::string& address);
   const WsLimits& ws_limits() const { return ws_limits_; }
   AppTable& apps() { return apps_; }
   NodeState& state() { return state_; }
@@ -96,6 +133,8 @@ class DataPlane {
   std::atomic<uint64_t> last_ack_{0};
   std::atomic<uint64_t> posted_ack_{0};  // the last ack posted to the shards
   std::atomic<bool> stopped_{false};
+  std::mutex addresses_mu_;
+  absl::flat_hash_map<std::string, uint64_t> addresses_;  // connections per client address
 };
 
 }  // namespace relay::dataplane

@@ -14,7 +14,7 @@ int Run(int argc, char** argv) {
   using namespace relay;
   dataplane::DataPlaneOptions o;
   std::string host = o.host;
-  uint64_t port = o.port, shards = 0, capacity = 0, activity = o.activity_timeout_seconds,
+  uint64_t port = o.port, shards = 0, activity = o.activity_timeout_seconds,
            max_frame = o.max_frame_bytes, drain_window = o.drain_window_ms;
   bool deflate = false;
   common::FlagSet flags("relay-dataplane [flags]",
@@ -37,7 +37,8 @@ int Run(int argc, char** argv) {
   flags.String("advertise", &o.advertised_address,
                "Address clients use to reach this node, reported to the control plane");
   flags.Uint("shards", &shards, "I/O threads (0 = one per core)");
-  flags.Uint("capacity", &capacity, "Connections accepted before refusing with 4100 (0 = no limit)");
+  dataplane::ConnectionLimitFlags limits(o);
+  limits.Register(flags);
   flags.Uint("activity-timeout", &activity, "Seconds of client silence before the server pings");
   flags.Uint("max-frame-bytes", &max_frame, "Largest inbound frame; larger ones close with 1009");
   flags.Uint("drain-window-ms", &drain_window,
@@ -67,7 +68,10 @@ int Run(int argc, char** argv) {
   o.host = host;
   o.port = static_cast<uint16_t>(port);
   o.shards = shards;
-  o.capacity = capacity;
+  if (std::string err = limits.Apply(&o); !err.empty()) {
+    std::cerr << "relay-dataplane: " << err << "\n";
+    return 2;
+  }
   o.activity_timeout_seconds = static_cast<uint32_t>(activity);
   o.max_frame_bytes = max_frame;
   o.drain_window_ms = static_cast<uint32_t>(drain_window);

@@ -351,6 +351,23 @@ void WsConn::Queue(uint8_t first_byte, std::shared_ptr<const std::string> payloa
   ScheduleWrite();
 }
 
+void WsConn::QueuePong(std::shared_ptr<const std::string> payload) {
+  // A peer that pings without reading would otherwise grow the queue by a pong per ping, outside
+  // the bounds Send() keeps. RFC 6455 section 5.5.3 lets us answer only the most recent ping, so
+  // a pong still waiting in pending_ takes the new payload: at most one pong waits there (and one
+  // more may be in the batch being written).
+  if (pending_pong_ < pending_.size()) {
+    Out& out = pending_[pending_pong_];
+    queued_bytes_ -= out.payload->size();
+    queued_bytes_ += payload->size();
+    out.header[1] = static_cast<uint8_t>(payload->size());  // control payloads are under 126
+    out.payload = std::move(payload);
+    return;
+  }
+  pending_pong_ = pending_.size();
+  Queue(kFin | kOpPong, std::move(payload), false);
+}
+
 void WsConn::ScheduleWrite() {
   if (writing_active_ || flush_scheduled_ || finished_) return;
   flush_scheduled_ = true;
@@ -366,6 +383,7 @@ void WsConn::DoWrite() {
   if (finished_ || pending_.empty()) return;
   writing_active_ = true;
   std::swap(writing_, pending_);
+  pending_pong_ = kNoPong;
   iov_.clear();
   iov_.reserve(writing_.size() * 2);
   for (const Out& o : writing_) {
@@ -514,9 +532,7 @@ bool WsConn::OnFrame(uint8_t opcode, bool fin, bool compressed, char* payload, s
       return Deliver(whole, message_text_, message_compressed_);
     }
     case kOpPing:
-      if (!closing()) {
-        Queue(kFin | kOpPong, std::make_shared<const std::string>(payload, size), false);
-      }
+      if (!closing()) QueuePong(std::make_shared<const std::string>(payload, size));
       return true;
     case kOpPong:
       return true;
@@ -531,6 +547,11 @@ bool WsConn::OnFrame(uint8_t opcode, bool fin, bool compressed, char* payload, s
                                      static_cast<uint8_t>(payload[1]));
         if (!ValidCloseCode(code)) {
           Violation(kWsCloseProtocolError, "invalid close code");
+          return false;
+        }
+        // The reason is UTF-8 text like a text message (RFC 6455 sections 5.5.1 and 8.1).
+        if (!simdjson::validate_utf8(payload + 2, size - 2)) {
+          Violation(kWsCloseInvalidPayload, "close reason is not valid UTF-8");
           return false;
         }
       }
@@ -579,6 +600,7 @@ void WsConn::Finish() {
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   pending_.clear();
+  pending_pong_ = kNoPong;
   partial_ = std::string();
   message_ = std::string();
   if (auto owner = Owner()) owner->OnWsClosed();

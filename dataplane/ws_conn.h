@@ -87,6 +87,8 @@ class WsConn {
 
   struct FlushList;
   void Queue(uint8_t first_byte, std::shared_ptr<const std::string> payload, bool counted);
+  // Answers a ping, replacing a pong that has not been handed to the socket yet.
+  void QueuePong(std::shared_ptr<const std::string> payload);
   // Writes what is queued once the thread's current burst of handlers is through.
   void ScheduleWrite();
   void DoWrite();
@@ -109,6 +111,8 @@ class WsConn {
   std::weak_ptr<Listener> owner_;
   std::vector<Out> pending_;  // queued, not yet handed to the socket
   std::vector<Out> writing_;  // the batch being written
+  static constexpr size_t kNoPong = static_cast<size_t>(-1);
+  size_t pending_pong_ = kNoPong;  // index of the pong waiting in pending_
   std::vector<boost::asio::const_buffer> iov_;
   size_t queued_bytes_ = 0;
   std::string partial_;  // bytes of an incomplete frame

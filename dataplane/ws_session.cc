@@ -45,6 +45,14 @@ std::string CloseReason(std::string_view message) {
   return std::string(message.substr(0, 120));
 }
 
+// The client's address when connections per address are capped, else "" (nothing counted).
+std::string PeerAddress(DataPlane& dp, const net::ip::tcp::socket& socket) {
+  if (dp.options().max_connections_per_ip == 0) return "";
+  boost::system::error_code ec;
+  auto endpoint = socket.remote_endpoint(ec);
+  return ec ? "" : endpoint.address().to_string();
+}
+
 // The connection-level refusal for an upgrade request, or nullopt when it may proceed.
 struct Refusal {
   int code;
@@ -56,8 +64,8 @@ class WsSession final : public Session,
                         public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket, const WsLimits& limits)
-      : dp_(dp), shard_(shard), conn_(std::move(socket), limits), timer_(shard.context()),
-        auth_timer_(shard.context()) {}
+      : dp_(dp), shard_(shard), address_(PeerAddress(dp, socket)),
+        conn_(std::move(socket), limits), timer_(shard.context()), auth_timer_(shard.context()) {}
 
   ~WsSession() override = default;
 
@@ -260,7 +268,15 @@ class WsSession final : public Session,
     return std::nullopt;
   }
 
-  void OnAccept(const std::optional<Refusal>& refusal) {
+  void OnAccept(std::optional<Refusal> refusal) {
+    // Counted last, so that no other refusal holds a slot of the address.
+    if (!refusal && !address_.empty()) {
+      if (dp_.AcquireAddress(address_)) {
+        address_counted_ = true;
+      } else {
+        refusal = Refusal{4100, "Too many connections from this address"};
+      }
+    }
     if (refusal) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
       CloseWith(refusal->code, refusal->message);
@@ -273,6 +289,8 @@ class WsSession final : public Session,
     dp_.counters().connections.fetch_add(1, std::memory_order_relaxed);
     dp_.state().ConnectionChanged(app_id_, +1);
     last_rx_ = Clock::now();
+    subscribe_tokens_ = static_cast<double>(dp_.options().subscribe_burst);
+    subscribe_tokens_at_ = last_rx_;
     common::JsonWriter data;
     data.BeginObject()
         .Key("socket_id")
@@ -361,6 +379,13 @@ class WsSession final : public Session,
     std::string_view channel_sv;
     if (data["channel"].get(channel_sv)) return ProtocolError("Subscribe needs a 'channel'");
     std::string channel(channel_sv);
+    if (!TakeSubscribeToken()) {
+      return SubscriptionError(
+          channel, "LimitReached",
+          common::StrCat("Too many subscribe requests: at most ", dp_.options().subscribe_rate,
+                         " per second per connection; retry later"),
+          4301);
+    }
     std::string err = common::ChannelNameError(channel, true);
     if (!err.empty()) return SubscriptionError(channel, "InvalidChannel", err, 4009);
     if (auto it = subs_.find(channel); it != subs_.end()) {
@@ -374,10 +399,21 @@ class WsSession final : public Session,
       }
       Unsubscribe(channel);  // presence/cache: re-run the full subscribe for a fresh roster
     }
+    // Subscriptions and the requests still waiting on the control plane (including those of
+    // channels unsubscribed meanwhile) are what a connection holds per channel.
+    uint64_t max_subs = dp_.options().max_subscriptions_per_connection;
+    if (std::max(subs_.size(), pending_.size()) >= max_subs) {
+      return SubscriptionError(
+          channel, "LimitReached",
+          common::StrCat("A connection may subscribe to at most ", max_subs, " channels"), 4100);
+    }
     common::ChannelKind kind = common::ClassifyChannel(channel);
-    std::string_view auth, channel_data;
+    std::string_view auth, channel_data_sv;
     if (data["auth"].get(auth)) auth = {};
-    if (data["channel_data"].get(channel_data)) channel_data = {};
+    if (data["channel_data"].get(channel_data_sv)) channel_data_sv = {};
+    // A copy: when `data` came as a string, its strings live in InnerParser(), which parses
+    // channel_data below.
+    std::string channel_data(channel_data_sv);
 
     if (kind.is_server_to_user) {
       if (signed_in_user_.empty() || common::ServerToUserId(channel) != signed_in_user_) {
@@ -426,13 +462,14 @@ class WsSession final : public Session,
           }
           simdjson::dom::element info;
           if (cd["user_info"].get(info) == simdjson::SUCCESS) user_info = simdjson::minify(info);
-          if (user_info.size() > app_->limits().max_presence_user_info_bytes()) {
-            return SubscriptionError(channel, "LimitReached",
-                                     common::StrCat("user_info is larger than ",
+        }
+        // Also for the signed-in user's info, which pusher:signin does not bound.
+        if (user_info.size() > app_->limits().max_presence_user_info_bytes()) {
+          return SubscriptionError(channel, "LimitReached",
+                                   common::StrCat("user_info is larger than ",
                                                   app_->limits().max_presence_user_info_bytes(),
                                                   " bytes"),
-                                     4100);
-          }
+                                   4100);
         }
       }
       authorized_ = true;
@@ -474,6 +511,21 @@ class WsSession final : public Session,
     }
     subs_[channel] = Sub{};
     Activate(channel, "{}");
+  }
+
+  // One pusher:subscribe from the connection's token bucket; false when it is empty.
+  bool TakeSubscribeToken() {
+    const DataPlaneOptions& o = dp_.options();
+    if (o.subscribe_rate == 0) return true;
+    auto now = Clock::now();
+    double elapsed = std::chrono::duration<double>(now - subscribe_tokens_at_).count();
+    subscribe_tokens_at_ = now;
+    double refill = elapsed * static_cast<double>(o.subscribe_rate);
+    subscribe_tokens_ =
+        std::min(static_cast<double>(o.subscribe_burst), subscribe_tokens_ + refill);
+    if (subscribe_tokens_ < 1) return false;
+    subscribe_tokens_ -= 1;
+    return true;
   }
 
   relay::v1::PresenceSocket PresenceOf(const std::string& channel, const std::string& user_id) {
@@ -585,10 +637,13 @@ class WsSession final : public Session,
   }
 
   void HandleSignin(simdjson::dom::object data) {
-    std::string_view auth, user_data;
-    if (data["auth"].get(auth) || data["user_data"].get(user_data)) {
+    std::string_view auth, user_data_sv;
+    if (data["auth"].get(auth) || data["user_data"].get(user_data_sv)) {
       return FailSignin("pusher:signin needs 'auth' and 'user_data' strings");
     }
+    // A copy: when `data` came as a string, its strings live in InnerParser(), which parses
+    // user_data below (and would overwrite them before the reply echoes it).
+    std::string user_data(user_data_sv);
     if (!common::VerifyToken(auth, app_->key(), Secrets(),
                              common::UserStringToSign(socket_id_, user_data))) {
       return FailSignin("Invalid signature for user authentication");
@@ -712,12 +767,15 @@ class WsSession final : public Session,
       dp_.state().SignedOut(s);
     }
     shard_.RemoveSession(this);
+    if (address_counted_) dp_.ReleaseAddress(address_);
     dp_.counters().connections.fetch_sub(1, std::memory_order_relaxed);
     dp_.state().ConnectionChanged(app_id_, -1);
   }
 
   DataPlane& dp_;
   Shard& shard_;
+  const std::string address_;  // the client's address, when connections per address are capped
+  bool address_counted_ = false;
   WsConn conn_;
   net::steady_timer timer_;
   net::steady_timer auth_timer_;
@@ -732,6 +790,8 @@ class WsSession final : public Session,
   Clock::time_point last_rx_;
   Clock::time_point rate_window_start_;
   uint32_t rate_count_ = 0;
+  double subscribe_tokens_ = 0;  // token bucket of subscribe_rate, filled at connect
+  Clock::time_point subscribe_tokens_at_;
   absl::flat_hash_map<std::string, Sub> subs_;
   absl::flat_hash_map<uint64_t, std::string> pending_;
   absl::flat_hash_map<uint64_t, std::string> sub_user_for_orphan_;

@@ -100,11 +100,14 @@ class WsConnTest : public ::testing::Test {
   // Connects, sends `request` (plus `extra` bytes in the same write), and hands the server's
   // side to a WsConn. Returns whether it accepted.
   bool Open(const std::string& request, const std::string& extra = "", bool deflate = false) {
+    client_.open(tcp::v4());
+    if (client_rcvbuf_) client_.set_option(net::socket_base::receive_buffer_size(client_rcvbuf_));
     client_.connect(acceptor_.local_endpoint());
     timeval tv{5, 0};
     setsockopt(client_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     net::write(client_, net::buffer(request + extra));
     tcp::socket s = acceptor_.accept(io_);
+    if (server_sndbuf_) s.set_option(net::socket_base::send_buffer_size(server_sndbuf_));
     boost::beast::flat_buffer buf;
     http_bridge::BeastRequest req;
     boost::beast::http::read(s, buf, req);
@@ -181,6 +184,8 @@ class WsConnTest : public ::testing::Test {
   tcp::socket client_{io_};
   std::thread thread_;
   WsLimits limits_;
+  int client_rcvbuf_ = 0;  // socket buffer sizes, when a test wants the socket to fill up
+  int server_sndbuf_ = 0;
   std::shared_ptr<Recorder> server_;
 };
 
@@ -316,7 +321,9 @@ INSTANTIATE_TEST_SUITE_P(
                   kWsCloseTooBig},
         Violation{"InvalidUtf8", Frame(0x81, "\xc3\x28"), kWsCloseInvalidPayload},
         Violation{"BadCloseCode", Frame(0x88, std::string("\x03\xed", 2)),
-                  kWsCloseProtocolError}),
+                  kWsCloseProtocolError},
+        Violation{"InvalidUtf8CloseReason", Frame(0x88, std::string("\x03\xe8\xc3\x28", 4)),
+                  kWsCloseInvalidPayload}),
     [](const auto& info) { return std::string(info.param.name); });
 
 std::string Deflate(const std::string& in) {
@@ -398,6 +405,36 @@ TEST_F(WsConnTest, QueueBoundsRefuseInsteadOfGrowing) {
     return false;
   });
   EXPECT_TRUE(refused);
+}
+
+// A peer that pings and never reads: once the socket is full, the pong still waiting is
+// replaced by each new one instead of the queue growing by a pong per ping (RFC 6455 section
+// 5.5.3 allows answering only the most recent ping).
+TEST_F(WsConnTest, PingFloodFromAPeerThatNeverReadsQueuesOnePong) {
+  client_rcvbuf_ = 4096;
+  server_sndbuf_ = 4096;
+  ASSERT_TRUE(Open(Upgrade()));
+  ReadHttpHead();
+  std::string pings;
+  for (int i = 0; i < 1000; ++i) pings += Frame(0x89, std::string(125, 'p'));
+  for (int round = 0; round < 20; ++round) net::write(client_, net::buffer(pings));  // 2.5 MB
+  net::write(client_, net::buffer(Frame(0x89, "last") + Frame(0x81, "done")));
+  ASSERT_TRUE(testutil::WaitFor([&] { return Messages().size() == 1; }));
+  size_t queued_bytes = 0, queued_frames = 0;
+  OnServer([&] {
+    queued_bytes = server_->conn.queued_bytes();
+    queued_frames = server_->conn.queued_messages();
+    return true;
+  });
+  EXPECT_LE(queued_frames, 2u);
+  EXPECT_LE(queued_bytes, 2u * 125);
+  // Once the peer reads, the answer to its latest ping arrives.
+  for (int i = 0; i < 30000; ++i) {
+    auto f = ReadFrame();
+    ASSERT_EQ(f.first, 0x8A);
+    if (f.second == "last") return;
+  }
+  FAIL() << "no pong for the last ping";
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Per-app limits seen by clients, encrypted channels, and the cluster-wide cache.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include "common/json.h"
 #include "common/pusher_auth.h"
 #include "tests/e2e/cluster.h"
 #include "tests/testutil/wait_for.h"
@@ -185,6 +187,118 @@ TEST(Limits, CacheIsClusterWide) {
     ASSERT_TRUE(cached);
     EXPECT_EQ(*cached, R"({"event":"tick","channel":"cache-global","data":"42"})");
   }
+}
+
+}  // namespace
+}  // namespace relay::testutil
+
+namespace relay::testutil {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The subscription_error a connection gets for `channel`: (type, status), or ("", "").
+std::pair<std::string, std::string> SubscriptionErrorFor(WsClient& c, const std::string& channel) {
+  auto err = c.ReceiveEvent("pusher:subscription_error", 5s, channel);
+  if (!err) return {"", ""};
+  std::string data = JsonField(*err, "data");
+  return {JsonField(data, "type"), JsonField(data, "status")};
+}
+
+TEST(ConnectionLimits, SubscriptionsPerConnectionAreCappedAndTheConnectionStaysOpen) {
+  dataplane::DataPlaneOptions o;
+  o.max_subscriptions_per_connection = 3;
+  Cluster cluster(1, o);
+  auto c = cluster.Client();
+  ASSERT_TRUE(c);
+  for (std::string ch : {"a", "b", "presence-c"}) {
+    ASSERT_NE(cluster.Subscribe(*c, ch, ch == "presence-c" ? R"({"user_id":"u"})" : ""), "") << ch;
+  }
+  cluster.SendSubscribe(*c, "d");
+  EXPECT_EQ(SubscriptionErrorFor(*c, "d"), std::make_pair(std::string("LimitReached"),
+                                                          std::string("4100")));
+  // Subscribing again to a channel it holds is not a new subscription.
+  EXPECT_NE(cluster.Subscribe(*c, "a"), "");
+  // The connection still works: after an unsubscribe the refused channel subscribes.
+  c->Send(R"({"event":"pusher:unsubscribe","data":{"channel":"b"}})");
+  ASSERT_NE(cluster.Subscribe(*c, "d"), "");
+  ASSERT_TRUE(cluster.Trigger("d", "e", "{}").ok());
+  EXPECT_TRUE(c->ReceiveEvent("e", 5s, "d"));
+}
+
+TEST(ConnectionLimits, SubscribeRateIsLimitedPerConnection) {
+  dataplane::DataPlaneOptions o;
+  o.subscribe_rate = 1;
+  o.subscribe_burst = 3;
+  Cluster cluster(1, o);
+  auto c = cluster.Client();
+  ASSERT_TRUE(c);
+  for (std::string ch : {"r1", "r2", "r3", "r4"}) cluster.SendSubscribe(*c, ch);
+  EXPECT_EQ(SubscriptionErrorFor(*c, "r4"), std::make_pair(std::string("LimitReached"),
+                                                           std::string("4301")));
+  // The bucket refills at one a second: r4 subscribes on a later try, and the connection still
+  // receives on the channels within the burst.
+  ASSERT_TRUE(WaitFor([&] {
+    cluster.SendSubscribe(*c, "r4");
+    for (int frames = 0; frames < 10; ++frames) {
+      auto f = c->Receive(5s);
+      if (!f) return false;
+      if (JsonField(*f, "channel") != "r4") continue;
+      return JsonField(*f, "event") == "pusher_internal:subscription_succeeded";
+    }
+    return false;
+  }, 10s));
+  ASSERT_TRUE(cluster.Trigger("r3", "e", "{}").ok());
+  EXPECT_TRUE(c->ReceiveEvent("e", 5s, "r3"));
+}
+
+TEST(ConnectionLimits, ConnectionsPerAddressAreCappedWhenConfigured) {
+  dataplane::DataPlaneOptions o;
+  o.max_connections_per_ip = 2;
+  Cluster cluster(1, o);
+  auto first = cluster.Client();
+  auto second = cluster.Client();
+  ASSERT_TRUE(first && second);
+  auto third = WsClient::Connect(cluster.port(), "/app/app-key?protocol=7");
+  ASSERT_TRUE(third);
+  auto err = third->Receive();
+  ASSERT_TRUE(err);
+  EXPECT_EQ(JsonField(JsonField(*err, "data"), "code"), "4100") << *err;
+  EXPECT_EQ(third->WaitClosed(), 4100);
+  // A connection that leaves frees its slot.
+  first.reset();
+  ASSERT_TRUE(WaitFor([&] { return cluster.node(0).counters().connections.load() == 1; }));
+  EXPECT_TRUE(cluster.Client());
+}
+
+// A presence subscribe without channel_data joins as the signed-in user: its user_info counts
+// against the same limit as channel_data's.
+TEST(ConnectionLimits, SignedInUserInfoIsBoundedForPresenceLikeChannelData) {
+  Cluster cluster(1);
+  SetLimit(cluster, "limits.max_presence_user_info_bytes", 32);
+  auto c = cluster.Client();
+  ASSERT_TRUE(c);
+  std::string user_data = R"({"id":"big","user_info":{"bio":")" + std::string(100, 'x') + "\"}}";
+  common::JsonWriter w;
+  w.BeginObject().Key("event").String("pusher:signin").Key("data").BeginObject();
+  w.Key("auth").String(common::SignToken("app-key", "app-secret",
+                                         common::UserStringToSign(c->socket_id(), user_data)));
+  w.Key("user_data").String(user_data).EndObject().EndObject();
+  c->Send(w.str());
+  ASSERT_TRUE(c->ReceiveEvent("pusher:signin_success"));
+  cluster.SendSubscribe(*c, "presence-signed");
+  EXPECT_EQ(SubscriptionErrorFor(*c, "presence-signed"),
+            std::make_pair(std::string("LimitReached"), std::string("4100")));
+}
+
+TEST(ConnectionLimits, CapacityDefaultsToTheFileLimitMinusAReserve) {
+  Cluster cluster(1);
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  uint64_t capacity = cluster.node(0).options().capacity;
+  EXPECT_EQ(capacity, dataplane::DefaultCapacity());
+  EXPECT_GT(capacity, 0u);
+  EXPECT_LE(capacity + 64, rl.rlim_cur);
 }
 
 }  // namespace

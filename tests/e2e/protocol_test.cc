@@ -215,6 +215,41 @@ TEST_F(Protocol, BadSigninClosesWith4009) {
   EXPECT_EQ(c->WaitClosed(), 4009);
 }
 
+// Older clients send `data` as a JSON string. The user_data echoed back, and the presence
+// member's info, are the ones that were signed (the nested JSON is parsed a second time while
+// the first parse's strings are still in use).
+TEST_F(Protocol, SigninAndPresenceWithDataAsAStringKeepTheirJson) {
+  auto c = cluster.Client();
+  ASSERT_TRUE(c);
+  std::string user_data = R"({"id":"u-2","user_info":{"name":"Grace"},"watchlist":["u-3"]})";
+  common::JsonWriter inner;
+  inner.BeginObject().Key("auth").String(common::SignToken(
+      "app-key", "app-secret", common::UserStringToSign(c->socket_id(), user_data)));
+  inner.Key("user_data").String(user_data).EndObject();
+  common::JsonWriter w;
+  w.BeginObject().Key("event").String("pusher:signin").Key("data").String(inner.str()).EndObject();
+  c->Send(w.str());
+  auto ok = c->ReceiveEvent("pusher:signin_success");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(JsonField(JsonField(*ok, "data"), "user_data"), user_data);
+
+  std::string channel_data = R"({"user_id":"m-1","user_info":{"name":"Ada Lovelace"}})";
+  common::JsonWriter sub;
+  sub.BeginObject().Key("channel").String("presence-s").Key("channel_data").String(channel_data);
+  sub.Key("auth").String(common::SignToken(
+      "app-key", "app-secret",
+      common::ChannelStringToSign(c->socket_id(), "presence-s", channel_data)));
+  sub.EndObject();
+  common::JsonWriter frame;
+  frame.BeginObject().Key("event").String("pusher:subscribe").Key("data").String(sub.str());
+  frame.EndObject();
+  c->Send(frame.str());
+  auto joined = c->ReceiveEvent("pusher_internal:subscription_succeeded", 5s, "presence-s");
+  ASSERT_TRUE(joined);
+  EXPECT_NE(joined->find(R"(\"m-1\":{\"name\":\"Ada Lovelace\"})"), std::string::npos)
+      << *joined;
+}
+
 TEST_F(Protocol, CacheChannelMissThenHit) {
   auto a = cluster.Client();
   ASSERT_TRUE(a);

@@ -22,7 +22,7 @@ int Run(int argc, char** argv) {
   controlplane::ControlPlaneOptions cpo;
   dataplane::DataPlaneOptions dpo;
   std::string host = "127.0.0.1";
-  uint64_t port = 6001, grpc_port = 50051, shards = 0, capacity = 0;
+  uint64_t port = 6001, grpc_port = 50051, shards = 0;
   common::FlagSet flags(
       "relay [flags]",
       "Relay, a Pusher Channels compatible realtime server: both planes in one process.\n"
@@ -43,7 +43,8 @@ int Run(int argc, char** argv) {
   flags.String("app-secret", &cpo.default_app_secret, "Secret of the app created on first start");
   flags.String("node-id", &dpo.node_id, "The embedded data plane's node id");
   flags.Uint("shards", &shards, "I/O threads (0 = one per core)");
-  flags.Uint("capacity", &capacity, "Connections accepted before refusing with 4100 (0 = no limit)");
+  dataplane::ConnectionLimitFlags limits(dpo);
+  limits.Register(flags);
   uint64_t trigger_rate = cpo.limits.trigger_requests_per_minute;
   std::string trusted_proxies;
   flags.String("grpc-tls-cert", &cpo.grpc_tls_cert, "PEM certificate chain: serve gRPC over TLS");
@@ -72,7 +73,10 @@ int Run(int argc, char** argv) {
   dpo.host = host;
   dpo.port = static_cast<uint16_t>(port);
   dpo.shards = shards;
-  dpo.capacity = capacity;
+  if (std::string err = limits.Apply(&dpo); !err.empty()) {
+    std::cerr << "relay: " << err << "\n";
+    return 2;
+  }
   if (dpo.node_id.empty()) dpo.node_id = "embedded";
 
   cpo.limits.trigger_requests_per_minute = trigger_rate;

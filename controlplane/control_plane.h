@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
+#include "common/flags.h"
 #include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
@@ -52,6 +53,14 @@ struct ControlPlaneOptions {
   std::string grpc_tls_cert;
   std::string grpc_tls_key;
   WebhookOptions webhooks;
+};
+
+// --internal-host / --internal-grpc-port, shared by every binary that runs a control plane.
+struct InternalGrpcFlags {
+  uint64_t port = 0;
+  void Register(common::FlagSet& flags, ControlPlaneOptions& options);
+  // False (with a message) when the port is out of range; otherwise sets it in `options`.
+  bool Apply(ControlPlaneOptions& options, std::string* error) const;
 };
 
 class ControlPlane : private NodeHub::Handler {

@@ -27,12 +27,8 @@ int Run(int argc, char** argv) {
   flags.String("host", &host, "Address to bind the HTTP API and gRPC to");
   flags.Uint("port", &port, "HTTP API port");
   flags.Uint("grpc-port", &grpc_port, "gRPC port (data planes, relayctl, microservices)");
-  uint64_t internal_grpc_port = 0;
-  flags.String("internal-host", &options.internal_host,
-               "Address for --internal-grpc-port (the node link and the admin API)");
-  flags.Uint("internal-grpc-port", &internal_grpc_port,
-             "Serve the node link and the admin API only on this port (0 = on --grpc-port with "
-             "the public API)");
+  controlplane::InternalGrpcFlags internal_grpc;
+  internal_grpc.Register(flags, options);
   flags.String("data-dir", &options.data_dir, "Directory for the app store and admin token");
   flags.String("app-id", &options.default_app_id, "Id of the app created on first start");
   flags.String("app-key", &options.default_app_key, "Key of the app created on first start");
@@ -58,13 +54,16 @@ int Run(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
-  if (port > 65535 || grpc_port > 65535 || internal_grpc_port > 65535) {
+  if (port > 65535 || grpc_port > 65535) {
     std::cerr << "relay-controlplane: ports must be at most 65535\n";
     return 2;
   }
   options.host = host;
   options.grpc_port = static_cast<uint16_t>(grpc_port);
-  options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
+  if (std::string error; !internal_grpc.Apply(options, &error)) {
+    std::cerr << "relay-controlplane: " << error << "\n";
+    return 2;
+  }
   options.hub.liveness_timeout = std::chrono::milliseconds(liveness_ms);
 
   options.limits.trigger_requests_per_minute = trigger_rate;

@@ -398,7 +398,7 @@ test('SendToUser reaches every connection signed in as the user (socket_id exclu
   } finally { clients.forEach((c) => c.disconnect()); }
 });
 
-test('a disabled app: every RPC is PERMISSION_DENIED (before the credentials are looked at); enabled again, it works', async () => {
+test('a disabled app: every RPC is PERMISSION_DENIED (before the credentials are checked; a call without any is UNAUTHENTICATED); enabled again, it works', async () => {
   const app = await ctlJson(['apps', 'create', '--name', 'grpc-switched-off']);
   const creds = credsOf(app);
   const requests = {
@@ -418,7 +418,11 @@ test('a disabled app: every RPC is PERMISSION_DENIED (before the credentials are
   for (const [method, req] of Object.entries(requests)) {
     await expectCode(call(method, { app: app.id, ...req }, creds), status.PERMISSION_DENIED, new RegExp(`^app '${app.id}' is disabled$`));
   }
-  await expectCode(call('Trigger', { app: app.key, ...requests.Trigger }, {}), status.PERMISSION_DENIED, /is disabled/);
+  // With any credential, wrong or not, the app's state comes first; with none at all, nothing is
+  // looked up.
+  await expectCode(call('Trigger', { app: app.key, ...requests.Trigger }, { 'x-relay-key': 'k', 'x-relay-secret': 'wrong' }),
+    status.PERMISSION_DENIED, /is disabled/);
+  await expectCode(call('Trigger', { app: app.key, ...requests.Trigger }, {}), status.UNAUTHENTICATED, /missing credentials/);
   await sameRefusal(call('GetChannel', { app: app.key, channel: 'c' }, creds),
     fetch(`http://127.0.0.1:${server.httpPort}/apps/${app.key}/channels/c`, { headers: { 'X-Relay-Key': app.key, 'X-Relay-Secret': app.secret } }),
     status.PERMISSION_DENIED, /disabled/);

@@ -31,12 +31,8 @@ int Run(int argc, char** argv) {
   flags.String("host", &host, "Address to bind to");
   flags.Uint("port", &port, "WebSocket and HTTP API port");
   flags.Uint("grpc-port", &grpc_port, "gRPC port");
-  uint64_t internal_grpc_port = 0;
-  flags.String("internal-host", &cpo.internal_host,
-               "Address for --internal-grpc-port (the node link and the admin API)");
-  flags.Uint("internal-grpc-port", &internal_grpc_port,
-             "Serve the node link and the admin API only on this port (0 = on --grpc-port with "
-             "the public API)");
+  controlplane::InternalGrpcFlags internal_grpc;
+  internal_grpc.Register(flags, cpo);
   flags.String("data-dir", &cpo.data_dir, "Directory for the app store and admin token");
   flags.String("app-id", &cpo.default_app_id, "Id of the app created on first start");
   flags.String("app-key", &cpo.default_app_key, "Key of the app created on first start");
@@ -63,13 +59,16 @@ int Run(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
-  if (port > 65535 || grpc_port > 65535 || internal_grpc_port > 65535) {
+  if (port > 65535 || grpc_port > 65535) {
     std::cerr << "relay: ports must be at most 65535\n";
     return 2;
   }
   cpo.host = host;
   cpo.grpc_port = static_cast<uint16_t>(grpc_port);
-  cpo.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
+  if (std::string error; !internal_grpc.Apply(cpo, &error)) {
+    std::cerr << "relay: " << error << "\n";
+    return 2;
+  }
   dpo.host = host;
   dpo.port = static_cast<uint16_t>(port);
   dpo.shards = shards;

@@ -334,7 +334,7 @@ function relayctl(server, args) {
 }
 
 module.exports = {
-  APP, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
+  APP, startOnFreePorts, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
   startControlPlane, stopAll, waitFor, once, resendUntil, signIn, client, sdk, authOptions, relayctl, freePort,
   join, record, states, flush, barrier, publishCommands, webhookReceiver,
 };

@@ -7,14 +7,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/well_known_secret.h"
 #include "controlplane/app_store.h"
 
 namespace relay::controlplane {
-
-inline constexpr char kWellKnownSecret[] = "app-secret";
-
-// True for addresses only this host can reach: 127.0.0.0/8, ::1 (and ::ffff:127.x), localhost.
-bool IsLoopbackHost(const std::string& host);
 
 // PermissionDenied (the binaries exit with 2 on it) when `host` is not loopback and some app's
 // current secret is the well-known default -- or, on the first start (an empty store), when the

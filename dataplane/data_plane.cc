@@ -9,6 +9,7 @@
 #include "common/crypto.h"
 #include "common/frames.h"
 #include "common/log.h"
+#include "common/well_known_secret.h"
 #include "dataplane/ws_session.h"
 
 namespace relay::dataplane {
@@ -66,6 +67,20 @@ size_t ShardCount(size_t wanted) {
   return hw == 0 ? 1 : std::min<size_t>(hw, 255);
 }
 }  // namespace
+
+relay::v1::App DataPlane::Guarded(relay::v1::App app) const {
+  // On an address others can reach, an app whose secret is the well-known default is open to
+  // anyone who can sign with it: serve it as disabled (4003) until its secret is rotated.
+  if (app.enabled() && app.secret() == common::kWellKnownSecret &&
+      !common::IsLoopbackHost(options_.host)) {
+    app.set_enabled(false);
+    RELAY_LOG(kError, "dataplane", "app '", app.id(), "' uses the well-known default secret "
+              "'app-secret' and this node listens on ", options_.host,
+              ": its connections are refused (4003) until the secret is rotated "
+              "(relayctl apps rotate-secret ", app.id(), ")");
+  }
+  return app;
+}
 
 DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fallback)
     : options_(std::move(options)),
@@ -195,7 +210,8 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
   }
   switch (msg.body_case()) {
     case ControlMessage::kWelcome: {
-      std::vector<relay::v1::App> apps(msg.welcome().apps().begin(), msg.welcome().apps().end());
+      std::vector<relay::v1::App> apps;
+      for (const auto& a : msg.welcome().apps()) apps.push_back(Guarded(a));
       for (const auto& gone : apps_.ReplaceAll(apps)) {
         for (auto& s : shards_) s->PostCloseApp(gone, 4001, "Application does not exist");
       }
@@ -236,7 +252,7 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
       break;
     case ControlMessage::kAppUpsert:
     {
-      apps_.Upsert(msg.app_upsert());
+      apps_.Upsert(Guarded(msg.app_upsert()));
       AppPtr current = apps_.ById(msg.app_upsert().id());
       for (auto& s : shards_) s->PostAppUpdate(current);
       break;

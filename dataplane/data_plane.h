@@ -95,6 +95,9 @@ class DataPlane {
 
   // For sessions.
   const DataPlaneOptions& options() const { return options_; }
+  // `app` as this node serves it: disabled when its secret is the well-known default and the
+  // node listens on a non-loopback address.
+  relay::v1::App Guarded(relay::v1::App app) const;
   // Counts a connection from `address` against max_connections_per_ip; false (nothing
   // counted) when the address is at the cap. ReleaseAddress() undoes a true.
   bool AcquireAddress(const std::string& address);

@@ -246,5 +246,22 @@ TEST(NodeLink, ANodeWithMoreStateThanOneMessageReattaches) {
   EXPECT_TRUE(clients[3]->ReceiveEvent("after-restart", 10s));
 }
 
+// A data plane on a non-loopback address serves an app with the well-known default secret as
+// disabled (its control plane may run on loopback, where that secret is allowed).
+TEST(NodeLink, ADataPlaneOnAPublicAddressRefusesTheWellKnownSecret) {
+  relay::v1::App app;
+  app.set_id("app-id");
+  app.set_enabled(true);
+  app.set_secret("app-secret");
+  dataplane::DataPlaneOptions o;
+  o.host = "0.0.0.0";
+  EXPECT_FALSE(dataplane::DataPlane(o).Guarded(app).enabled());
+  app.set_secret("a-long-random-secret");
+  EXPECT_TRUE(dataplane::DataPlane(o).Guarded(app).enabled());
+  app.set_secret("app-secret");
+  o.host = "127.0.0.1";
+  EXPECT_TRUE(dataplane::DataPlane(o).Guarded(app).enabled());
+}
+
 }  // namespace
 }  // namespace relay::testutil

@@ -55,10 +55,10 @@ TEST(WebhookTargets, DefaultPortsFollowTheScheme) {
 
 TEST(WellKnownSecret, LoopbackHosts) {
   for (const char* h : {"127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"}) {
-    EXPECT_TRUE(IsLoopbackHost(h)) << h;
+    EXPECT_TRUE(common::IsLoopbackHost(h)) << h;
   }
   for (const char* h : {"0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "example.com", ""}) {
-    EXPECT_FALSE(IsLoopbackHost(h)) << h;
+    EXPECT_FALSE(common::IsLoopbackHost(h)) << h;
   }
 }
 

@@ -160,6 +160,11 @@ http = {
     "chunked": b"\x01POST /apps/app-id/events HTTP/1.1\r\nHost: x\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"nam\r\n1c\r\ne\":\"e\",\"channel\":"
                b"\"c\",\"data\":\"\"}\r\n0\r\n\r\n",
+    "signed-events": req("POST", "/apps/app-id/events?x=1",
+                         b'{"name":"e","channels":["c"],"data":"d","info":"subscription_count"}',
+                         mode=b"\x02"),
+    "signed-channels": req("GET", "/apps/app-id/channels?info=user_count&filter_by_prefix=p",
+                           mode=b"\x02"),
     "pipelined": req("GET", "/apps/app-id/channels") + b"GET / HTTP/1.1\r\n\r\n",
 }
 for name, data in http.items():

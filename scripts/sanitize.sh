@@ -32,10 +32,13 @@ mkdir -p "$build/fuzz-artifacts"
 for dir in tests/fuzz/corpus/*/; do
   target=$(basename "$dir")
   scratch=$(mktemp -d)
-  # The committed corpus is only read: new inputs land in the scratch dir (listed first).
-  if ! "$build/bin/$target" -max_total_time="$fuzz_seconds" -timeout=30 -rss_limit_mb=2560 \
+  mkdir "$scratch/new" "$scratch/tmp"
+  # The committed corpus is only read: new inputs land in the scratch dir (listed first). The
+  # in-process servers' data dirs go under it too (TMPDIR), so nothing is left in /tmp.
+  if ! TMPDIR="$scratch/tmp" "$build/bin/$target" -max_total_time="$fuzz_seconds" -timeout=30 \
+      -rss_limit_mb=2560 \
       -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/$target-" \
-      "$scratch" "$dir" >"$build/fuzz-artifacts/$target.log" 2>&1; then
+      "$scratch/new" "$dir" >"$build/fuzz-artifacts/$target.log" 2>&1; then
     echo "FUZZ FAILURE in $target (input saved under $build/fuzz-artifacts/):"
     tail -n 80 "$build/fuzz-artifacts/$target.log"
     status=1

@@ -21,16 +21,18 @@ constexpr const char* kMigrations[] = {
     // 1: apps are stored as their serialized relay.v1.App, with id and key indexed.
     "CREATE TABLE apps (id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, app BLOB NOT NULL);",
     // 2: API tokens, stored hashed.
-    "CREATE TABLE tokens (id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL,"
-    " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-    " last_used_ms INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX tokens_app ON tokens(app_id);",
+    // (Parenthesized: one entry split over lines, which clang's -Wstring-concatenation would
+    // otherwise take for a missing comma.)
+    ("CREATE TABLE tokens (id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL,"
+     " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+     " last_used_ms INTEGER NOT NULL DEFAULT 0);"
+     "CREATE INDEX tokens_app ON tokens(app_id);"),
     // 3: messages per app per UTC day (daily quotas survive restarts).
-    "CREATE TABLE daily_usage (app_id TEXT NOT NULL, day TEXT NOT NULL,"
-    " messages INTEGER NOT NULL, PRIMARY KEY (app_id, day));",
+    ("CREATE TABLE daily_usage (app_id TEXT NOT NULL, day TEXT NOT NULL,"
+     " messages INTEGER NOT NULL, PRIMARY KEY (app_id, day));"),
     // 4: node credentials (NodeLink.Attach), stored hashed.
-    "CREATE TABLE node_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, node_id TEXT NOT NULL,"
-    " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);",
+    ("CREATE TABLE node_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, node_id TEXT NOT NULL,"
+     " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);"),
 };
 
 // RAII prepared statement.

@@ -3,7 +3,8 @@
 set -euo pipefail
 PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
       protobuf-compiler libabsl-dev libboost-dev libssl-dev libgtest-dev libgmock-dev
-      libsimdjson-dev libsqlite3-dev zlib1g-dev curl openssl)
+      libsimdjson-dev libsqlite3-dev zlib1g-dev curl openssl
+      clang libclang-rt-14-dev)  # scripts/sanitize.sh: clang 14 with its libFuzzer runtime
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

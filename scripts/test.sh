@@ -17,5 +17,7 @@ for i in $(seq 1 10); do
 done
 echo "multi-node repeat: done"
 tests/bench_smoke.sh || status=1
+# Hostile input: the ASan + UBSan build, the fuzz targets, ctest and the conformance suite on it.
+scripts/sanitize.sh || status=1
 if [[ $status -ne 0 ]]; then echo "SOME TESTS FAILED"; fi
 exit $status

@@ -23,7 +23,10 @@ void SetLimit(Cluster& cluster, const std::string& path, uint32_t value) {
   r.add_update_mask(path);
   ASSERT_TRUE(cluster.cp().store().Update(r).ok());
   uint64_t revision = cluster.cp().store().Find("app-id")->revision();
-  ASSERT_TRUE(WaitFor([&] { return cluster.node(0).apps().ById("app-id")->revision() == revision; }));
+  ASSERT_TRUE(WaitFor([&] {
+    auto app = cluster.node(0).apps().ById("app-id");  // null until the welcome
+    return app && app->revision() == revision;
+  }));
 }
 
 TEST(Limits, AppConnectionQuotaRefusesWith4004) {
@@ -64,7 +67,10 @@ class ClusterQuota : public ::testing::Test {
   void SetUp() override {
     SetLimit(cluster, "limits.max_connections", 2);
     uint64_t revision = cluster.cp().store().Find("app-id")->revision();
-    ASSERT_TRUE(WaitFor([&] { return cluster.node(1).apps().ById("app-id")->revision() == revision; }));
+    ASSERT_TRUE(WaitFor([&] {
+      auto app = cluster.node(1).apps().ById("app-id");  // null until the welcome
+      return app && app->revision() == revision;
+    }));
     on0 = cluster.Client(0);
     on1 = cluster.Client(1);
     ASSERT_TRUE(on0 && on1);

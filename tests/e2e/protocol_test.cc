@@ -164,7 +164,10 @@ TEST_F(Protocol, ClientEventsRules) {
   EXPECT_TRUE(a->ReceiveEvent("pusher:pong"));
   // Disabled by the app: refused.
   SetApp("features.client_events", false);
-  ASSERT_TRUE(WaitFor([&] { return !cluster.node(0).apps().ByKey("app-key")->features().client_events(); }));
+  ASSERT_TRUE(WaitFor([&] {
+    auto app = cluster.node(0).apps().ByKey("app-key");  // null until the welcome
+    return app && !app->features().client_events();
+  }));
   b->Send(R"({"event":"client-typing","channel":"private-chat","data":{}})");
   EXPECT_TRUE(b->ReceiveEvent("pusher:error"));
 }
@@ -269,7 +272,10 @@ TEST_F(Protocol, CacheChannelMissThenHit) {
 
 TEST_F(Protocol, SubscriptionCountWhenEnabled) {
   SetApp("features.subscription_count", true);
-  ASSERT_TRUE(WaitFor([&] { return cluster.node(0).apps().ByKey("app-key")->features().subscription_count(); }));
+  ASSERT_TRUE(WaitFor([&] {
+    auto app = cluster.node(0).apps().ByKey("app-key");  // null until the welcome
+    return app && app->features().subscription_count();
+  }));
   auto a = cluster.Client();
   auto b = cluster.Client();
   ASSERT_TRUE(a && b);

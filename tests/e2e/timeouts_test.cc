@@ -66,7 +66,8 @@ TEST(Lifecycle, UnauthorizedConnectionsAreClosedWhenTheAppRequiresIt) {
   r.add_update_mask("features.user_authentication_timeout_seconds");
   ASSERT_TRUE(cluster.cp().store().Update(r).ok());
   ASSERT_TRUE(WaitFor([&] {
-    return cluster.node(0).apps().ByKey("app-key")->features().require_user_authentication();
+    auto app = cluster.node(0).apps().ByKey("app-key");  // null until the welcome
+    return app && app->features().require_user_authentication();
   }));
   auto idle = cluster.Client();
   auto signed_in = cluster.Client();

@@ -146,9 +146,8 @@ uint64_t RssKb(uint64_t pid) { return pid == 0 ? 0 : std::stoull(ReadRss(pid)); 
 class Client : public std::enable_shared_from_this<Client> {
  public:
   Client(net::io_context& ioc, const Options& o, Stats& s, std::string channel,
-         net::ip::address source, bool presence_user)
-      : sock_(ioc), o_(o), s_(s), channel_(std::move(channel)), source_(source),
-        presence_(presence_user) {}
+         net::ip::address source)
+      : sock_(ioc), o_(o), s_(s), channel_(std::move(channel)), source_(source) {}
 
   void Start(const tcp::endpoint& server) {
     started_ns_ = NowNs();
@@ -403,7 +402,6 @@ class Client : public std::enable_shared_from_this<Client> {
   Stats& s_;
   std::string channel_;
   net::ip::address source_;
-  bool presence_;
   std::string partial_, socket_id_;
   std::deque<std::string> out_;
   int64_t started_ns_ = 0;
@@ -546,7 +544,7 @@ class Bench {
       std::this_thread::sleep_until(due);  // pacing the load, not synchronizing
       auto& ctx = *contexts_[i % contexts_.size()];
       auto client = std::make_shared<Client>(ctx, o_, stats_, channel_of(i),
-                                             sources_[i % sources_.size()], false);
+                                             sources_[i % sources_.size()]);
       clients_.push_back(client);
       net::post(ctx, [client, server] { client->Start(server); });
     }

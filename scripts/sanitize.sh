@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The hostile-input checks: a clang build with AddressSanitizer + UndefinedBehaviorSanitizer
+# (build-asan) that also holds the libFuzzer targets of tests/fuzz, then
+#   1. each fuzz target for RELAY_FUZZ_SECONDS (default 30) s, after replaying its committed
+#      corpus; new inputs go to a scratch dir, crashes to build-asan/fuzz-artifacts/;
+#   2. the ctest suite (unit, end-to-end, corpus replays) against the sanitizer build;
+#   3. the conformance suite against the sanitizer binaries (RELAY_SANITIZE_CONFORMANCE: the test
+#      files to run, default all; "none" skips it).
+# Any sanitizer report fails the run: UBSan does not recover (-fno-sanitize-recover=all), ASan
+# halts on the first error, and reports written by the binaries the conformance suite starts
+# (which may be killed before their exit status is seen) are collected from log files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+"$(pwd)/scripts/install-deps.sh"
+fuzz_seconds=${RELAY_FUZZ_SECONDS:-30}
+build=build-asan
+export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+status=0
+step() { echo "== sanitize: $1 ($(date -u +%H:%M:%S))"; }
+
+step "build"
+start=$SECONDS
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DRELAY_SANITIZE=ON -DRELAY_FUZZ=ON >/dev/null
+ninja -C "$build" -j"$(nproc)"
+echo "sanitizer build: $((SECONDS - start)) s"
+
+step "fuzz (${fuzz_seconds} s per target)"
+start=$SECONDS
+mkdir -p "$build/fuzz-artifacts"
+for dir in tests/fuzz/corpus/*/; do
+  target=$(basename "$dir")
+  scratch=$(mktemp -d)
+  mkdir "$scratch/new" "$scratch/tmp"
+  # The committed corpus is only read: new inputs land in the scratch dir (listed first). The
+  # in-process servers' data dirs go under it too (TMPDIR), so nothing is left in /tmp.
+  if ! TMPDIR="$scratch/tmp" "$build/bin/$target" -max_total_time="$fuzz_seconds" -timeout=30 \
+      -rss_limit_mb=2560 \
+      -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/$target-" \
+      "$scratch/new" "$dir" >"$build/fuzz-artifacts/$target.log" 2>&1; then
+    echo "FUZZ FAILURE in $target (input saved under $build/fuzz-artifacts/):"
+    tail -n 80 "$build/fuzz-artifacts/$target.log"
+    status=1
+  else
+    echo "$target: $(grep -E '^stat::number_of_executed_units' "$build/fuzz-artifacts/$target.log" | awk '{print $2}') runs, ok"
+  fi
+  rm -rf "$scratch"
+done
+echo "fuzzing: $((SECONDS - start)) s"
+
+step "ctest"
+start=$SECONDS
+(cd "$build" && ctest --output-on-failure -j2 --timeout 600) || status=1
+echo "sanitizer ctest: $((SECONDS - start)) s"
+
+conformance=${RELAY_SANITIZE_CONFORMANCE:-}
+if [[ $conformance != none ]]; then
+  step "conformance"
+  start=$SECONDS
+  logs="$(pwd)/$build/sanitizer-logs"
+  rm -rf "$logs" && mkdir -p "$logs"
+  # shellcheck disable=SC2086
+  ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$logs/asan" UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$logs/ubsan" \
+    RELAY_BIN_DIR="$(pwd)/$build/bin" tests/conformance/run.sh $conformance || status=1
+  if compgen -G "$logs/*" >/dev/null; then
+    echo "SANITIZER REPORTS from the conformance run:"
+    cat "$logs"/*
+    status=1
+  fi
+  echo "sanitizer conformance: $((SECONDS - start)) s"
+fi
+exit $status

@@ -1,9 +1,9 @@
 // Fuzzes what a data plane can send the control plane over the NodeLink: the input is a series
 // of length-delimited relay.v1.NodeMessage (protobuf's delimited format), handled as NodeHub
-// hands them to the control plane (controlplane/node_hub.cc, OnReadDone): the first must be a
-// hello with a node_id and the second a snapshot (else the hub ends the stream and the control
-// plane sees nothing), then OnAttach(hello, snapshot), OnNodeMessage for each later message,
-// and OnDetach at the end. The control plane is real (SQLite store in a temp dir with the
+// hands them to the control plane (controlplane/node_hub.cc, NodeStream::Handle): a valid
+// hello, then the snapshot (its parts assembled) -> OnAttach, each later valid message ->
+// OnNodeMessage, the stream ended at the first message node_validation.h refuses, and OnDetach
+// at the end. The control plane is real (SQLite store in a temp dir with the
 // default app, gRPC on a free loopback port). The node id is fixed so the control plane's
 // per-node state stays bounded over a run; after the first input every attach is a re-attach,
 // which applies the snapshot's effects (member events, counts) like a returning node.
@@ -14,9 +14,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "controlplane/node_validation.h"
 #include "relay/v1/node_link.pb.h"
 #include "tests/fuzz/fuzz_control_plane.h"
 
@@ -44,16 +46,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!google::protobuf::util::ParseDelimitedFromZeroCopyStream(&m, &stream, &clean_eof)) break;
     messages.push_back(std::move(m));
   }
-  // What the hub accepts before it attaches a node.
-  if (messages.size() < 2 || !messages[0].has_hello() || messages[0].hello().node_id().empty() ||
-      !messages[1].has_snapshot()) {
+  // What the hub does (node_hub.cc, NodeStream::Handle): validate each message, assemble
+  // snapshot parts, attach after the first whole snapshot, end the stream at the first message
+  // that breaks the rules.
+  const relay::controlplane::NodeLimits limits;
+  if (messages.empty() || !messages[0].has_hello() ||
+      !relay::controlplane::ValidateHello(messages[0].hello(), limits).ok()) {
     return 0;
   }
   const std::string node_id = "fuzz-node";
-  handler->OnAttach(node_id, messages[0].hello(), messages[1].snapshot());
-  for (size_t i = 2; i < messages.size(); ++i) {
-    handler->OnNodeMessage(node_id, messages[i]);
+  bool attached = false;
+  std::optional<relay::v1::NodeSnapshot> pending;
+  for (size_t i = 1; i < messages.size(); ++i) {
+    relay::v1::NodeMessage& m = messages[i];
+    if (!relay::controlplane::ValidateNodeMessage(m, limits).ok()) break;
+    if (m.has_snapshot()) {
+      if (!pending) pending.emplace();
+      pending->MergeFrom(m.snapshot());
+      if (m.snapshot().more()) continue;
+      pending->set_more(false);
+      *m.mutable_snapshot() = std::move(*pending);
+      pending.reset();
+    } else if (pending) {
+      break;
+    }
+    if (!attached) {
+      if (!m.has_snapshot()) break;
+      handler->OnAttach(node_id, messages[0].hello(), m.snapshot());
+      attached = true;
+    } else {
+      handler->OnNodeMessage(node_id, m);
+    }
   }
-  handler->OnDetach(node_id);
+  if (attached) handler->OnDetach(node_id);
   return 0;
 }

@@ -22,11 +22,14 @@ struct NodeLimits {
   // Longest node id, address and version text in a hello.
   size_t max_node_id = 128;
   size_t max_text = 256;
-  // Longest user id (as the data plane allows) and user_info JSON.
+  // Longest user id (as the data plane allows) and user_info JSON. The app's own user_info
+  // limit (1 KiB by default, but an operator may raise it without bound) is the data plane's to
+  // enforce; this is only a backstop, so it is far above any sensible setting.
   size_t max_user_id = 128;
-  size_t max_user_info_bytes = 64 * 1024;
-  // Largest client event data (JSON text); the app's own limit is checked by the handler.
-  size_t max_event_data_bytes = 1024 * 1024;
+  size_t max_user_info_bytes = 1024 * 1024;
+  // Largest client event data (JSON text), also a backstop; the app's limit is checked by the
+  // handler.
+  size_t max_event_data_bytes = 8 * 1024 * 1024;
   // Longest event name (Pusher: 200).
   size_t max_event_name = 200;
   // Watchlist entries per signed-in socket (Pusher: 100).

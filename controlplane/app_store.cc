@@ -10,6 +10,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "controlplane/node_validation.h"
 
 namespace relay::controlplane {
 namespace {
@@ -522,9 +523,9 @@ absl::StatusOr<relay::v1::CreateNodeTokenResponse> AppStore::CreateNodeToken(
   if (name.empty() || name.size() > 128) {
     return absl::InvalidArgumentError("a node credential needs a name of at most 128 characters");
   }
-  if (!node_id.empty() && !ValidCredential(node_id)) {
+  if (!node_id.empty() && !IsValidNodeId(node_id, NodeLimits().max_node_id)) {
     return absl::InvalidArgumentError(
-        common::StrCat("a node id is 1-128 characters of [A-Za-z0-9._-], got '", node_id, "'"));
+        common::StrCat("a node id is 1-128 characters of [A-Za-z0-9._:-], got '", node_id, "'"));
   }
   relay::v1::CreateNodeTokenResponse out;
   auto* t = out.mutable_token();
@@ -573,15 +574,21 @@ absl::Status AppStore::RevokeNodeToken(std::string_view token_id) {
   return absl::OkStatus();
 }
 
-std::optional<relay::v1::NodeToken> AppStore::VerifyNodeToken(std::string_view token) {
+std::optional<relay::v1::NodeToken> AppStore::VerifyNodeToken(std::string_view token) const {
   // The hash is the lookup key, so no secret comparison happens in user space; the table is in
   // memory, so an attach never waits for SQLite.
   std::string hash = common::Sha256Hex(token);
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = node_tokens_.find(hash);
   if (it == node_tokens_.end()) return std::nullopt;
-  it->second.set_last_used_unix_ms(common::NowUnixMs());
   return it->second;
+}
+
+void AppStore::TouchNodeToken(std::string_view token_id) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [hash, t] : node_tokens_) {
+    if (t.id() == token_id) t.set_last_used_unix_ms(common::NowUnixMs());
+  }
 }
 
 bool AppStore::NodeTokenExists(std::string_view token_id) const {

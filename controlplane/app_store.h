@@ -70,8 +70,10 @@ class AppStore {
                                                                      std::string node_id);
   std::vector<relay::v1::NodeToken> ListNodeTokens() const;
   absl::Status RevokeNodeToken(std::string_view token_id);
-  // The credential `token` belongs to (recording the use), or nullopt.
-  std::optional<relay::v1::NodeToken> VerifyNodeToken(std::string_view token);
+  // The credential `token` belongs to, or nullopt.
+  std::optional<relay::v1::NodeToken> VerifyNodeToken(std::string_view token) const;
+  // Records that a node attached with the credential now.
+  void TouchNodeToken(std::string_view token_id);
   bool NodeTokenExists(std::string_view token_id) const;
 
 

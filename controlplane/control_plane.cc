@@ -82,7 +82,7 @@ absl::Status ControlPlane::CreateDefaultNodeToken() {
 std::optional<relay::v1::NodeToken> ControlPlane::AuthenticateNode(std::string_view token) {
   if (common::ConstantTimeEquals(token, in_process_node_token_)) {
     relay::v1::NodeToken in_process;
-    in_process.set_id("in-process");
+    in_process.set_id(kInProcessCredential);
     in_process.set_name("the data plane of this process");
     return in_process;
   }
@@ -122,6 +122,10 @@ absl::Status ControlPlane::Start() {
   }
   NodeHubOptions hub_options = options_.hub;
   hub_options.authenticate = [this](std::string_view token) { return AuthenticateNode(token); };
+  hub_options.credential_valid = [this](const std::string& id) {
+    return id == kInProcessCredential || store_->NodeTokenExists(id);
+  };
+  hub_options.attached = [this](const std::string& id) { store_->TouchNodeToken(id); };
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
   store_->SetListener([this](const relay::v1::App& app, bool removed) {

@@ -110,6 +110,7 @@ class ControlPlane : private NodeHub::Handler {
   // Creates the default node credential and `<data dir>/node.token` on first start.
   absl::Status CreateDefaultNodeToken();
   std::optional<relay::v1::NodeToken> AuthenticateNode(std::string_view token);
+  static constexpr char kInProcessCredential[] = "in-process";
   absl::Status StartServers();
   // subscription_count events: every change for channels of up to 100 subscribers; above that at
   // most one per 5 s per channel, always ending with the latest value (Pusher's rule).

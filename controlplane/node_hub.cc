@@ -24,9 +24,12 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
 
   void Start(std::shared_ptr<NodeStream> self) {
     self_ = std::move(self);
-    last_rx_ms_ = common::NowUnixMs();
+    started_ms_ = common::NowUnixMs();
+    last_rx_ms_ = started_ms_;
     StartRead(&in_);
   }
+
+  int64_t started_ms() const { return started_ms_; }
 
   bool Enqueue(ControlMessage msg) {
     const ControlMessage* to_write = nullptr;
@@ -127,12 +130,23 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       state_ = State::kSnapshot;
       return absl::OkStatus();
     }
-    if (auto st = ValidateNodeMessage(in_, options_.limits); !st.ok()) return st;
+    if (auto st = ValidateNodeMessage(in_, options_.limits); !st.ok()) {
+      if (!in_.has_client_event() || state_ != State::kAttached) return st;
+      // A client event is one client's doing: it is dropped (and counted), the node stays.
+      hub_->counters_.client_events_dropped.fetch_add(1, std::memory_order_relaxed);
+      RELAY_LOG(kDebug, "node-hub", "node ", node_id_, ": dropped a client event: ",
+                st.message());
+      return absl::OkStatus();
+    }
     if (in_.has_snapshot()) {
       // Parts accumulate until the last one; the handler sees the whole snapshot once.
-      if (!pending_) pending_.emplace();
+      if (!pending_) {
+        pending_.emplace();
+        pending_bytes_ = 0;
+      }
+      pending_bytes_ += in_.snapshot().ByteSizeLong();
       pending_->MergeFrom(in_.snapshot());
-      if (auto st = ValidateSnapshotSize(*pending_); !st.ok()) return st;
+      if (auto st = ValidateSnapshotSize(*pending_, pending_bytes_); !st.ok()) return st;
       if (in_.snapshot().more()) return absl::OkStatus();
       pending_->set_more(false);
       *in_.mutable_snapshot() = std::move(*pending_);
@@ -147,12 +161,18 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       SetLoad(in_.snapshot().load());
       attached_ms_ = common::NowUnixMs();
       // Register before the handler runs so that effects of the snapshot can reach this node.
-      if (!hub_->Register(node_id_, self_)) {
-        hub_->counters_.takeovers_refused.fetch_add(1, std::memory_order_relaxed);
-        return absl::AlreadyExistsError(absl::StrCat(
-            "node '", node_id_, "' is attached with another credential; a node id can be taken "
-            "over only with the same credential or one bound to that id"));
+      switch (hub_->Register(node_id_, self_)) {
+        case NodeHub::RegisterResult::kRegistered:
+          break;
+        case NodeHub::RegisterResult::kTakenOver:
+          hub_->counters_.takeovers_refused.fetch_add(1, std::memory_order_relaxed);
+          return absl::AlreadyExistsError(absl::StrCat(
+              "node '", node_id_, "' is attached with another credential; a node id can be "
+              "taken over only with the same credential or one bound to that id"));
+        case NodeHub::RegisterResult::kRevoked:
+          return absl::UnauthenticatedError("node credential revoked");
       }
+      if (hub_->options_.attached) hub_->options_.attached(credential_.id());
       registered_ = true;
       hub_->handler_->OnAttach(node_id_, hello_, in_.snapshot());
       state_ = State::kAttached;
@@ -165,17 +185,20 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     return absl::OkStatus();
   }
 
-  absl::Status ValidateSnapshotSize(const relay::v1::NodeSnapshot& s) const {
+  absl::Status ValidateSnapshotSize(const relay::v1::NodeSnapshot& s, size_t bytes) const {
     size_t entries = static_cast<size_t>(s.channels_size()) + s.presence_size() +
                      s.users_size() + s.app_connections_size();
-    if (entries > options_.limits.max_snapshot_entries) {
+    if (entries > options_.limits.max_snapshot_entries ||
+        bytes > options_.limits.max_snapshot_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "node link: snapshot of more than ", options_.limits.max_snapshot_entries, " entries"));
+          "node link: snapshot of more than ", options_.limits.max_snapshot_entries,
+          " entries or ", options_.limits.max_snapshot_bytes, " bytes"));
     }
     return absl::OkStatus();
   }
 
   void OnDone() override {
+    hub_->ForgetUnattached(this);
     // A stream replaced by a newer attach of the same node withdraws nothing: the newer
     // snapshot already replaced what this one reported, and may have been applied before this
     // stream ended (the node saw the link die first, e.g. a partition or a hung control plane).
@@ -250,11 +273,13 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   std::shared_ptr<NodeStream> self_;
   NodeMessage in_;
   std::optional<relay::v1::NodeSnapshot> pending_;  // snapshot parts received so far
+  size_t pending_bytes_ = 0;
   State state_ = State::kHello;
   relay::v1::NodeHello hello_;
   std::string node_id_;
   std::atomic<int64_t> attached_ms_{0};
   std::atomic<int64_t> last_rx_ms_{0};
+  int64_t started_ms_ = 0;
   std::atomic<uint64_t> in_seq_{0};
   std::atomic<bool> draining_{false};
   bool registered_ = false;
@@ -324,22 +349,49 @@ grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
         grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid node credential"));
   }
   auto stream = std::make_shared<NodeStream>(this, options_, std::move(*credential));
+  {
+    absl::MutexLock lock(&mu_);
+    unattached_.insert(stream);
+  }
   stream->Start(stream);
   return stream.get();
 }
 
-bool NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> stream) {
+void NodeHub::ForgetUnattached(const NodeStream* stream) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = unattached_.begin(); it != unattached_.end(); ++it) {
+    if (it->get() == stream) {
+      unattached_.erase(it);
+      return;
+    }
+  }
+}
+
+NodeHub::RegisterResult NodeHub::Register(const std::string& node_id,
+                                           std::shared_ptr<NodeStream> stream) {
   std::shared_ptr<NodeStream> replaced;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) {
       replaced = stream;
     } else {
-      auto& slot = nodes_[node_id];
-      if (slot && slot->credential().id() != stream->credential().id() &&
+      auto it = nodes_.find(node_id);
+      if (it != nodes_.end() && it->second->credential().id() != stream->credential().id() &&
           stream->credential().node_id() != node_id) {
-        return false;
+        return RegisterResult::kTakenOver;
       }
+      // Revoked since the Attach was accepted: revocation and this check both happen under
+      // mu_ (DisconnectCredential), so a revoked credential never registers.
+      if (options_.credential_valid && !options_.credential_valid(stream->credential().id())) {
+        return RegisterResult::kRevoked;
+      }
+      for (auto u = unattached_.begin(); u != unattached_.end(); ++u) {
+        if (u->get() == stream.get()) {
+          unattached_.erase(u);
+          break;
+        }
+      }
+      auto& slot = nodes_[node_id];
       replaced = std::move(slot);
       slot = std::move(stream);
     }
@@ -347,14 +399,17 @@ bool NodeHub::Register(const std::string& node_id, std::shared_ptr<NodeStream> s
   if (replaced) {
     replaced->FinishOnce(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer attach"));
   }
-  return true;
+  return RegisterResult::kRegistered;
 }
 
 void NodeHub::DisconnectCredential(const std::string& token_id) {
   std::vector<std::shared_ptr<NodeStream>> cut;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& [id, s] : nodes_) {
+      if (s->credential().id() == token_id) cut.push_back(s);
+    }
+    for (const auto& s : unattached_) {
       if (s->credential().id() == token_id) cut.push_back(s);
     }
   }
@@ -422,6 +477,11 @@ void NodeHub::SweepDeadNodes() {
     for (const auto& [id, s] : nodes_) {
       if (now - s->last_rx_ms() > options_.liveness_timeout.count()) dead.push_back(s);
     }
+    // A stream that has not finished attaching within the timeout is cut off too (an
+    // authenticated peer cannot park half-open attaches).
+    for (const auto& s : unattached_) {
+      if (now - s->started_ms() > options_.liveness_timeout.count()) dead.push_back(s);
+    }
   }
   for (auto& s : dead) {
     RELAY_LOG(kWarn, "node-hub", "node ", s->Info().node_id(), " silent for more than ",
@@ -436,6 +496,7 @@ void NodeHub::CloseAll() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     for (auto& [id, s] : nodes_) all.push_back(s);
+    for (auto& s : unattached_) all.push_back(s);
   }
   for (auto& s : all) s->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
 }

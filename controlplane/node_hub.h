@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "controlplane/node_validation.h"
 #include "relay/v1/admin.pb.h"
@@ -36,6 +37,11 @@ struct NodeHubOptions {
   size_t max_outbox_bytes = 256u << 20;
   // Checks the bearer token of every Attach; without one, every Attach is refused.
   NodeAuthenticator authenticate;
+  // Whether a credential (by id) is still valid when its stream registers (it may have been
+  // revoked since the Attach); unset = always.
+  std::function<bool(const std::string& credential_id)> credential_valid;
+  // Called once a stream attached with the credential (records its last use).
+  std::function<void(const std::string& credential_id)> attached;
   // What a node may send (node_validation.h).
   NodeLimits limits;
 };
@@ -45,6 +51,7 @@ struct NodeHubCounters {
   std::atomic<uint64_t> auth_failures{0};      // Attach without a valid credential
   std::atomic<uint64_t> invalid_messages{0};   // streams ended for breaking the link's rules
   std::atomic<uint64_t> takeovers_refused{0};  // node id held by another credential
+  std::atomic<uint64_t> client_events_dropped{0};  // relayed client events that broke the rules
 };
 
 class NodeHub final : public relay::v1::NodeLink::CallbackService {
@@ -88,10 +95,14 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
 
  private:
   friend class NodeStream;
+  enum class RegisterResult { kRegistered, kTakenOver, kRevoked };
   // Registers `stream` as the node's stream, replacing an older one, unless the older one was
   // attached with another credential and the new credential is not bound to this node id
-  // (returns false: a node id cannot be taken over without its credential).
-  bool Register(const std::string& node_id, std::shared_ptr<NodeStream> stream);
+  // (kTakenOver: a node id cannot be taken over without its credential), or the credential was
+  // revoked meanwhile (kRevoked).
+  RegisterResult Register(const std::string& node_id, std::shared_ptr<NodeStream> stream);
+  // A stream that never registered ended.
+  void ForgetUnattached(const NodeStream* stream);
   // False when `stream` is no longer the node's registered stream (replaced by a newer attach).
   bool Unregister(const std::string& node_id, const NodeStream* stream);
 
@@ -104,6 +115,8 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   std::atomic<int64_t> last_refusal_log_ms_{0};
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<NodeStream>> nodes_ ABSL_GUARDED_BY(mu_);
+  // Authenticated streams that have not registered yet (hello or snapshot still to come).
+  absl::flat_hash_set<std::shared_ptr<NodeStream>> unattached_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 

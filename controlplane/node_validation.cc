@@ -108,8 +108,7 @@ absl::Status CheckClientEvent(const relay::v1::ClientEventUp& e, const NodeLimit
   if (!kind.AllowsClientEvents()) {
     return Invalid("client events are allowed on private and presence channels only");
   }
-  if (e.event().size() <= 7 || e.event().compare(0, 7, "client-") != 0 ||
-      e.event().size() > limits.max_event_name) {
+  if (e.event().compare(0, 7, "client-") != 0 || e.event().size() > limits.max_event_name) {
     return Invalid("a client event name must start with 'client-' and be at most 200 characters");
   }
   if (e.data_json().size() > limits.max_event_data_bytes || !IsValidJson(e.data_json())) {

@@ -34,8 +34,10 @@ struct NodeLimits {
   size_t max_event_name = 200;
   // Watchlist entries per signed-in socket (Pusher: 100).
   size_t max_watchlist = 100;
-  // Entries in one snapshot once its parts are assembled (channels + presence + users + apps).
+  // Entries in one snapshot once its parts are assembled (channels + presence + users + apps),
+  // and its bytes (a faithful data plane's outbox holds at most 128 MiB).
   size_t max_snapshot_entries = 4'000'000;
+  size_t max_snapshot_bytes = 256u << 20;
 };
 
 // Why `msg` breaks the node link's rules (INVALID_ARGUMENT), or OK.

@@ -654,6 +654,9 @@ class WsSession final : public Session,
         id.empty()) {
       return FailSignin("The returned user data must contain the \"id\" field.");
     }
+    if (id.size() > kMaxUserIdLength) {
+      return FailSignin("The user id must be at most 128 characters");
+    }
     if (!signed_in_user_.empty() && signed_in_user_ != id) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
       Send(MakeFrame(common::RenderError(4009, "The connection is already signed in as another user")));
@@ -665,7 +668,8 @@ class WsSession final : public Session,
     if (doc["watchlist"].get(wl) == simdjson::SUCCESS) {
       for (auto w : wl) {
         std::string_view s;
-        if (w.get(s) != simdjson::SUCCESS) continue;
+        // Entries that cannot be user ids are skipped, like entries that are not strings.
+        if (w.get(s) != simdjson::SUCCESS || s.empty() || s.size() > kMaxUserIdLength) continue;
         if (watchlist.size() >= kMaxWatchlist) {
           watchlist_truncated = true;
           break;

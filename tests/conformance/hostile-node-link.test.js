@@ -64,6 +64,12 @@ function unary(client, method, request, token) {
 
 test('a stranger on the gRPC port: no credential, a made-up one or an app secret gets UNAUTHENTICATED and no welcome', async () => {
   const server = await h.startRelay();
+  const stored = async () => {
+    const r = await h.relayctl(server, ['apps', 'list', '--json']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const before = await stored();
   for (const token of [undefined, 'rln_made_up', h.APP.secret]) {
     const r = await attach(server.grpcPort, token);
     assert.strictEqual(r.code, status.UNAUTHENTICATED, `token ${token}: ${r.details}`);
@@ -76,6 +82,7 @@ test('a stranger on the gRPC port: no credential, a made-up one or an app secret
   const t = await unary(a, 'TestWebhooks', { app: 'no-such-app' }, undefined);
   assert.strictEqual(t.code, status.UNAUTHENTICATED, 'checked before the app lookup');
   assertAlive(server.proc, 'relay');
+  assert.deepStrictEqual(await stored(), before, 'nothing stored changed');
   await assertServes(server);
 });
 

@@ -70,14 +70,22 @@ size_t ShardCount(size_t wanted) {
 
 relay::v1::App DataPlane::Guarded(relay::v1::App app) const {
   // On an address others can reach, an app whose secret is the well-known default is open to
-  // anyone who can sign with it: serve it as disabled (4003) until its secret is rotated.
-  if (app.enabled() && app.secret() == common::kWellKnownSecret &&
-      !common::IsLoopbackHost(options_.host)) {
+  // anyone who can sign with it: serve it as disabled (4003) until its secret is rotated, and
+  // never accept the default as a previous secret during a rotation's overlap.
+  if (common::IsLoopbackHost(options_.host)) return app;
+  auto* previous = app.mutable_previous_secrets();
+  for (int i = previous->size() - 1; i >= 0; --i) {
+    if (previous->Get(i).secret() == common::kWellKnownSecret) previous->DeleteSubrange(i, 1);
+  }
+  if (app.enabled() && app.secret() == common::kWellKnownSecret) {
     app.set_enabled(false);
-    RELAY_LOG(kError, "dataplane", "app '", app.id(), "' uses the well-known default secret "
-              "'app-secret' and this node listens on ", options_.host,
-              ": its connections are refused (4003) until the secret is rotated "
-              "(relayctl apps rotate-secret ", app.id(), ")");
+    absl::MutexLock lock(&warned_mu_);
+    if (warned_apps_.insert(app.id()).second) {  // once per app, not on every re-attach
+      RELAY_LOG(kError, "dataplane", "app '", app.id(), "' uses the well-known default secret "
+                "'app-secret' and this node listens on ", options_.host,
+                ": its connections are refused (4003) until the secret is rotated "
+                "(relayctl apps rotate-secret ", app.id(), ")");
+    }
   }
   return app;
 }

@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flags.h"
 #include "common/io_pool.h"
 #include "dataplane/app_table.h"
@@ -112,6 +114,9 @@ class DataPlane {
   void DeliverToAll(std::shared_ptr<const Delivery> delivery);
 
  private:
+  // Apps already reported as refused for the well-known secret (Guarded logs each once).
+  mutable absl::Mutex warned_mu_;
+  mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
   void OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
                  std::string leftover);

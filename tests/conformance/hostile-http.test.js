@@ -12,7 +12,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const h = require('./lib/harness');
-const { rssBytes, assertAlive, assertServes } = require('./lib/hostile');
+const { SANITIZED, rssBytes, rssBound, assertAlive, assertServes } = require('./lib/hostile');
 const { signed } = require('./lib/signed');
 
 after(h.stopAll);
@@ -105,12 +105,15 @@ test('chunk extensions cannot grow memory: 5 x 100 MB stays bounded and the serv
   for (const a of answers) assertRefused(a, [400, 431]);
   const after = rssBytes(server.proc.child.pid);
   // Unfixed, the extensions were buffered whole (RSS grew by ~550 MB). Bound: 64 MB of growth.
-  assert.ok(after - before < 64 * 1024 * 1024, `RSS grew from ${before} to ${after}`);
+  assert.ok(after - before < rssBound(64), `RSS grew from ${before} to ${after}`);
   assertAlive(server.proc);
   await assertServes(server);
 });
 
-test('out of file descriptors: accept backs off, logs little, and recovers', async () => {
+// Not under the sanitizers: their own checks need a free descriptor (UBSan probes memory through
+// a pipe and, without one, reports a false invalid vptr), so exhausting descriptors there tests
+// the sanitizer, not Relay. The release binaries run it in every CI run.
+test('out of file descriptors: accept backs off, logs little, and recovers', { skip: SANITIZED && 'needs descriptors the sanitizers use' }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-conformance-'));
   const [port, grpcPort] = [await h.freePort(), await h.freePort()];
   const child = spawn('bash', ['-c', 'ulimit -n 96; exec "$0" "$@"', path.join(BIN, 'relay'),

@@ -265,7 +265,12 @@ TEST(NodeLink, ADataPlaneOnAPublicAddressRefusesTheWellKnownSecret) {
   o.host = "0.0.0.0";
   EXPECT_FALSE(dataplane::DataPlane(o).Guarded(app).enabled());
   app.set_secret("a-long-random-secret");
-  EXPECT_TRUE(dataplane::DataPlane(o).Guarded(app).enabled());
+  auto* previous = app.add_previous_secrets();
+  previous->set_secret("app-secret");
+  previous->set_expires_unix_ms(4102444800000);
+  relay::v1::App rotated = dataplane::DataPlane(o).Guarded(app);
+  EXPECT_TRUE(rotated.enabled());
+  EXPECT_EQ(rotated.previous_secrets_size(), 0) << "the default never verifies, even in overlap";
   app.set_secret("app-secret");
   o.host = "127.0.0.1";
   EXPECT_TRUE(dataplane::DataPlane(o).Guarded(app).enabled());

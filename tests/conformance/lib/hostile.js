@@ -15,6 +15,17 @@ function rssBytes(pid) {
   }
 }
 
+// Set by scripts/sanitize.sh when the binaries are the ASan + UBSan build.
+const SANITIZED = Boolean(process.env.RELAY_SANITIZED);
+
+// An RSS growth bound of `mb` MiB as bytes. Under ASan the allocator's redzones and shadow
+// memory roughly double what an allocation costs (sanitize.sh also shrinks ASan's quarantine so
+// freed memory is reused), so the bound doubles there; an unbounded attack still exceeds it many
+// times over.
+function rssBound(mb) {
+  return (SANITIZED ? 2 : 1) * mb * 1024 * 1024;
+}
+
 // Asserts that `proc` (a handle from harness.start: { child }) is still running.
 function assertAlive(proc, what = 'server') {
   assert.strictEqual(proc.child.exitCode, null, `${what} exited with ${proc.child.exitCode}`);
@@ -39,4 +50,4 @@ async function assertServes(server) {
   }
 }
 
-module.exports = { rssBytes, assertAlive, assertServes };
+module.exports = { SANITIZED, rssBytes, rssBound, assertAlive, assertServes };

@@ -21,6 +21,21 @@
 
 namespace relay::http_bridge {
 
+HttpRequest ToHttpRequest(BeastRequest req, std::string peer_ip) {
+  HttpRequest r;
+  r.method = std::string(req.method_string());
+  std::string_view target = req.target();
+  size_t q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
+  for (const auto& field : req) {
+    r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  r.body = std::move(req.body());
+  r.peer_ip = std::move(peer_ip);
+  return r;
+}
+
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
@@ -196,19 +211,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     stats_->requests.fetch_add(1, std::memory_order_relaxed);
-    HttpRequest r;
-    r.method = std::string(req.method_string());
-    std::string_view target = req.target();
-    size_t q = target.find('?');
-    r.path = std::string(target.substr(0, q));
-    if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
-    for (const auto& field : req) {
-      r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    r.body = std::move(req.body());
     beast::error_code ep_ec;
     auto ep = stream_.socket().remote_endpoint(ep_ec);
-    if (!ep_ec) r.peer_ip = ep.address().to_string();
+    HttpRequest r = ToHttpRequest(std::move(req), ep_ec ? "" : ep.address().to_string());
     HttpResponse response;
     bool health = (r.method == "GET" || r.method == "HEAD") &&
                   (r.path == "/" || r.path == "/ready" || r.path == "/health");

@@ -25,6 +25,9 @@ namespace relay::http_bridge {
 
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
+// The handler's view of a parsed request (the body is moved out of `req`).
+HttpRequest ToHttpRequest(BeastRequest req, std::string peer_ip);
+
 // Takes over a connection whose request is a WebSocket upgrade. Called on the connection's
 // io_context thread. `leftover` holds bytes the client sent after the request (a client that
 // does not wait for the 101 response); they belong to the WebSocket stream.

@@ -83,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           &leftover)) {
     return 0;
   }
-  relay::http_bridge::HttpRequest request = relay::fuzz::ToHttpRequest(std::move(beast_request));
+  relay::http_bridge::HttpRequest request = relay::http_bridge::ToHttpRequest(std::move(beast_request), "127.0.0.1");
   if (signed_by_harness) Sign(request);
   if (with_secret) {
     request.headers.emplace_back("X-Relay-Key", "app-key");

@@ -48,20 +48,4 @@ inline bool ParseHttpRequest(std::string_view bytes, http_bridge::BeastRequest* 
   return true;
 }
 
-// The handler's view of a request, built as http_server.cc builds it.
-inline http_bridge::HttpRequest ToHttpRequest(http_bridge::BeastRequest req) {
-  http_bridge::HttpRequest r;
-  r.method = std::string(req.method_string());
-  std::string_view target = req.target();
-  size_t q = target.find('?');
-  r.path = std::string(target.substr(0, q));
-  if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
-  for (const auto& field : req) {
-    r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  r.body = std::move(req.body());
-  r.peer_ip = "127.0.0.1";
-  return r;
-}
-
 }  // namespace relay::fuzz

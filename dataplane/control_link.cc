@@ -93,11 +93,13 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
         absl::MutexLock lock(&mu_);
         in_seq_ = in_.seq();
       }
+      // The handler applies the welcome (the app table) before the attach is counted, so that
+      // whoever waits for attaches() sees the apps too.
+      link_->handler_(in_);
       if (in_.has_welcome()) {
         welcomed_ = true;
         link_->OnWelcome(in_.welcome());
       }
-      link_->handler_(in_);
       StartRead(&in_);
       return;
     }

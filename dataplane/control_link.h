@@ -54,7 +54,7 @@ class ControlLink {
 
   void Start();
   void Stop();
-  // Number of successful attaches so far.
+  // Number of successful attaches so far, counted once the handler has applied the welcome.
   uint64_t attaches() const;
 
  private:

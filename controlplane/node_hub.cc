@@ -351,7 +351,7 @@ grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
   auto stream = std::make_shared<NodeStream>(this, options_, std::move(*credential));
   {
     absl::MutexLock lock(&mu_);
-    unattached_.insert(stream);
+    unattached_.emplace(stream.get(), stream);
   }
   stream->Start(stream);
   return stream.get();
@@ -359,12 +359,7 @@ grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
 
 void NodeHub::ForgetUnattached(const NodeStream* stream) {
   absl::MutexLock lock(&mu_);
-  for (auto it = unattached_.begin(); it != unattached_.end(); ++it) {
-    if (it->get() == stream) {
-      unattached_.erase(it);
-      return;
-    }
-  }
+  unattached_.erase(stream);
 }
 
 NodeHub::RegisterResult NodeHub::Register(const std::string& node_id,
@@ -385,12 +380,7 @@ NodeHub::RegisterResult NodeHub::Register(const std::string& node_id,
       if (options_.credential_valid && !options_.credential_valid(stream->credential().id())) {
         return RegisterResult::kRevoked;
       }
-      for (auto u = unattached_.begin(); u != unattached_.end(); ++u) {
-        if (u->get() == stream.get()) {
-          unattached_.erase(u);
-          break;
-        }
-      }
+      unattached_.erase(stream.get());
       auto& slot = nodes_[node_id];
       replaced = std::move(slot);
       slot = std::move(stream);
@@ -409,7 +399,7 @@ void NodeHub::DisconnectCredential(const std::string& token_id) {
     for (const auto& [id, s] : nodes_) {
       if (s->credential().id() == token_id) cut.push_back(s);
     }
-    for (const auto& s : unattached_) {
+    for (const auto& [ptr, s] : unattached_) {
       if (s->credential().id() == token_id) cut.push_back(s);
     }
   }
@@ -479,7 +469,7 @@ void NodeHub::SweepDeadNodes() {
     }
     // A stream that has not finished attaching within the timeout is cut off too (an
     // authenticated peer cannot park half-open attaches).
-    for (const auto& s : unattached_) {
+    for (const auto& [ptr, s] : unattached_) {
       if (now - s->started_ms() > options_.liveness_timeout.count()) dead.push_back(s);
     }
   }
@@ -496,7 +486,7 @@ void NodeHub::CloseAll() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     for (auto& [id, s] : nodes_) all.push_back(s);
-    for (auto& s : unattached_) all.push_back(s);
+    for (auto& [ptr, s] : unattached_) all.push_back(s);
   }
   for (auto& s : all) s->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
 }

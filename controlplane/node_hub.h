@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "controlplane/node_validation.h"
 #include "relay/v1/admin.pb.h"
@@ -116,7 +115,8 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<NodeStream>> nodes_ ABSL_GUARDED_BY(mu_);
   // Authenticated streams that have not registered yet (hello or snapshot still to come).
-  absl::flat_hash_set<std::shared_ptr<NodeStream>> unattached_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const NodeStream*, std::shared_ptr<NodeStream>> unattached_
+      ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -18,23 +18,6 @@
 
 namespace relay::controlplane {
 
-void InternalGrpcFlags::Register(common::FlagSet& flags, ControlPlaneOptions& options) {
-  flags.String("internal-host", &options.internal_host,
-               "Address for --internal-grpc-port (the node link and the admin API)");
-  flags.Uint("internal-grpc-port", &port,
-             "Serve the node link and the admin API only on this port (0 = on --grpc-port with "
-             "the public API)");
-}
-
-bool InternalGrpcFlags::Apply(ControlPlaneOptions& options, std::string* error) const {
-  if (port > 65535) {
-    *error = "--internal-grpc-port must be at most 65535";
-    return false;
-  }
-  options.internal_grpc_port = static_cast<uint16_t>(port);
-  return true;
-}
-
 ControlPlane::ControlPlane(ControlPlaneOptions options)
     : options_(std::move(options)), instance_id_(common::RandomHex(8)) {}
 

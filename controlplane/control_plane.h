@@ -15,7 +15,6 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
-#include "common/flags.h"
 #include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
@@ -47,20 +46,13 @@ struct ControlPlaneOptions {
   std::string default_app_secret = "app-secret";
   NodeHubOptions hub;
   ApiLimits limits;
-  // Sends webhook requests; webhooks are off when empty (the binaries pass http_bridge::HttpPost).
+  // Sends webhook requests; webhooks are off when empty (the binaries pass
+  // GuardedHttpPost from webhook_sender.h; tests pass their own).
   HttpPost webhook_post;
   // PEM files; when both are set gRPC (all three services) is served over TLS.
   std::string grpc_tls_cert;
   std::string grpc_tls_key;
   WebhookOptions webhooks;
-};
-
-// --internal-host / --internal-grpc-port, shared by every binary that runs a control plane.
-struct InternalGrpcFlags {
-  uint64_t port = 0;
-  void Register(common::FlagSet& flags, ControlPlaneOptions& options);
-  // False (with a message) when the port is out of range; otherwise sets it in `options`.
-  bool Apply(ControlPlaneOptions& options, std::string* error) const;
 };
 
 class ControlPlane : private NodeHub::Handler {

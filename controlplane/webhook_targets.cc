@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "common/strings.h"
+#include "transport/http_client.h"
 
 namespace relay::controlplane {
 namespace {
@@ -82,60 +83,6 @@ bool IsThisHost(const Ip& ip) {
 
 }  // namespace
 
-bool SplitWebhookUrl(const std::string& url, std::string* host, uint16_t* port) {
-  std::string rest;
-  bool tls = false;
-  if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.rfind("https://", 0) == 0) {
-    rest = url.substr(8);
-    tls = true;
-  } else {
-    return false;
-  }
-  std::string authority = rest.substr(0, rest.find_first_of("/?#"));
-  if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-  std::string port_text;
-  if (!authority.empty() && authority.front() == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string::npos) return false;
-    *host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size() && authority[close + 1] == ':') {
-      port_text = authority.substr(close + 2);
-    }
-  } else {
-    size_t colon = authority.rfind(':');
-    *host = authority.substr(0, colon);
-    if (colon != std::string::npos) port_text = authority.substr(colon + 1);
-  }
-  uint32_t p = tls ? 443 : 80;
-  if (!port_text.empty() &&
-      (!absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &p) ||
-       p == 0 || p > 65535)) {
-    return false;
-  }
-  *port = static_cast<uint16_t>(p);
-  return !host->empty();
-}
-
-void WebhookTargetFlags::Register(common::FlagSet& flags) {
-  flags.Bool("webhook-allow-link-local", &allow_link_local,
-             "Allow webhook URLs that reach link-local or cloud metadata addresses "
-             "(169.254.0.0/16, fe80::/10); refused by default");
-  flags.Bool("webhook-allow-self", &allow_self,
-             "Allow webhook URLs that reach this server's own ports (HTTP API, gRPC); refused "
-             "by default");
-}
-
-std::shared_ptr<WebhookTargets> WebhookTargetFlags::Make(
-    std::initializer_list<uint64_t> configured_ports) const {
-  auto targets = std::make_shared<WebhookTargets>(allow_link_local, allow_self);
-  for (uint64_t p : configured_ports) {
-    if (p != 0 && p <= 65535) targets->AddOwnPort(static_cast<uint16_t>(p));
-  }
-  return targets;
-}
-
 void WebhookTargets::AddOwnPort(uint16_t port) {
   absl::MutexLock lock(&mu_);
   own_ports_.insert(port);
@@ -165,11 +112,12 @@ absl::Status WebhookTargets::CheckAddress(const std::string& ip_text, uint16_t p
 }
 
 absl::Status WebhookTargets::CheckUrl(const std::string& url) const {
-  std::string host;
-  uint16_t port = 0;
-  if (!SplitWebhookUrl(url, &host, &port)) {
+  transport::HttpUrl parsed;
+  if (!transport::ParseHttpUrl(url, &parsed)) {
     return absl::InvalidArgumentError(common::StrCat("cannot parse the webhook URL '", url, "'"));
   }
+  const std::string& host = parsed.host;
+  const uint16_t port = parsed.port;
   Ip literal{};
   if (ParseIp(host, &literal)) return CheckAddress(host, port);
   addrinfo hints{};

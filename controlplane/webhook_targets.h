@@ -9,14 +9,12 @@
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
 #include <set>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "common/flags.h"
 
 namespace relay::controlplane {
 
@@ -44,18 +42,5 @@ class WebhookTargets {
   mutable absl::Mutex mu_;
   std::set<uint16_t> own_ports_ ABSL_GUARDED_BY(mu_);
 };
-
-// The --webhook-allow-* flags of relay and relay-controlplane.
-struct WebhookTargetFlags {
-  bool allow_link_local = false;
-  bool allow_self = false;
-  void Register(common::FlagSet& flags);
-  // The guard for these flags, already knowing the configured ports (0 = picked at bind: add
-  // the bound port later).
-  std::shared_ptr<WebhookTargets> Make(std::initializer_list<uint64_t> configured_ports) const;
-};
-
-// Splits an http(s) URL into host (without IPv6 brackets) and port (default 80/443).
-bool SplitWebhookUrl(const std::string& url, std::string* host, uint16_t* port);
 
 }  // namespace relay::controlplane

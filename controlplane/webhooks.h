@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "controlplane/webhook_targets.h"
+#include "transport/http_client.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/types.pb.h"
 
@@ -30,12 +31,10 @@ namespace relay::controlplane {
 class AppStore;
 
 // Result of one HTTP POST.
-struct PostResult {
-  int status = 0;     // 0 when no response arrived
-  std::string error;  // transport error text
-};
+using PostResult = transport::HttpPostResult;
 
-// Sends one HTTP POST (blocking, bounded by `timeout`). Provided by the http-bridge.
+// Sends one HTTP POST (blocking, bounded by `timeout`): GuardedHttpPost (webhook_sender.h) in
+// the binaries, a recorder in tests.
 using HttpPost = std::function<PostResult(
     const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
     const std::string& body, std::chrono::milliseconds timeout)>;

@@ -22,44 +22,6 @@ uint64_t DefaultCapacity() {
   return limit > reserve + 1 ? limit - reserve : 1;
 }
 
-ConnectionLimitFlags::ConnectionLimitFlags(const DataPlaneOptions& d)
-    : capacity(d.capacity),
-      max_connections_per_ip(d.max_connections_per_ip),
-      max_subscriptions_per_connection(d.max_subscriptions_per_connection),
-      subscribe_rate(d.subscribe_rate),
-      subscribe_burst(d.subscribe_burst) {}
-
-void ConnectionLimitFlags::Register(common::FlagSet& flags) {
-  flags.Uint("capacity", &capacity,
-             "Connections accepted before refusing with 4100 (0 = the open file limit minus 10% "
-             "(64 to 1024) kept for gRPC, HTTP, webhooks and SQLite)");
-  flags.Uint("max-connections-per-ip", &max_connections_per_ip,
-             "Connections from one client address before refusing with 4100 (0 = no cap; behind "
-             "a reverse proxy every client has the proxy's address)");
-  flags.Uint("max-subscriptions-per-connection", &max_subscriptions_per_connection,
-             "Channels one connection may subscribe to; more get pusher:subscription_error "
-             "LimitReached 4100 (at least 1)");
-  flags.Uint("subscribe-rate", &subscribe_rate,
-             "pusher:subscribe requests per second per connection; more get "
-             "pusher:subscription_error LimitReached 4301 (0 = no rate limit)");
-  flags.Uint("subscribe-burst", &subscribe_burst,
-             "pusher:subscribe requests one connection may send at once before --subscribe-rate "
-             "applies (at least 1)");
-}
-
-std::string ConnectionLimitFlags::Apply(DataPlaneOptions* o) const {
-  if (max_subscriptions_per_connection == 0) {
-    return "--max-subscriptions-per-connection must be at least 1";
-  }
-  if (subscribe_burst == 0) return "--subscribe-burst must be at least 1";
-  o->capacity = capacity;
-  o->max_connections_per_ip = max_connections_per_ip;
-  o->max_subscriptions_per_connection = max_subscriptions_per_connection;
-  o->subscribe_rate = subscribe_rate;
-  o->subscribe_burst = subscribe_burst;
-  return "";
-}
-
 namespace {
 size_t ShardCount(size_t wanted) {
   if (wanted > 0) return std::min<size_t>(wanted, 255);
@@ -90,7 +52,7 @@ relay::v1::App DataPlane::Guarded(relay::v1::App app) const {
   return app;
 }
 
-DataPlane::DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fallback)
+DataPlane::DataPlane(DataPlaneOptions options, transport::HttpHandler http_fallback)
     : options_(std::move(options)),
       ws_limits_{options_.max_frame_bytes, options_.max_queue_bytes, options_.max_queue_frames},
       http_fallback_(std::move(http_fallback)),
@@ -147,9 +109,9 @@ relay::v1::NodeLoad DataPlane::Load() {
 }
 
 absl::Status DataPlane::Start() {
-  http_ = std::make_unique<http_bridge::HttpServer>(
-      http_bridge::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
-      [this](boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
+  http_ = std::make_unique<transport::HttpServer>(
+      transport::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
+      [this](boost::beast::tcp_stream stream, transport::BeastRequest request,
              std::string leftover) {
         OnUpgrade(std::move(stream), std::move(request), std::move(leftover));
       });
@@ -192,7 +154,7 @@ absl::Status DataPlane::Start() {
   return absl::OkStatus();
 }
 
-void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
+void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, transport::BeastRequest request,
                           std::string leftover) {
   // The connection already lives on one of the pool's contexts; find the shard that owns it.
   auto& ctx = static_cast<boost::asio::io_context&>(stream.get_executor().context());

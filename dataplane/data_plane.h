@@ -15,14 +15,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "common/flags.h"
 #include "common/io_pool.h"
 #include "dataplane/app_table.h"
 #include "dataplane/control_link.h"
 #include "dataplane/node_state.h"
 #include "dataplane/shard.h"
-#include "dataplane/ws_conn.h"
-#include "http-bridge/http_server.h"
+#include "transport/ws_conn.h"
+#include "transport/http_server.h"
 
 namespace relay::dataplane {
 
@@ -63,26 +62,11 @@ struct DataPlaneOptions {
 // HTTP API and webhook connections, SQLite, logs. 0 when the limit is infinite or unknown.
 uint64_t DefaultCapacity();
 
-// The per-connection and per-address limits as flags, with the same names and defaults in
-// relay-dataplane and relay.
-struct ConnectionLimitFlags {
-  uint64_t capacity = 0;
-  uint64_t max_connections_per_ip = 0;
-  uint64_t max_subscriptions_per_connection = 0;
-  uint64_t subscribe_rate = 0;
-  uint64_t subscribe_burst = 0;
-
-  explicit ConnectionLimitFlags(const DataPlaneOptions& defaults);
-  void Register(common::FlagSet& flags);
-  // Checks the values and copies them into `o`; an error message naming the flag, or "".
-  std::string Apply(DataPlaneOptions* o) const;
-};
-
 class DataPlane {
  public:
   // `http_fallback` answers plain HTTP requests on the WebSocket port (the HTTP API in the
   // one-process `relay`); without it they get 404.
-  explicit DataPlane(DataPlaneOptions options, http_bridge::HttpHandler http_fallback = nullptr);
+  explicit DataPlane(DataPlaneOptions options, transport::HttpHandler http_fallback = nullptr);
   ~DataPlane();
 
   absl::Status Start();
@@ -104,7 +88,7 @@ class DataPlane {
   // counted) when the address is at the cap. ReleaseAddress() undoes a true.
   bool AcquireAddress(const std::string& address);
   void ReleaseAddress(const std::string& address);
-  const WsLimits& ws_limits() const { return ws_limits_; }
+  const transport::WsLimits& ws_limits() const { return ws_limits_; }
   AppTable& apps() { return apps_; }
   NodeState& state() { return state_; }
   NodeCounters& counters() { return counters_; }
@@ -118,21 +102,21 @@ class DataPlane {
   mutable absl::Mutex warned_mu_;
   mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(boost::beast::tcp_stream stream, http_bridge::BeastRequest request,
+  void OnUpgrade(boost::beast::tcp_stream stream, transport::BeastRequest request,
                  std::string leftover);
   relay::v1::NodeLoad Load();
   // Answers the subscribe requests a broken stream left unanswered (presence: 503).
   void AnswerUnanswered();
 
   DataPlaneOptions options_;
-  WsLimits ws_limits_;
-  http_bridge::HttpHandler http_fallback_;
+  transport::WsLimits ws_limits_;
+  transport::HttpHandler http_fallback_;
   common::IoPool pool_;
   std::vector<std::unique_ptr<Shard>> shards_;
   AppTable apps_;
   NodeState state_;
   NodeCounters counters_;
-  std::unique_ptr<http_bridge::HttpServer> http_;
+  std::unique_ptr<transport::HttpServer> http_;
   std::unique_ptr<ControlLink> link_;
   uint16_t port_ = 0;
   uint32_t socket_prefix_ = 0;

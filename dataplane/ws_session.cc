@@ -18,7 +18,7 @@
 #include "common/time.h"
 #include "dataplane/data_plane.h"
 #include "dataplane/shard.h"
-#include "dataplane/ws_conn.h"
+#include "transport/ws_conn.h"
 
 namespace relay::dataplane {
 namespace {
@@ -60,16 +60,16 @@ struct Refusal {
 };
 
 class WsSession final : public Session,
-                        public WsConn::Listener,
+                        public transport::WsConn::Listener,
                         public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket, const WsLimits& limits)
+  WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket, const transport::WsLimits& limits)
       : dp_(dp), shard_(shard), address_(PeerAddress(dp, socket)),
         conn_(std::move(socket), limits), timer_(shard.context()), auth_timer_(shard.context()) {}
 
   ~WsSession() override = default;
 
-  void Run(const http_bridge::BeastRequest& request, std::string leftover) {
+  void Run(const transport::BeastRequest& request, std::string leftover) {
     std::optional<Refusal> refusal = Check(request);
     if (!conn_.Accept(request, dp_.options().permessage_deflate, weak_from_this())) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -85,7 +85,7 @@ class WsSession final : public Session,
 
   void Send(const FramePtr& frame) override {
     if (closed_) return;
-    if (conn_.Send(frame) == WsConn::SendResult::kOverBounds && !cut_) {
+    if (conn_.Send(frame) == transport::WsConn::SendResult::kOverBounds && !cut_) {
       // Cut after the current handler: a shard delivering to its channel index must not see
       // the index change under it.
       cut_ = true;
@@ -102,7 +102,7 @@ class WsSession final : public Session,
     ArmCloseTimer();
   }
 
-  // WsConn::Listener
+  // transport::WsConn::Listener
   void OnWsMessage(std::string_view payload, bool text) override {
     last_rx_ = Clock::now();
     pinged_ = false;
@@ -215,7 +215,7 @@ class WsSession final : public Session,
     std::vector<FramePtr> on_live;  // subscription_succeeded and what follows it
   };
 
-  std::optional<Refusal> Check(const http_bridge::BeastRequest& req) {
+  std::optional<Refusal> Check(const transport::BeastRequest& req) {
     std::string_view target = req.target();
     size_t q = target.find('?');
     std::string_view path = target.substr(0, q);
@@ -780,7 +780,7 @@ class WsSession final : public Session,
   Shard& shard_;
   const std::string address_;  // the client's address, when connections per address are capped
   bool address_counted_ = false;
-  WsConn conn_;
+  transport::WsConn conn_;
   net::steady_timer timer_;
   net::steady_timer auth_timer_;
   AppPtr app_;
@@ -806,7 +806,7 @@ class WsSession final : public Session,
 }  // namespace
 
 void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
-                    http_bridge::BeastRequest request, std::string leftover) {
+                    transport::BeastRequest request, std::string leftover) {
   std::make_shared<WsSession>(dp, shard, stream.release_socket(), dp.ws_limits())
       ->Run(request, std::move(leftover));
 }

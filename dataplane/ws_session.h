@@ -4,7 +4,7 @@
 // (ws_conn.h): Beast parses only the upgrade request.
 #pragma once
 
-#include "http-bridge/http_server.h"
+#include "transport/http_server.h"
 
 namespace relay::dataplane {
 
@@ -13,6 +13,6 @@ class Shard;
 
 // Takes over `stream` (already on `shard`'s context) and runs the session until it closes.
 void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
-                    http_bridge::BeastRequest request, std::string leftover);
+                    transport::BeastRequest request, std::string leftover);
 
 }  // namespace relay::dataplane

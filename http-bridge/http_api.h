@@ -11,9 +11,14 @@
 
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
-#include "http-bridge/http_types.h"
+#include "transport/http_types.h"
 
 namespace relay::http_bridge {
+
+using transport::HttpHandler;
+using transport::HttpRequest;
+using transport::HttpResponse;
+using transport::JsonError;
 
 class HttpApi {
  public:

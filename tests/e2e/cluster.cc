@@ -24,10 +24,10 @@ Cluster::Cluster(int nodes, dataplane::DataPlaneOptions dp_options) {
     if (o.node_token.empty()) o.node_token = NodeToken();
     o.heartbeat_interval = std::chrono::milliseconds(200);
     auto dp = std::make_unique<dataplane::DataPlane>(
-        o, i == 0 ? http_bridge::HttpHandler([this](const http_bridge::HttpRequest& r) {
+        o, i == 0 ? transport::HttpHandler([this](const transport::HttpRequest& r) {
           return http_->Handle(r);
         })
-                  : http_bridge::HttpHandler());
+                  : transport::HttpHandler());
     auto st = dp->Start();
     if (!st.ok()) std::abort();
     nodes_.push_back(std::move(dp));

@@ -44,7 +44,7 @@ std::string PercentEncode(std::string_view s) {
 }
 
 // Signs `r` with the default app's secret, keeping the input's other query parameters.
-void Sign(relay::http_bridge::HttpRequest& r) {
+void Sign(relay::transport::HttpRequest& r) {
   using namespace relay::common;
   QueryParams params;
   if (!ParseQuery(r.query, &params)) return;  // refused before authentication anyway
@@ -76,20 +76,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   const bool with_secret = (data[0] & 1) != 0;
   const bool signed_by_harness = (data[0] & 2) != 0;
-  relay::http_bridge::BeastRequest beast_request;
+  relay::transport::BeastRequest beast_request;
   std::string leftover;
   if (!relay::fuzz::ParseHttpRequest(
           std::string_view(reinterpret_cast<const char*>(data + 1), size - 1), &beast_request,
           &leftover)) {
     return 0;
   }
-  relay::http_bridge::HttpRequest request = relay::http_bridge::ToHttpRequest(std::move(beast_request), "127.0.0.1");
+  relay::transport::HttpRequest request = relay::transport::ToHttpRequest(std::move(beast_request), "127.0.0.1");
   if (signed_by_harness) Sign(request);
   if (with_secret) {
     request.headers.emplace_back("X-Relay-Key", "app-key");
     request.headers.emplace_back("X-Relay-Secret", "app-secret");
   }
-  relay::http_bridge::HttpResponse response = api->Handle(request);
+  relay::transport::HttpResponse response = api->Handle(request);
   Check(response.status >= 200 && response.status < 600);
   if (response.content_type == "application/json") {
     Check(!response.body.empty() && (response.body[0] == '{' || response.body[0] == '['));

@@ -21,13 +21,13 @@
 #include <string>
 #include <string_view>
 
-#include "dataplane/ws_conn.h"
+#include "transport/ws_conn.h"
 #include "tests/fuzz/http_input.h"
 
 namespace {
 
 namespace net = boost::asio;
-using relay::dataplane::WsConn;
+using relay::transport::WsConn;
 
 constexpr char kUpgrade[] =
     "GET /app/key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -41,11 +41,11 @@ void Check(bool ok) {
 
 class Peer final : public WsConn::Listener {
  public:
-  Peer(net::ip::tcp::socket s, const relay::dataplane::WsLimits& limits)
+  Peer(net::ip::tcp::socket s, const relay::transport::WsLimits& limits)
       : conn(std::move(s), limits) {}
   void OnWsMessage(std::string_view payload, bool) override {
     Check(!closed);
-    Check(payload.size() <= relay::dataplane::WsLimits{}.max_message_bytes);
+    Check(payload.size() <= relay::transport::WsLimits{}.max_message_bytes);
     // Like a session: answer, refuse, or drop the connection from inside the callback.
     if (payload.substr(0, 5) == "close") {
       conn.Close(4000, payload.substr(5));
@@ -80,13 +80,13 @@ void Drain(int fd) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   static net::io_context io;
-  static const relay::dataplane::WsLimits limits;
+  static const relay::transport::WsLimits limits;
   const uint8_t mode = data[0];
   std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
   const bool deflate = (mode & 1) != 0;
   const bool raw_upgrade = (mode & 2) != 0;
 
-  relay::http_bridge::BeastRequest request;
+  relay::transport::BeastRequest request;
   std::string leftover;
   std::string_view over_socket;
   if (raw_upgrade) {

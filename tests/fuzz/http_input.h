@@ -10,17 +10,17 @@
 #include <string>
 #include <string_view>
 
-#include "http-bridge/http_server.h"
-#include "http-bridge/http_types.h"
+#include "transport/http_server.h"
+#include "transport/http_types.h"
 
 namespace relay::fuzz {
 
 // Parses one request from the front of `bytes`. On success returns true, with the request in
 // `*out` and what follows it in `*leftover` (what a pipelining or impatient client sent next).
-inline bool ParseHttpRequest(std::string_view bytes, http_bridge::BeastRequest* out,
+inline bool ParseHttpRequest(std::string_view bytes, transport::BeastRequest* out,
                              std::string* leftover) {
   namespace http = boost::beast::http;
-  const http_bridge::HttpServerOptions limits;
+  const transport::HttpServerOptions limits;
   http::request_parser<http::string_body> parser;
   parser.body_limit(limits.body_limit);
   parser.header_limit(limits.header_limit);

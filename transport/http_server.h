@@ -19,9 +19,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/io_pool.h"
-#include "http-bridge/http_types.h"
+#include "transport/http_types.h"
 
-namespace relay::http_bridge {
+namespace relay::transport {
 
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
@@ -106,4 +106,4 @@ class HttpServer {
   std::shared_ptr<HttpServerStats> stats_ = std::make_shared<HttpServerStats>();
 };
 
-}  // namespace relay::http_bridge
+}  // namespace relay::transport

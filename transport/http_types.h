@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace relay::http_bridge {
+namespace relay::transport {
 
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
@@ -36,4 +36,4 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 // {"error":message,"code":status}, the JSON error body every endpoint uses.
 HttpResponse JsonError(int status, std::string_view message);
 
-}  // namespace relay::http_bridge
+}  // namespace relay::transport

@@ -1,6 +1,6 @@
 // WsConn at the byte level: a raw TCP client sends hand-made handshakes and frames (masked,
 // fragmented, compressed, hostile) and reads what the server writes back.
-#include "dataplane/ws_conn.h"
+#include "transport/ws_conn.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -21,7 +21,7 @@
 
 #include "tests/testutil/wait_for.h"
 
-namespace relay::dataplane {
+namespace relay::transport {
 namespace {
 
 namespace net = boost::asio;
@@ -109,7 +109,7 @@ class WsConnTest : public ::testing::Test {
     tcp::socket s = acceptor_.accept(io_);
     if (server_sndbuf_) s.set_option(net::socket_base::send_buffer_size(server_sndbuf_));
     boost::beast::flat_buffer buf;
-    http_bridge::BeastRequest req;
+    transport::BeastRequest req;
     boost::beast::http::read(s, buf, req);
     std::string leftover(static_cast<const char*>(buf.data().data()), buf.size());
     std::promise<bool> accepted;
@@ -438,9 +438,9 @@ TEST_F(WsConnTest, PingFloodFromAPeerThatNeverReadsQueuesOnePong) {
 }
 
 }  // namespace
-}  // namespace relay::dataplane
+}  // namespace relay::transport
 
-namespace relay::dataplane {
+namespace relay::transport {
 namespace {
 
 // Garbage after the handshake (random bytes, some of them shaped like frame headers) never
@@ -469,4 +469,4 @@ TEST_P(WsConnGarbage, EndsCleanly) {
 INSTANTIATE_TEST_SUITE_P(Seeds, WsConnGarbage, ::testing::Range(1, 21));
 
 }  // namespace
-}  // namespace relay::dataplane
+}  // namespace relay::transport

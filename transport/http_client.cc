@@ -1,4 +1,4 @@
-#include "http-bridge/http_client.h"
+#include "transport/http_client.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -12,7 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "common/strings.h"
 
-namespace relay::http_bridge {
+namespace relay::transport {
 namespace {
 
 namespace beast = boost::beast;
@@ -20,30 +20,10 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-struct Url {
-  bool tls = false;
-  std::string host;
-  std::string port;
-  std::string target;
-};
-
-// Host and port the same way the webhook target check reads them, so the address vetted at
-// Add is the one connected to.
-bool ParseUrl(const std::string& url, Url* out) {
-  uint16_t port = 0;
-  if (!controlplane::SplitWebhookUrl(url, &out->host, &port)) return false;
-  out->tls = url.rfind("https://", 0) == 0;
-  out->port = std::to_string(port);
-  std::string rest = url.substr(out->tls ? 8 : 7);
-  size_t slash = rest.find('/');
-  out->target = slash == std::string::npos ? "/" : rest.substr(slash);
-  return true;
-}
-
 // Writes the request and reads the response on `ioc`, every step bounded by `timeout`.
 template <typename Stream>
-controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_stream& lowest,
-                              const Url& u,
+HttpPostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_stream& lowest,
+                              const HttpUrl& u,
                               const std::vector<std::pair<std::string, std::string>>& headers,
                               const std::string& body, std::chrono::milliseconds timeout) {
   http::request<http::string_body> req{http::verb::post, u.target, 11};
@@ -62,7 +42,7 @@ controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_s
     if (ext.size() > 1024) ec = http::error::bad_chunk_extension;
   };
   parser.on_chunk_header(on_chunk_header);
-  controlplane::PostResult result{0, "no response"};
+  HttpPostResult result{0, "no response"};
   lowest.expires_after(timeout);
   http::async_write(stream, req, [&](beast::error_code e, size_t) {
     if (e) {
@@ -70,8 +50,8 @@ controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_s
       return;
     }
     http::async_read(stream, buffer, parser, [&](beast::error_code e2, size_t) {
-      result = e2 ? controlplane::PostResult{0, common::StrCat("read: ", e2.message())}
-                  : controlplane::PostResult{static_cast<int>(parser.get().result_int()), ""};
+      result = e2 ? HttpPostResult{0, common::StrCat("read: ", e2.message())}
+                  : HttpPostResult{static_cast<int>(parser.get().result_int()), ""};
     });
   });
   ioc.restart();
@@ -86,23 +66,62 @@ controlplane::PostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_s
 
 }  // namespace
 
-controlplane::PostResult HttpPost(const std::string& url,
+bool ParseHttpUrl(const std::string& url, HttpUrl* out) {
+  std::string rest;
+  if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+    out->tls = false;
+  } else if (url.rfind("https://", 0) == 0) {
+    rest = url.substr(8);
+    out->tls = true;
+  } else {
+    return false;
+  }
+  size_t end = rest.find_first_of("/?#");
+  std::string authority = rest.substr(0, end);
+  // The fragment never goes on the wire.
+  out->target = end == std::string::npos ? "/" : rest.substr(end, rest.find('#', end) - end);
+  if (out->target.empty() || out->target.front() != '/') out->target.insert(0, "/");
+  if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
+  std::string port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string::npos) return false;
+    out->host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size() && authority[close + 1] == ':') {
+      port_text = authority.substr(close + 2);
+    }
+  } else {
+    size_t colon = authority.rfind(':');
+    out->host = authority.substr(0, colon);
+    if (colon != std::string::npos) port_text = authority.substr(colon + 1);
+  }
+  uint32_t p = out->tls ? 443 : 80;
+  if (!port_text.empty() &&
+      (!absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &p) || p == 0 ||
+       p > 65535)) {
+    return false;
+  }
+  out->port = static_cast<uint16_t>(p);
+  return !out->host.empty();
+}
+
+HttpPostResult HttpPost(const std::string& url,
                                   const std::vector<std::pair<std::string, std::string>>& headers,
-                                  const std::string& body, std::chrono::milliseconds timeout,
-                                  const controlplane::WebhookTargets* targets) {
-  Url u;
-  if (!ParseUrl(url, &u)) return {0, "invalid URL"};
+                        const std::string& body, std::chrono::milliseconds timeout,
+                        const AddressCheck& check) {
+  HttpUrl u;
+  if (!ParseHttpUrl(url, &u)) return {0, "invalid URL"};
   net::io_context ioc;
   tcp::resolver resolver(ioc);
   beast::error_code ec;
-  auto resolved = resolver.resolve(u.host, u.port, ec);
+  auto resolved = resolver.resolve(u.host, std::to_string(u.port), ec);
   if (ec) return {0, common::StrCat("resolve ", u.host, ": ", ec.message())};
   std::vector<tcp::endpoint> endpoints;
   std::string refused;
   for (const auto& r : resolved) {
-    absl::Status st = targets ? targets->CheckAddress(r.endpoint().address().to_string(),
-                                                      r.endpoint().port())
-                              : absl::OkStatus();
+    absl::Status st =
+        check ? check(r.endpoint().address().to_string(), r.endpoint().port()) : absl::OkStatus();
     if (st.ok()) {
       endpoints.push_back(r.endpoint());
     } else {
@@ -118,7 +137,7 @@ controlplane::PostResult HttpPost(const std::string& url,
   ioc.restart();
   if (ec) return {0, common::StrCat("connect ", u.host, ":", u.port, ": ", ec.message())};
   if (!u.tls) return Send(ioc, tcp_stream, tcp_stream, u, headers, body, timeout);
-  controlplane::PostResult result;
+  HttpPostResult result;
   net::ssl::context ctx(net::ssl::context::tls_client);
   ctx.set_default_verify_paths();
   ctx.set_verify_mode(net::ssl::verify_peer);
@@ -141,14 +160,4 @@ controlplane::PostResult HttpPost(const std::string& url,
   return Send(ioc, stream, beast::get_lowest_layer(stream), u, headers, body, timeout);
 }
 
-controlplane::HttpPost GuardedHttpPost(
-    std::shared_ptr<const controlplane::WebhookTargets> targets) {
-  return [targets = std::move(targets)](
-             const std::string& url,
-             const std::vector<std::pair<std::string, std::string>>& headers,
-             const std::string& body, std::chrono::milliseconds timeout) {
-    return HttpPost(url, headers, body, timeout, targets.get());
-  };
-}
-
-}  // namespace relay::http_bridge
+}  // namespace relay::transport

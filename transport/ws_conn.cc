@@ -1,4 +1,4 @@
-#include "dataplane/ws_conn.h"
+#include "transport/ws_conn.h"
 
 #include <openssl/evp.h>
 #include <simdjson.h>
@@ -14,9 +14,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "common/strings.h"
-#include "http-bridge/http_types.h"
+#include "transport/http_types.h"
 
-namespace relay::dataplane {
+namespace relay::transport {
 namespace {
 
 namespace net = boost::asio;
@@ -211,7 +211,7 @@ char* Scratch() {
 
 std::string HttpError(int status, std::string_view reason, std::string_view message,
                       std::string_view extra_headers = "") {
-  std::string body = http_bridge::JsonError(status, message).body;  // the HTTP API's error shape
+  std::string body = transport::JsonError(status, message).body;  // the HTTP API's error shape
   return common::StrCat("HTTP/1.1 ", status, " ", reason, "\r\nServer: relay\r\n", extra_headers,
                         "Content-Type: application/json\r\nContent-Length: ", body.size(),
                         "\r\nConnection: close\r\n\r\n", body);
@@ -227,7 +227,7 @@ bool ValidCloseCode(uint16_t code) {
 WsConn::WsConn(tcp::socket socket, const WsLimits& limits)
     : socket_(std::move(socket)), limits_(limits) {}
 
-bool WsConn::Accept(const http_bridge::BeastRequest& request, bool allow_deflate,
+bool WsConn::Accept(const transport::BeastRequest& request, bool allow_deflate,
                     std::weak_ptr<Listener> owner) {
   owner_ = std::move(owner);
   // Writes go straight to the socket (DoWrite), so it is non-blocking from the first byte on.
@@ -606,4 +606,4 @@ void WsConn::Finish() {
   if (auto owner = Owner()) owner->OnWsClosed();
 }
 
-}  // namespace relay::dataplane
+}  // namespace relay::transport

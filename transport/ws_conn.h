@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "http-bridge/http_server.h"
+#include "transport/http_server.h"
 
-namespace relay::dataplane {
+namespace relay::transport {
 
 // Close codes of RFC 6455 section 7.4.1 that Relay sends on its own.
 inline constexpr uint16_t kWsCloseProtocolError = 1002;
@@ -56,7 +56,7 @@ class WsConn {
   // Answers the upgrade request: queues the 101 response and returns true, or writes an HTTP
   // error (400, or 426 for an unsupported version), closes and returns false. `allow_deflate`
   // lets it accept a permessage-deflate offer.
-  bool Accept(const http_bridge::BeastRequest& request, bool allow_deflate,
+  bool Accept(const transport::BeastRequest& request, bool allow_deflate,
               std::weak_ptr<Listener> owner);
   // Starts reading; `leftover` holds bytes that arrived after the upgrade request.
   void Start(std::string leftover);
@@ -131,4 +131,4 @@ class WsConn {
   bool finished_ = false;
 };
 
-}  // namespace relay::dataplane
+}  // namespace relay::transport

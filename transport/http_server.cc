@@ -1,4 +1,4 @@
-#include "http-bridge/http_server.h"
+#include "transport/http_server.h"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/core/bind_handler.hpp>
@@ -19,7 +19,7 @@
 #include "common/json.h"
 #include "common/log.h"
 
-namespace relay::http_bridge {
+namespace relay::transport {
 
 HttpRequest ToHttpRequest(BeastRequest req, std::string peer_ip) {
   HttpRequest r;
@@ -380,4 +380,4 @@ void HttpServer::OnAcceptError(beast::error_code ec) {
   });
 }
 
-}  // namespace relay::http_bridge
+}  // namespace relay::transport

@@ -1,0 +1,71 @@
+// relay-controlplane: apps, credentials, cluster state, the gRPC APIs and the HTTP API.
+#include <iostream>
+
+#include "common/io_pool.h"
+#include "common/log.h"
+#include "common/shutdown.h"
+#include "common/strings.h"
+#include "controlplane/control_plane.h"
+#include "http-bridge/http_api.h"
+#include "tools/server/server_flags.h"
+#include "transport/http_server.h"
+
+namespace {
+
+int Run(int argc, char** argv) {
+  using namespace relay;
+  constexpr char kProgram[] = "relay-controlplane";
+  server::ListenFlags listen(6002, 50051);
+  server::ControlPlaneFlags cp_flags;
+  common::FlagSet flags("relay-controlplane [flags]",
+                        "The Relay control plane: apps and credentials, cluster-wide state, the "
+                        "gRPC APIs (NodeLink, Channels, Admin) and the Pusher HTTP API.");
+  listen.Register(flags, "HTTP API port", /*grpc=*/true);
+  cp_flags.Register(flags);
+  if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
+  if (auto st = cp_flags.Apply(listen); !st.ok()) {
+    std::cerr << kProgram << ": " << st.message() << "\n";
+    return 2;
+  }
+  const controlplane::ControlPlaneOptions& options = cp_flags.options;
+
+  common::ShutdownSignals signals;
+
+  controlplane::ControlPlane cp(options);
+  if (auto st = cp.Start(); !st.ok()) {
+    std::cerr << kProgram << ": " << st.message() << "\n";
+    // PermissionDenied: an unsafe configuration (the well-known secret on a public address), a
+    // usage error like a bad flag.
+    return st.code() == absl::StatusCode::kPermissionDenied ? 2 : 1;
+  }
+  common::IoPool pool(2);
+  http_bridge::HttpApi http_api(cp.api(), cp.store(), cp_flags.TrustedProxies());
+  transport::HttpServer http({listen.host, static_cast<uint16_t>(listen.port)}, pool,
+                             http_api.Handler());
+  auto bound = http.Start();
+  if (!bound.ok()) {
+    std::cerr << kProgram << ": " << bound.status().message() << "\n";
+    return 1;
+  }
+  cp_flags.webhook_targets()->AddOwnPort(cp.grpc_port());
+  cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
+  cp_flags.webhook_targets()->AddOwnPort(*bound);
+  pool.Start("cp-http");
+  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.host, ":", *bound,
+            ", gRPC on ", listen.host, ":", cp.grpc_port(),
+            cp.internal_grpc_port() == cp.grpc_port()
+                ? std::string()
+                : common::StrCat(", node link and admin gRPC on ", options.internal_host, ":",
+                                 cp.internal_grpc_port()),
+            ", data dir ", options.data_dir);
+  int sig = signals.Wait();
+  RELAY_LOG(kInfo, "controlplane", "signal ", sig, ": shutting down");
+  http.StopAccepting();
+  cp.Stop();
+  pool.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

@@ -1,0 +1,191 @@
+#include "tools/server/server_flags.h"
+
+#include <iostream>
+
+#include "absl/strings/str_split.h"
+#include "common/strings.h"
+#include "controlplane/webhook_sender.h"
+
+namespace relay::server {
+
+void ListenFlags::Register(common::FlagSet& flags, const std::string& port_help, bool grpc) {
+  flags.String("host", &host, "Address to bind to");
+  flags.Uint("port", &port, port_help);
+  if (grpc) flags.Uint("grpc-port", &grpc_port, "gRPC port (data planes, relayctl, microservices)");
+}
+
+absl::Status ListenFlags::Check() const {
+  if (port > 65535 || grpc_port > 65535) {
+    return absl::InvalidArgumentError("--port and --grpc-port must be at most 65535");
+  }
+  return absl::OkStatus();
+}
+
+ControlPlaneFlags::ControlPlaneFlags()
+    : trigger_rate(options.limits.trigger_requests_per_minute) {}
+
+void ControlPlaneFlags::Register(common::FlagSet& flags) {
+  flags.String("internal-host", &options.internal_host,
+               "Address for --internal-grpc-port (the node link and the admin API)");
+  flags.Uint("internal-grpc-port", &internal_grpc_port,
+             "Serve the node link and the admin API only on this port (0 = on --grpc-port with "
+             "the public API)");
+  flags.String("data-dir", &options.data_dir, "Directory for the app store and admin token");
+  flags.String("app-id", &options.default_app_id, "Id of the app created on first start");
+  flags.String("app-key", &options.default_app_key, "Key of the app created on first start");
+  flags.String("app-secret", &options.default_app_secret,
+               "Secret of the app created on first start");
+  flags.Uint("node-timeout-ms", &node_timeout_ms,
+             "A data plane silent for this long is withdrawn from the cluster");
+  flags.String("grpc-tls-cert", &options.grpc_tls_cert,
+               "PEM certificate chain: serve gRPC over TLS");
+  flags.String("grpc-tls-key", &options.grpc_tls_key, "PEM private key for --grpc-tls-cert");
+  flags.Uint("trigger-rate-limit", &trigger_rate,
+             "HTTP trigger requests per minute per client address (0 = unlimited)");
+  flags.String("trusted-proxies", &trusted_proxies,
+               "Comma-separated proxy addresses whose X-Forwarded-For is trusted");
+  flags.Bool("webhook-allow-link-local", &webhook_allow_link_local,
+             "Allow webhook URLs that reach link-local or cloud metadata addresses "
+             "(169.254.0.0/16, fe80::/10); refused by default");
+  flags.Bool("webhook-allow-self", &webhook_allow_self,
+             "Allow webhook URLs that reach this server's own ports (HTTP API, gRPC); refused "
+             "by default");
+}
+
+absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
+  if (auto st = listen.Check(); !st.ok()) return st;
+  if (internal_grpc_port > 65535) {
+    return absl::InvalidArgumentError("--internal-grpc-port must be at most 65535");
+  }
+  if (node_timeout_ms == 0) return absl::InvalidArgumentError("--node-timeout-ms must be positive");
+  options.host = listen.host;
+  options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
+  options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
+  options.hub.liveness_timeout = std::chrono::milliseconds(node_timeout_ms);
+  options.limits.trigger_requests_per_minute = trigger_rate;
+  // The configured ports now, the bound ones (port 0 picks one) once each server is up.
+  webhook_targets_ =
+      std::make_shared<controlplane::WebhookTargets>(webhook_allow_link_local, webhook_allow_self);
+  for (uint64_t p : {listen.port, listen.grpc_port, internal_grpc_port}) {
+    if (p != 0) webhook_targets_->AddOwnPort(static_cast<uint16_t>(p));
+  }
+  options.webhooks.targets = webhook_targets_;
+  options.webhook_post = controlplane::GuardedHttpPost(webhook_targets_);
+  return absl::OkStatus();
+}
+
+std::vector<std::string> ControlPlaneFlags::TrustedProxies() const {
+  std::vector<std::string> proxies;
+  for (absl::string_view p : absl::StrSplit(trusted_proxies, ',', absl::SkipWhitespace())) {
+    proxies.emplace_back(p);
+  }
+  return proxies;
+}
+
+DataPlaneFlags::DataPlaneFlags()
+    : capacity(options.capacity),
+      max_connections_per_ip(options.max_connections_per_ip),
+      max_subscriptions_per_connection(options.max_subscriptions_per_connection),
+      subscribe_rate(options.subscribe_rate),
+      subscribe_burst(options.subscribe_burst),
+      activity_timeout(options.activity_timeout_seconds),
+      max_frame_bytes(options.max_frame_bytes),
+      drain_window_ms(options.drain_window_ms) {}
+
+void DataPlaneFlags::Register(common::FlagSet& flags) {
+  flags.String("node-id", &options.node_id, "This node's id (generated when absent)");
+  flags.Uint("shards", &shards, "I/O threads (0 = one per core)");
+  flags.Uint("capacity", &capacity,
+             "Connections accepted before refusing with 4100 (0 = the open file limit minus 10% "
+             "(64 to 1024) kept for gRPC, HTTP, webhooks and SQLite)");
+  flags.Uint("max-connections-per-ip", &max_connections_per_ip,
+             "Connections from one client address before refusing with 4100 (0 = no cap; behind "
+             "a reverse proxy every client has the proxy's address)");
+  flags.Uint("max-subscriptions-per-connection", &max_subscriptions_per_connection,
+             "Channels one connection may subscribe to; more get pusher:subscription_error "
+             "LimitReached 4100 (at least 1)");
+  flags.Uint("subscribe-rate", &subscribe_rate,
+             "pusher:subscribe requests per second per connection; more get "
+             "pusher:subscription_error LimitReached 4301 (0 = no rate limit)");
+  flags.Uint("subscribe-burst", &subscribe_burst,
+             "pusher:subscribe requests one connection may send at once before --subscribe-rate "
+             "applies (at least 1)");
+  flags.Uint("activity-timeout", &activity_timeout,
+             "Seconds of client silence before the server pings");
+  flags.Uint("max-frame-bytes", &max_frame_bytes,
+             "Largest inbound frame; larger ones close with 1009 (at least 1024)");
+  flags.Uint("drain-window-ms", &drain_window_ms,
+             "Window over which clients are closed with 4200 on SIGTERM or drain");
+  flags.Bool("permessage-deflate", &options.permessage_deflate,
+             "Offer permessage-deflate compression");
+}
+
+absl::Status DataPlaneFlags::Apply(const ListenFlags& listen) {
+  if (auto st = listen.Check(); !st.ok()) return st;
+  if (max_subscriptions_per_connection == 0) {
+    return absl::InvalidArgumentError("--max-subscriptions-per-connection must be at least 1");
+  }
+  if (subscribe_burst == 0) return absl::InvalidArgumentError("--subscribe-burst must be at least 1");
+  if (activity_timeout == 0 || activity_timeout > 3600) {
+    return absl::InvalidArgumentError("--activity-timeout must be 1 to 3600 seconds");
+  }
+  if (max_frame_bytes < 1024 || max_frame_bytes > 64 * 1024 * 1024) {
+    return absl::InvalidArgumentError("--max-frame-bytes must be 1024 to 67108864");
+  }
+  if (drain_window_ms > 600000) {
+    return absl::InvalidArgumentError("--drain-window-ms must be at most 600000");
+  }
+  options.host = listen.host;
+  options.port = static_cast<uint16_t>(listen.port);
+  options.shards = shards;
+  options.capacity = capacity;
+  options.max_connections_per_ip = max_connections_per_ip;
+  options.max_subscriptions_per_connection = max_subscriptions_per_connection;
+  options.subscribe_rate = subscribe_rate;
+  options.subscribe_burst = subscribe_burst;
+  options.activity_timeout_seconds = static_cast<uint32_t>(activity_timeout);
+  options.max_frame_bytes = max_frame_bytes;
+  options.drain_window_ms = static_cast<uint32_t>(drain_window_ms);
+  return absl::OkStatus();
+}
+
+void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOptions& options) {
+  flags.String("control-plane", &options.control_plane,
+               "The control plane's gRPC address HOST:PORT");
+  flags.Bool("control-plane-tls", &options.control_plane_tls, "Dial the control plane with TLS");
+  flags.String("control-plane-ca", &options.control_plane_ca,
+               "PEM roots trusted for the control plane's certificate (implies TLS)");
+  flags.String("node-token", &options.node_token,
+               "Node credential for the control plane (prefer --node-token-file or the "
+               "RELAY_NODE_TOKEN environment variable: a command line is visible to every user)");
+  flags.String("node-token-file", &node_token_file,
+               "File holding the node credential (the control plane's <data-dir>/node.token, or "
+               "one made with relayctl node-tokens create)");
+  flags.String("advertise", &options.advertised_address,
+               "Address clients use to reach this node, reported to the control plane");
+}
+
+absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const {
+  if (node_token_file.empty()) return absl::OkStatus();
+  auto token = common::ReadSecretFile(node_token_file);
+  if (!token.ok()) {
+    return absl::InvalidArgumentError(
+        common::StrCat("--node-token-file: ", token.status().message()));
+  }
+  options.node_token = *token;
+  return absl::OkStatus();
+}
+
+int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program) {
+  if (auto st = flags.Parse(argc, argv); !st.ok()) {
+    std::cerr << program << ": " << st.message() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  return -1;
+}
+
+}  // namespace relay::server

@@ -1,0 +1,90 @@
+// File: server_flags.h
+// The one definition of the flags Relay's three servers share, so relay, relay-controlplane and
+// relay-dataplane cannot drift apart: each binary registers the groups it runs (relay: listen +
+// control plane + data plane; relay-controlplane: listen + control plane; relay-dataplane:
+// listen + data plane + control link) and applies them to the planes' options. The libraries
+// themselves take plain option structs and know nothing about flags.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/flags.h"
+#include "controlplane/control_plane.h"
+#include "controlplane/webhook_targets.h"
+#include "dataplane/data_plane.h"
+
+namespace relay::server {
+
+// --host, --port, --grpc-port: where the binary listens.
+struct ListenFlags {
+  std::string host = "127.0.0.1";
+  uint64_t port = 0;
+  uint64_t grpc_port = 0;
+
+  // `port_help` says what the port serves; `grpc` = false for binaries without a gRPC server.
+  ListenFlags(uint64_t default_port, uint64_t default_grpc_port)
+      : port(default_port), grpc_port(default_grpc_port) {}
+  void Register(common::FlagSet& flags, const std::string& port_help, bool grpc);
+  absl::Status Check() const;
+};
+
+// What a control plane needs: its store, default app, internal gRPC, TLS, limits, webhooks.
+struct ControlPlaneFlags {
+  controlplane::ControlPlaneOptions options;
+  uint64_t internal_grpc_port = 0;
+  uint64_t node_timeout_ms = 15000;
+  uint64_t trigger_rate = 0;
+  std::string trusted_proxies;
+  bool webhook_allow_link_local = false;
+  bool webhook_allow_self = false;
+
+  ControlPlaneFlags();
+  void Register(common::FlagSet& flags);
+  // Checks the values and builds the control plane's options for `listen`. The webhook target
+  // guard is created here (webhook_targets()); add the bound ports to it once servers are up.
+  absl::Status Apply(const ListenFlags& listen);
+
+  const std::shared_ptr<controlplane::WebhookTargets>& webhook_targets() const {
+    return webhook_targets_;
+  }
+  // --trusted-proxies as a list.
+  std::vector<std::string> TrustedProxies() const;
+
+ private:
+  std::shared_ptr<controlplane::WebhookTargets> webhook_targets_;
+};
+
+// What a data plane needs for its clients: shards, limits, timeouts, compression, drain.
+struct DataPlaneFlags {
+  dataplane::DataPlaneOptions options;
+  uint64_t shards = 0;
+  uint64_t capacity = 0;
+  uint64_t max_connections_per_ip = 0;
+  uint64_t max_subscriptions_per_connection = 0;
+  uint64_t subscribe_rate = 0;
+  uint64_t subscribe_burst = 0;
+  uint64_t activity_timeout = 0;
+  uint64_t max_frame_bytes = 0;
+  uint64_t drain_window_ms = 0;
+
+  DataPlaneFlags();
+  void Register(common::FlagSet& flags);
+  absl::Status Apply(const ListenFlags& listen);
+};
+
+// How a separate data plane reaches its control plane.
+struct ControlLinkFlags {
+  std::string node_token_file;
+  void Register(common::FlagSet& flags, dataplane::DataPlaneOptions& options);
+  absl::Status Apply(dataplane::DataPlaneOptions& options) const;
+};
+
+// Parses `flags`; returns -1 to go on, or the exit code (0 after --help, 2 on a usage error,
+// with the message on stderr prefixed by `program`).
+int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program);
+
+}  // namespace relay::server

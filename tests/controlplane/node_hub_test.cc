@@ -1,0 +1,458 @@
+// NodeHub alone, behind an in-process gRPC server on loopback, driven by hand-written node
+// streams: who may attach, what reaches the handler, what the node receives, and every way a
+// stream is cut off (rules broken, takeover, revocation, silence, outbox overflow, shutdown).
+#include "controlplane/node_hub.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "tests/testutil/wait_for.h"
+
+namespace relay::controlplane {
+namespace {
+
+using namespace std::chrono_literals;
+using relay::v1::ControlMessage;
+using relay::v1::NodeMessage;
+using testutil::WaitFor;
+
+// Records every call; sends the welcome on attach as the Handler contract asks.
+class Recorder : public NodeHub::Handler {
+ public:
+  void OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
+                const relay::v1::NodeSnapshot& snapshot) override {
+    {
+      // Recorded before the welcome goes out: a node that read its welcome finds it here.
+      absl::MutexLock lock(&mu_);
+      attached_.push_back(node_id);
+      hellos_.push_back(hello);
+      snapshots_.push_back(snapshot);
+    }
+    ControlMessage welcome;
+    welcome.mutable_welcome();
+    bool sent = hub->Send(node_id, welcome);
+    absl::MutexLock lock(&mu_);
+    welcome_refused_ |= !sent;
+  }
+  void OnNodeMessage(const std::string& node_id, const NodeMessage& msg) override {
+    absl::MutexLock lock(&mu_);
+    messages_.emplace_back(node_id, msg);
+  }
+  void OnDetach(const std::string& node_id) override {
+    absl::MutexLock lock(&mu_);
+    detached_.push_back(node_id);
+  }
+
+  std::vector<std::string> attached() const {
+    absl::MutexLock lock(&mu_);
+    return attached_;
+  }
+  std::vector<std::string> detached() const {
+    absl::MutexLock lock(&mu_);
+    return detached_;
+  }
+  std::vector<std::pair<std::string, NodeMessage>> messages() const {
+    absl::MutexLock lock(&mu_);
+    return messages_;
+  }
+  relay::v1::NodeSnapshot last_snapshot() const {
+    absl::MutexLock lock(&mu_);
+    return snapshots_.back();
+  }
+  bool welcome_refused() const {
+    absl::MutexLock lock(&mu_);
+    return welcome_refused_;
+  }
+
+  NodeHub* hub = nullptr;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> attached_ ABSL_GUARDED_BY(mu_);
+  std::vector<relay::v1::NodeHello> hellos_ ABSL_GUARDED_BY(mu_);
+  std::vector<relay::v1::NodeSnapshot> snapshots_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, NodeMessage>> messages_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> detached_ ABSL_GUARDED_BY(mu_);
+  bool welcome_refused_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Credentials: "good" (id t1, any node), "other" (id t3, any node), "bound" (id t2, only
+// node edge-1); anything else is refused.
+std::optional<relay::v1::NodeToken> Authenticate(std::string_view token) {
+  relay::v1::NodeToken t;
+  if (token == "good") {
+    t.set_id("t1");
+  } else if (token == "other") {
+    t.set_id("t3");
+  } else if (token == "bound") {
+    t.set_id("t2");
+    t.set_node_id("edge-1");
+  } else {
+    return std::nullopt;
+  }
+  return t;
+}
+
+class NodeHubTest : public ::testing::Test {
+ protected:
+  void Start(NodeHubOptions options = {}) {
+    options.authenticate = Authenticate;
+    options.attached = [this](const std::string& id) {
+      absl::MutexLock lock(&mu_);
+      attached_credentials_.push_back(id);
+    };
+    hub_ = std::make_unique<NodeHub>(std::move(options), &handler_);
+    handler_.hub = hub_.get();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(hub_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+  }
+
+  void TearDown() override {
+    if (hub_) hub_->CloseAll();
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + 5s);
+  }
+
+  std::vector<std::string> attached_credentials() {
+    absl::MutexLock lock(&mu_);
+    return attached_credentials_;
+  }
+
+  Recorder handler_;
+  std::unique_ptr<NodeHub> hub_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  std::vector<std::string> attached_credentials_ ABSL_GUARDED_BY(mu_);
+};
+
+// A hand-driven NodeLink.Attach.
+class RawNode {
+ public:
+  RawNode(int port, const std::string& token) {
+    stub_ = relay::v1::NodeLink::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    ctx_.set_deadline(std::chrono::system_clock::now() + 20s);
+    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
+    stream_ = stub_->Attach(&ctx_);
+  }
+
+  bool Write(NodeMessage msg) {
+    msg.set_seq(++seq_);
+    return stream_->Write(msg);
+  }
+  bool Hello(const std::string& node_id) {
+    NodeMessage m;
+    m.mutable_hello()->set_node_id(node_id);
+    m.mutable_hello()->set_address("10.0.0.7:8080");
+    m.mutable_hello()->set_capacity(1000);
+    return Write(std::move(m));
+  }
+  bool Snapshot(const std::string& channel, bool more = false) {
+    NodeMessage m;
+    auto* c = m.mutable_snapshot()->add_channels();
+    c->set_app_id("app-1");
+    c->set_channel(channel);
+    c->set_subscriptions(1);
+    m.mutable_snapshot()->set_more(more);
+    return Write(std::move(m));
+  }
+  // Hello, a one-channel snapshot, and the welcome.
+  bool Attach(const std::string& node_id) {
+    ControlMessage welcome;
+    return Hello(node_id) && Snapshot("orders") && Read(&welcome) && welcome.has_welcome();
+  }
+  bool Heartbeat(uint64_t connections) {
+    NodeMessage m;
+    m.mutable_heartbeat()->mutable_load()->set_connections(connections);
+    return Write(std::move(m));
+  }
+  bool Read(ControlMessage* m) { return stream_->Read(m); }
+  // Reads until the stream ends and returns its status.
+  grpc::Status End() {
+    ControlMessage m;
+    while (stream_->Read(&m)) {
+    }
+    finished_ = true;
+    return stream_->Finish();
+  }
+  ~RawNode() {
+    if (finished_) return;
+    ctx_.TryCancel();
+    End();
+  }
+  grpc::Status Close() {
+    stream_->WritesDone();
+    return End();
+  }
+
+ private:
+  std::unique_ptr<relay::v1::NodeLink::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<NodeMessage, ControlMessage>> stream_;
+  uint64_t seq_ = 0;
+  bool finished_ = false;
+};
+
+NodeMessage BadClientEvent() {
+  NodeMessage m;
+  auto* e = m.mutable_client_event();
+  e->set_app_id("app-1");
+  e->set_channel("public-channel");  // client events are for private and presence channels
+  e->set_event("client-x");
+  e->set_data_json("{}");
+  e->set_socket_id("1.2");
+  return m;
+}
+
+TEST_F(NodeHubTest, AnAttachWithoutAValidCredentialIsRefused) {
+  Start();
+  RawNode anonymous(port_, "");
+  anonymous.Hello("n1");
+  EXPECT_EQ(anonymous.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  RawNode stranger(port_, "guess");
+  stranger.Hello("n1");
+  EXPECT_EQ(stranger.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(hub_->counters().auth_failures.load(), 2u);
+  EXPECT_TRUE(handler_.attached().empty());
+  EXPECT_TRUE(hub_->NodeIds().empty());
+}
+
+TEST_F(NodeHubTest, AttachedNodeExchangesMessagesAndDetachesWhenItsStreamEnds) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Attach("n1"));
+  EXPECT_EQ(handler_.attached(), std::vector<std::string>{"n1"});
+  EXPECT_EQ(handler_.last_snapshot().channels(0).channel(), "orders");
+  EXPECT_EQ(attached_credentials(), std::vector<std::string>{"t1"});
+  EXPECT_EQ(hub_->NodeIds(), std::vector<std::string>{"n1"});
+  auto nodes = hub_->Nodes();
+  ASSERT_EQ(nodes.size(), 1u);
+  EXPECT_EQ(nodes[0].address(), "10.0.0.7:8080");
+  EXPECT_EQ(nodes[0].capacity(), 1000u);
+  EXPECT_FALSE(nodes[0].draining());
+
+  // Messages after the snapshot reach the handler; a heartbeat's load shows in Nodes().
+  ASSERT_TRUE(node.Heartbeat(42));
+  ASSERT_TRUE(WaitFor([&] { return handler_.messages().size() == 1; }));
+  EXPECT_EQ(handler_.messages()[0].first, "n1");
+  EXPECT_TRUE(handler_.messages()[0].second.has_heartbeat());
+  EXPECT_EQ(hub_->Nodes()[0].load().connections(), 42u);
+
+  // Send numbers the messages and acknowledges what the node sent (hello, snapshot, heartbeat).
+  ASSERT_TRUE(hub_->Drain("n1", 500));
+  ControlMessage got;
+  ASSERT_TRUE(node.Read(&got));
+  EXPECT_EQ(got.drain().window_ms(), 500u);
+  EXPECT_EQ(got.seq(), 2u) << "the welcome was 1";
+  EXPECT_EQ(got.ack(), 3u);
+  EXPECT_TRUE(hub_->Nodes()[0].draining());
+  EXPECT_FALSE(hub_->Send("unknown", ControlMessage()));
+  EXPECT_FALSE(hub_->Drain("unknown", 1));
+
+  EXPECT_TRUE(node.Close().ok());
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
+  EXPECT_EQ(handler_.detached()[0], "n1");
+  EXPECT_TRUE(hub_->NodeIds().empty());
+  EXPECT_FALSE(hub_->Send("n1", ControlMessage()));
+}
+
+TEST_F(NodeHubTest, TheFirstMessagesMustBeHelloThenSnapshot) {
+  Start();
+  RawNode no_hello(port_, "good");
+  no_hello.Heartbeat(1);
+  EXPECT_EQ(no_hello.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  RawNode no_snapshot(port_, "good");
+  no_snapshot.Hello("n1");
+  no_snapshot.Heartbeat(1);
+  EXPECT_EQ(no_snapshot.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  RawNode bad_id(port_, "good");
+  bad_id.Hello("no spaces");
+  EXPECT_EQ(bad_id.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  EXPECT_EQ(hub_->counters().invalid_messages.load(), 3u);
+  EXPECT_TRUE(handler_.attached().empty());
+  EXPECT_TRUE(handler_.detached().empty()) << "a node that never attached withdraws nothing";
+}
+
+TEST_F(NodeHubTest, ABadClientEventIsDroppedAndTheNodeStays) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Attach("n1"));
+  ASSERT_TRUE(node.Write(BadClientEvent()));
+  ASSERT_TRUE(node.Heartbeat(1));
+  ASSERT_TRUE(WaitFor([&] { return !handler_.messages().empty(); }));
+  auto messages = handler_.messages();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_TRUE(messages[0].second.has_heartbeat()) << "the bad event never reached the handler";
+  EXPECT_EQ(hub_->counters().client_events_dropped.load(), 1u);
+  EXPECT_EQ(hub_->counters().invalid_messages.load(), 0u);
+  EXPECT_EQ(hub_->NodeIds(), std::vector<std::string>{"n1"});
+}
+
+TEST_F(NodeHubTest, AnyOtherBrokenRuleCutsTheNodeOffAndWithdrawsIt) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Attach("n1"));
+  NodeMessage delta;
+  delta.mutable_delta()->add_channels()->set_app_id("bad app id");
+  ASSERT_TRUE(node.Write(delta));
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
+  EXPECT_EQ(hub_->counters().invalid_messages.load(), 1u);
+  EXPECT_TRUE(handler_.messages().empty());
+}
+
+TEST_F(NodeHubTest, ASnapshotInPartsReachesTheHandlerWhole) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Hello("n1"));
+  ASSERT_TRUE(node.Snapshot("a", /*more=*/true));
+  ASSERT_TRUE(node.Snapshot("b", /*more=*/true));
+  EXPECT_TRUE(handler_.attached().empty());
+  ASSERT_TRUE(node.Snapshot("c"));
+  ControlMessage welcome;
+  ASSERT_TRUE(node.Read(&welcome));
+  auto snap = handler_.last_snapshot();
+  ASSERT_EQ(snap.channels_size(), 3);
+  EXPECT_EQ(snap.channels(2).channel(), "c");
+  EXPECT_FALSE(snap.more());
+}
+
+TEST_F(NodeHubTest, ASnapshotPartMustBeFollowedByTheNextPart) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Hello("n1"));
+  ASSERT_TRUE(node.Snapshot("a", /*more=*/true));
+  ASSERT_TRUE(node.Heartbeat(1));
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(NodeHubTest, AnOversizedSnapshotIsRefused) {
+  NodeHubOptions options;
+  options.limits.max_snapshot_entries = 2;
+  Start(std::move(options));
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Hello("n1"));
+  ASSERT_TRUE(node.Snapshot("a", /*more=*/true));
+  ASSERT_TRUE(node.Snapshot("b", /*more=*/true));
+  node.Snapshot("c", /*more=*/true);
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(handler_.attached().empty());
+}
+
+TEST_F(NodeHubTest, ABoundCredentialAttachesOnlyItsNode) {
+  Start();
+  RawNode wrong(port_, "bound");
+  wrong.Hello("edge-2");
+  EXPECT_EQ(wrong.End().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  RawNode right(port_, "bound");
+  EXPECT_TRUE(right.Attach("edge-1"));
+}
+
+TEST_F(NodeHubTest, ANodeIdIsTakenOverOnlyWithItsCredential) {
+  Start();
+  RawNode owner(port_, "good");
+  ASSERT_TRUE(owner.Attach("n1"));
+
+  RawNode thief(port_, "other");
+  thief.Hello("n1");
+  thief.Snapshot("x");
+  EXPECT_EQ(thief.End().error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(hub_->counters().takeovers_refused.load(), 1u);
+  EXPECT_EQ(hub_->NodeIds(), std::vector<std::string>{"n1"});
+
+  // The same credential replaces the stream (a reconnect); the replaced stream withdraws
+  // nothing, since the newer snapshot already stands for the node.
+  RawNode again(port_, "good");
+  ASSERT_TRUE(again.Attach("n1"));
+  EXPECT_EQ(owner.End().error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(handler_.attached().size(), 2u);
+  ASSERT_TRUE(again.Heartbeat(1));
+  ASSERT_TRUE(WaitFor([&] { return handler_.messages().size() == 1; }));
+  EXPECT_TRUE(handler_.detached().empty());
+  EXPECT_EQ(hub_->NodeIds(), std::vector<std::string>{"n1"});
+}
+
+TEST_F(NodeHubTest, RevokingACredentialCutsItsNodesOff) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Attach("n1"));
+  RawNode other(port_, "other");
+  ASSERT_TRUE(other.Attach("n2"));
+  hub_->DisconnectCredential("t1");
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
+  EXPECT_EQ(handler_.detached()[0], "n1");
+  EXPECT_EQ(hub_->NodeIds(), std::vector<std::string>{"n2"});
+}
+
+TEST_F(NodeHubTest, ACredentialRevokedBeforeItsSnapshotNeverRegisters) {
+  NodeHubOptions options;
+  options.credential_valid = [](const std::string& id) { return id != "t1"; };
+  Start(std::move(options));
+  RawNode node(port_, "good");
+  node.Hello("n1");
+  node.Snapshot("a");
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(handler_.attached().empty());
+}
+
+TEST_F(NodeHubTest, ASilentNodeIsSweptAway) {
+  NodeHubOptions options;
+  options.liveness_timeout = 1ms;
+  Start(std::move(options));
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Attach("n1"));
+  RawNode half_open(port_, "good");
+  ASSERT_TRUE(half_open.Hello("n2"));
+  auto node_end = std::async(std::launch::async, [&] { return node.End(); });
+  auto half_open_end = std::async(std::launch::async, [&] { return half_open.End(); });
+  auto ended = [](std::future<grpc::Status>& f) {
+    return f.wait_for(0s) == std::future_status::ready;
+  };
+  // Sweep until both are cut off (the half-open stream may reach the hub a moment later).
+  ASSERT_TRUE(WaitFor([&] {
+    hub_->SweepDeadNodes();
+    return ended(node_end) && ended(half_open_end);
+  }));
+  // The hub's status, not the client's own deadline.
+  EXPECT_EQ(node_end.get().error_message(), "no heartbeat");
+  EXPECT_EQ(half_open_end.get().error_message(), "no heartbeat")
+      << "an attach that does not complete is cut off too";
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
+  EXPECT_TRUE(hub_->NodeIds().empty());
+}
+
+TEST_F(NodeHubTest, AnOutboxOverflowCutsTheNodeOff) {
+  NodeHubOptions options;
+  options.max_outbox_bytes = 1;  // not even the welcome fits
+  Start(std::move(options));
+  RawNode node(port_, "good");
+  node.Hello("n1");
+  node.Snapshot("a");
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
+  EXPECT_TRUE(handler_.welcome_refused());
+}
+
+TEST_F(NodeHubTest, CloseAllEndsEveryStream) {
+  Start();
+  RawNode node(port_, "good");
+  ASSERT_TRUE(node.Attach("n1"));
+  RawNode other(port_, "other");
+  ASSERT_TRUE(other.Attach("n2"));
+  hub_->CloseAll();
+  EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(other.End().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace relay::controlplane

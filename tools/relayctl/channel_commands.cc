@@ -1,0 +1,143 @@
+// relayctl publish, channels, channel, users, send-to-user, terminate: the public API, called
+// with the app's own key and secret.
+#include <iostream>
+
+#include "common/channel.h"
+#include "tools/relayctl/cli.h"
+
+namespace relay::relayctl {
+
+namespace {
+
+using Body = int (*)(Invocation&, grpc::ClientContext*);
+
+// Every command here needs --app, then acts as that app (whose key and secret are fetched
+// first, so an unknown app or an unreachable server is reported before the other flags are
+// checked).
+int AsApp(Invocation& in, Body body) {
+  if (in.opt.app.empty()) return Usage(in.command + " needs --app");
+  std::unique_ptr<grpc::ClientContext> ctx;
+  auto st = in.client.AppContext(in.opt.app, &ctx);
+  if (!st.ok()) return Fail(st, in.globals);
+  return body(in, ctx.get());
+}
+
+void EventFlags(common::FlagSet& f, Options& o) {
+  AppFlag(f, o);
+  f.List("channel", &o.channels, "Target channel (repeatable)");
+  f.String("event", &o.event, "Event name");
+  f.String("data", &o.data, "Event data (sent as a string; usually JSON)");
+  f.String("exclude", &o.exclude, "Socket id to leave out");
+  f.String("user", &o.user, "User id");
+}
+
+int Publish(Invocation& in, grpc::ClientContext* ctx) {
+  const Options& o = in.opt;
+  if (o.channels.empty() || o.event.empty()) return Usage("publish needs --channel and --event");
+  relay::v1::TriggerRequest req;
+  req.set_app(o.app);
+  for (const auto& ch : o.channels) req.add_channels(ch);
+  req.set_name(o.event);
+  req.set_data(o.data);
+  req.set_socket_id(o.exclude);
+  relay::v1::TriggerResponse r;
+  auto st = in.client.pub().Trigger(ctx, req, &r);
+  return Acknowledge(st, in.globals,
+                     "Published " + o.event + " to " + std::to_string(o.channels.size()) +
+                         " channel(s)");
+}
+
+int ListChannels(Invocation& in, grpc::ClientContext* ctx) {
+  relay::v1::ListChannelsRequest req;
+  req.set_app(in.opt.app);
+  req.set_filter_by_prefix(in.opt.prefix);
+  req.set_info("subscription_count");
+  relay::v1::ListChannelsResponse r;
+  auto st = in.client.pub().ListChannels(ctx, req, &r);
+  return Show(st, in.globals, r, [&] {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& ch : r.channels()) {
+      rows.push_back({ch.name(), std::to_string(ch.subscription_count())});
+    }
+    PrintTable({"CHANNEL", "SUBSCRIPTIONS"}, rows);
+  });
+}
+
+int GetChannel(Invocation& in, grpc::ClientContext* ctx) {
+  auto ch = in.OnlyPositional();
+  if (!ch) return Usage("channel needs exactly one channel NAME");
+  relay::v1::GetChannelRequest req;
+  req.set_app(in.opt.app);
+  req.set_channel(*ch);
+  std::string info = "subscription_count";
+  common::ChannelKind kind = common::ClassifyChannel(*ch);
+  if (kind.is_presence) info += ",user_count";
+  if (kind.is_cache) info += ",cache";
+  req.set_info(info);
+  relay::v1::ChannelInfo r;
+  auto st = in.client.pub().GetChannel(ctx, req, &r);
+  return Show(st, in.globals, r, [&] {
+    std::cout << "channel:        " << *ch << "\noccupied:       " << (r.occupied() ? "yes" : "no")
+              << "\nsubscriptions:  " << r.subscription_count() << "\n";
+    if (kind.is_presence) std::cout << "users:          " << r.user_count() << "\n";
+    if (r.has_cache()) {
+      std::cout << "cached event:   " << r.cache().event() << " (ttl " << r.cache().ttl_seconds()
+                << "s)\n";
+    }
+  });
+}
+
+int ListUsers(Invocation& in, grpc::ClientContext* ctx) {
+  auto ch = in.OnlyPositional();
+  if (!ch) return Usage("users needs exactly one presence CHANNEL");
+  relay::v1::ListPresenceUsersRequest req;
+  req.set_app(in.opt.app);
+  req.set_channel(*ch);
+  relay::v1::ListPresenceUsersResponse r;
+  auto st = in.client.pub().ListPresenceUsers(ctx, req, &r);
+  return Show(st, in.globals, r, [&] {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& u : r.users()) rows.push_back({u.user_id(), u.user_info_json()});
+    PrintTable({"USER", "INFO"}, rows);
+  });
+}
+
+int SendToUser(Invocation& in, grpc::ClientContext* ctx) {
+  const Options& o = in.opt;
+  if (o.user.empty()) return Usage(in.command + " needs --user");
+  if (o.event.empty()) return Usage("send-to-user needs --event");
+  relay::v1::SendToUserRequest req;
+  req.set_app(o.app);
+  req.set_user_id(o.user);
+  req.set_name(o.event);
+  req.set_data(o.data);
+  relay::v1::SendToUserResponse r;
+  auto st = in.client.pub().SendToUser(ctx, req, &r);
+  return Acknowledge(st, in.globals, "Sent " + o.event + " to user " + o.user);
+}
+
+int Terminate(Invocation& in, grpc::ClientContext* ctx) {
+  const Options& o = in.opt;
+  if (o.user.empty()) return Usage(in.command + " needs --user");
+  relay::v1::TerminateUserConnectionsRequest req;
+  req.set_app(o.app);
+  req.set_user_id(o.user);
+  relay::v1::TerminateUserConnectionsResponse r;
+  auto st = in.client.pub().TerminateUserConnections(ctx, req, &r);
+  return Acknowledge(st, in.globals, "Closing the connections of user " + o.user);
+}
+
+}  // namespace
+
+std::vector<Command> ChannelCommands() {
+  return {
+      {"publish", EventFlags, [](Invocation& in) { return AsApp(in, Publish); }},
+      {"channels", AppAndPrefixFlags, [](Invocation& in) { return AsApp(in, ListChannels); }},
+      {"channel", AppAndPrefixFlags, [](Invocation& in) { return AsApp(in, GetChannel); }},
+      {"users", AppAndPrefixFlags, [](Invocation& in) { return AsApp(in, ListUsers); }},
+      {"send-to-user", EventFlags, [](Invocation& in) { return AsApp(in, SendToUser); }},
+      {"terminate", EventFlags, [](Invocation& in) { return AsApp(in, Terminate); }},
+  };
+}
+
+}  // namespace relay::relayctl

@@ -5,11 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <grpcpp/grpcpp.h>
+
 #include <filesystem>
 #include <memory>
 
 #include "common/clock.h"
 #include "common/crypto.h"
+#include "relay/v1/node_link.grpc.pb.h"
+#include "tests/testutil/wait_for.h"
 
 namespace relay::controlplane {
 namespace {
@@ -34,7 +38,13 @@ class ApiTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     std::filesystem::permissions(dir_, std::filesystem::perms::owner_all);
     store_ = std::move(*AppStore::Open(dir_.string()));
-    hub_ = std::make_unique<NodeHub>(NodeHubOptions{}, &no_nodes_);
+    NodeHubOptions hub_options;
+    hub_options.authenticate = [](std::string_view) {
+      relay::v1::NodeToken t;
+      t.set_id("test");
+      return std::optional<relay::v1::NodeToken>(t);
+    };
+    hub_ = std::make_unique<NodeHub>(hub_options, &no_nodes_);
     app_ = CreateApp(0);
     api_ = std::make_unique<Api>(*store_, cluster_, *hub_, ApiLimits{}, clock_);
   }
@@ -246,12 +256,75 @@ TEST_F(ApiTest, RotatedSecretsVerifyUntilTheirOverlapEndsByTheClock) {
   EXPECT_TRUE(api_->CheckCredentials(*rotated, {rotated->key(), "new-secret-0123456789", ""}).ok());
 }
 
-TEST_F(ApiTest, RouteSendsNothingToNodesWithoutInterest) {
-  relay::v1::Publish p;
-  p.set_app_id(app_.id());
-  p.add_channels("nobody-here");
-  EXPECT_EQ(api_->Route(p), 0u);
-  EXPECT_EQ(api_->counters().publish_commands.load(), 0u);
+// A data plane reduced to its node link stream: attaches with an empty snapshot, then reads.
+class FakeNode {
+ public:
+  FakeNode(const std::string& target, const std::string& id)
+      : stub_(relay::v1::NodeLink::NewStub(
+            grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))) {
+    ctx_.AddMetadata("authorization", "Bearer any");
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    stream_ = stub_->Attach(&ctx_);
+    relay::v1::NodeMessage hello;
+    hello.mutable_hello()->set_node_id(id);
+    relay::v1::NodeMessage snapshot;
+    snapshot.mutable_snapshot();
+    stream_->Write(hello);
+    stream_->Write(snapshot);
+  }
+  ~FakeNode() { ctx_.TryCancel(); }
+
+  // The next publish sent to this node (an empty one when the stream ends first).
+  relay::v1::Publish NextPublish() {
+    relay::v1::ControlMessage msg;
+    while (stream_->Read(&msg)) {
+      if (msg.has_publish()) return msg.publish();
+    }
+    return {};
+  }
+
+ private:
+  std::unique_ptr<relay::v1::NodeLink::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<relay::v1::NodeMessage, relay::v1::ControlMessage>>
+      stream_;
+};
+
+TEST_F(ApiTest, RouteSendsToTheNodesWithInterestExceptTheOrigin) {
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(hub_.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  {
+    const std::string target = "127.0.0.1:" + std::to_string(port);
+    FakeNode n1(target, "n1"), n2(target, "n2"), n3(target, "n3");
+    ASSERT_TRUE(testutil::WaitFor([&] { return hub_->NodeIds().size() == 3; }));
+    Subscribers("n1", "room", 1);
+    Subscribers("n2", "room", 1);  // n3 has no subscriber of "room"
+
+    relay::v1::Publish client_event;
+    client_event.set_app_id(app_.id());
+    client_event.add_channels("room");
+    client_event.set_event("client-from-n1");
+    EXPECT_EQ(api_->Route(client_event, "n1"), 1u);
+    EXPECT_EQ(api_->counters().publish_commands.load(), 0u);  // relayed client events not counted
+
+    relay::v1::Publish api_event = client_event;
+    api_event.set_event("from-the-api");
+    EXPECT_EQ(api_->Route(api_event), 2u);
+    EXPECT_EQ(api_->counters().publish_commands.load(), 2u);
+
+    EXPECT_EQ(n2.NextPublish().event(), "client-from-n1");
+    EXPECT_EQ(n2.NextPublish().event(), "from-the-api");
+    EXPECT_EQ(n1.NextPublish().event(), "from-the-api");  // the client event was not echoed
+
+    relay::v1::Publish nobody = api_event;
+    nobody.set_channels(0, "nobody-here");
+    EXPECT_EQ(api_->Route(nobody), 0u);
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 }  // namespace

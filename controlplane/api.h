@@ -117,7 +117,6 @@ class Api {
   size_t Route(relay::v1::Publish publish, std::string_view origin_node = {});
 
   ApiCounters& counters() { return counters_; }
-  const common::Clock& clock() const { return clock_; }
 
  private:
   struct Event {
@@ -131,8 +130,8 @@ class Api {
   // The channel's figures for `attrs`, which must apply to it.
   ChannelView Describe(const relay::v1::App& app, const std::string& channel,
                        InfoAttrs attrs) const;
-  // The attributes of `info` that apply to `channel` (an event's `info` asks for them over
-  // channels of every kind; cache is never reported for an event).
+  // Of the attributes an event's `info` asked for, those that apply to `channel` (one `info`
+  // covers channels of every kind; cache is never reported for an event).
   static InfoAttrs ForEvent(InfoAttrs asked, std::string_view channel);
   // Charges `messages` validated messages to the app: RESOURCE_EXHAUSTED when its backend event
   // rate or daily quota is used up for now (retry after the reset), PERMISSION_DENIED when the

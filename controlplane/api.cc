@@ -13,7 +13,6 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/pusher_auth.h"
-#include "common/time.h"
 
 namespace relay::controlplane {
 
@@ -24,12 +23,6 @@ namespace {
 constexpr size_t kMaxEventNameLength = 200;
 constexpr size_t kMaxChannelsPerTrigger = 100;
 constexpr size_t kMaxBatchSize = 10;
-
-struct InfoAttrs {
-  bool subscription_count = false;
-  bool user_count = false;
-  bool cache = false;
-};
 
 absl::StatusOr<InfoAttrs> ParseInfo(std::string_view info) {
   InfoAttrs attrs;
@@ -71,10 +64,11 @@ std::string UtcDay(int64_t unix_s) {
 }
 }  // namespace
 
-Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits)
-    : store_(store), cluster_(cluster), hub_(hub), limits_(limits) {
+Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits,
+         const common::Clock& clock)
+    : store_(store), cluster_(cluster), hub_(hub), limits_(limits), clock_(clock) {
   absl::MutexLock lock(&usage_mu_);
-  usage_day_ = UtcDay(common::NowUnixSeconds());
+  usage_day_ = UtcDay(clock_.NowUnixSeconds());
   usage_ = store_.LoadUsage(usage_day_);
 }
 
@@ -82,7 +76,7 @@ absl::Status Api::AdmitRequest(const std::string& client_ip, RateInfo* info) {
   if (client_ip.empty() || limits_.trigger_requests_per_minute == 0) return absl::OkStatus();
   RateInfo scratch;
   if (!ip_window_.Hit(client_ip, limits_.trigger_requests_per_minute, 60, 1,
-                      common::NowUnixSeconds(), info != nullptr ? info : &scratch)) {
+                      clock_.NowUnixSeconds(), info != nullptr ? info : &scratch)) {
     return absl::ResourceExhaustedError(common::StrCat(
         "rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
         " trigger requests per minute from one client address"));
@@ -91,7 +85,7 @@ absl::Status Api::AdmitRequest(const std::string& client_ip, RateInfo* info) {
 }
 
 absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* rate) {
-  int64_t now = common::NowUnixSeconds();
+  int64_t now = clock_.NowUnixSeconds();
   RateInfo scratch;
   RateInfo* out = rate != nullptr ? rate : &scratch;
   if (uint32_t per_s = app.limits().max_backend_events_per_second(); per_s > 0) {
@@ -165,7 +159,7 @@ absl::Status Api::CheckCredentials(const App& app, const Credentials& c) {
   if (!c.key.empty() || !c.secret.empty()) {
     bool ok = common::ConstantTimeEquals(c.key, app.key());
     bool secret_ok = false;
-    for (std::string_view s : common::AcceptedSecrets(app, common::NowUnixMs())) {
+    for (std::string_view s : common::AcceptedSecrets(app, clock_.NowUnixMs())) {
       secret_ok |= common::ConstantTimeEquals(c.secret, s);
     }
     if (ok && secret_ok) return absl::OkStatus();
@@ -197,34 +191,31 @@ absl::Status Api::ValidateEvent(const App& app, std::string_view name, std::stri
   return absl::OkStatus();
 }
 
-absl::StatusOr<relay::v1::ChannelInfo> Api::Describe(const App& app, const std::string& channel,
-                                                     std::string_view info) const {
-  auto attrs = ParseInfo(info);
-  if (!attrs.ok()) return attrs.status();
-  common::ChannelKind kind = common::ClassifyChannel(channel);
-  if (attrs->user_count && !kind.is_presence) {
-    return absl::InvalidArgumentError("user_count is only available for presence channels");
-  }
-  if (attrs->cache && !kind.is_cache) {
-    return absl::InvalidArgumentError("cache is only available for cache channels");
-  }
+ChannelView Api::Describe(const App& app, const std::string& channel, InfoAttrs attrs) const {
   relay::v1::ChannelInfo full = cluster_.GetChannel(app.id(), channel);
-  relay::v1::ChannelInfo out;
-  out.set_name(channel);
-  out.set_occupied(full.occupied());
-  if (attrs->subscription_count) out.set_subscription_count(full.subscription_count());
-  if (attrs->user_count) out.set_user_count(full.user_count());
-  if (attrs->cache) {
-    if (auto c = cluster_.GetCache(app.id(), channel)) {
-      *out.mutable_cache() = *c;
-    }
+  ChannelView view;
+  view.attrs = attrs;
+  view.info.set_name(channel);
+  view.info.set_occupied(full.occupied());
+  if (attrs.subscription_count) view.info.set_subscription_count(full.subscription_count());
+  if (attrs.user_count) view.info.set_user_count(full.user_count());
+  if (attrs.cache) {
+    if (auto c = cluster_.GetCache(app.id(), channel)) *view.info.mutable_cache() = *c;
   }
+  return view;
+}
+
+InfoAttrs Api::ForEvent(InfoAttrs asked, std::string_view channel) {
+  InfoAttrs out;
+  out.subscription_count = asked.subscription_count;
+  out.user_count = asked.user_count && common::ClassifyChannel(channel).is_presence;
   return out;
 }
 
-size_t Api::Route(relay::v1::Publish publish) {
+size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node) {
   std::vector<std::string> channels(publish.channels().begin(), publish.channels().end());
   std::vector<std::string> nodes = cluster_.NodesWithInterest(publish.app_id(), channels);
+  std::erase(nodes, origin_node);
   size_t sent = 0;
   for (size_t i = 0; i < nodes.size(); ++i) {
     relay::v1::ControlMessage msg;
@@ -235,7 +226,7 @@ size_t Api::Route(relay::v1::Publish publish) {
     }
     if (hub_.Send(nodes[i], std::move(msg))) ++sent;
   }
-  counters_.publish_commands.fetch_add(sent, std::memory_order_relaxed);
+  if (origin_node.empty()) counters_.publish_commands.fetch_add(sent, std::memory_order_relaxed);
   return sent;
 }
 
@@ -269,9 +260,9 @@ void Api::Publish(const App& app, const std::vector<std::string>& channels,
   if (publish.channels_size() > 0) Route(std::move(publish));
 }
 
-absl::StatusOr<relay::v1::TriggerResponse> Api::Trigger(const App& app,
-                                                        const relay::v1::TriggerRequest& request,
-                                                        RateInfo* rate) {
+absl::StatusOr<TriggerResult> Api::Trigger(const App& app,
+                                           const relay::v1::TriggerRequest& request,
+                                           RateInfo* rate) {
   if (request.channels().empty()) {
     return absl::InvalidArgumentError("at least one channel is required");
   }
@@ -297,27 +288,20 @@ absl::StatusOr<relay::v1::TriggerResponse> Api::Trigger(const App& app,
   }
   auto attrs = ParseInfo(request.info());
   if (!attrs.ok()) return attrs.status();
-  relay::v1::TriggerResponse response;
+  TriggerResult result;
   if (!request.info().empty()) {
     for (const auto& c : channels) {
-      // Attributes that do not apply to a channel are left out for it.
-      std::string info;
-      if (attrs->subscription_count) info = "subscription_count";
-      if (attrs->user_count && common::ClassifyChannel(c).is_presence) {
-        info = info.empty() ? "user_count" : info + ",user_count";
-      }
-      auto d = Describe(app, c, info);
-      if (!d.ok()) return d.status();
-      (*response.mutable_channels())[c] = *d;
+      result.channels.push_back(Describe(app, c, ForEvent(*attrs, c)));
+      (*result.proto.mutable_channels())[c] = result.channels.back().info;
     }
   }
   // A message is one event on one (distinct) channel.
   if (auto st = ChargeMessages(app, channels.size(), rate); !st.ok()) return st;
   Publish(app, channels, request.name(), request.data(), request.socket_id());
-  return response;
+  return result;
 }
 
-absl::StatusOr<relay::v1::TriggerBatchResponse> Api::TriggerBatch(
+absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(
     const App& app, const relay::v1::TriggerBatchRequest& request, RateInfo* rate) {
   if (request.batch().empty()) return absl::InvalidArgumentError("batch is empty");
   if (static_cast<size_t>(request.batch_size()) > kMaxBatchSize) {
@@ -335,32 +319,26 @@ absl::StatusOr<relay::v1::TriggerBatchResponse> Api::TriggerBatch(
       !st.ok()) {
     return st;
   }
-  relay::v1::TriggerBatchResponse response;
+  TriggerBatchResult result;
   for (const auto& e : request.batch()) {
-    if (!e.info().empty()) response.set_has_info(true);
+    if (!e.info().empty()) result.proto.set_has_info(true);
   }
   for (const auto& e : request.batch()) {
-    if (response.has_info()) {
-      relay::v1::ChannelInfo info;
+    if (result.proto.has_info()) {
+      // An item without `info` is described by nothing; validated above, so ParseInfo is ok.
+      ChannelView view;
       if (!e.info().empty()) {
-        auto attrs = ParseInfo(e.info());
-        std::string wanted;
-        if (attrs->subscription_count) wanted = "subscription_count";
-        if (attrs->user_count && common::ClassifyChannel(e.channel()).is_presence) {
-          wanted = wanted.empty() ? "user_count" : wanted + ",user_count";
-        }
-        auto d = Describe(app, e.channel(), wanted);
-        if (!d.ok()) return d.status();
-        info = *d;
+        view = Describe(app, e.channel(), ForEvent(*ParseInfo(e.info()), e.channel()));
       }
-      *response.add_batch() = info;
+      *result.proto.add_batch() = view.info;
+      result.batch.push_back(std::move(view));
     }
     Publish(app, {e.channel()}, e.name(), e.data(), e.socket_id());
   }
-  return response;
+  return result;
 }
 
-absl::StatusOr<relay::v1::ListChannelsResponse> Api::ListChannels(
+absl::StatusOr<ListChannelsResult> Api::ListChannels(
     const App& app, const relay::v1::ListChannelsRequest& request) const {
   auto attrs = ParseInfo(request.info());
   if (!attrs.ok()) return attrs.status();
@@ -369,22 +347,32 @@ absl::StatusOr<relay::v1::ListChannelsResponse> Api::ListChannels(
     return absl::InvalidArgumentError(
         "user_count is only available with filter_by_prefix=presence-");
   }
-  relay::v1::ListChannelsResponse response;
+  ListChannelsResult result;
+  result.attrs = *attrs;
   for (auto& c : cluster_.ListChannels(app.id(), request.filter_by_prefix())) {
     relay::v1::ChannelInfo out;
     out.set_name(c.name());
     out.set_occupied(true);
     if (attrs->subscription_count) out.set_subscription_count(c.subscription_count());
     if (attrs->user_count) out.set_user_count(c.user_count());
-    *response.add_channels() = std::move(out);
+    *result.proto.add_channels() = std::move(out);
   }
-  return response;
+  return result;
 }
 
-absl::StatusOr<relay::v1::ChannelInfo> Api::GetChannel(
-    const App& app, const relay::v1::GetChannelRequest& request) const {
+absl::StatusOr<ChannelView> Api::GetChannel(const App& app,
+                                            const relay::v1::GetChannelRequest& request) const {
   if (auto st = CheckChannel(request.channel(), false); !st.ok()) return st;
-  return Describe(app, request.channel(), request.info());
+  auto attrs = ParseInfo(request.info());
+  if (!attrs.ok()) return attrs.status();
+  common::ChannelKind kind = common::ClassifyChannel(request.channel());
+  if (attrs->user_count && !kind.is_presence) {
+    return absl::InvalidArgumentError("user_count is only available for presence channels");
+  }
+  if (attrs->cache && !kind.is_cache) {
+    return absl::InvalidArgumentError("cache is only available for cache channels");
+  }
+  return Describe(app, request.channel(), *attrs);
 }
 
 absl::StatusOr<relay::v1::ListPresenceUsersResponse> Api::ListPresenceUsers(

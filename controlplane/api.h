@@ -7,8 +7,10 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/limiter.h"
@@ -18,7 +20,7 @@
 namespace relay::controlplane {
 
 // How a caller proved it may act for an app (other than an HTTP HMAC signature, which the
-// http-bridge verifies against AppStore::AcceptedSecrets).
+// http-bridge verifies against common::AcceptedSecrets).
 struct Credentials {
   std::string key;
   std::string secret;
@@ -32,6 +34,36 @@ struct ApiCounters {
   std::atomic<uint64_t> publish_commands{0};
 };
 
+// The attributes a caller asked for with `info` ("subscription_count,user_count,cache").
+struct InfoAttrs {
+  bool subscription_count = false;
+  bool user_count = false;
+  bool cache = false;
+};
+
+// One channel's figures and which of them are given (asked for, and applicable to the
+// channel): the proto cannot tell a count left out from a zero, so the HTTP API prints `attrs`.
+struct ChannelView {
+  relay::v1::ChannelInfo info;
+  InfoAttrs attrs;
+};
+
+// What the event-sending and query operations answer: `proto` for gRPC, the views for HTTP.
+struct TriggerResult {
+  relay::v1::TriggerResponse proto;
+  // Each target channel once, in request order; empty when the request gave no `info`.
+  std::vector<ChannelView> channels;
+};
+struct TriggerBatchResult {
+  relay::v1::TriggerBatchResponse proto;
+  // One per batch item, in order (empty when no item gave `info`).
+  std::vector<ChannelView> batch;
+};
+struct ListChannelsResult {
+  relay::v1::ListChannelsResponse proto;
+  InfoAttrs attrs;  // the same for every channel listed
+};
+
 struct ApiLimits {
   // Trigger requests per client IP per minute (0 = unlimited).
   uint64_t trigger_requests_per_minute = 300;
@@ -39,7 +71,10 @@ struct ApiLimits {
 
 class Api {
  public:
-  Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits = {});
+  // `clock` drives the per-IP window, the app event rate, the daily quota's UTC day and which
+  // previous secrets still verify.
+  Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits = {},
+      const common::Clock& clock = common::Clock::Real());
 
   // Per-address admission of one event-sending request (trigger, batch, send to user) from
   // `client_ip`, counted before the request is read: RESOURCE_EXHAUSTED over the per-IP limit.
@@ -54,16 +89,16 @@ class Api {
   // The event-sending operations validate the request, then charge its messages to the app's
   // backend event rate and daily quota (see ChargeMessages), then publish. `rate`, when given,
   // receives the figures of the limit that refused (for X-RateLimit-* headers).
-  absl::StatusOr<relay::v1::TriggerResponse> Trigger(const relay::v1::App& app,
-                                                     const relay::v1::TriggerRequest& request,
-                                                     RateInfo* rate = nullptr);
-  absl::StatusOr<relay::v1::TriggerBatchResponse> TriggerBatch(
-      const relay::v1::App& app, const relay::v1::TriggerBatchRequest& request,
-      RateInfo* rate = nullptr);
-  absl::StatusOr<relay::v1::ListChannelsResponse> ListChannels(
+  absl::StatusOr<TriggerResult> Trigger(const relay::v1::App& app,
+                                        const relay::v1::TriggerRequest& request,
+                                        RateInfo* rate = nullptr);
+  absl::StatusOr<TriggerBatchResult> TriggerBatch(const relay::v1::App& app,
+                                                  const relay::v1::TriggerBatchRequest& request,
+                                                  RateInfo* rate = nullptr);
+  absl::StatusOr<ListChannelsResult> ListChannels(
       const relay::v1::App& app, const relay::v1::ListChannelsRequest& request) const;
-  absl::StatusOr<relay::v1::ChannelInfo> GetChannel(
-      const relay::v1::App& app, const relay::v1::GetChannelRequest& request) const;
+  absl::StatusOr<ChannelView> GetChannel(const relay::v1::App& app,
+                                         const relay::v1::GetChannelRequest& request) const;
   absl::StatusOr<relay::v1::ListPresenceUsersResponse> ListPresenceUsers(
       const relay::v1::App& app, const relay::v1::ListPresenceUsersRequest& request) const;
   absl::Status SendToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request,
@@ -75,8 +110,11 @@ class Api {
   absl::StatusOr<relay::v1::AuthenticateUserResponse> AuthenticateUser(
       const relay::v1::App& app, const relay::v1::AuthenticateUserRequest& request) const;
 
-  // Sends `publish` to every node with interest in its channels; returns the commands sent.
-  size_t Route(relay::v1::Publish publish);
+  // The one routing of events to nodes: sends `publish` to every node with interest in its
+  // channels, except `origin_node` (the node a client event came from, which delivered it
+  // locally already); returns the commands sent. Relayed client events (`origin_node` given)
+  // are not counted in publish_commands, which counts the control plane's own commands.
+  size_t Route(relay::v1::Publish publish, std::string_view origin_node = {});
 
   ApiCounters& counters() { return counters_; }
 
@@ -89,9 +127,12 @@ class Api {
   };
   absl::Status ValidateEvent(const relay::v1::App& app, std::string_view name,
                              std::string_view data, std::string_view socket_id) const;
-  absl::StatusOr<relay::v1::ChannelInfo> Describe(const relay::v1::App& app,
-                                                  const std::string& channel,
-                                                  std::string_view info) const;
+  // The channel's figures for `attrs`, which must apply to it.
+  ChannelView Describe(const relay::v1::App& app, const std::string& channel,
+                       InfoAttrs attrs) const;
+  // Of the attributes an event's `info` asked for, those that apply to `channel` (one `info`
+  // covers channels of every kind; cache is never reported for an event).
+  static InfoAttrs ForEvent(InfoAttrs asked, std::string_view channel);
   // Charges `messages` validated messages to the app: RESOURCE_EXHAUSTED when its backend event
   // rate or daily quota is used up for now (retry after the reset), PERMISSION_DENIED when the
   // request alone is over the limit (it can never be accepted). The day's count is written to
@@ -107,6 +148,7 @@ class Api {
   NodeHub& hub_;
   ApiCounters counters_;
   ApiLimits limits_;
+  const common::Clock& clock_;
   FixedWindow ip_window_;
   FixedWindow app_rate_;
   absl::Mutex usage_mu_;

@@ -399,12 +399,7 @@ void ControlPlane::OnClientEvent(const std::string& node_id,
                                           event.socket_id(), event.user_id()));
   }
   // The sender's node already delivered it locally.
-  for (const auto& node : cluster_.NodesWithInterest(event.app_id(), {event.channel()})) {
-    if (node == node_id) continue;
-    relay::v1::ControlMessage msg;
-    *msg.mutable_publish() = publish;
-    hub_->Send(node, std::move(msg));
-  }
+  api_->Route(std::move(publish), node_id);
 }
 
 void ControlPlane::EmitWebhooks(const Effects& fx) {

@@ -84,34 +84,41 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
     *out = std::move(*result);
     return absl::OkStatus();
   }
+  // For the Api's answers that carry what HTTP prints beside the proto gRPC answers.
+  template <typename R, typename T>
+  static absl::Status Assign(absl::StatusOr<R> result, T* out, T R::*proto) {
+    if (!result.ok()) return result.status();
+    *out = std::move((*result).*proto);
+    return absl::OkStatus();
+  }
 
   // gRPC callers are internal services: no per-IP request limit (the app's event rate and daily
   // quota still apply), see docs/http-api.md.
   ServerUnaryReactor* Trigger(CallbackServerContext* ctx, const relay::v1::TriggerRequest* req,
                               relay::v1::TriggerResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return Assign(api_.Trigger(a, *req), resp);
+      return Assign(api_.Trigger(a, *req), resp, &TriggerResult::proto);
     });
   }
   ServerUnaryReactor* TriggerBatch(CallbackServerContext* ctx,
                                    const relay::v1::TriggerBatchRequest* req,
                                    relay::v1::TriggerBatchResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return Assign(api_.TriggerBatch(a, *req), resp);
+      return Assign(api_.TriggerBatch(a, *req), resp, &TriggerBatchResult::proto);
     });
   }
   ServerUnaryReactor* ListChannels(CallbackServerContext* ctx,
                                    const relay::v1::ListChannelsRequest* req,
                                    relay::v1::ListChannelsResponse* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return Assign(api_.ListChannels(a, *req), resp);
+      return Assign(api_.ListChannels(a, *req), resp, &ListChannelsResult::proto);
     });
   }
   ServerUnaryReactor* GetChannel(CallbackServerContext* ctx,
                                  const relay::v1::GetChannelRequest* req,
                                  relay::v1::ChannelInfo* resp) override {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return Assign(api_.GetChannel(a, *req), resp);
+      return Assign(api_.GetChannel(a, *req), resp, &ChannelView::info);
     });
   }
   ServerUnaryReactor* ListPresenceUsers(CallbackServerContext* ctx,

@@ -2,13 +2,19 @@
 // The Pusher-compatible HTTP API. Each endpoint authenticates the caller (HMAC signature,
 // X-Relay-Key + X-Relay-Secret, or Authorization: Bearer), translates the request into the
 // matching relay.v1 call on controlplane::Api and renders the answer as Pusher's JSON.
-// Routes are served under both /apps/{app} and /api/v1/apps/{app}; see docs/http-api.md.
+// Routes are served under both /apps/{app} and /api/v1/apps/{app}; see docs/http-api.md. One
+// route table (http_api.cc) maps method + path to one small function per endpoint; the checks
+// every route shares (query, app, authentication, per-address limit, error mapping) run once in
+// Handle before it.
 // Thread-safe.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/pusher_auth.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "transport/http_types.h"
@@ -23,8 +29,11 @@ using transport::JsonError;
 class HttpApi {
  public:
   // `trusted_proxies`: peer addresses whose X-Forwarded-For is believed for the client address.
+  // `clock` drives the signature's timestamp window, which previous secrets still verify and
+  // Retry-After.
   HttpApi(controlplane::Api& api, controlplane::AppStore& store,
-          std::vector<std::string> trusted_proxies = {});
+          std::vector<std::string> trusted_proxies = {},
+          const common::Clock& clock = common::Clock::Real());
 
   // The client address of a request: the peer, or, behind a trusted proxy, the nearest
   // X-Forwarded-For entry that is not itself a trusted proxy.
@@ -38,9 +47,18 @@ class HttpApi {
   }
 
  private:
+  // Everything before the endpoint: the answer's body, or the error Handle maps to a status.
+  absl::StatusOr<std::string> Serve(const HttpRequest& request, controlplane::RateInfo* rate);
+  // HMAC signature, or key + secret headers, or a bearer token.
+  absl::Status Authenticate(const relay::v1::App& app, const HttpRequest& request,
+                            const common::QueryParams& params) const;
+  absl::Status VerifySignature(const relay::v1::App& app, const HttpRequest& request,
+                               const common::QueryParams& params) const;
+
   controlplane::Api& api_;
   controlplane::AppStore& store_;
   std::vector<std::string> trusted_proxies_;
+  const common::Clock& clock_;
 };
 
 // HTTP status for a canonical status code (400, 401, 403, 404, 413, 429, ...).

@@ -463,6 +463,9 @@ void Webhooks::DispatchLoop() {
         int64_t oldest_ready = INT64_MAX;
         for (const auto& e : ep.queue) {
           if (batch.size() >= ep.hook.batch_max_events()) break;
+          // An event is on disk before its first attempt (commits are in order: so are the
+          // ones after it).
+          if (uncommitted_inserts_.contains(e.row)) break;
           if (e.not_before_ms > now || blocked.contains(e.channel)) {
             blocked.insert(e.channel);
             continue;

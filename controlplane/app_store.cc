@@ -761,6 +761,7 @@ void AppStore::WriteBehind() {
     last_used.swap(pending_last_used_);
     write_behind_scheduled_ = false;  // what comes from now on needs another run
   }
+  if (usage.empty() && last_used.empty()) return;
   std::string latest_day;
   auto st = InTransaction(db_, "saving daily usage and token use", [&] {
     for (const auto& [key, messages] : usage) {

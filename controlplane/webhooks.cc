@@ -210,10 +210,16 @@ void Webhooks::CommitOutbox() {
   {
     absl::MutexLock lock(&mu_);
     writes.swap(outbox_writes_);
-    uncommitted_inserts_.clear();
+    committing_.swap(uncommitted_inserts_);
     commit_scheduled_ = false;
   }
   if (writes.empty()) return;
+  Commit(writes);
+  absl::MutexLock lock(&mu_);
+  committing_.clear();
+}
+
+void Webhooks::Commit(const std::deque<OutboxWrite>& writes) {
   sqlite3_exec(db_, "BEGIN;", nullptr, nullptr, nullptr);
   sqlite3_stmt* ins = nullptr;
   sqlite3_prepare_v2(db_,
@@ -465,7 +471,7 @@ void Webhooks::DispatchLoop() {
           if (batch.size() >= ep.hook.batch_max_events()) break;
           // An event is on disk before its first attempt (commits are in order: so are the
           // ones after it).
-          if (uncommitted_inserts_.contains(e.row)) break;
+          if (uncommitted_inserts_.contains(e.row) || committing_.contains(e.row)) break;
           if (e.not_before_ms > now || blocked.contains(e.channel)) {
             blocked.insert(e.channel);
             continue;

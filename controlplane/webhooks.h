@@ -152,6 +152,7 @@ class Webhooks {
   void ScheduleCommit() ABSL_LOCKS_EXCLUDED(mu_);
   // Writer thread: commits the FIFO as it is now.
   void CommitOutbox() ABSL_LOCKS_EXCLUDED(mu_);
+  void Commit(const std::deque<OutboxWrite>& writes) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits every outbox write queued so far before returning. Blocks: not on I/O threads.
   void FlushOutbox() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts `fn` on an owned thread; false when stopping (nothing started).
@@ -175,6 +176,7 @@ class Webhooks {
   // The outbox writes decided and not yet committed, in order.
   std::deque<OutboxWrite> outbox_writes_ ABSL_GUARDED_BY(mu_);
   std::set<int64_t> uncommitted_inserts_ ABSL_GUARDED_BY(mu_);  // rows inserted in the FIFO
+  std::set<int64_t> committing_ ABSL_GUARDED_BY(mu_);  // rows the writer is committing now
   bool commit_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_row_ ABSL_GUARDED_BY(mu_) = 1;
 };

@@ -44,6 +44,28 @@ class AppStoreTest : public ::testing::Test {
   common::ManualClock clock_{1'700'000'000'000};
 };
 
+TEST(StoreWriter, RunsJobsInOrderAndNestedJobsInline) {
+  std::vector<int> ran;  // touched only by the writer thread until Flush returns
+  {
+    StoreWriter writer(8);
+    writer.Submit([&](absl::Status st) {
+      EXPECT_TRUE(st.ok());
+      ran.push_back(1);
+      // A job that causes another write: it runs now, as part of this one, not after job 3.
+      writer.Submit([&](absl::Status nested) {
+        EXPECT_TRUE(nested.ok());
+        EXPECT_TRUE(writer.OnWriterThread());
+        ran.push_back(2);
+      });
+    });
+    writer.Submit([&](absl::Status) { ran.push_back(3); });
+    writer.Flush();
+    EXPECT_EQ(ran, (std::vector<int>{1, 2, 3}));
+    writer.Submit([&](absl::Status) { ran.push_back(4); });
+  }  // destruction runs what is still queued
+  EXPECT_EQ(ran, (std::vector<int>{1, 2, 3, 4}));
+}
+
 TEST_F(AppStoreTest, WritesSurviveReopen) {
   std::string token_secret, node_secret, revoked_node;
   {

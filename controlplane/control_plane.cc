@@ -214,6 +214,8 @@ void ControlPlane::Stop() {
   if (internal_server_) {
     internal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
+  // Admin writes still queued run now, while the hub and webhooks their listener uses exist.
+  if (store_) store_->writer().Flush();
   if (webhooks_) webhooks_->Stop();
 }
 

@@ -2,7 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <thread>
+#include <functional>
 
 #include "common/strings.h"
 #include "common/crypto.h"
@@ -189,15 +189,39 @@ class AdminService final : public relay::v1::Admin::CallbackService {
     return Done(ctx, fn());
   }
 
+  // For the calls that write: `start` hands the write to the store's writer and the reaction
+  // finishes when the writer calls back, after the commit (an admin call answers only once its
+  // change is durable), so no SQLite work runs on gRPC's threads.
+  using Finish = std::function<void(const absl::Status&)>;
+  template <typename Start>
+  ServerUnaryReactor* RunWrite(CallbackServerContext* ctx, Start start) {
+    if (auto st = CheckToken(ctx); !st.ok()) return Done(ctx, st);
+    auto* reactor = ctx->DefaultReactor();
+    start([reactor](const absl::Status& st) { reactor->Finish(ToGrpc(st)); });
+    return reactor;
+  }
+  // A callback for the store that copies a result into the response, then finishes.
+  template <typename T, typename Resp>
+  static AppStore::Done<T> Into(Resp* resp, Finish finish) {
+    return [resp, finish = std::move(finish)](absl::StatusOr<T> r) {
+      if (r.ok()) *resp = std::move(*r);
+      finish(r.status());
+    };
+  }
+
   ServerUnaryReactor* CreateNodeToken(CallbackServerContext* ctx,
                                       const relay::v1::CreateNodeTokenRequest* req,
                                       relay::v1::CreateNodeTokenResponse* resp) override {
-    return Run(ctx, [&] {
-      auto t = store_.CreateNodeToken(req->name(), req->node_id());
-      if (!t.ok()) return t.status();
-      *resp = *t;
-      RELAY_LOG(kInfo, "admin", "node credential ", resp->token().id(), " created");
-      return absl::OkStatus();
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.CreateNodeToken(
+          req->name(), req->node_id(),
+          [resp, finish](absl::StatusOr<relay::v1::CreateNodeTokenResponse> t) {
+            if (t.ok()) {
+              *resp = std::move(*t);
+              RELAY_LOG(kInfo, "admin", "node credential ", resp->token().id(), " created");
+            }
+            finish(t.status());
+          });
     });
   }
   ServerUnaryReactor* ListNodeTokens(CallbackServerContext* ctx,
@@ -211,11 +235,14 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* RevokeNodeToken(CallbackServerContext* ctx,
                                       const relay::v1::RevokeNodeTokenRequest* req,
                                       relay::v1::RevokeNodeTokenResponse*) override {
-    return Run(ctx, [&] {
-      if (auto st = store_.RevokeNodeToken(req->token_id()); !st.ok()) return st;
-      hub_.DisconnectCredential(req->token_id());
-      RELAY_LOG(kInfo, "admin", "node credential ", req->token_id(), " revoked");
-      return absl::OkStatus();
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.RevokeNodeToken(req->token_id(), [this, req, finish](absl::Status st) {
+        if (st.ok()) {
+          hub_.DisconnectCredential(req->token_id());
+          RELAY_LOG(kInfo, "admin", "node credential ", req->token_id(), " revoked");
+        }
+        finish(st);
+      });
     });
   }
 
@@ -238,48 +265,41 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* CreateApp(CallbackServerContext* ctx,
                                 const relay::v1::CreateAppRequest* req,
                                 relay::v1::App* resp) override {
-    return Run(ctx, [&] {
-      auto a = store_.Create(*req);
-      if (!a.ok()) return a.status();
-      *resp = *a;
-      return absl::OkStatus();
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.Create(*req, Into<relay::v1::App>(resp, std::move(finish)));
     });
   }
   ServerUnaryReactor* UpdateApp(CallbackServerContext* ctx,
                                 const relay::v1::UpdateAppRequest* req,
                                 relay::v1::App* resp) override {
-    return Run(ctx, [&] {
-      auto a = store_.Update(*req);
-      if (!a.ok()) return a.status();
-      *resp = *a;
-      return absl::OkStatus();
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.Update(*req, Into<relay::v1::App>(resp, std::move(finish)));
     });
   }
   ServerUnaryReactor* DeleteApp(CallbackServerContext* ctx,
                                 const relay::v1::DeleteAppRequest* req,
                                 relay::v1::DeleteAppResponse*) override {
-    return Run(ctx, [&] { return store_.Delete(req->app()); });
+    return RunWrite(ctx, [&](Finish finish) { store_.Delete(req->app(), std::move(finish)); });
   }
   ServerUnaryReactor* RotateSecret(CallbackServerContext* ctx,
                                    const relay::v1::RotateSecretRequest* req,
                                    relay::v1::App* resp) override {
-    return Run(ctx, [&] {
+    return RunWrite(ctx, [&](Finish finish) {
       uint32_t overlap = req->overlap_seconds() == 0 ? 3600 : req->overlap_seconds();
-      auto a = req->end_overlap() ? store_.EndSecretOverlap(req->app())
-                                  : store_.RotateSecret(req->app(), overlap, req->new_secret());
-      if (!a.ok()) return a.status();
-      *resp = *a;
-      return absl::OkStatus();
+      auto done = Into<relay::v1::App>(resp, std::move(finish));
+      if (req->end_overlap()) {
+        store_.EndSecretOverlap(req->app(), std::move(done));
+      } else {
+        store_.RotateSecret(req->app(), overlap, req->new_secret(), std::move(done));
+      }
     });
   }
   ServerUnaryReactor* CreateToken(CallbackServerContext* ctx,
                                   const relay::v1::CreateTokenRequest* req,
                                   relay::v1::CreateTokenResponse* resp) override {
-    return Run(ctx, [&] {
-      auto t = store_.CreateToken(req->app(), req->name(), req->expires_in_seconds());
-      if (!t.ok()) return t.status();
-      *resp = *t;
-      return absl::OkStatus();
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.CreateToken(req->app(), req->name(), req->expires_in_seconds(),
+                         Into<relay::v1::CreateTokenResponse>(resp, std::move(finish)));
     });
   }
   ServerUnaryReactor* ListTokens(CallbackServerContext* ctx,
@@ -295,7 +315,9 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* RevokeToken(CallbackServerContext* ctx,
                                   const relay::v1::RevokeTokenRequest* req,
                                   relay::v1::RevokeTokenResponse*) override {
-    return Run(ctx, [&] { return store_.RevokeToken(req->token_id()); });
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.RevokeToken(req->token_id(), std::move(finish));
+    });
   }
   ServerUnaryReactor* ListNodes(CallbackServerContext* ctx, const relay::v1::ListNodesRequest*,
                                 relay::v1::ListNodesResponse* resp) override {
@@ -359,13 +381,10 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* AddWebhook(CallbackServerContext* ctx,
                                  const relay::v1::AddWebhookRequest* req,
                                  relay::v1::Webhook* resp) override {
-    return Run(ctx, [&] {
+    return RunWrite(ctx, [&](Finish finish) {
       auto a = WebhookApp(req->app());
-      if (!a.ok()) return a.status();
-      auto h = webhooks_->Add(a->id(), req->webhook());
-      if (!h.ok()) return h.status();
-      *resp = *h;
-      return absl::OkStatus();
+      if (!a.ok()) return finish(a.status());
+      webhooks_->Add(a->id(), req->webhook(), Into<relay::v1::Webhook>(resp, std::move(finish)));
     });
   }
   ServerUnaryReactor* ListWebhooks(CallbackServerContext* ctx,
@@ -381,27 +400,28 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* RemoveWebhook(CallbackServerContext* ctx,
                                     const relay::v1::RemoveWebhookRequest* req,
                                     relay::v1::RemoveWebhookResponse*) override {
-    return Run(ctx, [&] {
+    return RunWrite(ctx, [&](Finish finish) {
       if (webhooks_ == nullptr) {
-        return absl::FailedPreconditionError("webhooks are not enabled on this control plane");
+        return finish(
+            absl::FailedPreconditionError("webhooks are not enabled on this control plane"));
       }
-      return webhooks_->Remove(req->webhook_id());
+      webhooks_->Remove(req->webhook_id(), std::move(finish));
     });
   }
   ServerUnaryReactor* TestWebhooks(CallbackServerContext* ctx,
                                    const relay::v1::TestWebhooksRequest* req,
                                    relay::v1::TestWebhooksResponse* resp) override {
     // Test requests block on the endpoints (bounded by the request timeout each), so they run
-    // off gRPC's callback threads. The token is checked before anything is read.
-    if (auto st = CheckToken(ctx); !st.ok()) return Done(ctx, st);
-    auto a = WebhookApp(req->app());
-    if (!a.ok()) return Done(ctx, a.status());
-    auto* reactor = ctx->DefaultReactor();
-    std::thread([this, reactor, resp, app_id = a->id()] {
-      for (auto& r : webhooks_->Test(app_id)) *resp->add_results() = std::move(r);
-      reactor->Finish(grpc::Status::OK);
-    }).detach();
-    return reactor;
+    // off gRPC's callback threads, on a thread Webhooks owns and joins when it stops. The token
+    // is checked before anything is read.
+    return RunWrite(ctx, [&](Finish finish) {
+      auto a = WebhookApp(req->app());
+      if (!a.ok()) return finish(a.status());
+      webhooks_->Test(a->id(), [resp, finish](std::vector<relay::v1::TestWebhookResult> results) {
+        for (auto& r : results) *resp->add_results() = std::move(r);
+        finish(absl::OkStatus());
+      });
+    });
   }
 
   AppStore& store_;

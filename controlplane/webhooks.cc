@@ -61,11 +61,15 @@ relay::v1::Webhook WithDefaults(relay::v1::Webhook h) {
 }  // namespace
 
 Webhooks::Webhooks(std::string data_dir, AppStore& apps, HttpPost post, WebhookOptions options)
-    : data_dir_(std::move(data_dir)), apps_(apps), post_(std::move(post)), options_(options) {}
+    : data_dir_(std::move(data_dir)),
+      apps_(apps),
+      writer_(apps.writer()),
+      post_(std::move(post)),
+      options_(options) {}
 
 Webhooks::~Webhooks() {
   Stop();
-  absl::MutexLock lock(&mu_);
+  FlushOutbox();  // also waits for endpoint changes still queued: no job outlives this object
   if (db_ != nullptr) sqlite3_close(db_);
 }
 
@@ -113,6 +117,14 @@ absl::Status Webhooks::Open() {
     ++loaded;
   }
   sqlite3_finalize(st);
+  // Rows are numbered here (the writer inserts them later, in this order), never reusing one.
+  st = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'),"
+                     " 0), COALESCE((SELECT MAX(row) FROM outbox), 0));",
+                     -1, &st, nullptr);
+  if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) next_row_ = sqlite3_column_int64(st, 0) + 1;
+  sqlite3_finalize(st);
   if (!endpoints_.empty()) {
     RELAY_LOG(kInfo, "webhooks", endpoints_.size(), " endpoints; resuming delivery of ", loaded,
               " undelivered events");
@@ -120,7 +132,7 @@ absl::Status Webhooks::Open() {
   return absl::OkStatus();
 }
 
-void Webhooks::Start() { threads_.emplace_back([this] { DispatchLoop(); }); }
+void Webhooks::Start() { dispatcher_ = std::thread([this] { DispatchLoop(); }); }
 
 void Webhooks::Stop() {
   {
@@ -128,32 +140,146 @@ void Webhooks::Stop() {
     if (stopping_) return;
     stopping_ = true;
   }
-  for (auto& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
+  if (dispatcher_.joinable()) dispatcher_.join();
   // Deliveries in flight finish within the request timeout; their results are kept.
-  absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
-  mu_.AwaitWithTimeout(absl::Condition(&idle),
-                       absl::Milliseconds(options_.request_timeout.count() + 1000));
+  Reap(true);
+  FlushOutbox();
 }
 
-absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
-                                                 relay::v1::Webhook hook) {
+bool Webhooks::Spawn(std::function<void()> fn) {
+  if (stopping_) return false;
+  Worker* self = &workers_.emplace_back();
+  self->thread = std::thread([this, self, fn = std::move(fn)] {
+    fn();
+    absl::MutexLock lock(&mu_);
+    self->done = true;
+  });
+  return true;
+}
+
+void Webhooks::Reap(bool all) {
+  std::list<Worker> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      auto next = std::next(it);
+      if (all || it->done) finished.splice(finished.end(), workers_, it);
+      it = next;
+    }
+  }
+  for (auto& w : finished) w.thread.join();
+}
+
+void Webhooks::InsertRow(const std::string& endpoint, Entry& entry) {
+  entry.row = next_row_++;
+  uncommitted_inserts_.insert(entry.row);
+  outbox_writes_.push_back({entry.row, endpoint, entry});
+}
+
+void Webhooks::DeleteRow(int64_t row) {
+  if (uncommitted_inserts_.erase(row) > 0) {
+    // Never written: take the insert back instead of queueing a delete (keeps the FIFO within
+    // the outbox bound). Dropped rows are usually recent (debounce) or the oldest (overflow).
+    auto it = std::find_if(outbox_writes_.rbegin(), outbox_writes_.rend(),
+                           [row](const OutboxWrite& w) { return w.entry && w.row == row; });
+    if (it != outbox_writes_.rend()) outbox_writes_.erase(std::next(it).base());
+    return;
+  }
+  outbox_writes_.push_back({row, "", std::nullopt});
+}
+
+void Webhooks::ScheduleCommit() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (commit_scheduled_ || outbox_writes_.empty() || db_ == nullptr) return;
+    commit_scheduled_ = true;
+  }
+  writer_.Submit([this](absl::Status admitted) {
+    if (admitted.ok()) {
+      CommitOutbox();
+      return;
+    }
+    // The queue is full: the writes stay in the FIFO; the dispatcher or the next event retries.
+    absl::MutexLock lock(&mu_);
+    commit_scheduled_ = false;
+  });
+}
+
+void Webhooks::CommitOutbox() {
+  std::deque<OutboxWrite> writes;
+  {
+    absl::MutexLock lock(&mu_);
+    writes.swap(outbox_writes_);
+    committing_.swap(uncommitted_inserts_);
+    commit_scheduled_ = false;
+  }
+  if (writes.empty()) return;
+  Commit(writes);
+  absl::MutexLock lock(&mu_);
+  committing_.clear();
+}
+
+void Webhooks::Commit(const std::deque<OutboxWrite>& writes) {
+  sqlite3_exec(db_, "BEGIN;", nullptr, nullptr, nullptr);
+  sqlite3_stmt* ins = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "INSERT INTO outbox (row, endpoint, name, channel, user_id, json, created_ms,"
+                     " not_before_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);",
+                     -1, &ins, nullptr);
+  sqlite3_stmt* del = nullptr;
+  sqlite3_prepare_v2(db_, "DELETE FROM outbox WHERE row = ?1;", -1, &del, nullptr);
+  for (const auto& w : writes) {
+    sqlite3_stmt* st = w.entry ? ins : del;
+    sqlite3_bind_int64(st, 1, w.row);
+    if (w.entry) {
+      const Entry& e = *w.entry;
+      sqlite3_bind_text(st, 2, w.endpoint.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 3, e.name.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 4, e.channel.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 5, e.user_id.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 6, e.json.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(st, 7, e.created_ms);
+      sqlite3_bind_int64(st, 8, e.not_before_ms);
+    }
+    sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(ins);
+  sqlite3_finalize(del);
+  if (sqlite3_exec(db_, "COMMIT;", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    RELAY_LOG(kWarn, "webhooks", "cannot write the outbox: ", sqlite3_errmsg(db_));
+    sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
+  }
+}
+
+void Webhooks::FlushOutbox() {
+  if (db_ == nullptr) return;  // never opened: nothing was queued
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (outbox_writes_.empty() && !commit_scheduled_) break;
+    }
+    ScheduleCommit();
+    writer_.Flush();  // a commit refused for a full queue is retried once the queue drained
+  }
+  writer_.Flush();
+}
+
+void Webhooks::Add(const std::string& app_id, relay::v1::Webhook hook,
+                   std::function<void(absl::StatusOr<relay::v1::Webhook>)> done) {
   const std::string& url = hook.url();
   if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
-    return absl::InvalidArgumentError("the webhook URL must start with http:// or https://");
+    return done(absl::InvalidArgumentError("the webhook URL must start with http:// or https://"));
   }
   if (options_.targets) {
-    if (auto st = options_.targets->CheckUrl(url); !st.ok()) return st;
+    if (auto st = options_.targets->CheckUrl(url); !st.ok()) return done(st);
   }
   for (const auto& t : hook.event_types()) {
     if (!KnownTypes().contains(t)) {
-      return absl::InvalidArgumentError(common::StrCat(
+      return done(absl::InvalidArgumentError(common::StrCat(
           "unknown event type '", t,
           "' (channel_occupied, channel_vacated, member_added, member_removed, client_event, "
-          "cache_miss, subscription_count)"));
+          "cache_miss, subscription_count)")));
     }
   }
   for (const auto& [k, v] : hook.headers()) {
@@ -162,27 +288,40 @@ absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
     if (lower.rfind("x-pusher-", 0) == 0 || lower == "content-type" || lower == "content-length" ||
         lower == "host" || k.find_first_of("\r\n:") != std::string::npos ||
         v.find_first_of("\r\n") != std::string::npos) {
-      return absl::InvalidArgumentError(common::StrCat("header '", k, "' cannot be set"));
+      return done(absl::InvalidArgumentError(common::StrCat("header '", k, "' cannot be set")));
     }
   }
   hook.set_id(common::StrCat("wh_", common::RandomHex(6)));
   hook.set_app_id(app_id);
   hook.clear_stats();
   hook = WithDefaults(std::move(hook));
-  absl::MutexLock lock(&mu_);
-  std::string blob;
-  hook.SerializeToString(&blob);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_, "INSERT INTO webhooks (id, app_id, config) VALUES (?1, ?2, ?3);", -1,
-                     &st, nullptr);
-  sqlite3_bind_text(st, 1, hook.id().c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, app_id.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_blob(st, 3, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return absl::InternalError("cannot save the webhook");
-  endpoints_[hook.id()].hook = hook;
-  return hook;
+  writer_.Submit([this, hook = std::move(hook), done = std::move(done)](absl::Status admitted) {
+    if (!admitted.ok()) return done(admitted);
+    std::string blob;
+    hook.SerializeToString(&blob);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db_, "INSERT INTO webhooks (id, app_id, config) VALUES (?1, ?2, ?3);", -1,
+                       &st, nullptr);
+    sqlite3_bind_text(st, 1, hook.id().c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, hook.app_id().c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 3, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return done(absl::InternalError("cannot save the webhook"));
+    {
+      absl::MutexLock lock(&mu_);
+      endpoints_[hook.id()].hook = hook;
+    }
+    done(hook);
+  });
+}
+
+absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
+                                                 relay::v1::Webhook hook) {
+  return AwaitResult<relay::v1::Webhook>(
+      [&](std::function<void(absl::StatusOr<relay::v1::Webhook>)> d) {
+        Add(app_id, std::move(hook), std::move(d));
+      });
 }
 
 std::vector<relay::v1::Webhook> Webhooks::List(const std::string& app_id) const {
@@ -197,22 +336,42 @@ std::vector<relay::v1::Webhook> Webhooks::List(const std::string& app_id) const 
   return out;
 }
 
+void Webhooks::Remove(const std::string& webhook_id, std::function<void(absl::Status)> done) {
+  // On the writer: every outbox write committed before is deleted below, and the inserts of
+  // this endpoint still in the FIFO are taken back, so none lands after.
+  writer_.Submit([this, webhook_id, done = std::move(done)](absl::Status admitted) {
+    if (!admitted.ok()) return done(admitted);
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = endpoints_.find(webhook_id);
+      if (it == endpoints_.end()) {
+        return done(absl::NotFoundError(common::StrCat("webhook '", webhook_id, "' not found")));
+      }
+      endpoints_.erase(it);
+      for (auto w = outbox_writes_.begin(); w != outbox_writes_.end();) {
+        if (w->entry && w->endpoint == webhook_id) {
+          uncommitted_inserts_.erase(w->row);
+          w = outbox_writes_.erase(w);
+        } else {
+          ++w;
+        }
+      }
+    }
+    for (const char* sql : {"DELETE FROM webhooks WHERE id = ?1;",
+                            "DELETE FROM outbox WHERE endpoint = ?1;"}) {
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
+      sqlite3_bind_text(st, 1, webhook_id.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_step(st);
+      sqlite3_finalize(st);
+    }
+    done(absl::OkStatus());
+  });
+}
+
 absl::Status Webhooks::Remove(const std::string& webhook_id) {
-  absl::MutexLock lock(&mu_);
-  auto it = endpoints_.find(webhook_id);
-  if (it == endpoints_.end()) {
-    return absl::NotFoundError(common::StrCat("webhook '", webhook_id, "' not found"));
-  }
-  endpoints_.erase(it);
-  for (const char* sql : {"DELETE FROM webhooks WHERE id = ?1;",
-                          "DELETE FROM outbox WHERE endpoint = ?1;"}) {
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
-    sqlite3_bind_text(st, 1, webhook_id.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-  }
-  return absl::OkStatus();
+  return AwaitStatus(
+      [&](std::function<void(absl::Status)> d) { Remove(webhook_id, std::move(d)); });
 }
 
 void Webhooks::RemoveApp(const std::string& app_id) {
@@ -244,6 +403,11 @@ bool Webhooks::Wants(const std::string& app_id, const std::string& event_name) c
 }
 
 void Webhooks::Emit(const std::string& app_id, const WebhookEvent& e) {
+  QueueEvent(app_id, e);
+  ScheduleCommit();  // outside the lock: the writer may run it at once
+}
+
+void Webhooks::QueueEvent(const std::string& app_id, const WebhookEvent& e) {
   int64_t now = common::NowUnixMs();
   absl::MutexLock lock(&mu_);
   if (db_ == nullptr) return;
@@ -260,7 +424,7 @@ void Webhooks::Emit(const std::string& app_id, const WebhookEvent& e) {
                q.not_before_ms > now;
       });
       if (held != ep.queue.rend()) {
-        DeleteRows({held->row});
+        DeleteRow(held->row);
         ep.queue.erase(std::next(held).base());
         continue;
       }
@@ -271,39 +435,14 @@ void Webhooks::Emit(const std::string& app_id, const WebhookEvent& e) {
     }
     if (ep.queue.size() >= options_.max_outbox_per_endpoint) {
       // Overflow policy: drop the oldest event, keep the newest.
-      DeleteRows({ep.queue.front().row});
+      DeleteRow(ep.queue.front().row);
       ep.queue.pop_front();
       ep.hook.mutable_stats()->set_dropped(ep.hook.stats().dropped() + 1);
       RELAY_LOG(kWarn, "webhooks", "outbox of ", id, " is full; dropped its oldest event");
     }
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db_,
-                       "INSERT INTO outbox (endpoint, name, channel, user_id, json, created_ms, "
-                       "not_before_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7);",
-                       -1, &st, nullptr);
-    sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, entry.name.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, entry.channel.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, entry.user_id.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, entry.json.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, entry.created_ms);
-    sqlite3_bind_int64(st, 7, entry.not_before_ms);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-    entry.row = sqlite3_last_insert_rowid(db_);
+    InsertRow(id, entry);
     ep.queue.push_back(std::move(entry));
   }
-}
-
-void Webhooks::DeleteRows(const std::vector<int64_t>& rows) {
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_, "DELETE FROM outbox WHERE row = ?1;", -1, &st, nullptr);
-  for (int64_t r : rows) {
-    sqlite3_bind_int64(st, 1, r);
-    sqlite3_step(st);
-    sqlite3_reset(st);
-  }
-  sqlite3_finalize(st);
 }
 
 std::string Webhooks::Body(const std::vector<Entry>& batch) const {
@@ -316,6 +455,8 @@ std::string Webhooks::Body(const std::vector<Entry>& batch) const {
 
 void Webhooks::DispatchLoop() {
   while (true) {
+    Reap(false);
+    ScheduleCommit();  // retries a commit the full write queue refused
     int64_t now = common::NowUnixMs();
     {
       absl::MutexLock lock(&mu_);
@@ -328,6 +469,9 @@ void Webhooks::DispatchLoop() {
         int64_t oldest_ready = INT64_MAX;
         for (const auto& e : ep.queue) {
           if (batch.size() >= ep.hook.batch_max_events()) break;
+          // An event is on disk before its first attempt (commits are in order: so are the
+          // ones after it).
+          if (uncommitted_inserts_.contains(e.row) || committing_.contains(e.row)) break;
           if (e.not_before_ms > now || blocked.contains(e.channel)) {
             blocked.insert(e.channel);
             continue;
@@ -341,14 +485,9 @@ void Webhooks::DispatchLoop() {
           continue;
         }
         ep.in_flight = true;
-        ++in_flight_;
         // One thread per request in flight (at most one per endpoint): a slow or dead endpoint
         // ties up only its own thread, never another endpoint's or app's deliveries.
-        std::thread([this, id = id, b = std::move(batch)]() mutable {
-          Deliver(id, std::move(b));
-          absl::MutexLock done(&mu_);
-          --in_flight_;
-        }).detach();
+        Spawn([this, id = id, b = std::move(batch)]() mutable { Deliver(id, std::move(b)); });
       }
       auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
       mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(20));
@@ -374,6 +513,12 @@ void Webhooks::Deliver(const std::string& endpoint_id, std::vector<Entry> batch)
   }
   bool ok = result.status >= 200 && result.status < 300;
   int64_t now = common::NowUnixMs();
+  Settle(endpoint_id, batch, result, ok, now);
+  ScheduleCommit();
+}
+
+void Webhooks::Settle(const std::string& endpoint_id, const std::vector<Entry>& batch,
+                      const PostResult& result, bool ok, int64_t now) {
   absl::MutexLock lock(&mu_);
   auto it = endpoints_.find(endpoint_id);
   if (it == endpoints_.end()) return;
@@ -382,8 +527,8 @@ void Webhooks::Deliver(const std::string& endpoint_id, std::vector<Entry> batch)
   auto* stats = ep.hook.mutable_stats();
   std::set<int64_t> rows;
   for (const auto& e : batch) rows.insert(e.row);
-  auto remove_batch = [&] {
-    DeleteRows({rows.begin(), rows.end()});
+  auto remove_batch = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (int64_t r : rows) DeleteRow(r);
     ep.queue.erase(std::remove_if(ep.queue.begin(), ep.queue.end(),
                                   [&](const Entry& e) { return rows.contains(e.row); }),
                    ep.queue.end());
@@ -401,9 +546,9 @@ void Webhooks::Deliver(const std::string& endpoint_id, std::vector<Entry> batch)
   stats->set_last_error(result.status != 0 ? common::StrCat("HTTP ", result.status)
                                            : result.error);
   if (ep.first_failure_ms == 0) ep.first_failure_ms = now;
-  if (now - ep.first_failure_ms >= static_cast<int64_t>(hook.retry_seconds()) * 1000) {
+  if (now - ep.first_failure_ms >= static_cast<int64_t>(ep.hook.retry_seconds()) * 1000) {
     RELAY_LOG(kWarn, "webhooks", "giving up ", batch.size(), " events for ", endpoint_id,
-              " after ", hook.retry_seconds(), " s of failures: ", stats->last_error());
+              " after ", ep.hook.retry_seconds(), " s of failures: ", stats->last_error());
     remove_batch();
     stats->set_dropped(stats->dropped() + batch.size());
     ep.attempts = 0;
@@ -440,6 +585,16 @@ std::vector<relay::v1::TestWebhookResult> Webhooks::Test(const std::string& app_
     out.push_back(std::move(res));
   }
   return out;
+}
+
+void Webhooks::Test(const std::string& app_id,
+                    std::function<void(std::vector<relay::v1::TestWebhookResult>)> done) {
+  bool started = false;
+  {
+    absl::MutexLock lock(&mu_);
+    started = Spawn([this, app_id, done] { done(Test(app_id)); });
+  }
+  if (!started) done({});  // shutting down
 }
 
 WebhookEvent Webhooks::ChannelEvent(const std::string& name, const std::string& channel) {

@@ -111,9 +111,9 @@ relay::v1::NodeLoad DataPlane::Load() {
 absl::Status DataPlane::Start() {
   http_ = std::make_unique<transport::HttpServer>(
       transport::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
-      [this](boost::beast::tcp_stream stream, transport::BeastRequest request,
+      [this](size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
              std::string leftover) {
-        OnUpgrade(std::move(stream), std::move(request), std::move(leftover));
+        OnUpgrade(context, std::move(stream), std::move(request), std::move(leftover));
       });
   auto port = http_->Start();
   if (!port.ok()) return port.status();
@@ -154,16 +154,11 @@ absl::Status DataPlane::Start() {
   return absl::OkStatus();
 }
 
-void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, transport::BeastRequest request,
-                          std::string leftover) {
-  // The connection already lives on one of the pool's contexts; find the shard that owns it.
-  auto& ctx = static_cast<boost::asio::io_context&>(stream.get_executor().context());
-  for (auto& shard : shards_) {
-    if (&shard->context() == &ctx) {
-      StartWsSession(*this, *shard, std::move(stream), std::move(request), std::move(leftover));
-      return;
-    }
-  }
+void DataPlane::OnUpgrade(size_t context, boost::beast::tcp_stream stream,
+                          transport::BeastRequest request, std::string leftover) {
+  // The connection already lives on the pool's context `context`: shard i runs on context i.
+  StartWsSession(*this, *shards_.at(context), std::move(stream), std::move(request),
+                 std::move(leftover));
 }
 
 void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {

@@ -102,8 +102,8 @@ class DataPlane {
   mutable absl::Mutex warned_mu_;
   mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(boost::beast::tcp_stream stream, transport::BeastRequest request,
-                 std::string leftover);
+  void OnUpgrade(size_t context, boost::beast::tcp_stream stream,
+                 transport::BeastRequest request, std::string leftover);
   relay::v1::NodeLoad Load();
   // Answers the subscribe requests a broken stream left unanswered (presence: 503).
   void AnswerUnanswered();

@@ -67,7 +67,8 @@ DataPlane::DataPlane(DataPlaneOptions options, transport::HttpHandler http_fallb
   for (size_t i = 0; i < pool_.size(); ++i) {
     shards_.push_back(std::make_unique<Shard>(
         i, pool_.context(i),
-        [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); }));
+        [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); },
+        options_.shard_inbox));
     shards_.back()->set_acked(&last_ack_);
   }
 }
@@ -149,7 +150,8 @@ absl::Status DataPlane::Start() {
         posted_ack_.store(0);
         for (auto& s : shards_) s->PostReleaseAcks();
         AnswerUnanswered();
-      });
+      },
+      [this](std::function<void()> resume) { return WaitForRoom(std::move(resume)); });
   link_->Start();
   return absl::OkStatus();
 }
@@ -159,6 +161,18 @@ void DataPlane::OnUpgrade(size_t context, boost::beast::tcp_stream stream,
   // The connection already lives on the pool's context `context`: shard i runs on context i.
   StartWsSession(*this, *shards_.at(context), std::move(stream), std::move(request),
                  std::move(leftover));
+}
+
+bool DataPlane::WaitForRoom(std::function<void()> resume) {
+  for (auto& s : shards_) {
+    // When this shard has room, the others may still be full: check them all again.
+    if (s->WaitForRoom([this, resume] {
+          if (!WaitForRoom(resume)) resume();
+        })) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {

@@ -13,8 +13,6 @@ namespace relay::controlplane {
 using relay::v1::ControlMessage;
 using relay::v1::NodeMessage;
 
-std::atomic<uint64_t> g_commands_sent{0};
-
 // One attached data plane. Lives until OnDone (self_ keeps it alive; the hub holds another
 // reference while registered). Reactions run on gRPC threads and never block.
 class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
@@ -65,7 +63,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       StartWrite(to_write);
       EndStart();
     }
-    g_commands_sent.fetch_add(1, std::memory_order_relaxed);
+    hub_->commands_sent_.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
 
@@ -491,6 +489,6 @@ void NodeHub::CloseAll() {
   for (auto& s : all) s->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
 }
 
-uint64_t NodeHub::commands_sent() const { return g_commands_sent.load(); }
+uint64_t NodeHub::commands_sent() const { return commands_sent_.load(); }
 
 }  // namespace relay::controlplane

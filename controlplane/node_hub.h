@@ -112,6 +112,7 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   Handler* handler_;
   NodeHubCounters counters_;
   std::atomic<int64_t> last_refusal_log_ms_{0};
+  std::atomic<uint64_t> commands_sent_{0};  // commands queued to nodes, for commands_sent()
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<NodeStream>> nodes_ ABSL_GUARDED_BY(mu_);
   // Authenticated streams that have not registered yet (hello or snapshot still to come).

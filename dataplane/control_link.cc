@@ -100,7 +100,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
         welcomed_ = true;
         link_->OnWelcome(in_.welcome());
       }
-      StartRead(&in_);
+      ReadNext();
       return;
     }
     bool release = false;
@@ -112,6 +112,33 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
       if (release) hold_released_ = true;
     }
     if (release) RemoveHold();
+  }
+
+  // After a command: reads the next one, unless the handler's queues are full; then the read
+  // waits for them (ResumeRead). Until the read ends the call is held, so the stream outlives
+  // the wait.
+  void ReadNext() {
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      paused_ = true;
+      stopping = cancelled_ || finished_;
+    }
+    std::weak_ptr<LinkStream> weak = self_;
+    bool wait = !stopping && link_->wait_for_room_ && link_->wait_for_room_([weak] {
+      if (auto self = weak.lock()) self->ResumeRead();
+    });
+    if (!wait) ResumeRead();
+  }
+
+  // Starts the read that ReadNext() held back, once.
+  void ResumeRead() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!paused_) return;
+      paused_ = false;
+    }
+    StartRead(&in_);
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -130,7 +157,15 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     link->OnStreamDone(welcomed, status);
   }
 
-  void Cancel() { context_.TryCancel(); }
+  void Cancel() {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    context_.TryCancel();
+    // A paused stream must read to see its end (the read fails); its queues no longer matter.
+    ResumeRead();
+  }
 
  private:
   static constexpr size_t kMaxOutboxMessages = 200000;
@@ -148,15 +183,19 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;     // a read is held back (ReadNext)
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;  // Cancel() was called: never hold reads back
 };
 
 ControlLink::ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler,
-                         LoadFn load, std::function<void()> on_detach)
+                         LoadFn load, std::function<void()> on_detach,
+                         WaitForRoomFn wait_for_room)
     : options_(std::move(options)),
       state_(state),
       handler_(std::move(handler)),
       load_(std::move(load)),
       on_detach_(std::move(on_detach)),
+      wait_for_room_(std::move(wait_for_room)),
       heartbeat_interval_(options_.heartbeat_interval) {}
 
 ControlLink::~ControlLink() { Stop(); }
@@ -167,11 +206,18 @@ void ControlLink::Start() {
 
 void ControlLink::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  CancelCurrent();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ControlLink::CancelCurrent() {
+  // Outside mu_: a cancelled stream may end inline, and its end takes mu_ (OnStreamDone).
+  std::shared_ptr<LinkStream> current;
   {
     absl::MutexLock lock(&mu_);
-    if (current_) current_->Cancel();
+    current = current_;
   }
-  if (thread_.joinable()) thread_.join();
+  if (current) current->Cancel();
 }
 
 uint64_t ControlLink::attaches() const {
@@ -284,8 +330,7 @@ void ControlLink::Run() {
         if (stream_done_) break;
       }
       if (stop_.HasBeenNotified()) {
-        absl::MutexLock lock(&mu_);
-        if (current_) current_->Cancel();
+        CancelCurrent();
         continue;
       }
       // The interval can shrink when the welcome arrives, so compare against it every time.

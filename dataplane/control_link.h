@@ -47,9 +47,14 @@ class ControlLink {
   // Current load figures for heartbeats and snapshots.
   using LoadFn = std::function<relay::v1::NodeLoad()>;
 
+  // Asked after each command: false to read the next one now; true when the handler's queues
+  // are full, promising to call `resume` (from any thread) once they have room. Meanwhile the
+  // stream is not read, so gRPC flow control pushes back to the control plane.
+  using WaitForRoomFn = std::function<bool(std::function<void()> resume)>;
+
   // `on_detach` runs (on a gRPC thread) whenever a stream ends.
   ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler, LoadFn load,
-              std::function<void()> on_detach = nullptr);
+              std::function<void()> on_detach = nullptr, WaitForRoomFn wait_for_room = nullptr);
   ~ControlLink();
 
   void Start();
@@ -62,12 +67,14 @@ class ControlLink {
   void Run();
   void OnStreamDone(bool welcomed, const grpc::Status& status);
   void OnWelcome(const relay::v1::Welcome& welcome);
+  void CancelCurrent();
 
   ControlLinkOptions options_;
   NodeState& state_;
   CommandHandler handler_;
   LoadFn load_;
   std::function<void()> on_detach_;
+  WaitForRoomFn wait_for_room_;
   std::thread thread_;
   absl::Notification stop_;
   mutable absl::Mutex mu_;

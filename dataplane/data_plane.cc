@@ -67,7 +67,8 @@ DataPlane::DataPlane(DataPlaneOptions options, transport::HttpHandler http_fallb
   for (size_t i = 0; i < pool_.size(); ++i) {
     shards_.push_back(std::make_unique<Shard>(
         i, pool_.context(i),
-        [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); }));
+        [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); },
+        options_.shard_inbox));
     shards_.back()->set_acked(&last_ack_);
   }
 }
@@ -111,9 +112,9 @@ relay::v1::NodeLoad DataPlane::Load() {
 absl::Status DataPlane::Start() {
   http_ = std::make_unique<transport::HttpServer>(
       transport::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
-      [this](boost::beast::tcp_stream stream, transport::BeastRequest request,
+      [this](size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
              std::string leftover) {
-        OnUpgrade(std::move(stream), std::move(request), std::move(leftover));
+        OnUpgrade(context, std::move(stream), std::move(request), std::move(leftover));
       });
   auto port = http_->Start();
   if (!port.ok()) return port.status();
@@ -149,21 +150,29 @@ absl::Status DataPlane::Start() {
         posted_ack_.store(0);
         for (auto& s : shards_) s->PostReleaseAcks();
         AnswerUnanswered();
-      });
+      },
+      [this](std::function<void()> resume) { return WaitForRoom(std::move(resume)); });
   link_->Start();
   return absl::OkStatus();
 }
 
-void DataPlane::OnUpgrade(boost::beast::tcp_stream stream, transport::BeastRequest request,
-                          std::string leftover) {
-  // The connection already lives on one of the pool's contexts; find the shard that owns it.
-  auto& ctx = static_cast<boost::asio::io_context&>(stream.get_executor().context());
-  for (auto& shard : shards_) {
-    if (&shard->context() == &ctx) {
-      StartWsSession(*this, *shard, std::move(stream), std::move(request), std::move(leftover));
-      return;
+void DataPlane::OnUpgrade(size_t context, boost::beast::tcp_stream stream,
+                          transport::BeastRequest request, std::string leftover) {
+  // The connection already lives on the pool's context `context`: shard i runs on context i.
+  StartWsSession(*this, *shards_.at(context), std::move(stream), std::move(request),
+                 std::move(leftover));
+}
+
+bool DataPlane::WaitForRoom(std::function<void()> resume) {
+  for (auto& s : shards_) {
+    // When this shard has room, the others may still be full: check them all again.
+    if (s->WaitForRoom([this, resume] {
+          if (!WaitForRoom(resume)) resume();
+        })) {
+      return true;
     }
   }
+  return false;
 }
 
 void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {

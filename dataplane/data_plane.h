@@ -55,6 +55,9 @@ struct DataPlaneOptions {
   size_t max_queue_frames = 4096;
   bool permessage_deflate = false;
   uint32_t drain_window_ms = 10000;
+  // Commands from the control plane waiting to run on each shard; at the bound the control link
+  // stops reading the node link stream until the shard catches up (backpressure, no loss).
+  InboxLimits shard_inbox;
   std::chrono::milliseconds heartbeat_interval{5000};
 };
 
@@ -102,9 +105,12 @@ class DataPlane {
   mutable absl::Mutex warned_mu_;
   mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(boost::beast::tcp_stream stream, transport::BeastRequest request,
-                 std::string leftover);
+  void OnUpgrade(size_t context, boost::beast::tcp_stream stream,
+                 transport::BeastRequest request, std::string leftover);
   relay::v1::NodeLoad Load();
+  // For the control link: false when every shard has room for more commands; otherwise runs
+  // `resume` once (on a shard thread) when they all have, and returns true.
+  bool WaitForRoom(std::function<void()> resume);
   // Answers the subscribe requests a broken stream left unanswered (presence: 503).
   void AnswerUnanswered();
 

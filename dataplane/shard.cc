@@ -9,6 +9,10 @@ namespace relay::dataplane {
 namespace net = boost::asio;
 
 namespace {
+// What a post costs besides its payload (the handler, the queue's node); a rough figure that
+// keeps posts with no payload counted.
+constexpr size_t kPostOverhead = 64;
+
 void EraseOne(std::vector<Session*>& v, Session* s) {
   auto it = std::find(v.begin(), v.end(), s);
   if (it != v.end()) {
@@ -19,12 +23,35 @@ void EraseOne(std::vector<Session*>& v, Session* s) {
 }  // namespace
 
 Shard::Shard(size_t index, net::io_context& context,
-             std::function<void(const relay::v1::PresenceSocket&)> orphan_presence)
-    : index_(index), context_(context), orphan_presence_(std::move(orphan_presence)) {}
+             std::function<void(const relay::v1::PresenceSocket&)> orphan_presence,
+             InboxLimits inbox)
+    : index_(index),
+      context_(context),
+      inbox_(inbox),
+      orphan_presence_(std::move(orphan_presence)) {}
 
-void Shard::AddSession(Session* session) { sessions_.insert(session); }
+void Shard::AddSession(Session* session) { sessions_.emplace(session, ++next_session_id_); }
 
 void Shard::RemoveSession(Session* session) { sessions_.erase(session); }
+
+std::vector<Shard::SessionRef> Shard::SnapshotSessions() const {
+  return std::vector<SessionRef>(sessions_.begin(), sessions_.end());
+}
+
+bool Shard::StillOpen(const SessionRef& ref) const {
+  auto it = sessions_.find(ref.first);
+  return it != sessions_.end() && it->second == ref.second;
+}
+
+template <typename Fn>
+void Shard::Post(size_t bytes, Fn fn) {
+  bytes += kPostOverhead;
+  inbox_.Add(bytes);
+  net::post(context_, [this, bytes, fn = std::move(fn)] {
+    fn();
+    inbox_.Done(bytes);
+  });
+}
 
 bool Shard::Subscribe(Session* session, const std::string& app_id, const std::string& channel) {
   auto& subs = channels_[Key{app_id, channel}];
@@ -76,16 +103,15 @@ void Shard::AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string c
 }
 
 void Shard::PostAppUpdate(AppPtr app) {
-  net::post(context_, [this, app = std::move(app)] {
-    std::vector<Session*> v(sessions_.begin(), sessions_.end());
-    for (Session* s : v) {
-      if (sessions_.contains(s) && s->app_id() == app->id()) s->OnAppUpdated(app);
+  Post(0, [this, app = std::move(app)] {
+    for (const SessionRef& ref : SnapshotSessions()) {
+      if (StillOpen(ref) && ref.first->app_id() == app->id()) ref.first->OnAppUpdated(app);
     }
   });
 }
 
 void Shard::PostAck(uint64_t ack) {
-  net::post(context_, [this, ack] {
+  Post(0, [this, ack] {
     while (!awaiting_acks_.empty() && awaiting_acks_.begin()->first <= ack) {
       auto node = awaiting_acks_.extract(awaiting_acks_.begin());
       if (auto s = node.mapped().first.lock()) s->OnInterestAcked(node.mapped().second, node.key());
@@ -94,7 +120,7 @@ void Shard::PostAck(uint64_t ack) {
 }
 
 void Shard::PostReleaseAcks() {
-  net::post(context_, [this] {
+  Post(0, [this] {
     auto waits = std::move(awaiting_acks_);
     awaiting_acks_.clear();
     for (auto& [seq, w] : waits) {
@@ -117,12 +143,15 @@ void Shard::Deliver(const Delivery& d) {
 }
 
 void Shard::PostDeliver(std::shared_ptr<const Delivery> delivery) {
-  net::post(context_, [this, d = std::move(delivery)] { Deliver(*d); });
+  size_t bytes = delivery->app_id.size() + delivery->exclude_socket_id.size();
+  for (const auto& [channel, frame] : delivery->frames) bytes += channel.size() + frame->size();
+  Post(bytes, [this, d = std::move(delivery)] { Deliver(*d); });
 }
 
 void Shard::PostToUser(std::string app_id, std::string user_id, FramePtr frame,
                        std::string exclude) {
-  net::post(context_, [this, key = Key{std::move(app_id), std::move(user_id)},
+  size_t bytes = app_id.size() + user_id.size() + frame->size() + exclude.size();
+  Post(bytes, [this, key = Key{std::move(app_id), std::move(user_id)},
                        frame = std::move(frame), exclude = std::move(exclude)] {
     auto it = users_.find(key);
     if (it == users_.end()) return;
@@ -133,7 +162,8 @@ void Shard::PostToUser(std::string app_id, std::string user_id, FramePtr frame,
 }
 
 void Shard::PostTerminateUser(std::string app_id, std::string user_id) {
-  net::post(context_, [this, key = Key{std::move(app_id), std::move(user_id)}] {
+  size_t bytes = app_id.size() + user_id.size();
+  Post(bytes, [this, key = Key{std::move(app_id), std::move(user_id)}] {
     auto it = users_.find(key);
     if (it == users_.end()) return;
     std::vector<Session*> v = it->second;
@@ -144,25 +174,26 @@ void Shard::PostTerminateUser(std::string app_id, std::string user_id) {
 }
 
 void Shard::PostCloseApp(std::string app_id, int code, std::string message) {
-  net::post(context_, [this, app_id = std::move(app_id), code, message = std::move(message)] {
-    std::vector<Session*> v(sessions_.begin(), sessions_.end());
-    for (Session* s : v) {
-      if (sessions_.contains(s) && s->app_id() == app_id) s->CloseWith(code, message);
+  size_t bytes = app_id.size() + message.size();
+  Post(bytes, [this, app_id = std::move(app_id), code, message = std::move(message)] {
+    for (const SessionRef& ref : SnapshotSessions()) {
+      if (StillOpen(ref) && ref.first->app_id() == app_id) ref.first->CloseWith(code, message);
     }
   });
 }
 
 void Shard::PostCloseAll(int code, std::string message) {
-  net::post(context_, [this, code, message = std::move(message)] {
-    std::vector<Session*> v(sessions_.begin(), sessions_.end());
-    for (Session* s : v) {
-      if (sessions_.contains(s)) s->CloseWith(code, message);
+  size_t bytes = message.size();
+  Post(bytes, [this, code, message = std::move(message)] {
+    for (const SessionRef& ref : SnapshotSessions()) {
+      if (StillOpen(ref)) ref.first->CloseWith(code, message);
     }
   });
 }
 
 void Shard::PostReply(relay::v1::SubscribeReply reply) {
-  net::post(context_, [this, reply = std::move(reply)] {
+  size_t bytes = reply.ByteSizeLong();
+  Post(bytes, [this, reply = std::move(reply)] {
     auto it = pending_.find(reply.request_id());
     if (it == pending_.end()) return;
     auto session = it->second.session.lock();
@@ -177,7 +208,8 @@ void Shard::PostReply(relay::v1::SubscribeReply reply) {
 }
 
 void Shard::PostWatchlist(relay::v1::WatchlistEvents events) {
-  net::post(context_, [this, events = std::move(events)] {
+  size_t bytes = events.ByteSizeLong();
+  Post(bytes, [this, events = std::move(events)] {
     for (const auto& watcher : events.watcher_user_ids()) {
       auto it = users_.find(Key{events.app_id(), watcher});
       if (it == users_.end()) continue;
@@ -190,8 +222,10 @@ void Shard::PostWatchlist(relay::v1::WatchlistEvents events) {
 }
 
 void Shard::PostDrain(uint32_t window_ms) {
-  net::post(context_, [this, window_ms] {
-    std::vector<Session*> v(sessions_.begin(), sessions_.end());
+  Post(0, [this, window_ms] {
+    // The sessions open now, each closed at most once: a session that closes during the window
+    // is skipped, and a new one that takes its address is not mistaken for it.
+    std::vector<SessionRef> v = SnapshotSessions();
     if (v.empty()) return;
     // Spread the closes evenly over the window so clients reconnect gradually.
     auto step = std::chrono::microseconds(static_cast<int64_t>(window_ms) * 1000 /
@@ -201,9 +235,9 @@ void Shard::PostDrain(uint32_t window_ms) {
     auto tick = std::make_shared<std::function<void()>>();
     *tick = [this, v, step, timer, index, tick] {
       while (*index < v.size()) {
-        Session* s = v[(*index)++];
-        if (sessions_.contains(s)) {
-          s->CloseWith(4200, "Server is draining; reconnect to another node");
+        const SessionRef& ref = v[(*index)++];
+        if (StillOpen(ref)) {
+          ref.first->CloseWith(4200, "Server is draining; reconnect to another node");
           break;
         }
       }

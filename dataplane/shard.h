@@ -2,8 +2,9 @@
 // One I/O thread's share of the data plane: its sessions, its channel index (app, channel) ->
 // sessions, its signed-in users, and the subscriptions waiting for the control plane. Commands
 // from the control link arrive as posts; a publish is one post per shard, after which the shard
-// only copies shared bytes into each subscriber's queue. No locks on this path.
-// Shard-only unless a method says Post.
+// only copies shared bytes into each subscriber's queue. No locks on this path. The posts
+// waiting to run are bounded (InboxBound): the link stops reading while a shard is full.
+// Shard-only unless a method says Post (or WaitForRoom).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "dataplane/inbox_bound.h"
 #include "dataplane/session.h"
 
 namespace relay::dataplane {
@@ -32,7 +33,8 @@ class Shard {
  public:
   // `orphan_presence` reports a presence join whose session closed before the reply came.
   Shard(size_t index, boost::asio::io_context& context,
-        std::function<void(const relay::v1::PresenceSocket&)> orphan_presence);
+        std::function<void(const relay::v1::PresenceSocket&)> orphan_presence,
+        InboxLimits inbox = {});
 
   size_t index() const { return index_; }
   boost::asio::io_context& context() { return context_; }
@@ -52,6 +54,11 @@ class Shard {
   // `channel` is live (see NodeState::ChannelChanged).
   void AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string channel);
   size_t session_count() const { return sessions_.size(); }
+
+  // Any thread. False when this shard's posts are within their bound; otherwise runs `on_room`
+  // once (on this shard's thread) when they are again, and returns true.
+  bool WaitForRoom(std::function<void()> on_room) { return inbox_.WaitForRoom(std::move(on_room)); }
+  const InboxBound& inbox() const { return inbox_; }
 
   // Cross-thread entry points (post onto this shard).
   void PostDeliver(std::shared_ptr<const Delivery> delivery);
@@ -75,11 +82,23 @@ class Shard {
 
  private:
   using Key = std::pair<std::string, std::string>;
+  // A session as a post that runs later finds it again: by its address and its id, since the
+  // address of a session that closed meanwhile may belong to a new one.
+  using SessionRef = std::pair<Session*, uint64_t>;
   void Deliver(const Delivery& delivery);
+  // Runs `fn` on this shard's thread, counted against the inbox bound as `bytes` until it has
+  // run. (Defined in shard.cc, its only user.)
+  template <typename Fn>
+  void Post(size_t bytes, Fn fn);
+  std::vector<SessionRef> SnapshotSessions() const;
+  bool StillOpen(const SessionRef& ref) const;
 
   size_t index_;
   boost::asio::io_context& context_;
-  absl::flat_hash_set<Session*> sessions_;
+  InboxBound inbox_;
+  // Each session with an id unique on this shard for the shard's life (never reused).
+  absl::flat_hash_map<Session*, uint64_t> sessions_;
+  uint64_t next_session_id_ = 0;
   absl::flat_hash_map<Key, std::vector<Session*>> channels_;
   absl::flat_hash_map<Key, std::vector<Session*>> users_;
   struct Pending {

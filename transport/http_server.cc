@@ -1,6 +1,8 @@
 #include "transport/http_server.h"
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/read_size.hpp>
@@ -12,12 +14,12 @@
 #include <cerrno>
 #include <chrono>
 #include <exception>
-#include <future>
 #include <optional>
 
-#include "common/strings.h"
+#include "absl/synchronization/mutex.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace relay::transport {
 
@@ -70,6 +72,13 @@ uint64_t ThrottledEvent::Count(int64_t now_ms) {
   return pending_.exchange(0, std::memory_order_relaxed);
 }
 
+struct HttpServer::Shared {
+  HttpServerOptions options;
+  HttpHandler handler;
+  UpgradeHandler upgrade;
+  HttpServerStats stats;
+};
+
 namespace {
 
 int64_t SteadyMs() {
@@ -84,20 +93,18 @@ constexpr size_t kMaxChunkExtension = 1024;
 // (which must hold a whole head, chunk header or trailer before Beast parses it) stays far below.
 constexpr size_t kMaxReadBuffer = 60 * 1024;
 
-// One HTTP connection; lives while an operation is in flight (shared_from_this).
+// One HTTP connection; lives while an operation is in flight (shared_from_this), and keeps what
+// it uses of its server (`shared_`) alive with it.
 // Reads with its own loop around parser.put() instead of http::async_read, so that an exception
 // Beast throws on hostile bytes is caught here, for this connection only, instead of unwinding
 // through io_context::run() and ending the process.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServerOptions& options, const HttpHandler& handler,
-          const UpgradeHandler& upgrade, std::shared_ptr<HttpServerStats> stats)
+  Session(tcp::socket socket, std::shared_ptr<HttpServer::Shared> shared, size_t context)
       : stream_(std::move(socket)),
-        buffer_(std::min<size_t>(options.header_limit + 1024, kMaxReadBuffer)),
-        options_(options),
-        handler_(handler),
-        upgrade_(upgrade),
-        stats_(std::move(stats)) {
+        buffer_(std::min<size_t>(shared->options.header_limit + 1024, kMaxReadBuffer)),
+        shared_(std::move(shared)),
+        context_(context) {
     on_chunk_header_ = [](uint64_t, beast::string_view extensions, beast::error_code& ec) {
       if (extensions.size() > kMaxChunkExtension) ec = http::error::bad_chunk_extension;
     };
@@ -112,8 +119,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void DoRead() {
     parser_.emplace();
     parser_->eager(true);
-    parser_->body_limit(options_.body_limit);
-    parser_->header_limit(options_.header_limit);
+    parser_->body_limit(shared_->options.body_limit);
+    parser_->header_limit(shared_->options.header_limit);
     parser_->on_chunk_header(on_chunk_header_);
     stream_.expires_after(std::chrono::seconds(30));
     // A pipelining client may already have sent the next request.
@@ -185,32 +192,33 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Refuses the request with `status` and closes; counts it and logs at most once an interval.
   void Reject(int status, std::string_view message, std::string_view why) {
-    if (uint64_t n = stats_->rejected.Count(SteadyMs())) {
+    if (uint64_t n = shared_->stats.rejected.Count(SteadyMs())) {
       RELAY_LOG(kWarn, "http", "refused ", n, " malformed or oversized request(s) (",
-                stats_->rejected.total(), " in total); latest: ", status, " ", why);
+                shared_->stats.rejected.total(), " in total); latest: ", status, " ", why);
     }
     lingering_ = true;
     Reply(JsonError(status, message), false);
   }
 
   void HandlerFailed(std::string_view what) {
-    if (uint64_t n = stats_->handler_errors.Count(SteadyMs())) {
+    if (uint64_t n = shared_->stats.handler_errors.Count(SteadyMs())) {
       RELAY_LOG(kError, "http", n, " request(s) failed with an exception; latest: ", what);
     }
   }
 
   void OnMessage() {
     BeastRequest req = parser_->release();
-    if (upgrade_ && beast::websocket::is_upgrade(req)) {
+    if (shared_->upgrade && beast::websocket::is_upgrade(req)) {
       stream_.expires_never();
       try {
-        upgrade_(std::move(stream_), std::move(req), beast::buffers_to_string(buffer_.data()));
+        shared_->upgrade(context_, std::move(stream_), std::move(req),
+                         beast::buffers_to_string(buffer_.data()));
       } catch (const std::exception& e) {
         HandlerFailed(e.what());  // the stream went to the handler; it closes with it
       }
       return;
     }
-    stats_->requests.fetch_add(1, std::memory_order_relaxed);
+    shared_->stats.requests.fetch_add(1, std::memory_order_relaxed);
     beast::error_code ep_ec;
     auto ep = stream_.socket().remote_endpoint(ep_ec);
     HttpRequest r = ToHttpRequest(std::move(req), ep_ec ? "" : ep.address().to_string());
@@ -220,9 +228,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (health) {
       // Liveness for load balancers, on every HTTP port (relay, control plane, data plane).
       response = HttpResponse{200, "OK", "text/plain"};
-    } else if (handler_) {
+    } else if (shared_->handler) {
       try {
-        response = handler_(r);
+        response = shared_->handler(r);
       } catch (const std::exception& e) {
         HandlerFailed(e.what());
         response = JsonError(500, "Internal error while handling the request");
@@ -288,96 +296,153 @@ class Session : public std::enable_shared_from_this<Session> {
   // The parser keeps a reference to its chunk-header callback, so it lives here.
   std::function<void(uint64_t, beast::string_view, beast::error_code&)> on_chunk_header_;
   std::shared_ptr<http::response<http::string_body>> response_;
-  const HttpServerOptions& options_;
-  const HttpHandler& handler_;
-  const UpgradeHandler& upgrade_;
-  std::shared_ptr<HttpServerStats> stats_;
+  const std::shared_ptr<HttpServer::Shared> shared_;
+  const size_t context_;  // the index of the pool's io_context this connection lives on
   bool lingering_ = false;  // the request was refused; drain before closing
 };
 
 }  // namespace
 
+// The accept loop. Shared with the loop's pending operations, so that an accept or a retry
+// timer completing after the server is gone finds it closed instead of freed memory. The mutex
+// serializes the acceptor between context 0 (the loop) and whichever thread closes it: Close()
+// neither posts nor waits, so it is safe on any thread, also when context 0 no longer runs.
+class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(common::IoPool& pool, std::shared_ptr<Shared> shared)
+      : pool_(pool),
+        shared_(std::move(shared)),
+        acceptor_(pool.context(0)),
+        retry_(pool.context(0)) {}
+
+  absl::StatusOr<uint16_t> Listen(const tcp::endpoint& endpoint) {
+    uint16_t port = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      beast::error_code ec;
+      acceptor_.open(endpoint.protocol(), ec);
+      if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor_.bind(endpoint, ec);
+      if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+      if (ec) return absl::UnavailableError(ec.message());
+      port = acceptor_.local_endpoint().port();
+    }
+    net::post(pool_.context(0), [self = shared_from_this()] { self->AcceptNext(); });
+    return port;
+  }
+
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    acceptor_.close(ec);
+    retry_.cancel();
+  }
+
+  uint64_t failures() const { return failures_.total(); }
+
+ private:
+  // On context 0.
+  void AcceptNext() {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    // Round-robin over the pool; the index goes with the connection (UpgradeHandler).
+    size_t context = next_context_;
+    next_context_ = (next_context_ + 1) % pool_.size();
+    acceptor_.async_accept(pool_.context(context),
+                           [self = shared_from_this(), context](beast::error_code ec,
+                                                                tcp::socket socket) {
+                             self->OnAccept(ec, std::move(socket), context);
+                           });
+  }
+
+  void OnAccept(beast::error_code ec, tcp::socket socket, size_t context) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_) return;  // a connection accepted as the server closed closes with `socket`
+    }
+    if (ec == net::error::operation_aborted) return;
+    if (ec) return OnAcceptError(ec);
+    backoff_ = std::chrono::milliseconds(0);
+    errors_in_a_row_ = 0;
+    beast::error_code nd;
+    socket.set_option(tcp::no_delay(true), nd);
+    std::make_shared<Session>(std::move(socket), shared_, context)->Run();
+    AcceptNext();
+  }
+
+  // After a failed accept: on EMFILE, ENFILE, ENOBUFS, ENOMEM (or a run of other errors) waits
+  // before trying again, since retrying at once spins a core while the failure lasts; logs at
+  // most once an interval. On context 0.
+  void OnAcceptError(beast::error_code ec) {
+    // Out of descriptors (or kernel memory) the pending connection stays queued and accept fails
+    // again at once: back off 100 ms, doubling to 2 s, until an accept succeeds. Other errors
+    // concern one connection (a peer that gave up): retry at once, unless they keep coming.
+    bool exhausted = ec == net::error::no_descriptors || ec.value() == ENFILE ||
+                     ec == net::error::no_buffer_space || ec == net::error::no_memory;
+    bool retry_now = !exhausted && ++errors_in_a_row_ < 10;
+    if (uint64_t n = failures_.Count(SteadyMs())) {
+      RELAY_LOG(kWarn, "http", "accept failed ", n, " time(s) since the last report (",
+                failures_.total(), " in total): ", ec.message(), retry_now ? "" : "; backing off");
+    }
+    if (retry_now) return AcceptNext();
+    backoff_ = std::clamp(backoff_ * 2, std::chrono::milliseconds(100),
+                          std::chrono::milliseconds(2000));
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    retry_.expires_after(backoff_);
+    retry_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+      if (!wait_ec) self->AcceptNext();
+    });
+  }
+
+  common::IoPool& pool_;  // outlives the listener: only the pool's handlers keep it after Close()
+  const std::shared_ptr<Shared> shared_;
+  absl::Mutex mu_;
+  tcp::acceptor acceptor_ ABSL_GUARDED_BY(mu_);
+  net::steady_timer retry_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // The accept loop's own state, on context 0 only.
+  size_t next_context_ = 0;
+  std::chrono::milliseconds backoff_{0};
+  int errors_in_a_row_ = 0;
+  ThrottledEvent failures_{10'000};
+};
+
 HttpServer::HttpServer(HttpServerOptions options, common::IoPool& pool, HttpHandler handler,
                        UpgradeHandler upgrade)
-    : options_(std::move(options)),
-      pool_(pool),
-      handler_(std::move(handler)),
-      upgrade_(std::move(upgrade)),
-      acceptor_(pool.context(0)),
-      accept_retry_(pool.context(0)) {}
+    : shared_(std::make_shared<Shared>()) {
+  shared_->options = std::move(options);
+  shared_->handler = std::move(handler);
+  shared_->upgrade = std::move(upgrade);
+  listener_ = std::make_shared<Listener>(pool, shared_);
+}
 
 HttpServer::~HttpServer() { StopAccepting(); }
 
 absl::StatusOr<uint16_t> HttpServer::Start() {
+  const HttpServerOptions& options = shared_->options;
   beast::error_code ec;
-  auto address = net::ip::make_address(options_.host, ec);
+  auto address = net::ip::make_address(options.host, ec);
   if (ec) {
-    return absl::InvalidArgumentError(common::StrCat("invalid host '", options_.host, "'"));
+    return absl::InvalidArgumentError(common::StrCat("invalid host '", options.host, "'"));
   }
-  tcp::endpoint endpoint(address, options_.port);
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(common::StrCat("cannot listen on ", options_.host, ":",
-                                               options_.port, ": ", ec.message()));
+  auto port = listener_->Listen(tcp::endpoint(address, options.port));
+  if (!port.ok()) {
+    return absl::UnavailableError(common::StrCat("cannot listen on ", options.host, ":",
+                                               options.port, ": ", port.status().message()));
   }
-  port_ = acceptor_.local_endpoint().port();
-  net::dispatch(acceptor_.get_executor(), [this] { DoAccept(); });
+  port_ = *port;
   return port_;
 }
 
-void HttpServer::StopAccepting() {
-  // The acceptor belongs to context 0; close it there unless that context is already stopped.
-  if (!acceptor_.is_open()) return;
-  std::promise<void> done;
-  auto fut = done.get_future();
-  net::post(acceptor_.get_executor(), [this, &done] {
-    beast::error_code ec;
-    acceptor_.close(ec);
-    accept_retry_.cancel();
-    done.set_value();
-  });
-  if (fut.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
-    beast::error_code ec;
-    acceptor_.close(ec);
-  }
-}
+void HttpServer::StopAccepting() { listener_->Close(); }
 
-void HttpServer::DoAccept() {
-  acceptor_.async_accept(pool_.Next(), [this](beast::error_code ec, tcp::socket socket) {
-    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-    if (ec) return OnAcceptError(ec);
-    accept_backoff_ = std::chrono::milliseconds(0);
-    accept_errors_in_a_row_ = 0;
-    beast::error_code nd;
-    socket.set_option(tcp::no_delay(true), nd);
-    std::make_shared<Session>(std::move(socket), options_, handler_, upgrade_, stats_)->Run();
-    DoAccept();
-  });
-}
+uint64_t HttpServer::requests_served() const { return shared_->stats.requests.load(); }
 
-void HttpServer::OnAcceptError(beast::error_code ec) {
-  // Out of descriptors (or kernel memory) the pending connection stays queued and accept fails
-  // again at once: back off 100 ms, doubling to 2 s, until an accept succeeds. Other errors
-  // concern one connection (a peer that gave up): retry at once, unless they keep coming.
-  bool exhausted = ec == net::error::no_descriptors || ec.value() == ENFILE ||
-                   ec == net::error::no_buffer_space || ec == net::error::no_memory;
-  bool retry_now = !exhausted && ++accept_errors_in_a_row_ < 10;
-  if (uint64_t n = accept_failures_.Count(SteadyMs())) {
-    RELAY_LOG(kWarn, "http", "accept failed ", n, " time(s) since the last report (",
-              accept_failures_.total(), " in total): ", ec.message(),
-              retry_now ? "" : "; backing off");
-  }
-  if (retry_now) return DoAccept();
-  accept_backoff_ = std::clamp(accept_backoff_ * 2, std::chrono::milliseconds(100),
-                               std::chrono::milliseconds(2000));
-  accept_retry_.expires_after(accept_backoff_);
-  accept_retry_.async_wait([this](beast::error_code wait_ec) {
-    if (wait_ec || !acceptor_.is_open()) return;
-    DoAccept();
-  });
-}
+uint64_t HttpServer::requests_rejected() const { return shared_->stats.rejected.total(); }
+
+uint64_t HttpServer::accept_failures() const { return listener_->failures(); }
 
 }  // namespace relay::transport

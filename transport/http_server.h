@@ -5,7 +5,6 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -29,10 +28,11 @@ using BeastRequest = boost::beast::http::request<boost::beast::http::string_body
 HttpRequest ToHttpRequest(BeastRequest req, std::string peer_ip);
 
 // Takes over a connection whose request is a WebSocket upgrade. Called on the connection's
-// io_context thread. `leftover` holds bytes the client sent after the request (a client that
-// does not wait for the 101 response); they belong to the WebSocket stream.
-using UpgradeHandler = std::function<void(boost::beast::tcp_stream stream, BeastRequest request,
-                                          std::string leftover)>;
+// io_context thread; `context` is that io_context's index in the server's IoPool (the data plane
+// runs one shard per context). `leftover` holds bytes the client sent after the request (a
+// client that does not wait for the 101 response); they belong to the WebSocket stream.
+using UpgradeHandler = std::function<void(size_t context, boost::beast::tcp_stream stream,
+                                          BeastRequest request, std::string leftover)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
@@ -61,7 +61,7 @@ class ThrottledEvent {
   std::atomic<uint64_t> total_{0};
 };
 
-// Shared by the server and its connections (which may outlive it by an operation).
+// Counters shared by the server and its connections.
 struct HttpServerStats {
   std::atomic<uint64_t> requests{0};
   // Requests refused before a handler saw them (malformed, too large, parser exceptions).
@@ -70,40 +70,38 @@ struct HttpServerStats {
   ThrottledEvent handler_errors{10'000};
 };
 
-// Thread-safe to Stop() from any thread. Owned by the process's server object.
+// Owned by the process's server object. StopAccepting() and the destructor may run on any
+// thread, also one of the pool's, and never wait for the pool. Connections own (shared) the
+// options, handlers and counters they use, so a connection still open when the server is
+// destroyed finishes on its own: the pool (which must outlive the server) runs it to its end,
+// or destroys it with its io_context. What the handlers capture must live as long as that.
 class HttpServer {
  public:
   HttpServer(HttpServerOptions options, common::IoPool& pool, HttpHandler handler,
              UpgradeHandler upgrade = nullptr);
   ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds and starts accepting. Returns the bound port.
   absl::StatusOr<uint16_t> Start();
-  // Stops accepting new connections; open connections finish their current request.
+  // Stops accepting new connections; open connections finish their current request (and keep
+  // serving keep-alive requests until they close). Idempotent.
   void StopAccepting();
   uint16_t port() const { return port_; }
-  uint64_t requests_served() const { return stats_->requests.load(); }
-  uint64_t requests_rejected() const { return stats_->rejected.total(); }
-  uint64_t accept_failures() const { return accept_failures_.total(); }
+  uint64_t requests_served() const;
+  uint64_t requests_rejected() const;
+  uint64_t accept_failures() const;
+
+  // What connections share with the server (http_server.cc).
+  struct Shared;
 
  private:
-  void DoAccept();
-  // After a failed accept: on EMFILE, ENFILE, ENOBUFS, ENOMEM (or a run of other errors) waits
-  // before trying again, since retrying at once spins a core while the failure lasts; logs at
-  // most once an interval. Runs on context 0 like the accept loop.
-  void OnAcceptError(boost::system::error_code ec);
+  class Listener;
 
-  HttpServerOptions options_;
-  common::IoPool& pool_;
-  HttpHandler handler_;
-  UpgradeHandler upgrade_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer accept_retry_;
-  std::chrono::milliseconds accept_backoff_{0};
-  int accept_errors_in_a_row_ = 0;
-  ThrottledEvent accept_failures_{10'000};
+  std::shared_ptr<Shared> shared_;
+  std::shared_ptr<Listener> listener_;
   uint16_t port_ = 0;
-  std::shared_ptr<HttpServerStats> stats_ = std::make_shared<HttpServerStats>();
 };
 
 }  // namespace relay::transport

@@ -367,9 +367,9 @@ int HttpStatusFor(const absl::Status& st) {
   }
 }
 
-HttpApi::HttpApi(controlplane::Api& api, controlplane::AppStore& store,
-                 std::vector<std::string> trusted_proxies, const common::Clock& clock)
-    : api_(api), store_(store), trusted_proxies_(std::move(trusted_proxies)), clock_(clock) {}
+HttpApi::HttpApi(controlplane::Api& api, std::vector<std::string> trusted_proxies,
+                 const common::Clock& clock)
+    : api_(api), trusted_proxies_(std::move(trusted_proxies)), clock_(clock) {}
 
 std::string HttpApi::ClientIp(const HttpRequest& req) const {
   auto trusted = [this](std::string_view ip) {

@@ -31,8 +31,7 @@ class HttpApi {
   // `trusted_proxies`: peer addresses whose X-Forwarded-For is believed for the client address.
   // `clock` drives the signature's timestamp window, which previous secrets still verify and
   // Retry-After.
-  HttpApi(controlplane::Api& api, controlplane::AppStore& store,
-          std::vector<std::string> trusted_proxies = {},
+  explicit HttpApi(controlplane::Api& api, std::vector<std::string> trusted_proxies = {},
           const common::Clock& clock = common::Clock::Real());
 
   // The client address of a request: the peer, or, behind a trusted proxy, the nearest
@@ -56,7 +55,6 @@ class HttpApi {
                                const common::QueryParams& params) const;
 
   controlplane::Api& api_;
-  controlplane::AppStore& store_;
   std::vector<std::string> trusted_proxies_;
   const common::Clock& clock_;
 };

@@ -51,7 +51,7 @@ void Cluster::StartControlPlane(uint16_t grpc_port) {
   cp_ = std::make_unique<controlplane::ControlPlane>(o);
   auto st = cp_->Start();
   if (!st.ok()) std::abort();
-  http_ = std::make_unique<http_bridge::HttpApi>(cp_->api(), cp_->store());
+  http_ = std::make_unique<http_bridge::HttpApi>(cp_->api());
 }
 
 void Cluster::RestartControlPlane() {

@@ -72,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     relay::controlplane::ControlPlaneOptions o;
     o.limits.trigger_requests_per_minute = 0;  // the fuzzer is one client sending fast
     auto& cp = relay::fuzz::FuzzControlPlane(o);
-    return new relay::http_bridge::HttpApi(cp.api(), cp.store());
+    return new relay::http_bridge::HttpApi(cp.api());
   }();
   const bool with_secret = (data[0] & 1) != 0;
   const bool signed_by_harness = (data[0] & 2) != 0;

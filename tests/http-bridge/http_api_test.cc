@@ -68,7 +68,7 @@ class HttpApiTest : public ::testing::Test {
   void Start(controlplane::ApiLimits limits) {
     http_.reset();
     api_ = std::make_unique<controlplane::Api>(*store_, cluster_, *hub_, limits, clock_);
-    http_ = std::make_unique<HttpApi>(*api_, *store_, std::vector<std::string>{}, clock_);
+    http_ = std::make_unique<HttpApi>(*api_, std::vector<std::string>{}, clock_);
   }
 
   // A request authenticated with the key + secret headers (`secret` empty: none at all).

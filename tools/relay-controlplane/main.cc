@@ -39,7 +39,7 @@ int Run(int argc, char** argv) {
     return st.code() == absl::StatusCode::kPermissionDenied ? 2 : 1;
   }
   common::IoPool pool(2);
-  http_bridge::HttpApi http_api(cp.api(), cp.store(), cp_flags.TrustedProxies());
+  http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
   transport::HttpServer http({listen.host, static_cast<uint16_t>(listen.port)}, pool,
                              http_api.Handler());
   auto bound = http.Start();

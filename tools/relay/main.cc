@@ -57,7 +57,7 @@ int Run(int argc, char** argv) {
       common::StrCat(listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host, ":", cp.grpc_port());
   dpo.control_plane_channel = cp.InProcessChannel();
   dpo.node_token = cp.in_process_node_token();
-  http_bridge::HttpApi http_api(cp.api(), cp.store(), cp_flags.TrustedProxies());
+  http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
   dataplane::DataPlane dp(dpo, http_api.Handler());
   if (auto started = dp.Start(); !started.ok()) {
     std::cerr << kProgram << ": " << started.message() << "\n";

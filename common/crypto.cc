@@ -48,15 +48,13 @@ std::string Digest(const EVP_MD* md, std::string_view data, bool hex) {
 std::string HmacSha256Hex(std::string_view key, std::string_view message) {
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(HmacImpl());
   char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-      OSSL_PARAM_construct_end()};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+                         OSSL_PARAM_construct_end()};
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
   size_t len = 0;
   // An empty key is legal for HMAC but OpenSSL wants a non-null pointer.
   static const unsigned char kEmpty = 0;
-  const auto* key_ptr =
-      key.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(key.data());
+  const auto* key_ptr = key.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(key.data());
   bool ok = ctx != nullptr && EVP_MAC_init(ctx, key_ptr, key.size(), params) == 1 &&
             EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(message.data()),
                            message.size()) == 1 &&

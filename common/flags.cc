@@ -137,8 +137,7 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
     }
     Flag* f = Find(name);
     if (f == nullptr) {
-      return absl::InvalidArgumentError(
-          common::StrCat("unknown flag --", name, " (see --help)"));
+      return absl::InvalidArgumentError(common::StrCat("unknown flag --", name, " (see --help)"));
     }
     if (!has_value && !f->is_bool) {
       if (i + 1 >= args.size()) {

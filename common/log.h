@@ -18,10 +18,10 @@ void LogLine(LogLevel level, std::string_view component, std::string_view messag
 
 }  // namespace relay::common
 
-#define RELAY_LOG(level, component, ...)                                                     \
-  do {                                                                                       \
-    if (::relay::common::LogEnabled(::relay::common::LogLevel::level)) {                     \
-      ::relay::common::LogLine(::relay::common::LogLevel::level, component,                  \
-                               ::relay::common::StrCat(__VA_ARGS__));                                  \
-    }                                                                                        \
+#define RELAY_LOG(level, component, ...)                                    \
+  do {                                                                      \
+    if (::relay::common::LogEnabled(::relay::common::LogLevel::level)) {    \
+      ::relay::common::LogLine(::relay::common::LogLevel::level, component, \
+                               ::relay::common::StrCat(__VA_ARGS__));       \
+    }                                                                       \
   } while (0)

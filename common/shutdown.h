@@ -3,8 +3,8 @@
 // them synchronously from main. SIGTERM means "drain first", SIGINT "stop now".
 #pragma once
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 
 namespace relay::common {
 

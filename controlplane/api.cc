@@ -4,7 +4,6 @@
 
 #include <set>
 
-#include "common/strings.h"
 #include "absl/strings/str_split.h"
 #include "common/app_secrets.h"
 #include "common/channel.h"
@@ -13,6 +12,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/pusher_auth.h"
+#include "common/strings.h"
 
 namespace relay::controlplane {
 
@@ -26,8 +26,8 @@ constexpr size_t kMaxBatchSize = 10;
 
 absl::StatusOr<InfoAttrs> ParseInfo(std::string_view info) {
   InfoAttrs attrs;
-  for (absl::string_view part : absl::StrSplit(absl::string_view(info.data(), info.size()), ',',
-                                               absl::SkipWhitespace())) {
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(info.data(), info.size()), ',', absl::SkipWhitespace())) {
     if (part == "subscription_count") {
       attrs.subscription_count = true;
     } else if (part == "user_count") {
@@ -35,9 +35,9 @@ absl::StatusOr<InfoAttrs> ParseInfo(std::string_view info) {
     } else if (part == "cache") {
       attrs.cache = true;
     } else {
-      return absl::InvalidArgumentError(common::StrCat(
-          "unsupported info attribute '", std::string(part),
-          "' (supported: subscription_count, user_count, cache)"));
+      return absl::InvalidArgumentError(
+          common::StrCat("unsupported info attribute '", std::string(part),
+                         "' (supported: subscription_count, user_count, cache)"));
     }
   }
   return attrs;
@@ -77,9 +77,9 @@ absl::Status Api::AdmitRequest(const std::string& client_ip, RateInfo* info) {
   RateInfo scratch;
   if (!ip_window_.Hit(client_ip, limits_.trigger_requests_per_minute, 60, 1,
                       clock_.NowUnixSeconds(), info != nullptr ? info : &scratch)) {
-    return absl::ResourceExhaustedError(common::StrCat(
-        "rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
-        " trigger requests per minute from one client address"));
+    return absl::ResourceExhaustedError(
+        common::StrCat("rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
+                       " trigger requests per minute from one client address"));
   }
   return absl::OkStatus();
 }
@@ -90,9 +90,9 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
   RateInfo* out = rate != nullptr ? rate : &scratch;
   if (uint32_t per_s = app.limits().max_backend_events_per_second(); per_s > 0) {
     if (messages > per_s) {
-      return absl::PermissionDeniedError(common::StrCat(
-          "this request carries ", messages, " messages, more than app '", app.id(),
-          "' may send in a second (", per_s, "); it can never be accepted"));
+      return absl::PermissionDeniedError(
+          common::StrCat("this request carries ", messages, " messages, more than app '", app.id(),
+                         "' may send in a second (", per_s, "); it can never be accepted"));
     }
     RateInfo app_info;
     if (!app_rate_.Hit(app.id(), per_s, 1, messages, now, &app_info)) {
@@ -102,7 +102,7 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
     }
   }
   uint64_t quota = app.limits().max_daily_messages() > 0 ? app.limits().max_daily_messages()
-                                                        : PlanDailyQuota(app.plan());
+                                                         : PlanDailyQuota(app.plan());
   // Usage is counted (and stored) only while the app has a quota: unlimited apps pay no write.
   if (quota == 0) return absl::OkStatus();
   if (messages > quota) {
@@ -125,9 +125,9 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
       out->limit = quota;
       out->remaining = quota > used ? quota - used : 0;
       out->reset_unix_s = now - (now % 86400) + 86400;
-      return absl::ResourceExhaustedError(common::StrCat(
-          "app '", app.id(), "' has used ", used, " of its daily quota of ", quota,
-          " messages; it resets at 00:00 UTC"));
+      return absl::ResourceExhaustedError(common::StrCat("app '", app.id(), "' has used ", used,
+                                                         " of its daily quota of ", quota,
+                                                         " messages; it resets at 00:00 UTC"));
     }
     used += messages;
     day = usage_day_;
@@ -136,7 +136,8 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
   // Written through before publishing: a count only ever grows, so concurrent writes may land
   // in any order (the store keeps the largest).
   if (auto st = store_.SaveUsage(day, app.id(), used_now); !st.ok()) {
-    RELAY_LOG(kWarn, "api", "cannot persist the daily usage of app '", app.id(), "': ", st.message());
+    RELAY_LOG(kWarn, "api", "cannot persist the daily usage of app '", app.id(),
+              "': ", st.message());
   }
   return absl::OkStatus();
 }
@@ -181,8 +182,8 @@ absl::Status Api::ValidateEvent(const App& app, std::string_view name, std::stri
   }
   if (data.size() > app.limits().max_event_payload_bytes()) {
     return absl::OutOfRangeError(common::StrCat("event data is ", data.size(),
-                                              " bytes; the limit is ",
-                                              app.limits().max_event_payload_bytes()));
+                                                " bytes; the limit is ",
+                                                app.limits().max_event_payload_bytes()));
   }
   if (!socket_id.empty() && !common::IsValidSocketId(socket_id)) {
     return absl::InvalidArgumentError(
@@ -230,9 +231,8 @@ size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node) {
   return sent;
 }
 
-void Api::Publish(const App& app, const std::vector<std::string>& channels,
-                  const std::string& name, const std::string& data,
-                  const std::string& socket_id) {
+void Api::Publish(const App& app, const std::vector<std::string>& channels, const std::string& name,
+                  const std::string& data, const std::string& socket_id) {
   relay::v1::Publish publish;
   publish.set_app_id(app.id());
   publish.set_event(name);
@@ -260,8 +260,7 @@ void Api::Publish(const App& app, const std::vector<std::string>& channels,
   if (publish.channels_size() > 0) Route(std::move(publish));
 }
 
-absl::StatusOr<TriggerResult> Api::Trigger(const App& app,
-                                           const relay::v1::TriggerRequest& request,
+absl::StatusOr<TriggerResult> Api::Trigger(const App& app, const relay::v1::TriggerRequest& request,
                                            RateInfo* rate) {
   if (request.channels().empty()) {
     return absl::InvalidArgumentError("at least one channel is required");
@@ -270,8 +269,7 @@ absl::StatusOr<TriggerResult> Api::Trigger(const App& app,
     return absl::InvalidArgumentError(
         common::StrCat("at most ", kMaxChannelsPerTrigger, " channels per event"));
   }
-  if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id());
-      !st.ok()) {
+  if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id()); !st.ok()) {
     return st;
   }
   std::vector<std::string> channels;
@@ -301,8 +299,9 @@ absl::StatusOr<TriggerResult> Api::Trigger(const App& app,
   return result;
 }
 
-absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(
-    const App& app, const relay::v1::TriggerBatchRequest& request, RateInfo* rate) {
+absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
+                                                     const relay::v1::TriggerBatchRequest& request,
+                                                     RateInfo* rate) {
   if (request.batch().empty()) return absl::InvalidArgumentError("batch is empty");
   if (static_cast<size_t>(request.batch_size()) > kMaxBatchSize) {
     return absl::InvalidArgumentError(
@@ -315,8 +314,7 @@ absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(
     if (auto a = ParseInfo(e.info()); !a.ok()) return a.status();
   }
   // Each item is one message.
-  if (auto st = ChargeMessages(app, static_cast<uint64_t>(request.batch_size()), rate);
-      !st.ok()) {
+  if (auto st = ChargeMessages(app, static_cast<uint64_t>(request.batch_size()), rate); !st.ok()) {
     return st;
   }
   TriggerBatchResult result;
@@ -389,10 +387,9 @@ absl::StatusOr<relay::v1::ListPresenceUsersResponse> Api::ListPresenceUsers(
 }
 
 absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest& request,
-                              RateInfo* rate) {
+                             RateInfo* rate) {
   if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
-  if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id());
-      !st.ok()) {
+  if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id()); !st.ok()) {
     return st;
   }
   if (auto st = ChargeMessages(app, 1, rate); !st.ok()) return st;
@@ -471,13 +468,11 @@ absl::StatusOr<relay::v1::AuthenticateUserResponse> Api::AuthenticateUser(
   std::string_view id;
   if (common::ThreadParser().parse(request.user_data()).get(doc) || !doc.is_object() ||
       doc["id"].get(id) || id.empty()) {
-    return absl::InvalidArgumentError(
-        "user_data must be a JSON object with a non-empty string id");
+    return absl::InvalidArgumentError("user_data must be a JSON object with a non-empty string id");
   }
   relay::v1::AuthenticateUserResponse response;
-  response.set_auth(common::SignToken(app.key(), app.secret(),
-                                      common::UserStringToSign(request.socket_id(),
-                                                               request.user_data())));
+  response.set_auth(common::SignToken(
+      app.key(), app.secret(), common::UserStringToSign(request.socket_id(), request.user_data())));
   response.set_user_data(request.user_data());
   return response;
 }

@@ -103,8 +103,8 @@ class Api {
       const relay::v1::App& app, const relay::v1::ListPresenceUsersRequest& request) const;
   absl::Status SendToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request,
                           RateInfo* rate = nullptr);
-  absl::Status TerminateUserConnections(
-      const relay::v1::App& app, const relay::v1::TerminateUserConnectionsRequest& request);
+  absl::Status TerminateUserConnections(const relay::v1::App& app,
+                                        const relay::v1::TerminateUserConnectionsRequest& request);
   absl::StatusOr<relay::v1::AuthorizeChannelResponse> AuthorizeChannel(
       const relay::v1::App& app, const relay::v1::AuthorizeChannelRequest& request) const;
   absl::StatusOr<relay::v1::AuthenticateUserResponse> AuthenticateUser(

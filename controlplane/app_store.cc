@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <utility>
 
-#include "common/strings.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "controlplane/node_validation.h"
 
 namespace relay::controlplane {
@@ -92,8 +92,8 @@ absl::Status InTransaction(sqlite3* db, std::string_view what,
 bool ValidCredential(std::string_view s) {
   if (s.empty() || s.size() > 128) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -149,8 +149,8 @@ void StoreWriter::Enqueue(Job job, bool bounded) {
     if (stopping_) {
       refused = absl::UnavailableError("the store is shutting down");
     } else if (bounded && queue_.size() >= capacity_) {
-      refused = absl::UnavailableError(common::StrCat(
-          "the store's write queue is full (", capacity_, " writes waiting); retry later"));
+      refused = absl::UnavailableError(common::StrCat("the store's write queue is full (",
+                                                      capacity_, " writes waiting); retry later"));
     } else {
       queue_.push_back(std::move(job));
       return;
@@ -175,9 +175,8 @@ void StoreWriter::Run() {
     Job job;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // stopping, and everything queued has run
       job = std::move(queue_.front());
@@ -233,8 +232,10 @@ absl::StatusOr<std::unique_ptr<AppStore>> AppStore::Open(const std::string& data
     if (::stat(data_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
       char mode[8];
       std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
-      RELAY_LOG(kWarn, "controlplane", "data dir ", data_dir, " is accessible to group or others "
-                "(mode ", mode, "); it holds app secrets and the admin token");
+      RELAY_LOG(kWarn, "controlplane", "data dir ", data_dir,
+                " is accessible to group or others "
+                "(mode ",
+                mode, "); it holds app secrets and the admin token");
     }
   }
   std::string path = data_dir + "/relay.db";
@@ -271,7 +272,7 @@ absl::Status AppStore::Migrate() {
   }
   for (int64_t v = version; v < kLatest; ++v) {
     std::string sql = common::StrCat("BEGIN;", kMigrations[v],
-                                   "INSERT INTO schema_version VALUES (", v + 1, ");COMMIT;");
+                                     "INSERT INTO schema_version VALUES (", v + 1, ");COMMIT;");
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
       auto st = SqlError(db_, common::StrCat("migration ", v + 1));
       sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
@@ -334,8 +335,9 @@ void AppStore::Notify(const App& app, bool removed) {
 }
 
 absl::Status AppStore::Persist(const App& app) {
-  Stmt s(db_, "INSERT INTO apps (id, key, app) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET "
-              "key = excluded.key, app = excluded.app;");
+  Stmt s(db_,
+         "INSERT INTO apps (id, key, app) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET "
+         "key = excluded.key, app = excluded.app;");
   std::string blob;
   app.SerializeToString(&blob);
   if (!s.ok() || s.Bind(1, app.id()).Bind(2, app.key()).BindBlob(3, blob).Step() != SQLITE_DONE) {
@@ -384,9 +386,8 @@ void AppStore::Create(const relay::v1::CreateAppRequest& request, Done<App> done
   app.set_secret(request.secret().empty() ? common::RandomHex(16) : request.secret());
   for (std::string_view v : {app.id(), app.key()}) {
     if (!ValidCredential(v)) {
-      return done(absl::InvalidArgumentError(
-          common::StrCat("app id and key must be 1-128 characters of [A-Za-z0-9._-], got '", v,
-                       "'")));
+      return done(absl::InvalidArgumentError(common::StrCat(
+          "app id and key must be 1-128 characters of [A-Za-z0-9._-], got '", v, "'")));
     }
   }
   if (app.secret().size() < 8 || app.secret().size() > 256) {
@@ -406,8 +407,8 @@ void AppStore::Create(const relay::v1::CreateAppRequest& request, Done<App> done
           absl::ReaderMutexLock lock(&mu_);
           if (FindLocked(app.id()) != nullptr || FindLocked(app.key()) != nullptr ||
               key_to_id_.contains(app.id()) || apps_.contains(app.key())) {
-            return absl::AlreadyExistsError(common::StrCat("an app with id '", app.id(),
-                                                           "' or key '", app.key(), "' exists"));
+            return absl::AlreadyExistsError(
+                common::StrCat("an app with id '", app.id(), "' or key '", app.key(), "' exists"));
           }
           app.set_revision(revision_ + 1);
         }
@@ -489,7 +490,8 @@ absl::Status ApplyMask(const relay::v1::UpdateAppRequest& request, App& updated)
 void AppStore::Update(const relay::v1::UpdateAppRequest& request, Done<App> done) {
   OnWriter<App>(
       [this, request]() {
-        return ChangeOnWriter(request.app(), [&](App& updated) { return ApplyMask(request, updated); });
+        return ChangeOnWriter(request.app(),
+                              [&](App& updated) { return ApplyMask(request, updated); });
       },
       std::move(done));
 }
@@ -533,8 +535,8 @@ absl::Status AppStore::Delete(std::string_view id_or_key) {
   return AwaitStatus([&](DoneStatus d) { Delete(id_or_key, std::move(d)); });
 }
 
-absl::StatusOr<App> AppStore::ChangeOnWriter(
-    std::string_view id_or_key, const std::function<absl::Status(App&)>& change) {
+absl::StatusOr<App> AppStore::ChangeOnWriter(std::string_view id_or_key,
+                                             const std::function<absl::Status(App&)>& change) {
   App updated;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -631,8 +633,9 @@ void AppStore::CreateToken(std::string_view app, std::string name, uint64_t expi
         }
         out.set_secret(common::StrCat("rlt_", common::RandomHex(24)));
         std::string hash = common::Sha256Hex(out.secret());
-        Stmt s(db_, "INSERT INTO tokens (id, app_id, name, hash, created_ms, expires_ms) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6);");
+        Stmt s(db_,
+               "INSERT INTO tokens (id, app_id, name, hash, created_ms, expires_ms) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6);");
         if (s.Bind(1, t->id())
                 .Bind(2, t->app_id())
                 .Bind(3, t->name())
@@ -765,11 +768,12 @@ void AppStore::WriteBehind() {
   std::string latest_day;
   auto st = InTransaction(db_, "saving daily usage and token use", [&] {
     for (const auto& [key, messages] : usage) {
-      Stmt s(db_, "INSERT INTO daily_usage (app_id, day, messages) VALUES (?1, ?2, ?3) "
-                  "ON CONFLICT(app_id, day) DO UPDATE SET messages = "
-                  "MAX(messages, excluded.messages);");
-      if (s.Bind(1, key.second).Bind(2, key.first).Bind(3, static_cast<int64_t>(messages))
-              .Step() != SQLITE_DONE) {
+      Stmt s(db_,
+             "INSERT INTO daily_usage (app_id, day, messages) VALUES (?1, ?2, ?3) "
+             "ON CONFLICT(app_id, day) DO UPDATE SET messages = "
+             "MAX(messages, excluded.messages);");
+      if (s.Bind(1, key.second).Bind(2, key.first).Bind(3, static_cast<int64_t>(messages)).Step() !=
+          SQLITE_DONE) {
         return false;
       }
       latest_day = std::max(latest_day, key.first);
@@ -836,8 +840,9 @@ void AppStore::CreateNodeToken(std::string name, std::string node_id,
       [this, out = std::move(out)]() -> absl::StatusOr<relay::v1::CreateNodeTokenResponse> {
         const auto& t = out.token();
         std::string hash = common::Sha256Hex(out.secret());
-        Stmt s(db_, "INSERT INTO node_tokens (id, name, node_id, hash, created_ms) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5);");
+        Stmt s(db_,
+               "INSERT INTO node_tokens (id, name, node_id, hash, created_ms) "
+               "VALUES (?1, ?2, ?3, ?4, ?5);");
         if (s.Bind(1, t.id())
                 .Bind(2, t.name())
                 .Bind(3, t.node_id())
@@ -853,8 +858,8 @@ void AppStore::CreateNodeToken(std::string name, std::string node_id,
       std::move(done));
 }
 
-absl::StatusOr<relay::v1::CreateNodeTokenResponse> AppStore::CreateNodeToken(
-    std::string name, std::string node_id) {
+absl::StatusOr<relay::v1::CreateNodeTokenResponse> AppStore::CreateNodeToken(std::string name,
+                                                                             std::string node_id) {
   return AwaitResult<relay::v1::CreateNodeTokenResponse>(
       [&](Done<relay::v1::CreateNodeTokenResponse> d) {
         CreateNodeToken(std::move(name), std::move(node_id), std::move(d));
@@ -873,8 +878,7 @@ void AppStore::RevokeNodeToken(std::string_view token_id, DoneStatus done) {
   OnWriter(
       [this, token_id = std::string(token_id)]() -> absl::Status {
         if (!NodeTokenExists(token_id)) {
-          return absl::NotFoundError(
-              common::StrCat("node credential '", token_id, "' not found"));
+          return absl::NotFoundError(common::StrCat("node credential '", token_id, "' not found"));
         }
         Stmt s(db_, "DELETE FROM node_tokens WHERE id = ?1;");
         if (s.Bind(1, token_id).Step() != SQLITE_DONE) {

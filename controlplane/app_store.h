@@ -140,8 +140,7 @@ class AppStore {
   // Tokens. The secret text is returned once by CreateToken and stored only as a SHA-256 hash.
   void CreateToken(std::string_view app, std::string name, uint64_t expires_in_seconds,
                    Done<relay::v1::CreateTokenResponse> done);
-  absl::StatusOr<relay::v1::CreateTokenResponse> CreateToken(std::string_view app,
-                                                             std::string name,
+  absl::StatusOr<relay::v1::CreateTokenResponse> CreateToken(std::string_view app, std::string name,
                                                              uint64_t expires_in_seconds);
   absl::StatusOr<std::vector<relay::v1::ApiToken>> ListTokens(std::string_view app) const;
   void RevokeToken(std::string_view token_id, DoneStatus done);
@@ -182,8 +181,7 @@ class AppStore {
   // On the writer: applies `change` to a copy of the app, bumps its revision, persists, then
   // applies and publishes it.
   absl::StatusOr<relay::v1::App> ChangeOnWriter(
-      std::string_view id_or_key,
-      const std::function<absl::Status(relay::v1::App&)>& change);
+      std::string_view id_or_key, const std::function<absl::Status(relay::v1::App&)>& change);
   absl::Status Migrate();
   absl::Status LoadAll();
   // Writer thread only (db_ is the writer's after Open).

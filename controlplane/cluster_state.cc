@@ -83,8 +83,8 @@ void ClusterState::SignIn(NodeData& node, const std::string& node_id,
   if (!start.online.empty()) fx.watch_starts.push_back(std::move(start));
 }
 
-void ClusterState::SignOut(NodeData& node, const std::string& node_id,
-                           const std::string& socket_id, Effects& fx) {
+void ClusterState::SignOut(NodeData& node, const std::string& node_id, const std::string& socket_id,
+                           Effects& fx) {
   auto it = node.signed_in.find(socket_id);
   if (it == node.signed_in.end()) return;
   Key key = it->second;
@@ -236,8 +236,8 @@ Effects ClusterState::RemoveNode(const std::string& node_id) {
 }
 
 Effects ClusterState::PresenceJoin(const std::string& node_id,
-                                   const relay::v1::SubscribeRequest& request,
-                                   uint32_t max_members, relay::v1::SubscribeReply* reply) {
+                                   const relay::v1::SubscribeRequest& request, uint32_t max_members,
+                                   relay::v1::SubscribeReply* reply) {
   absl::MutexLock lock(&mu_);
   Effects fx;
   Key key{request.app_id(), request.channel()};

@@ -91,9 +91,8 @@ class ClusterState {
   uint64_t AppConnections(const std::string& app_id) const;
   // For each of `nodes`: app id -> the app's connections on all the other nodes, for each of
   // `apps` (zeros included), or for every app with connections when `apps` is null.
-  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>>
-  ConnectionsElsewhere(const std::vector<std::string>& nodes,
-                       const std::vector<std::string>* apps) const;
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>> ConnectionsElsewhere(
+      const std::vector<std::string>& nodes, const std::vector<std::string>* apps) const;
 
   // Cache channels.
   void StoreCache(const std::string& app_id, const std::string& channel, const std::string& event,
@@ -130,9 +129,8 @@ class ClusterState {
                      const relay::v1::PresenceSocket& socket, Effects& fx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PresenceAdd(NodeData& node, const std::string& node_id, const std::string& app_id,
-                   const std::string& channel, const std::string& user_id,
-                   const std::string& info, const std::string& socket_id, Effects& fx)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                   const std::string& channel, const std::string& user_id, const std::string& info,
+                   const std::string& socket_id, Effects& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SignIn(NodeData& node, const std::string& node_id, const relay::v1::SignedInSocket& s,
               Effects& fx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SignOut(NodeData& node, const std::string& node_id, const std::string& socket_id,

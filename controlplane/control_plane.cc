@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/strings.h"
 #include "common/channel.h"
 #include "common/crypto.h"
 #include "common/frames.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/time.h"
 #include "controlplane/grpc_services.h"
 
@@ -111,12 +111,10 @@ absl::Status ControlPlane::Start() {
   hub_options.attached = [this](const std::string& id) { store_->TouchNodeToken(id); };
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
-  store_->SetListener([this](const relay::v1::App& app, bool removed) {
-    OnAppChanged(app, removed);
-  });
+  store_->SetListener(
+      [this](const relay::v1::App& app, bool removed) { OnAppChanged(app, removed); });
   channels_service_ = MakeChannelsService(*api_);
-  admin_service_ =
-      MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
+  admin_service_ = MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
 
   if (auto st = StartServers(); !st.ok()) return st;
   sweeper_ = std::thread([this] {
@@ -179,8 +177,8 @@ absl::Status ControlPlane::StartServers() {
   }
   server_ = build(options_.host, options_.grpc_port, public_services, &port);
   if (!server_ || port == 0) {
-    return absl::UnavailableError(common::StrCat("cannot listen for gRPC on ", options_.host, ":",
-                                               options_.grpc_port));
+    return absl::UnavailableError(
+        common::StrCat("cannot listen for gRPC on ", options_.host, ":", options_.grpc_port));
   }
   grpc_port_ = static_cast<uint16_t>(port);
   internal_grpc_port_ = grpc_port_;
@@ -190,8 +188,8 @@ absl::Status ControlPlane::StartServers() {
                              {hub_.get(), admin_service_.get()}, &internal_port);
     if (!internal_server_ || internal_port == 0) {
       return absl::UnavailableError(common::StrCat("cannot listen for internal gRPC on ",
-                                                 options_.internal_host, ":",
-                                                 options_.internal_grpc_port));
+                                                   options_.internal_host, ":",
+                                                   options_.internal_grpc_port));
     }
     internal_grpc_port_ = static_cast<uint16_t>(internal_port);
   }
@@ -345,8 +343,7 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
         }
       }
       if (emit) {
-        webhooks_->Emit(request.app_id(),
-                        Webhooks::ChannelEvent("cache_miss", request.channel()));
+        webhooks_->Emit(request.app_id(), Webhooks::ChannelEvent("cache_miss", request.channel()));
       }
     }
   }
@@ -381,8 +378,7 @@ void ControlPlane::OnClientEvent(const std::string& node_id,
   }
   if (refused != nullptr) {
     client_events_refused_.fetch_add(1, std::memory_order_relaxed);
-    RELAY_LOG(kDebug, "controlplane", "dropped a client event from node ", node_id, ": ",
-              refused);
+    RELAY_LOG(kDebug, "controlplane", "dropped a client event from node ", node_id, ": ", refused);
     return;
   }
   relay::v1::Publish publish;
@@ -432,8 +428,7 @@ void ControlPlane::EmitWebhooks(const Effects& fx) {
     {
       absl::MutexLock lock(&announce_mu_);
       close = announced_.contains(key(m)) &&
-              cluster_.PresenceMembers(m.app_id, m.channel).empty() &&
-              announced_.erase(key(m)) > 0;
+              cluster_.PresenceMembers(m.app_id, m.channel).empty() && announced_.erase(key(m)) > 0;
     }
     if (close) webhooks_->Emit(m.app_id, Webhooks::ChannelEvent("channel_vacated", m.channel));
   }
@@ -461,8 +456,8 @@ void ControlPlane::Apply(const Effects& fx) {
         added ? "pusher_internal:member_added" : "pusher_internal:member_removed", m.channel,
         w.str());
   };
-  for (const auto& [list, added] : {std::pair{&fx.member_added, true},
-                                    std::pair{&fx.member_removed, false}}) {
+  for (const auto& [list, added] :
+       {std::pair{&fx.member_added, true}, std::pair{&fx.member_removed, false}}) {
     for (const auto& m : *list) {
       relay::v1::Publish p;
       p.set_app_id(m.app_id);

@@ -7,9 +7,9 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
-#include <memory>
 #include <string>
 #include <thread>
 
@@ -111,8 +111,7 @@ class ControlPlane : private NodeHub::Handler {
   void FlushSubscriptionCounts(bool force_all);
   // Sends each node the other nodes' connections per app that changed (ConnectionTotals).
   void FlushConnectionTotals();
-  void SendSubscriptionCount(const std::string& app_id, const std::string& channel,
-                             uint32_t count);
+  void SendSubscriptionCount(const std::string& app_id, const std::string& channel, uint32_t count);
 
   // Held from deciding a change of cluster state to handing what it causes (member events,
   // counts, webhooks, acks) to the hub and the webhook queue. Each node's messages are handled on

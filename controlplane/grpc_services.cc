@@ -4,9 +4,9 @@
 
 #include <functional>
 
-#include "common/strings.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/time.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
@@ -131,16 +131,13 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   ServerUnaryReactor* SendToUser(CallbackServerContext* ctx,
                                  const relay::v1::SendToUserRequest* req,
                                  relay::v1::SendToUserResponse*) override {
-    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return api_.SendToUser(a, *req);
-    });
+    return Run(ctx, req->app(), [&](const relay::v1::App& a) { return api_.SendToUser(a, *req); });
   }
   ServerUnaryReactor* TerminateUserConnections(
       CallbackServerContext* ctx, const relay::v1::TerminateUserConnectionsRequest* req,
       relay::v1::TerminateUserConnectionsResponse*) override {
-    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return api_.TerminateUserConnections(a, *req);
-    });
+    return Run(ctx, req->app(),
+               [&](const relay::v1::App& a) { return api_.TerminateUserConnections(a, *req); });
   }
   ServerUnaryReactor* AuthorizeChannel(CallbackServerContext* ctx,
                                        const relay::v1::AuthorizeChannelRequest* req,
@@ -162,8 +159,8 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
 
 class AdminService final : public relay::v1::Admin::CallbackService {
  public:
-  AdminService(AppStore& store, ClusterState& cluster, NodeHub& hub, Api& api,
-               Webhooks* webhooks, std::string admin_token)
+  AdminService(AppStore& store, ClusterState& cluster, NodeHub& hub, Api& api, Webhooks* webhooks,
+               std::string admin_token)
       : store_(store),
         cluster_(cluster),
         hub_(hub),
@@ -213,15 +210,15 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                                       const relay::v1::CreateNodeTokenRequest* req,
                                       relay::v1::CreateNodeTokenResponse* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
-      store_.CreateNodeToken(
-          req->name(), req->node_id(),
-          [resp, finish](absl::StatusOr<relay::v1::CreateNodeTokenResponse> t) {
-            if (t.ok()) {
-              *resp = std::move(*t);
-              RELAY_LOG(kInfo, "admin", "node credential ", resp->token().id(), " created");
-            }
-            finish(t.status());
-          });
+      store_.CreateNodeToken(req->name(), req->node_id(),
+                             [resp, finish](absl::StatusOr<relay::v1::CreateNodeTokenResponse> t) {
+                               if (t.ok()) {
+                                 *resp = std::move(*t);
+                                 RELAY_LOG(kInfo, "admin", "node credential ", resp->token().id(),
+                                           " created");
+                               }
+                               finish(t.status());
+                             });
     });
   }
   ServerUnaryReactor* ListNodeTokens(CallbackServerContext* ctx,
@@ -262,22 +259,19 @@ class AdminService final : public relay::v1::Admin::CallbackService {
       return absl::OkStatus();
     });
   }
-  ServerUnaryReactor* CreateApp(CallbackServerContext* ctx,
-                                const relay::v1::CreateAppRequest* req,
+  ServerUnaryReactor* CreateApp(CallbackServerContext* ctx, const relay::v1::CreateAppRequest* req,
                                 relay::v1::App* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
       store_.Create(*req, Into<relay::v1::App>(resp, std::move(finish)));
     });
   }
-  ServerUnaryReactor* UpdateApp(CallbackServerContext* ctx,
-                                const relay::v1::UpdateAppRequest* req,
+  ServerUnaryReactor* UpdateApp(CallbackServerContext* ctx, const relay::v1::UpdateAppRequest* req,
                                 relay::v1::App* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
       store_.Update(*req, Into<relay::v1::App>(resp, std::move(finish)));
     });
   }
-  ServerUnaryReactor* DeleteApp(CallbackServerContext* ctx,
-                                const relay::v1::DeleteAppRequest* req,
+  ServerUnaryReactor* DeleteApp(CallbackServerContext* ctx, const relay::v1::DeleteAppRequest* req,
                                 relay::v1::DeleteAppResponse*) override {
     return RunWrite(ctx, [&](Finish finish) { store_.Delete(req->app(), std::move(finish)); });
   }
@@ -315,9 +309,8 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* RevokeToken(CallbackServerContext* ctx,
                                   const relay::v1::RevokeTokenRequest* req,
                                   relay::v1::RevokeTokenResponse*) override {
-    return RunWrite(ctx, [&](Finish finish) {
-      store_.RevokeToken(req->token_id(), std::move(finish));
-    });
+    return RunWrite(ctx,
+                    [&](Finish finish) { store_.RevokeToken(req->token_id(), std::move(finish)); });
   }
   ServerUnaryReactor* ListNodes(CallbackServerContext* ctx, const relay::v1::ListNodesRequest*,
                                 relay::v1::ListNodesResponse* resp) override {
@@ -326,8 +319,7 @@ class AdminService final : public relay::v1::Admin::CallbackService {
       return absl::OkStatus();
     });
   }
-  ServerUnaryReactor* DrainNode(CallbackServerContext* ctx,
-                                const relay::v1::DrainNodeRequest* req,
+  ServerUnaryReactor* DrainNode(CallbackServerContext* ctx, const relay::v1::DrainNodeRequest* req,
                                 relay::v1::DrainNodeResponse*) override {
     return Run(ctx, [&] {
       if (!hub_.Drain(req->node_id(), req->window_ms())) {

@@ -96,10 +96,9 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     if (auto st = Handle(); !st.ok()) {
       // A node that breaks the link's rules is cut off; its re-attach starts from a snapshot.
       hub_->counters_.invalid_messages.fetch_add(1, std::memory_order_relaxed);
-      RELAY_LOG(kWarn, "node-hub", "node ", node_id_.empty() ? "(before hello)" : node_id_,
-                ": ", st.message(), "; ending its stream");
-      FinishOnce(grpc::Status(static_cast<grpc::StatusCode>(st.code()),
-                              std::string(st.message())));
+      RELAY_LOG(kWarn, "node-hub", "node ", node_id_.empty() ? "(before hello)" : node_id_, ": ",
+                st.message(), "; ending its stream");
+      FinishOnce(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
       return;
     }
     {
@@ -119,9 +118,9 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       if (!in_.has_hello()) return absl::InvalidArgumentError("the first message must be hello");
       if (auto st = ValidateHello(in_.hello(), options_.limits); !st.ok()) return st;
       if (!credential_.node_id().empty() && credential_.node_id() != in_.hello().node_id()) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "credential ", credential_.id(), " may attach node '", credential_.node_id(),
-            "' only, not '", in_.hello().node_id(), "'"));
+        return absl::PermissionDeniedError(
+            absl::StrCat("credential ", credential_.id(), " may attach node '",
+                         credential_.node_id(), "' only, not '", in_.hello().node_id(), "'"));
       }
       hello_ = in_.hello();
       node_id_ = hello_.node_id();
@@ -132,8 +131,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       if (!in_.has_client_event() || state_ != State::kAttached) return st;
       // A client event is one client's doing: it is dropped (and counted), the node stays.
       hub_->counters_.client_events_dropped.fetch_add(1, std::memory_order_relaxed);
-      RELAY_LOG(kDebug, "node-hub", "node ", node_id_, ": dropped a client event: ",
-                st.message());
+      RELAY_LOG(kDebug, "node-hub", "node ", node_id_, ": dropped a client event: ", st.message());
       return absl::OkStatus();
     }
     if (in_.has_snapshot()) {
@@ -164,9 +162,10 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
           break;
         case NodeHub::RegisterResult::kTakenOver:
           hub_->counters_.takeovers_refused.fetch_add(1, std::memory_order_relaxed);
-          return absl::AlreadyExistsError(absl::StrCat(
-              "node '", node_id_, "' is attached with another credential; a node id can be "
-              "taken over only with the same credential or one bound to that id"));
+          return absl::AlreadyExistsError(
+              absl::StrCat("node '", node_id_,
+                           "' is attached with another credential; a node id can be "
+                           "taken over only with the same credential or one bound to that id"));
         case NodeHub::RegisterResult::kRevoked:
           return absl::UnauthenticatedError("node credential revoked");
       }
@@ -184,13 +183,13 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   }
 
   absl::Status ValidateSnapshotSize(const relay::v1::NodeSnapshot& s, size_t bytes) const {
-    size_t entries = static_cast<size_t>(s.channels_size()) + s.presence_size() +
-                     s.users_size() + s.app_connections_size();
+    size_t entries = static_cast<size_t>(s.channels_size()) + s.presence_size() + s.users_size() +
+                     s.app_connections_size();
     if (entries > options_.limits.max_snapshot_entries ||
         bytes > options_.limits.max_snapshot_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "node link: snapshot of more than ", options_.limits.max_snapshot_entries,
-          " entries or ", options_.limits.max_snapshot_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("node link: snapshot of more than ", options_.limits.max_snapshot_entries,
+                       " entries or ", options_.limits.max_snapshot_bytes, " bytes"));
     }
     return absl::OkStatus();
   }
@@ -293,8 +292,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
 };
 
-NodeHub::NodeHub(NodeHubOptions options, Handler* handler)
-    : options_(options), handler_(handler) {}
+NodeHub::NodeHub(NodeHubOptions options, Handler* handler) : options_(options), handler_(handler) {}
 
 NodeHub::~NodeHub() { CloseAll(); }
 
@@ -335,9 +333,9 @@ grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
   std::string token = BearerToken(context);
   if (token.empty()) {
     LogRefused("no node credential");
-    return new RefusedStream(grpc::Status(
-        grpc::StatusCode::UNAUTHENTICATED,
-        "missing node credential (authorization: Bearer <node token>)"));
+    return new RefusedStream(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                     "missing node credential (authorization: Bearer <node token>)"));
   }
   std::optional<relay::v1::NodeToken> credential;
   if (options_.authenticate) credential = options_.authenticate(token);
@@ -361,7 +359,7 @@ void NodeHub::ForgetUnattached(const NodeStream* stream) {
 }
 
 NodeHub::RegisterResult NodeHub::Register(const std::string& node_id,
-                                           std::shared_ptr<NodeStream> stream) {
+                                          std::shared_ptr<NodeStream> stream) {
   std::shared_ptr<NodeStream> replaced;
   {
     absl::MutexLock lock(&mu_);

@@ -47,9 +47,9 @@ struct NodeHubOptions {
 
 // Counters of refused node link traffic (relaxed atomics).
 struct NodeHubCounters {
-  std::atomic<uint64_t> auth_failures{0};      // Attach without a valid credential
-  std::atomic<uint64_t> invalid_messages{0};   // streams ended for breaking the link's rules
-  std::atomic<uint64_t> takeovers_refused{0};  // node id held by another credential
+  std::atomic<uint64_t> auth_failures{0};          // Attach without a valid credential
+  std::atomic<uint64_t> invalid_messages{0};       // streams ended for breaking the link's rules
+  std::atomic<uint64_t> takeovers_refused{0};      // node id held by another credential
   std::atomic<uint64_t> client_events_dropped{0};  // relayed client events that broke the rules
 };
 

@@ -11,10 +11,9 @@ HttpPost GuardedHttpPost(std::shared_ptr<const WebhookTargets> targets) {
       return targets->CheckAddress(ip, port);
     };
   }
-  return [check = std::move(check)](
-             const std::string& url,
-             const std::vector<std::pair<std::string, std::string>>& headers,
-             const std::string& body, std::chrono::milliseconds timeout) {
+  return [check = std::move(check)](const std::string& url,
+                                    const std::vector<std::pair<std::string, std::string>>& headers,
+                                    const std::string& body, std::chrono::milliseconds timeout) {
     return transport::HttpPost(url, headers, body, timeout, check);
   };
 }

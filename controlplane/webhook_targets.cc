@@ -43,7 +43,7 @@ bool IsV4(const Ip& ip) {
 }
 
 bool IsLinkLocal(const Ip& ip) {
-  if (IsV4(ip)) return ip[12] == 169 && ip[13] == 254;  // 169.254.0.0/16
+  if (IsV4(ip)) return ip[12] == 169 && ip[13] == 254;       // 169.254.0.0/16
   if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80) return true;  // fe80::/10
   // fd00:ec2::254, the IPv6 instance metadata address of EC2 (not link-local by prefix).
   static const Ip kEc2{0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
@@ -99,14 +99,16 @@ absl::Status WebhookTargets::CheckAddress(const std::string& ip_text, uint16_t p
     return absl::InvalidArgumentError(common::StrCat("'", ip_text, "' is not an IP address"));
   }
   if (!allow_link_local_ && IsLinkLocal(ip)) {
-    return absl::InvalidArgumentError(common::StrCat(
-        "webhook target ", ip_text, " is a link-local or cloud metadata address; refused "
-        "(start the control plane with --webhook-allow-link-local to allow it)"));
+    return absl::InvalidArgumentError(
+        common::StrCat("webhook target ", ip_text,
+                       " is a link-local or cloud metadata address; refused "
+                       "(start the control plane with --webhook-allow-link-local to allow it)"));
   }
   if (!allow_self_ && IsOwnPort(port) && IsThisHost(ip)) {
-    return absl::InvalidArgumentError(common::StrCat(
-        "webhook target ", ip_text, ":", port, " is one of this server's own ports; refused "
-        "(start the control plane with --webhook-allow-self to allow it)"));
+    return absl::InvalidArgumentError(
+        common::StrCat("webhook target ", ip_text, ":", port,
+                       " is one of this server's own ports; refused "
+                       "(start the control plane with --webhook-allow-self to allow it)"));
   }
   return absl::OkStatus();
 }
@@ -127,20 +129,18 @@ absl::Status WebhookTargets::CheckUrl(const std::string& url) const {
   absl::Status status;
   for (addrinfo* r = results; r && status.ok(); r = r->ai_next) {
     char text[INET6_ADDRSTRLEN] = {};
-    const void* addr = r->ai_family == AF_INET
-                           ? static_cast<const void*>(
-                                 &reinterpret_cast<sockaddr_in*>(r->ai_addr)->sin_addr)
-                           : static_cast<const void*>(
-                                 &reinterpret_cast<sockaddr_in6*>(r->ai_addr)->sin6_addr);
+    const void* addr =
+        r->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(r->ai_addr)->sin_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(r->ai_addr)->sin6_addr);
     if (r->ai_family != AF_INET && r->ai_family != AF_INET6) continue;
     if (!inet_ntop(r->ai_family, addr, text, sizeof(text))) continue;
     status = CheckAddress(text, port);
   }
   freeaddrinfo(results);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        common::StrCat("webhook host '", host, "' resolves to a refused address: ",
-                       status.message()));
+    return absl::InvalidArgumentError(common::StrCat(
+        "webhook host '", host, "' resolves to a refused address: ", status.message()));
   }
   return status;
 }

@@ -1,8 +1,8 @@
 #include "controlplane/webhooks.h"
 
+#include <simdjson.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <simdjson.h>
 
 #include <algorithm>
 #include <random>
@@ -27,15 +27,15 @@ constexpr const char* kSchema =
     "CREATE INDEX IF NOT EXISTS outbox_endpoint ON outbox(endpoint, row);";
 
 const std::set<std::string>& KnownTypes() {
-  static const std::set<std::string> kTypes = {"channel_occupied", "channel_vacated",
-                                               "member_added",     "member_removed",
-                                               "client_event",     "cache_miss",
-                                               "subscription_count"};
+  static const std::set<std::string> kTypes = {
+      "channel_occupied", "channel_vacated", "member_added",      "member_removed",
+      "client_event",     "cache_miss",      "subscription_count"};
   return kTypes;
 }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Pusher's webhook headers: the body signed with the app secret, plus the endpoint's own.
@@ -111,8 +111,13 @@ absl::Status Webhooks::Open() {
     };
     auto it = endpoints_.find(text(1));
     if (it == endpoints_.end()) continue;
-    Entry e{sqlite3_column_int64(st, 0), text(2), text(3), text(4), text(5),
-            sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7)};
+    Entry e{sqlite3_column_int64(st, 0),
+            text(2),
+            text(3),
+            text(4),
+            text(5),
+            sqlite3_column_int64(st, 6),
+            sqlite3_column_int64(st, 7)};
     it->second.queue.push_back(std::move(e));
     ++loaded;
   }
@@ -132,7 +137,9 @@ absl::Status Webhooks::Open() {
   return absl::OkStatus();
 }
 
-void Webhooks::Start() { dispatcher_ = std::thread([this] { DispatchLoop(); }); }
+void Webhooks::Start() {
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
+}
 
 void Webhooks::Stop() {
   {
@@ -357,8 +364,8 @@ void Webhooks::Remove(const std::string& webhook_id, std::function<void(absl::St
         }
       }
     }
-    for (const char* sql : {"DELETE FROM webhooks WHERE id = ?1;",
-                            "DELETE FROM outbox WHERE endpoint = ?1;"}) {
+    for (const char* sql :
+         {"DELETE FROM webhooks WHERE id = ?1;", "DELETE FROM outbox WHERE endpoint = ?1;"}) {
       sqlite3_stmt* st = nullptr;
       sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
       sqlite3_bind_text(st, 1, webhook_id.c_str(), -1, SQLITE_TRANSIENT);
@@ -379,9 +386,8 @@ void Webhooks::RemoveApp(const std::string& app_id) {
 }
 
 bool Webhooks::Matches(const relay::v1::Webhook& hook, const WebhookEvent& e) const {
-  if (!hook.event_types().empty() &&
-      std::find(hook.event_types().begin(), hook.event_types().end(), e.name) ==
-          hook.event_types().end()) {
+  if (!hook.event_types().empty() && std::find(hook.event_types().begin(), hook.event_types().end(),
+                                               e.name) == hook.event_types().end()) {
     return false;
   }
   if (!hook.filter_prefix().empty() && e.channel.rfind(hook.filter_prefix(), 0) != 0) return false;
@@ -543,12 +549,11 @@ void Webhooks::Settle(const std::string& endpoint_id, const std::vector<Entry>& 
     return;
   }
   stats->set_failed(stats->failed() + 1);
-  stats->set_last_error(result.status != 0 ? common::StrCat("HTTP ", result.status)
-                                           : result.error);
+  stats->set_last_error(result.status != 0 ? common::StrCat("HTTP ", result.status) : result.error);
   if (ep.first_failure_ms == 0) ep.first_failure_ms = now;
   if (now - ep.first_failure_ms >= static_cast<int64_t>(ep.hook.retry_seconds()) * 1000) {
-    RELAY_LOG(kWarn, "webhooks", "giving up ", batch.size(), " events for ", endpoint_id,
-              " after ", ep.hook.retry_seconds(), " s of failures: ", stats->last_error());
+    RELAY_LOG(kWarn, "webhooks", "giving up ", batch.size(), " events for ", endpoint_id, " after ",
+              ep.hook.retry_seconds(), " s of failures: ", stats->last_error());
     remove_batch();
     stats->set_dropped(stats->dropped() + batch.size());
     ep.attempts = 0;
@@ -574,7 +579,8 @@ std::vector<relay::v1::TestWebhookResult> Webhooks::Test(const std::string& app_
     w.BeginObject().Key("name").String("test").Key("channel").String("relay-webhook-test");
     w.EndObject().EndArray().EndObject();
     std::string body = w.Take();
-    PostResult r = post_(hook.url(), SignedHeaders(*app, hook, body), body, options_.request_timeout);
+    PostResult r =
+        post_(hook.url(), SignedHeaders(*app, hook, body), body, options_.request_timeout);
     relay::v1::TestWebhookResult res;
     res.set_webhook_id(hook.id());
     res.set_url(hook.url());

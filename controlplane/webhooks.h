@@ -19,12 +19,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <list>
-#include <optional>
-#include <set>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,9 +32,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "controlplane/webhook_targets.h"
-#include "transport/http_client.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/types.pb.h"
+#include "transport/http_client.h"
 
 struct sqlite3;
 
@@ -62,7 +62,7 @@ struct WebhookOptions {
 
 // One webhook event, before it is matched to endpoints.
 struct WebhookEvent {
-  std::string name;     // channel_occupied, member_added, ...
+  std::string name;  // channel_occupied, member_added, ...
   std::string channel;
   std::string user_id;  // member_added/removed, client_event on presence
   std::string json;     // the complete event object
@@ -176,7 +176,7 @@ class Webhooks {
   // The outbox writes decided and not yet committed, in order.
   std::deque<OutboxWrite> outbox_writes_ ABSL_GUARDED_BY(mu_);
   std::set<int64_t> uncommitted_inserts_ ABSL_GUARDED_BY(mu_);  // rows inserted in the FIFO
-  std::set<int64_t> committing_ ABSL_GUARDED_BY(mu_);  // rows the writer is committing now
+  std::set<int64_t> committing_ ABSL_GUARDED_BY(mu_);           // rows the writer is committing now
   bool commit_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_row_ ABSL_GUARDED_BY(mu_) = 1;
 };

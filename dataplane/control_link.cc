@@ -41,8 +41,8 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     if (seq == 0) {
       // The control plane is not reading: give up on this stream; the next attach resends the
       // whole state.
-      RELAY_LOG(kWarn, "control-link", "outbox to the control plane is full (",
-                outbox_.messages(), " messages, ", outbox_.bytes(), " bytes); re-attaching");
+      RELAY_LOG(kWarn, "control-link", "outbox to the control plane is full (", outbox_.messages(),
+                " messages, ", outbox_.bytes(), " bytes); re-attaching");
       finished_ = true;
       context_.TryCancel();
     }
@@ -143,8 +143,8 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
 
   void OnDone(const grpc::Status& status) override {
     if (welcomed_ && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-      RELAY_LOG(kWarn, "control-link", "stream to the control plane ended: ",
-                status.error_message());
+      RELAY_LOG(kWarn, "control-link",
+                "stream to the control plane ended: ", status.error_message());
     }
     // Our reference goes first, and it is never the last one: ControlLink::current_ keeps the
     // stream until Run() sees the end signalled below. Destroying the stream destroys its
@@ -188,8 +188,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
 };
 
 ControlLink::ControlLink(ControlLinkOptions options, NodeState& state, CommandHandler handler,
-                         LoadFn load, std::function<void()> on_detach,
-                         WaitForRoomFn wait_for_room)
+                         LoadFn load, std::function<void()> on_detach, WaitForRoomFn wait_for_room)
     : options_(std::move(options)),
       state_(state),
       handler_(std::move(handler)),
@@ -243,10 +242,9 @@ void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
   // Refusals say what the operator must fix (credential, node id, a rule this node broke);
   // each distinct one is logged once, not on every retry.
   auto code = status.error_code();
-  bool refused = code == grpc::StatusCode::UNAUTHENTICATED ||
-                 code == grpc::StatusCode::PERMISSION_DENIED ||
-                 code == grpc::StatusCode::ALREADY_EXISTS ||
-                 code == grpc::StatusCode::INVALID_ARGUMENT;
+  bool refused =
+      code == grpc::StatusCode::UNAUTHENTICATED || code == grpc::StatusCode::PERMISSION_DENIED ||
+      code == grpc::StatusCode::ALREADY_EXISTS || code == grpc::StatusCode::INVALID_ARGUMENT;
   if (refused && status.error_message() != last_refusal_) {
     last_refusal_ = status.error_message();
     RELAY_LOG(kError, "control-link", "the control plane at ", options_.target,
@@ -358,7 +356,8 @@ void ControlLink::Run() {
                 " unreachable; retrying with backoff");
       logged_unreachable = true;
     }
-    // Full jitter: wait a random time in [backoff/2, backoff].
+    // "Equal jitter": wait a random time in [backoff/2, backoff], so nodes cut off together do
+    // not all come back at once, and none waits less than half the backoff.
     std::uniform_int_distribution<int64_t> dist(backoff.count() / 2, backoff.count());
     stop_.WaitForNotificationWithTimeout(absl::Milliseconds(dist(rng)));
     backoff = std::min(backoff * 2, options_.max_backoff);

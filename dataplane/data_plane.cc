@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <thread>
 
-#include "common/strings.h"
 #include "common/crypto.h"
 #include "common/frames.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "common/well_known_secret.h"
 #include "dataplane/ws_session.h"
 
@@ -43,10 +43,13 @@ relay::v1::App DataPlane::Guarded(relay::v1::App app) const {
     app.set_enabled(false);
     absl::MutexLock lock(&warned_mu_);
     if (warned_apps_.insert(app.id()).second) {  // once per app, not on every re-attach
-      RELAY_LOG(kError, "dataplane", "app '", app.id(), "' uses the well-known default secret "
-                "'app-secret' and this node listens on ", options_.host,
+      RELAY_LOG(kError, "dataplane", "app '", app.id(),
+                "' uses the well-known default secret "
+                "'app-secret' and this node listens on ",
+                options_.host,
                 ": its connections are refused (4003) until the secret is rotated "
-                "(relayctl apps rotate-secret ", app.id(), ")");
+                "(relayctl apps rotate-secret ",
+                app.id(), ")");
     }
   }
   return app;
@@ -66,8 +69,7 @@ DataPlane::DataPlane(DataPlaneOptions options, transport::HttpHandler http_fallb
   socket_prefix_ = common::RandomU32() & 0x7fffffff;
   for (size_t i = 0; i < pool_.size(); ++i) {
     shards_.push_back(std::make_unique<Shard>(
-        i, pool_.context(i),
-        [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); },
+        i, pool_.context(i), [this](const relay::v1::PresenceSocket& p) { state_.PresenceLeft(p); },
         options_.shard_inbox));
     shards_.back()->set_acked(&last_ack_);
   }
@@ -121,9 +123,9 @@ absl::Status DataPlane::Start() {
   port_ = *port;
   RELAY_LOG(kInfo, "dataplane", "accepting up to ", options_.capacity, " connections",
             options_.capacity == 0 ? " (no file limit: unlimited)" : "",
-            options_.max_connections_per_ip ? common::StrCat(", ", options_.max_connections_per_ip,
-                                                             " per client address")
-                                            : std::string());
+            options_.max_connections_per_ip
+                ? common::StrCat(", ", options_.max_connections_per_ip, " per client address")
+                : std::string());
   pool_.Start("shard");
   ControlLinkOptions link;
   link.target = options_.control_plane;
@@ -198,8 +200,8 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
         AppPtr current = apps_.ById(a.id());
         for (auto& s : shards_) s->PostAppUpdate(current);
       }
-      RELAY_LOG(kInfo, "dataplane", "attached to control plane ",
-                msg.welcome().control_plane_id(), " (", apps.size(), " apps)");
+      RELAY_LOG(kInfo, "dataplane", "attached to control plane ", msg.welcome().control_plane_id(),
+                " (", apps.size(), " apps)");
       break;
     }
     case ControlMessage::kPublish: {
@@ -212,7 +214,8 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
                                 ? p.frames(i)
                                 : common::RenderEvent(p.event(), p.channels(i), p.data(),
                                                       p.data_is_json(), p.user_id());
-        d->frames.emplace_back(p.channels(i), std::make_shared<const std::string>(std::move(frame)));
+        d->frames.emplace_back(p.channels(i),
+                               std::make_shared<const std::string>(std::move(frame)));
       }
       DeliverToAll(std::move(d));
       break;
@@ -229,8 +232,7 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
         s->PostTerminateUser(msg.terminate_user().app_id(), msg.terminate_user().user_id());
       }
       break;
-    case ControlMessage::kAppUpsert:
-    {
+    case ControlMessage::kAppUpsert: {
       apps_.Upsert(Guarded(msg.app_upsert()));
       AppPtr current = apps_.ById(msg.app_upsert().id());
       for (auto& s : shards_) s->PostAppUpdate(current);

@@ -7,8 +7,8 @@
 
 #include <atomic>
 #include <memory>
-#include <set>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,8 +20,8 @@
 #include "dataplane/control_link.h"
 #include "dataplane/node_state.h"
 #include "dataplane/shard.h"
-#include "transport/ws_conn.h"
 #include "transport/http_server.h"
+#include "transport/ws_conn.h"
 
 namespace relay::dataplane {
 
@@ -32,10 +32,10 @@ struct DataPlaneOptions {
   bool control_plane_tls = false;
   std::string control_plane_ca;  // PEM roots for the control plane's TLS certificate
   std::shared_ptr<grpc::Channel> control_plane_channel;  // overrides control_plane when set
-  std::string node_token;       // node credential presented on the node link (bearer token)
-  std::string node_id;          // generated when empty
+  std::string node_token;          // node credential presented on the node link (bearer token)
+  std::string node_id;             // generated when empty
   std::string advertised_address;  // host:port clients use; defaults to host:port
-  size_t shards = 0;            // 0 = one per core
+  size_t shards = 0;               // 0 = one per core
   // Connections before 4100; 0 = derived from the open file limit (DefaultCapacity()).
   uint64_t capacity = 0;
   // Connections from one client address before 4100; 0 = no per-address cap (the default:
@@ -50,7 +50,7 @@ struct DataPlaneOptions {
   uint64_t subscribe_burst = 1000;  // a reconnect resubscribes every channel at once
   uint32_t activity_timeout_seconds = 120;
   uint32_t pong_timeout_seconds = 30;
-  size_t max_frame_bytes = 64 * 1024;      // inbound frames beyond this close with 1009
+  size_t max_frame_bytes = 64 * 1024;        // inbound frames beyond this close with 1009
   size_t max_queue_bytes = 4 * 1024 * 1024;  // per connection write queue
   size_t max_queue_frames = 4096;
   bool permessage_deflate = false;
@@ -105,8 +105,8 @@ class DataPlane {
   mutable absl::Mutex warned_mu_;
   mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(size_t context, boost::beast::tcp_stream stream,
-                 transport::BeastRequest request, std::string leftover);
+  void OnUpgrade(size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
+                 std::string leftover);
   relay::v1::NodeLoad Load();
   // For the control link: false when every shard has room for more commands; otherwise runs
   // `resume` once (on a shard thread) when they all have, and returns true.

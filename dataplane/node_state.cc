@@ -149,7 +149,7 @@ std::vector<relay::v1::SubscribeRequest> NodeState::TakeUnanswered() {
 }
 
 std::vector<relay::v1::NodeMessage> NodeState::SnapshotParts(const relay::v1::NodeLoad& load,
-                                                              size_t part_bytes) const {
+                                                             size_t part_bytes) const {
   std::vector<relay::v1::NodeMessage> parts(1);
   size_t bytes = 0;
   // The part to add an entry of `size` bytes to: a new one once the current is full.

@@ -107,10 +107,9 @@ class NodeState {
   mutable absl::Mutex mu_;
   std::shared_ptr<const Uplink> uplink_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> acked_{0};
-  absl::flat_hash_map<std::pair<std::string, std::string>, Channel> channels_
+  absl::flat_hash_map<std::pair<std::string, std::string>, Channel> channels_ ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<std::string, std::string, std::string>, relay::v1::PresenceSocket> presence_
       ABSL_GUARDED_BY(mu_);
-  std::map<std::tuple<std::string, std::string, std::string>, relay::v1::PresenceSocket>
-      presence_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, relay::v1::SignedInSocket> signed_in_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint64_t> app_connections_ ABSL_GUARDED_BY(mu_);
   // Subscribe requests sent up and not answered yet, by request id.

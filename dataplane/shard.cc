@@ -1,8 +1,8 @@
 #include "dataplane/shard.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <algorithm>
 
 namespace relay::dataplane {
 
@@ -151,8 +151,8 @@ void Shard::PostDeliver(std::shared_ptr<const Delivery> delivery) {
 void Shard::PostToUser(std::string app_id, std::string user_id, FramePtr frame,
                        std::string exclude) {
   size_t bytes = app_id.size() + user_id.size() + frame->size() + exclude.size();
-  Post(bytes, [this, key = Key{std::move(app_id), std::move(user_id)},
-                       frame = std::move(frame), exclude = std::move(exclude)] {
+  Post(bytes, [this, key = Key{std::move(app_id), std::move(user_id)}, frame = std::move(frame),
+               exclude = std::move(exclude)] {
     auto it = users_.find(key);
     if (it == users_.end()) return;
     for (Session* s : it->second) {  // in place: Send() never changes the index

@@ -7,8 +7,8 @@
 // Shard-only unless a method says Post (or WaitForRoom).
 #pragma once
 
-#include <boost/asio/io_context.hpp>
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <functional>
 #include <map>
 #include <memory>

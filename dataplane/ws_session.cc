@@ -2,19 +2,19 @@
 
 #include <simdjson.h>
 
-#include <boost/asio/steady_timer.hpp>
 #include <algorithm>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
-#include "common/strings.h"
 #include "common/app_secrets.h"
 #include "common/channel.h"
 #include "common/frames.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/pusher_auth.h"
+#include "common/strings.h"
 #include "common/time.h"
 #include "dataplane/data_plane.h"
 #include "dataplane/shard.h"
@@ -41,9 +41,7 @@ simdjson::dom::parser& InnerParser() {
 FramePtr MakeFrame(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
 // Reasons in close frames must stay under 123 bytes.
-std::string CloseReason(std::string_view message) {
-  return std::string(message.substr(0, 120));
-}
+std::string CloseReason(std::string_view message) { return std::string(message.substr(0, 120)); }
 
 // The client's address when connections per address are capped, else "" (nothing counted).
 std::string PeerAddress(DataPlane& dp, const net::ip::tcp::socket& socket) {
@@ -63,9 +61,14 @@ class WsSession final : public Session,
                         public transport::WsConn::Listener,
                         public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket, const transport::WsLimits& limits)
-      : dp_(dp), shard_(shard), address_(PeerAddress(dp, socket)),
-        conn_(std::move(socket), limits), timer_(shard.context()), auth_timer_(shard.context()) {}
+  WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket,
+            const transport::WsLimits& limits)
+      : dp_(dp),
+        shard_(shard),
+        address_(PeerAddress(dp, socket)),
+        conn_(std::move(socket), limits),
+        timer_(shard.context()),
+        auth_timer_(shard.context()) {}
 
   ~WsSession() override = default;
 
@@ -169,10 +172,9 @@ class WsSession final : public Session,
     }
     std::vector<FramePtr> after;
     if (kind.is_cache) {
-      after.push_back(reply.has_cache()
-                          ? MakeFrame(common::RenderEvent(reply.cache().event(), channel,
-                                                          reply.cache().data()))
-                          : CacheMissFrame(channel));
+      after.push_back(reply.has_cache() ? MakeFrame(common::RenderEvent(
+                                              reply.cache().event(), channel, reply.cache().data()))
+                                        : CacheMissFrame(channel));
     }
     Activate(channel, succeeded, std::move(after));
   }
@@ -193,8 +195,8 @@ class WsSession final : public Session,
   void OnWatchlist(const relay::v1::WatchlistEvents& events) override {
     common::JsonWriter w;
     w.BeginObject().Key("events").BeginArray();
-    for (const auto& [name, list] : {std::pair{"online", &events.online()},
-                                     std::pair{"offline", &events.offline()}}) {
+    for (const auto& [name, list] :
+         {std::pair{"online", &events.online()}, std::pair{"offline", &events.offline()}}) {
       if (list->empty()) continue;
       w.BeginObject().Key("name").String(name).Key("user_ids").BeginArray();
       for (const auto& u : *list) w.String(u);
@@ -206,12 +208,12 @@ class WsSession final : public Session,
 
  private:
   struct Sub {
-    uint64_t request_id = 0;  // non-zero while the control plane has not answered
-    std::string user_id;      // presence member id
-    std::string user_info;    // presence member info JSON, until the join is recorded
-    bool counted = false;     // counted in NodeState (reported to the control plane)
-    bool live = false;        // in the shard index; subscription_succeeded sent
-    uint64_t ack_seq = 0;     // waiting for the control plane to route this node's interest
+    uint64_t request_id = 0;        // non-zero while the control plane has not answered
+    std::string user_id;            // presence member id
+    std::string user_info;          // presence member info JSON, until the join is recorded
+    bool counted = false;           // counted in NodeState (reported to the control plane)
+    bool live = false;              // in the shard index; subscription_succeeded sent
+    uint64_t ack_seq = 0;           // waiting for the control plane to route this node's interest
     std::vector<FramePtr> on_live;  // subscription_succeeded and what follows it
   };
 
@@ -233,11 +235,10 @@ class WsSession final : public Session,
     common::ParseQuery(query, &params);
     for (const auto& [k, v] : params) {
       if (k == "version") {
-        bool valid = !v.empty() && v.size() <= 32 &&
-                     std::all_of(v.begin(), v.end(), [](char c) {
-                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
-                              c == '-' || c == '+' || c == '_';
-                     });
+        bool valid = !v.empty() && v.size() <= 32 && std::all_of(v.begin(), v.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+' ||
+                 c == '_';
+        });
         if (!valid) return Refusal{4006, "Invalid version string format"};
       }
       if (k != "protocol") continue;
@@ -338,8 +339,8 @@ class WsSession final : public Session,
       if (!has_data) return ProtocolError("Client events need 'data'");
       return HandleClientEvent(event, channel, simdjson::minify(data_el));
     }
-    bool known = event == "pusher:subscribe" || event == "pusher:unsubscribe" ||
-                 event == "pusher:signin";
+    bool known =
+        event == "pusher:subscribe" || event == "pusher:unsubscribe" || event == "pusher:signin";
     if (!known) {
       if (event.substr(0, 7) == "pusher:") return;  // unknown pusher: events are ignored
       return ProtocolError(
@@ -393,8 +394,8 @@ class WsSession final : public Session,
       if (!it->second.live) return;
       common::ChannelKind k = common::ClassifyChannel(channel);
       if (!k.is_presence && !k.is_cache) {
-        Send(MakeFrame(common::RenderEvent("pusher_internal:subscription_succeeded", channel,
-                                           "{}")));
+        Send(MakeFrame(
+            common::RenderEvent("pusher_internal:subscription_succeeded", channel, "{}")));
         return;
       }
       Unsubscribe(channel);  // presence/cache: re-run the full subscribe for a fresh roster
@@ -421,8 +422,7 @@ class WsSession final : public Session,
                                  "Only the signed-in user may subscribe to its own channel", 401);
       }
       subs_[channel].live = true;  // delivered through the user index, not the channel index
-      Send(MakeFrame(
-          common::RenderEvent("pusher_internal:subscription_succeeded", channel, "{}")));
+      Send(MakeFrame(common::RenderEvent("pusher_internal:subscription_succeeded", channel, "{}")));
       return;
     }
     std::string user_id, user_info = "{}";
@@ -465,11 +465,11 @@ class WsSession final : public Session,
         }
         // Also for the signed-in user's info, which pusher:signin does not bound.
         if (user_info.size() > app_->limits().max_presence_user_info_bytes()) {
-          return SubscriptionError(channel, "LimitReached",
-                                   common::StrCat("user_info is larger than ",
-                                                  app_->limits().max_presence_user_info_bytes(),
-                                                  " bytes"),
-                                   4100);
+          return SubscriptionError(
+              channel, "LimitReached",
+              common::StrCat("user_info is larger than ",
+                             app_->limits().max_presence_user_info_bytes(), " bytes"),
+              4100);
         }
       }
       authorized_ = true;
@@ -538,8 +538,8 @@ class WsSession final : public Session,
   }
 
   static FramePtr CacheMissFrame(const std::string& channel) {
-    return MakeFrame(common::StrCat("{\"event\":\"pusher:cache_miss\",\"channel\":",
-                                    common::JsonQuote(channel), "}"));
+    return MakeFrame(common::StrCat(
+        "{\"event\":\"pusher:cache_miss\",\"channel\":", common::JsonQuote(channel), "}"));
   }
 
   // The subscription is accepted: count it, and go live at once, or, when this node had no
@@ -615,7 +615,7 @@ class WsSession final : public Session,
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
       Send(MakeFrame(common::RenderError(
           4301, common::StrCat("Client event rejected: data is larger than ",
-                             app_->limits().max_event_payload_bytes(), " bytes"))));
+                               app_->limits().max_event_payload_bytes(), " bytes"))));
       return;
     }
     std::string user_id = kind.is_presence ? it->second.user_id : "";
@@ -659,7 +659,8 @@ class WsSession final : public Session,
     }
     if (!signed_in_user_.empty() && signed_in_user_ != id) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      Send(MakeFrame(common::RenderError(4009, "The connection is already signed in as another user")));
+      Send(MakeFrame(
+          common::RenderError(4009, "The connection is already signed in as another user")));
       return;
     }
     std::vector<std::string> watchlist;
@@ -678,7 +679,8 @@ class WsSession final : public Session,
       }
     }
     simdjson::dom::element info;
-    signed_in_info_ = doc["user_info"].get(info) == simdjson::SUCCESS ? simdjson::minify(info) : "{}";
+    signed_in_info_ =
+        doc["user_info"].get(info) == simdjson::SUCCESS ? simdjson::minify(info) : "{}";
     bool first = signed_in_user_.empty();
     signed_in_user_ = std::string(id);
     authorized_ = true;

@@ -354,16 +354,26 @@ const Route* FindRoute(std::string_view method, const std::vector<std::string>& 
 
 int HttpStatusFor(const absl::Status& st) {
   switch (st.code()) {
-    case absl::StatusCode::kOk: return 200;
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kAlreadyExists: return 409;
-    case absl::StatusCode::kOutOfRange: return 413;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+      return 409;
+    case absl::StatusCode::kOutOfRange:
+      return 413;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -408,9 +418,9 @@ absl::Status HttpApi::VerifySignature(const App& app, const HttpRequest& req,
   // Compare against the window's bounds rather than |now - ts|: the difference overflows (UB)
   // for a hostile timestamp near INT64_MIN or INT64_MAX; `now` +/- the window cannot.
   if (ts < now - kTimestampWindowSeconds || ts > now + kTimestampWindowSeconds) {
-    return absl::UnauthenticatedError(
-        common::StrCat("Timestamp expired: Given timestamp (", ts, ") not within ",
-                       kTimestampWindowSeconds, "s of server time (", now, ")"));
+    return absl::UnauthenticatedError(common::StrCat("Timestamp expired: Given timestamp (", ts,
+                                                     ") not within ", kTimestampWindowSeconds,
+                                                     "s of server time (", now, ")"));
   }
   if (!req.body.empty() || HasParam(params, "body_md5")) {
     if (!common::ConstantTimeEquals(Param(params, "body_md5"), common::Md5Hex(req.body))) {

@@ -32,7 +32,7 @@ class HttpApi {
   // `clock` drives the signature's timestamp window, which previous secrets still verify and
   // Retry-After.
   explicit HttpApi(controlplane::Api& api, std::vector<std::string> trusted_proxies = {},
-          const common::Clock& clock = common::Clock::Real());
+                   const common::Clock& clock = common::Clock::Real());
 
   // The client address of a request: the peer, or, behind a trusted proxy, the nearest
   // X-Forwarded-For entry that is not itself a trusted proxy.

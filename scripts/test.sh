@@ -3,8 +3,10 @@
 # with real pusher-js and pusher SDK clients. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh
 status=0
+# The tree keeps one style (.clang-format); cheap, so it runs first.
+scripts/format.sh --check || status=1
+scripts/build.sh
 (cd build && ctest --output-on-failure -j2 --timeout 300) || status=1
 RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh || status=1
 # The multi-node tests must hold up run after run: ten times in a row, in-process and with

@@ -1,5 +1,6 @@
 #include "transport/http_client.h"
 
+#include <openssl/ssl.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -7,7 +8,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <openssl/ssl.h>
 
 #include "absl/strings/numbers.h"
 #include "common/strings.h"
@@ -23,9 +23,9 @@ using tcp = net::ip::tcp;
 // Writes the request and reads the response on `ioc`, every step bounded by `timeout`.
 template <typename Stream>
 HttpPostResult Send(net::io_context& ioc, Stream& stream, beast::tcp_stream& lowest,
-                              const HttpUrl& u,
-                              const std::vector<std::pair<std::string, std::string>>& headers,
-                              const std::string& body, std::chrono::milliseconds timeout) {
+                    const HttpUrl& u,
+                    const std::vector<std::pair<std::string, std::string>>& headers,
+                    const std::string& body, std::chrono::milliseconds timeout) {
   http::request<http::string_body> req{http::verb::post, u.target, 11};
   req.set(http::field::host, u.host);
   for (const auto& [k, v] : headers) req.set(k, v);
@@ -107,7 +107,7 @@ bool ParseHttpUrl(const std::string& url, HttpUrl* out) {
 }
 
 HttpPostResult HttpPost(const std::string& url,
-                                  const std::vector<std::pair<std::string, std::string>>& headers,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
                         const std::string& body, std::chrono::milliseconds timeout,
                         const AddressCheck& check) {
   HttpUrl u;

@@ -1,5 +1,6 @@
 #include "transport/http_server.h"
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -10,7 +11,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <exception>
@@ -45,8 +45,7 @@ using tcp = net::ip::tcp;
 
 std::string_view HttpRequest::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (k.size() == name.size() &&
-        std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+    if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
           return std::tolower(static_cast<unsigned char>(a)) ==
                  std::tolower(static_cast<unsigned char>(b));
         })) {
@@ -133,8 +132,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (size == 0) {
       // The buffer is full and the parser still wants more: a head, chunk header or trailer
       // larger than the limit.
-      return Reject(431, "Request header fields, chunk header or trailer too large",
-                    "buffer full");
+      return Reject(431, "Request header fields, chunk header or trailer too large", "buffer full");
     }
     stream_.async_read_some(
         buffer_.prepare(size),
@@ -297,7 +295,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void(uint64_t, beast::string_view, beast::error_code&)> on_chunk_header_;
   std::shared_ptr<http::response<http::string_body>> response_;
   const std::shared_ptr<HttpServer::Shared> shared_;
-  const size_t context_;  // the index of the pool's io_context this connection lives on
+  const size_t context_;    // the index of the pool's io_context this connection lives on
   bool lingering_ = false;  // the request was refused; drain before closing
 };
 
@@ -350,11 +348,10 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
     // Round-robin over the pool; the index goes with the connection (UpgradeHandler).
     size_t context = next_context_;
     next_context_ = (next_context_ + 1) % pool_.size();
-    acceptor_.async_accept(pool_.context(context),
-                           [self = shared_from_this(), context](beast::error_code ec,
-                                                                tcp::socket socket) {
-                             self->OnAccept(ec, std::move(socket), context);
-                           });
+    acceptor_.async_accept(pool_.context(context), [self = shared_from_this(), context](
+                                                       beast::error_code ec, tcp::socket socket) {
+      self->OnAccept(ec, std::move(socket), context);
+    });
   }
 
   void OnAccept(beast::error_code ec, tcp::socket socket, size_t context) {
@@ -387,8 +384,8 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
                 failures_.total(), " in total): ", ec.message(), retry_now ? "" : "; backing off");
     }
     if (retry_now) return AcceptNext();
-    backoff_ = std::clamp(backoff_ * 2, std::chrono::milliseconds(100),
-                          std::chrono::milliseconds(2000));
+    backoff_ =
+        std::clamp(backoff_ * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
     absl::MutexLock lock(&mu_);
     if (closed_) return;
     retry_.expires_after(backoff_);
@@ -431,7 +428,7 @@ absl::StatusOr<uint16_t> HttpServer::Start() {
   auto port = listener_->Listen(tcp::endpoint(address, options.port));
   if (!port.ok()) {
     return absl::UnavailableError(common::StrCat("cannot listen on ", options.host, ":",
-                                               options.port, ": ", port.status().message()));
+                                                 options.port, ": ", port.status().message()));
   }
   port_ = *port;
   return port_;

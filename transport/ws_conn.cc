@@ -4,9 +4,9 @@
 #include <simdjson.h>
 #include <zlib.h>
 
-#include <boost/asio/write.hpp>
 #include <algorithm>
 #include <array>
+#include <boost/asio/write.hpp>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -32,7 +32,7 @@ constexpr uint8_t kOpPong = 0xA;
 constexpr uint8_t kFin = 0x80;
 constexpr uint8_t kRsv1 = 0x40;
 constexpr size_t kScratchBytes = 64 * 1024;
-constexpr int kReadsPerWakeup = 4;  // then yield to the other sockets of the shard
+constexpr int kReadsPerWakeup = 4;   // then yield to the other sockets of the shard
 constexpr size_t kKeepCapacity = 8;  // queue slots an idle connection may keep
 
 // Sec-WebSocket-Accept for `key` (RFC 6455 section 4.2.2).
@@ -132,7 +132,8 @@ class Zlib {
     d->avail_out = static_cast<uInt>(out.size());
     deflate(d.get(), Z_SYNC_FLUSH);
     out.resize(out.size() - d->avail_out);
-    if (out.size() >= 4 && out.compare(out.size() - 4, 4, std::string_view("\0\0\xff\xff", 4)) == 0) {
+    if (out.size() >= 4 &&
+        out.compare(out.size() - 4, 4, std::string_view("\0\0\xff\xff", 4)) == 0) {
       out.resize(out.size() - 4);
     }
     return out;
@@ -340,7 +341,8 @@ void WsConn::Queue(uint8_t first_byte, std::shared_ptr<const std::string> payloa
       out.header_len = 4;
     } else {
       out.header[1] = 127;
-      for (int i = 0; i < 8; ++i) out.header[2 + i] = static_cast<uint8_t>(uint64_t{n} >> (56 - 8 * i));
+      for (int i = 0; i < 8; ++i)
+        out.header[2 + i] = static_cast<uint8_t>(uint64_t{n} >> (56 - 8 * i));
       out.header_len = 10;
     }
   }
@@ -403,8 +405,7 @@ void WsConn::DoWrite() {
   }
   if (iov_.empty()) return OnWritten({});
   if (ec != net::error::would_block && ec != net::error::try_again) return OnWritten(ec);
-  net::async_write(socket_, iov_,
-                   [this, keep = Owner()](error_code ec, size_t) { OnWritten(ec); });
+  net::async_write(socket_, iov_, [this, keep = Owner()](error_code ec, size_t) { OnWritten(ec); });
 }
 
 void WsConn::OnWritten(error_code ec) {
@@ -489,8 +490,9 @@ size_t WsConn::Consume(char* data, size_t size) {
       Violation(kWsCloseProtocolError, "invalid opcode or control frame");
       return std::string::npos;
     }
-    if (!control && (len > limits_.max_message_bytes ||
-                     (opcode == kOpContinuation && message_.size() + len > limits_.max_message_bytes))) {
+    if (!control &&
+        (len > limits_.max_message_bytes ||
+         (opcode == kOpContinuation && message_.size() + len > limits_.max_message_bytes))) {
       Violation(kWsCloseTooBig, "message too big");
       return std::string::npos;
     }

@@ -29,9 +29,9 @@ inline constexpr uint16_t kWsCloseInvalidPayload = 1007;
 inline constexpr uint16_t kWsCloseTooBig = 1009;
 
 struct WsLimits {
-  size_t max_message_bytes = 64 * 1024;        // inbound messages beyond this close with 1009
-  size_t max_queue_bytes = 4 * 1024 * 1024;    // outbound bytes waiting on the socket
-  size_t max_queue_frames = 4096;              // outbound messages waiting on the socket
+  size_t max_message_bytes = 64 * 1024;      // inbound messages beyond this close with 1009
+  size_t max_queue_bytes = 4 * 1024 * 1024;  // outbound bytes waiting on the socket
+  size_t max_queue_frames = 4096;            // outbound messages waiting on the socket
 };
 
 class WsConn {
@@ -125,9 +125,9 @@ class WsConn {
   uint8_t deflate_bits_ = 15;
   bool writing_active_ = false;
   bool flush_scheduled_ = false;
-  bool close_queued_ = false;    // our close frame is queued or sent
-  bool close_written_ = false;   // our close frame reached the kernel
-  bool peer_closed_ = false;     // the peer's close frame arrived
+  bool close_queued_ = false;   // our close frame is queued or sent
+  bool close_written_ = false;  // our close frame reached the kernel
+  bool peer_closed_ = false;    // the peer's close frame arrived
   bool finished_ = false;
 };
 

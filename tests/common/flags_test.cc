@@ -27,8 +27,9 @@ absl::Status ParseInto(Parsed& p, std::vector<std::string> args, FlagSet** out =
 
 TEST(Flags, ParsesFormsAndErrors) {
   Parsed p;
-  ASSERT_TRUE(ParseInto(p, {"--port", "7", "--host=0.0.0.0", "--json", "--channel", "a",
-                            "--channel=b"}).ok());
+  ASSERT_TRUE(
+      ParseInto(p, {"--port", "7", "--host=0.0.0.0", "--json", "--channel", "a", "--channel=b"})
+          .ok());
   EXPECT_EQ(p.port, 7u);
   EXPECT_EQ(p.host, "0.0.0.0");
   EXPECT_TRUE(p.json);

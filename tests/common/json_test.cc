@@ -30,11 +30,14 @@ TEST(Frames, ShapesRealClientsRelyOn) {
             R"({"event":"e","channel":"c","data":"{\"id\":7}"})");
   EXPECT_EQ(RenderEvent("client-x", "presence-r", R"({"a":1})", true, "u1"),
             R"({"event":"client-x","channel":"presence-r","data":{"a":1},"user_id":"u1"})");
-  EXPECT_EQ(RenderError(4001, "Application does not exist"),
-            R"({"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}})");
-  EXPECT_EQ(RenderError(std::nullopt, "x"), R"({"event":"pusher:error","data":{"code":null,"message":"x"}})");
-  EXPECT_EQ(RenderSubscriptionError("private-a", "AuthError", "no", 401),
-            R"({"event":"pusher:subscription_error","channel":"private-a","data":{"type":"AuthError","error":"no","status":401}})");
+  EXPECT_EQ(
+      RenderError(4001, "Application does not exist"),
+      R"({"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}})");
+  EXPECT_EQ(RenderError(std::nullopt, "x"),
+            R"({"event":"pusher:error","data":{"code":null,"message":"x"}})");
+  EXPECT_EQ(
+      RenderSubscriptionError("private-a", "AuthError", "no", 401),
+      R"({"event":"pusher:subscription_error","channel":"private-a","data":{"type":"AuthError","error":"no","status":401}})");
 }
 
 }  // namespace

@@ -119,9 +119,8 @@ TEST_F(AppStoreTest, WritesSurviveReopen) {
 TEST_F(AppStoreTest, ListenerHearsCommittedChangesInOrder) {
   auto store = Open();
   std::vector<std::string> heard;
-  store->SetListener([&](const App& app, bool removed) {
-    heard.push_back((removed ? "-" : "+") + app.id());
-  });
+  store->SetListener(
+      [&](const App& app, bool removed) { heard.push_back((removed ? "-" : "+") + app.id()); });
   ASSERT_TRUE(store->Create(AppRequest("x")).ok());
   ASSERT_TRUE(store->Delete("x").ok());
   EXPECT_EQ(heard, (std::vector<std::string>{"+x", "-x"}));

@@ -118,8 +118,8 @@ TEST(ClusterState, ListChannelsFiltersByAppAndPrefixSorted) {
 TEST(ClusterState, SameUserOnTwoNodesIsOneMember) {
   ClusterState state;
   relay::v1::SubscribeReply reply;
-  Effects fx = state.PresenceJoin("n1", Join("presence-room", "ada", "1.1", R"({"n":1})"), 0,
-                                  &reply);
+  Effects fx =
+      state.PresenceJoin("n1", Join("presence-room", "ada", "1.1", R"({"n":1})"), 0, &reply);
   EXPECT_TRUE(reply.ok());
   EXPECT_EQ(reply.request_id(), 7u);
   EXPECT_EQ(Users(fx.member_added), std::vector<std::string>{"ada"});

@@ -135,8 +135,8 @@ class NodeHubTest : public ::testing::Test {
 class RawNode {
  public:
   RawNode(int port, const std::string& token) {
-    stub_ = relay::v1::NodeLink::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    stub_ = relay::v1::NodeLink::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                             grpc::InsecureChannelCredentials()));
     ctx_.set_deadline(std::chrono::system_clock::now() + 20s);
     if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     stream_ = stub_->Attach(&ctx_);

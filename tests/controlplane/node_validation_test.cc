@@ -131,8 +131,8 @@ TEST(NodeValidation, ClientEventsBreakingTheRulesAreRefused) {
                                   kLimits)
                   .ok());
   // 200 characters exactly is fine.
-  EXPECT_TRUE(ValidateNodeMessage(with([](E* e) { e->set_event("client-" + std::string(193, 'x')); }),
-                                  kLimits)
+  EXPECT_TRUE(ValidateNodeMessage(
+                  with([](E* e) { e->set_event("client-" + std::string(193, 'x')); }), kLimits)
                   .ok());
 
   NodeLimits small;
@@ -163,8 +163,7 @@ TEST(NodeValidation, SubscribeRequests) {
   ExpectInvalid(with([](S* s) { s->set_socket_id(""); }), "socket id");
   NodeLimits small;
   small.max_user_info_bytes = 4;
-  EXPECT_EQ(ValidateNodeMessage(PresenceJoin(), small).code(),
-            absl::StatusCode::kInvalidArgument)
+  EXPECT_EQ(ValidateNodeMessage(PresenceJoin(), small).code(), absl::StatusCode::kInvalidArgument)
       << "user_info over the backstop";
 }
 

@@ -17,8 +17,8 @@ TEST(WebhookTargets, RefusesLinkLocalAndCloudMetadata) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << ip;
     EXPECT_NE(std::string(st.message()).find("--webhook-allow-link-local"), std::string::npos);
   }
-  for (const char* url : {"http://169.254.169.254/latest/meta-data/",
-                          "http://[fe80::1]:8080/x", "https://user@169.254.169.254/"}) {
+  for (const char* url : {"http://169.254.169.254/latest/meta-data/", "http://[fe80::1]:8080/x",
+                          "https://user@169.254.169.254/"}) {
     EXPECT_FALSE(t.CheckUrl(url).ok()) << url;
   }
   WebhookTargets allowing(true, false);
@@ -54,7 +54,8 @@ TEST(WebhookTargets, DefaultPortsFollowTheScheme) {
 }
 
 TEST(WellKnownSecret, LoopbackHosts) {
-  for (const char* h : {"127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"}) {
+  for (const char* h :
+       {"127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"}) {
     EXPECT_TRUE(common::IsLoopbackHost(h)) << h;
   }
   for (const char* h : {"0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "example.com", ""}) {

@@ -28,7 +28,12 @@ TEST(WebhookOutbox, OverflowDropsOldestAndCountsIt) {
   WebhookOptions options;
   options.max_outbox_per_endpoint = 3;
   // Not started: nothing is delivered, so the outbox only fills.
-  Webhooks hooks(dir.string(), **store, [](auto&&...) { return PostResult{500, ""}; }, options);
+  Webhooks hooks(
+      dir.string(), **store,
+      [](auto&&...) {
+        return PostResult{500, ""};
+      },
+      options);
   ASSERT_TRUE(hooks.Open().ok());
   relay::v1::Webhook h;
   h.set_url("http://127.0.0.1:1/x");
@@ -192,9 +197,7 @@ TEST_F(WebhooksTest, TestRequestsRunOnOwnedThreads) {
   hooks.Stop();
   // Once stopped, nothing starts: the callback answers at once with no result.
   bool answered = false;
-  hooks.Test("a1", [&](std::vector<relay::v1::TestWebhookResult> r) {
-    answered = r.empty();
-  });
+  hooks.Test("a1", [&](std::vector<relay::v1::TestWebhookResult> r) { answered = r.empty(); });
   EXPECT_TRUE(answered);
 }
 

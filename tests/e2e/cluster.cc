@@ -24,9 +24,8 @@ Cluster::Cluster(int nodes, dataplane::DataPlaneOptions dp_options) {
     if (o.node_token.empty()) o.node_token = NodeToken();
     o.heartbeat_interval = std::chrono::milliseconds(200);
     auto dp = std::make_unique<dataplane::DataPlane>(
-        o, i == 0 ? transport::HttpHandler([this](const transport::HttpRequest& r) {
-          return http_->Handle(r);
-        })
+        o, i == 0 ? transport::HttpHandler(
+                        [this](const transport::HttpRequest& r) { return http_->Handle(r); })
                   : transport::HttpHandler());
     auto st = dp->Start();
     if (!st.ok()) std::abort();
@@ -86,7 +85,8 @@ std::unique_ptr<WsClient> Cluster::Client(int i, const std::string& key) {
 std::string Cluster::Subscribe(WsClient& c, const std::string& channel,
                                const std::string& channel_data) {
   SendSubscribe(c, channel, channel_data);
-  auto f = c.ReceiveEvent("pusher_internal:subscription_succeeded", std::chrono::seconds(5), channel);
+  auto f =
+      c.ReceiveEvent("pusher_internal:subscription_succeeded", std::chrono::seconds(5), channel);
   return f ? *f : "";
 }
 

@@ -38,7 +38,8 @@ class Cluster {
   // Sends a correctly signed pusher:subscribe without waiting for the answer.
   void SendSubscribe(WsClient& c, const std::string& channel, const std::string& channel_data = "");
   // Subscribes and waits for subscription_succeeded; returns its frame ("" on failure).
-  std::string Subscribe(WsClient& c, const std::string& channel, const std::string& channel_data = "");
+  std::string Subscribe(WsClient& c, const std::string& channel,
+                        const std::string& channel_data = "");
   // Publishes through the public API (the same path as HTTP and gRPC triggers).
   absl::Status Trigger(const std::string& channel, const std::string& event,
                        const std::string& data, const std::string& socket_id = "");

@@ -15,7 +15,8 @@ TEST(GrpcApi, AuthenticationAndErrors) {
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(cluster.cp().grpc_port()),
                                      grpc::InsecureChannelCredentials());
   auto stub = relay::v1::Channels::NewStub(channel);
-  auto trigger = [&](const std::string& app, const std::vector<std::pair<std::string, std::string>>& md,
+  auto trigger = [&](const std::string& app,
+                     const std::vector<std::pair<std::string, std::string>>& md,
                      const std::string& name = "e") {
     grpc::ClientContext ctx;
     for (const auto& [k, v] : md) ctx.AddMetadata(k, v);
@@ -31,7 +32,8 @@ TEST(GrpcApi, AuthenticationAndErrors) {
             grpc::StatusCode::OK);
   auto token = cluster.cp().store().CreateToken("app-id", "t", 0);
   ASSERT_TRUE(token.ok());
-  EXPECT_EQ(trigger("app-key", {{"authorization", "Bearer " + token->secret()}}), grpc::StatusCode::OK);
+  EXPECT_EQ(trigger("app-key", {{"authorization", "Bearer " + token->secret()}}),
+            grpc::StatusCode::OK);
   EXPECT_EQ(trigger("app-id", {}), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(trigger("app-id", {{"x-relay-key", "app-key"}, {"x-relay-secret", "wrong"}}),
             grpc::StatusCode::UNAUTHENTICATED);
@@ -95,10 +97,12 @@ TEST(GrpcApi, CredentialFailuresAndCanonicalCodes) {
             grpc::StatusCode::UNAUTHENTICATED);
   auto expiring = store.CreateToken("app-id", "x", 1);
   ASSERT_TRUE(expiring.ok());
-  EXPECT_TRUE(WaitFor([&] {
-    return trigger("app-id", {{"authorization", "Bearer " + expiring->secret()}}, {"c"}) ==
-           grpc::StatusCode::UNAUTHENTICATED;
-  }, std::chrono::seconds(5)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return trigger("app-id", {{"authorization", "Bearer " + expiring->secret()}}, {"c"}) ==
+               grpc::StatusCode::UNAUTHENTICATED;
+      },
+      std::chrono::seconds(5)));
   // The other app's key and secret do not open this app.
   EXPECT_EQ(trigger("app-id", {{"x-relay-key", other->key()}, {"x-relay-secret", other->secret()}},
                     {"c"}),
@@ -118,7 +122,8 @@ TEST(GrpcApi, CredentialFailuresAndCanonicalCodes) {
   u.mutable_changes()->mutable_limits()->set_max_daily_messages(2);
   u.add_update_mask("limits.max_daily_messages");
   ASSERT_TRUE(store.Update(u).ok());
-  EXPECT_EQ(trigger(other->id(), other_creds, {"a", "b", "c"}), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(trigger(other->id(), other_creds, {"a", "b", "c"}),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(trigger(other->id(), other_creds, {"a", "b"}, std::string(10241, 'd')),
             grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_EQ(trigger(other->id(), other_creds, {"a", "b"}), grpc::StatusCode::OK);

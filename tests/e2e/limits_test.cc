@@ -149,7 +149,8 @@ TEST(Limits, ClientEventPayloadLimitAnswers4301) {
   auto a = cluster.Client();
   ASSERT_TRUE(a);
   ASSERT_NE(cluster.Subscribe(*a, "private-small"), "");
-  a->Send(R"({"event":"client-big","channel":"private-small","data":")" + std::string(200, 'x') + "\"}");
+  a->Send(R"({"event":"client-big","channel":"private-small","data":")" + std::string(200, 'x') +
+          "\"}");
   auto err = a->ReceiveEvent("pusher:error");
   ASSERT_TRUE(err);
   EXPECT_EQ(JsonField(JsonField(*err, "data"), "code"), "4301");
@@ -221,8 +222,8 @@ TEST(ConnectionLimits, SubscriptionsPerConnectionAreCappedAndTheConnectionStaysO
     ASSERT_NE(cluster.Subscribe(*c, ch, ch == "presence-c" ? R"({"user_id":"u"})" : ""), "") << ch;
   }
   cluster.SendSubscribe(*c, "d");
-  EXPECT_EQ(SubscriptionErrorFor(*c, "d"), std::make_pair(std::string("LimitReached"),
-                                                          std::string("4100")));
+  EXPECT_EQ(SubscriptionErrorFor(*c, "d"),
+            std::make_pair(std::string("LimitReached"), std::string("4100")));
   // Subscribing again to a channel it holds is not a new subscription.
   EXPECT_NE(cluster.Subscribe(*c, "a"), "");
   // The connection still works: after an unsubscribe the refused channel subscribes.
@@ -240,20 +241,22 @@ TEST(ConnectionLimits, SubscribeRateIsLimitedPerConnection) {
   auto c = cluster.Client();
   ASSERT_TRUE(c);
   for (std::string ch : {"r1", "r2", "r3", "r4"}) cluster.SendSubscribe(*c, ch);
-  EXPECT_EQ(SubscriptionErrorFor(*c, "r4"), std::make_pair(std::string("LimitReached"),
-                                                           std::string("4301")));
+  EXPECT_EQ(SubscriptionErrorFor(*c, "r4"),
+            std::make_pair(std::string("LimitReached"), std::string("4301")));
   // The bucket refills at one a second: r4 subscribes on a later try, and the connection still
   // receives on the channels within the burst.
-  ASSERT_TRUE(WaitFor([&] {
-    cluster.SendSubscribe(*c, "r4");
-    for (int frames = 0; frames < 10; ++frames) {
-      auto f = c->Receive(5s);
-      if (!f) return false;
-      if (JsonField(*f, "channel") != "r4") continue;
-      return JsonField(*f, "event") == "pusher_internal:subscription_succeeded";
-    }
-    return false;
-  }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        cluster.SendSubscribe(*c, "r4");
+        for (int frames = 0; frames < 10; ++frames) {
+          auto f = c->Receive(5s);
+          if (!f) return false;
+          if (JsonField(*f, "channel") != "r4") continue;
+          return JsonField(*f, "event") == "pusher_internal:subscription_succeeded";
+        }
+        return false;
+      },
+      10s));
   ASSERT_TRUE(cluster.Trigger("r3", "e", "{}").ok());
   EXPECT_TRUE(c->ReceiveEvent("e", 5s, "r3"));
 }

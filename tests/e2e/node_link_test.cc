@@ -74,8 +74,8 @@ std::string IssueNodeToken(Cluster& cluster, const std::string& name, const std:
 
 TEST(NodeLink, AStrangerIsRefusedBeforeAnythingIsSent) {
   Cluster cluster(1);
-  for (const std::string& token : std::vector<std::string>{"", "rln_made_up", "app-secret",
-                                                         cluster.cp().admin_token()}) {
+  for (const std::string& token :
+       std::vector<std::string>{"", "rln_made_up", "app-secret", cluster.cp().admin_token()}) {
     RawNode stranger(cluster, token);
     stranger.Hello("intruder");  // may already fail: the call ends at once
     int messages = -1;
@@ -162,8 +162,8 @@ TEST(NodeLink, MalformedClientEventsFromANodeReachNoSubscriber) {
     return node.Write(std::move(m));
   };
   ASSERT_TRUE(send("pusher_internal:member_added", "{}", "private-secrets"));  // not client-
-  ASSERT_TRUE(send("client-x", "{\"a\":", "private-secrets"));               // malformed JSON
-  ASSERT_TRUE(send("client-x", "{}", "public-news"));                           // public channel
+  ASSERT_TRUE(send("client-x", "{\"a\":", "private-secrets"));                 // malformed JSON
+  ASSERT_TRUE(send("client-x", "{}", "public-news"));                          // public channel
   ASSERT_TRUE(send("client-x", "{}", "private-\n"));                           // bad name
   ASSERT_TRUE(send("client-x", "{}", "private-elsewhere"));  // the node has no subscriber there
   // A well-formed event still goes through, and it is the first thing the subscriber sees.
@@ -240,13 +240,13 @@ TEST(NodeLink, ANodeWithMoreStateThanOneMessageReattaches) {
     clients.push_back(cluster.Client(0));
     ASSERT_TRUE(clients.back());
     for (int j = 0; j < kChannelsEach; ++j) {
-      cluster.SendSubscribe(*clients.back(), pad + "-" + std::to_string(i) + "-" +
-                                                 std::to_string(j));
+      cluster.SendSubscribe(*clients.back(),
+                            pad + "-" + std::to_string(i) + "-" + std::to_string(j));
     }
   }
   const uint64_t total = kClients * kChannelsEach;
-  ASSERT_TRUE(WaitFor([&] { return cluster.cp().cluster().ListChannels("app-id", "").size() ==
-                                   total; }, 60s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.cp().cluster().ListChannels("app-id", "").size() == total; }, 60s));
   cluster.RestartControlPlane();
   ASSERT_TRUE(cluster.WaitAttached(2));
   EXPECT_EQ(cluster.cp().cluster().ListChannels("app-id", "").size(), total);

@@ -40,8 +40,10 @@ class Protocol : public ::testing::Test {
 };
 
 TEST_F(Protocol, RefusalsCloseWithTheirCode) {
-  for (auto [target, code] : std::vector<std::pair<std::string, int>>{
-           {"/foo", 4005}, {"/app/app-key?protocol=3", 4007}, {"/app/app-key?protocol=abc", 4007}}) {
+  for (auto [target, code] :
+       std::vector<std::pair<std::string, int>>{{"/foo", 4005},
+                                                {"/app/app-key?protocol=3", 4007},
+                                                {"/app/app-key?protocol=abc", 4007}}) {
     auto c = WsClient::Connect(cluster.port(), target);
     ASSERT_TRUE(c) << target;
     auto f = c->Receive();
@@ -79,8 +81,7 @@ TEST_F(Protocol, PingInvalidJsonBinaryAndUnknownEvents) {
 TEST_F(Protocol, OversizedFrameClosesWith1009) {
   auto c = cluster.Client();
   ASSERT_TRUE(c);
-  c->Send(R"({"event":"client-x","channel":"private-a","data":")" + std::string(8000, 'x') +
-          "\"}");
+  c->Send(R"({"event":"client-x","channel":"private-a","data":")" + std::string(8000, 'x') + "\"}");
   EXPECT_EQ(c->WaitClosed(), 1009);
   auto other = cluster.Client();  // the process is unharmed
   ASSERT_TRUE(other);
@@ -112,7 +113,8 @@ TEST_F(Protocol, PresenceMembersAndRoster) {
   auto b = cluster.Client();
   auto b2 = cluster.Client();
   ASSERT_TRUE(a && b && b2);
-  ASSERT_NE(cluster.Subscribe(*a, "presence-room", R"({"user_id":"u1","user_info":{"n":"A"}})"), "");
+  ASSERT_NE(cluster.Subscribe(*a, "presence-room", R"({"user_id":"u1","user_info":{"n":"A"}})"),
+            "");
   std::string ok = cluster.Subscribe(*b, "presence-room", R"({"user_id":2})");
   ASSERT_NE(ok, "");
   std::string presence = JsonField(JsonField(ok, "data"), "presence");
@@ -123,7 +125,7 @@ TEST_F(Protocol, PresenceMembersAndRoster) {
   EXPECT_EQ(JsonField(*added, "data"), R"({"user_id":"2","user_info":{}})");
   // The same user on a second socket: no member_added.
   ASSERT_NE(cluster.Subscribe(*b2, "presence-room", R"({"user_id":2})"), "");
-  c_unsubscribe(*b);  // one of user 2's sockets leaves: nothing
+  c_unsubscribe(*b);   // one of user 2's sockets leaves: nothing
   c_unsubscribe(*b2);  // the last one: member_removed once
   auto removed = a->Receive();
   ASSERT_TRUE(removed);
@@ -200,7 +202,8 @@ TEST_F(Protocol, SigninSendToUserAndTerminate) {
   // Only the signed-in user may subscribe to its own channel.
   c->Send(R"({"event":"pusher:subscribe","data":{"channel":"#server-to-user-other"}})");
   EXPECT_TRUE(c->ReceiveEvent("pusher:subscription_error"));
-  ASSERT_TRUE(WaitFor([&] { return !cluster.cp().cluster().NodesWithUser("app-id", "u-1").empty(); }));
+  ASSERT_TRUE(
+      WaitFor([&] { return !cluster.cp().cluster().NodesWithUser("app-id", "u-1").empty(); }));
   ASSERT_TRUE(cluster.Trigger("#server-to-user-u-1", "note", "hi").ok());
   auto note = c->ReceiveEvent("note");
   ASSERT_TRUE(note);
@@ -214,7 +217,8 @@ TEST_F(Protocol, SigninSendToUserAndTerminate) {
 TEST_F(Protocol, BadSigninClosesWith4009) {
   auto c = cluster.Client();
   ASSERT_TRUE(c);
-  c->Send(R"({"event":"pusher:signin","data":{"auth":"app-key:bad","user_data":"{\"id\":\"x\"}"}})");
+  c->Send(
+      R"({"event":"pusher:signin","data":{"auth":"app-key:bad","user_data":"{\"id\":\"x\"}"}})");
   EXPECT_EQ(c->WaitClosed(), 4009);
 }
 
@@ -239,9 +243,9 @@ TEST_F(Protocol, SigninAndPresenceWithDataAsAStringKeepTheirJson) {
   std::string channel_data = R"({"user_id":"m-1","user_info":{"name":"Ada Lovelace"}})";
   common::JsonWriter sub;
   sub.BeginObject().Key("channel").String("presence-s").Key("channel_data").String(channel_data);
-  sub.Key("auth").String(common::SignToken(
-      "app-key", "app-secret",
-      common::ChannelStringToSign(c->socket_id(), "presence-s", channel_data)));
+  sub.Key("auth").String(
+      common::SignToken("app-key", "app-secret",
+                        common::ChannelStringToSign(c->socket_id(), "presence-s", channel_data)));
   sub.EndObject();
   common::JsonWriter frame;
   frame.BeginObject().Key("event").String("pusher:subscribe").Key("data").String(sub.str());
@@ -249,8 +253,7 @@ TEST_F(Protocol, SigninAndPresenceWithDataAsAStringKeepTheirJson) {
   c->Send(frame.str());
   auto joined = c->ReceiveEvent("pusher_internal:subscription_succeeded", 5s, "presence-s");
   ASSERT_TRUE(joined);
-  EXPECT_NE(joined->find(R"(\"m-1\":{\"name\":\"Ada Lovelace\"})"), std::string::npos)
-      << *joined;
+  EXPECT_NE(joined->find(R"(\"m-1\":{\"name\":\"Ada Lovelace\"})"), std::string::npos) << *joined;
 }
 
 TEST_F(Protocol, CacheChannelMissThenHit) {

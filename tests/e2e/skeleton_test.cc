@@ -23,7 +23,8 @@ TEST(Skeleton, PublicChannelEventReachesSubscriber) {
   c->Send(R"({"event":"pusher:subscribe","data":{"auth":"","channel":"orders"}})");
   auto ok = c->ReceiveEvent("pusher_internal:subscription_succeeded");
   ASSERT_TRUE(ok);
-  EXPECT_EQ(*ok, R"({"event":"pusher_internal:subscription_succeeded","channel":"orders","data":"{}"})");
+  EXPECT_EQ(*ok,
+            R"({"event":"pusher_internal:subscription_succeeded","channel":"orders","data":"{}"})");
   // subscription_succeeded means the control plane routes the channel here: no retry needed.
   ASSERT_TRUE(cluster.Trigger("orders", "order-shipped", R"({"id":7})").ok());
   auto ev = c->ReceiveEvent("order-shipped");
@@ -59,7 +60,9 @@ TEST(Skeleton, UnknownAppIsRefusedWith4001) {
   ASSERT_TRUE(c);
   auto f = c->Receive();
   ASSERT_TRUE(f);
-  EXPECT_EQ(*f, R"({"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}})");
+  EXPECT_EQ(
+      *f,
+      R"({"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}})");
   EXPECT_EQ(c->WaitClosed(), 4001);
 }
 

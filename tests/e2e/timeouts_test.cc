@@ -85,7 +85,8 @@ TEST(Lifecycle, WatchlistOnlineAndOffline) {
   ASSERT_TRUE(watcher);
   watcher->Send(Signin(*watcher, R"({"id":"w","watchlist":["friend"]})"));
   ASSERT_TRUE(watcher->ReceiveEvent("pusher:signin_success"));
-  ASSERT_TRUE(WaitFor([&] { return !cluster.cp().cluster().NodesWithUser("app-id", "w").empty(); }));
+  ASSERT_TRUE(
+      WaitFor([&] { return !cluster.cp().cluster().NodesWithUser("app-id", "w").empty(); }));
   auto friend_ = cluster.Client(1);  // on the other node
   ASSERT_TRUE(friend_);
   friend_->Send(Signin(*friend_, R"({"id":"friend"})"));
@@ -95,7 +96,8 @@ TEST(Lifecycle, WatchlistOnlineAndOffline) {
   friend_.reset();
   auto offline = watcher->ReceiveEvent("pusher_internal:watchlist_events");
   ASSERT_TRUE(offline);
-  EXPECT_EQ(JsonField(*offline, "data"), R"({"events":[{"name":"offline","user_ids":["friend"]}]})");
+  EXPECT_EQ(JsonField(*offline, "data"),
+            R"({"events":[{"name":"offline","user_ids":["friend"]}]})");
 }
 
 TEST(Lifecycle, WatchlistOverLimitKeepsFirstHundred) {
@@ -103,7 +105,8 @@ TEST(Lifecycle, WatchlistOverLimitKeepsFirstHundred) {
   auto c = cluster.Client();
   ASSERT_TRUE(c);
   std::string list;
-  for (int i = 0; i < 101; ++i) list += (i ? "," : "") + std::string("\"u") + std::to_string(i) + "\"";
+  for (int i = 0; i < 101; ++i)
+    list += (i ? "," : "") + std::string("\"u") + std::to_string(i) + "\"";
   c->Send(Signin(*c, R"({"id":"big","watchlist":[)" + list + "]}"));
   ASSERT_TRUE(c->ReceiveEvent("pusher:signin_success"));
   auto err = c->ReceiveEvent("pusher:error");

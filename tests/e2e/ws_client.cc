@@ -123,7 +123,8 @@ std::optional<std::string> WsClient::ReceiveEvent(const std::string& event,
     if (left.count() <= 0) return std::nullopt;
     auto f = Receive(left);
     if (!f) return std::nullopt;
-    if (JsonField(*f, "event") == event && (channel.empty() || JsonField(*f, "channel") == channel)) {
+    if (JsonField(*f, "event") == event &&
+        (channel.empty() || JsonField(*f, "channel") == channel)) {
       return f;
     }
   }

@@ -29,9 +29,9 @@ class WsClient {
   std::optional<std::string> Receive(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // Skips frames until one whose "event" is `event` (and, when given, whose "channel" is
   // `channel`); nullopt after `timeout`.
-  std::optional<std::string> ReceiveEvent(const std::string& event,
-                                          std::chrono::milliseconds timeout = std::chrono::seconds(5),
-                                          const std::string& channel = "");
+  std::optional<std::string> ReceiveEvent(
+      const std::string& event, std::chrono::milliseconds timeout = std::chrono::seconds(5),
+      const std::string& channel = "");
   // True when no frame arrives within `window` (used to check that something is NOT sent;
   // bounded, and always after a later positive check in the same test).
   bool QuietFor(std::chrono::milliseconds window);

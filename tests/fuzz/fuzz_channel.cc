@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ChannelKind kind = ClassifyChannel(name);
   Check(!(kind.is_private && kind.is_presence));
   Check(!kind.is_encrypted || kind.is_private);
-  Check(kind.is_server_to_user == (name.substr(0, kServerToUserPrefix.size()) == kServerToUserPrefix));
+  Check(kind.is_server_to_user ==
+        (name.substr(0, kServerToUserPrefix.size()) == kServerToUserPrefix));
   Check(!kind.AllowsClientEvents() || kind.NeedsAuth());
 
   for (bool allow_server_to_user : {false, true}) {

@@ -83,7 +83,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           &leftover)) {
     return 0;
   }
-  relay::transport::HttpRequest request = relay::transport::ToHttpRequest(std::move(beast_request), "127.0.0.1");
+  relay::transport::HttpRequest request =
+      relay::transport::ToHttpRequest(std::move(beast_request), "127.0.0.1");
   if (signed_by_harness) Sign(request);
   if (with_secret) {
     request.headers.emplace_back("X-Relay-Key", "app-key");

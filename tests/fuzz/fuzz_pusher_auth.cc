@@ -51,8 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Check(!VerifyToken(token, key, {}, to_sign));
   std::string user_to_sign = UserStringToSign(socket_id, channel);
-  Check(VerifyToken(SignToken(key, secret, user_to_sign), key, secrets, user_to_sign) ==
-        plain_key);
+  Check(VerifyToken(SignToken(key, secret, user_to_sign), key, secrets, user_to_sign) == plain_key);
 
   // Digests and comparison.
   Check(HmacSha256Hex(secret, token).size() == 64);

@@ -21,8 +21,8 @@
 #include <string>
 #include <string_view>
 
-#include "transport/ws_conn.h"
 #include "tests/fuzz/http_input.h"
+#include "transport/ws_conn.h"
 
 namespace {
 

@@ -92,9 +92,9 @@ class HttpApiTest : public ::testing::Test {
                                   {"auth_timestamp", std::to_string(timestamp)},
                                   {"auth_version", "1.0"}};
     if (!body.empty()) params.emplace_back("body_md5", common::Md5Hex(body));
-    params.emplace_back("auth_signature",
-                        common::HmacSha256Hex("app-secret",
-                                              common::HttpStringToSign(method, path, params)));
+    params.emplace_back(
+        "auth_signature",
+        common::HmacSha256Hex("app-secret", common::HttpStringToSign(method, path, params)));
     HttpRequest r;
     r.method = method;
     r.path = path;
@@ -213,9 +213,9 @@ TEST_F(HttpApiTest, SignatureWindowIs600SecondsEitherWay) {
   EXPECT_EQ(SendSigned("GET", path, "", now + 600).status, 200);
   HttpResponse old = SendSigned("GET", path, "", now - 601);
   EXPECT_EQ(old.status, 401);
-  EXPECT_EQ(old.body, common::StrCat("{\"error\":\"Timestamp expired: Given timestamp (",
-                                     now - 601, ") not within 600s of server time (", now,
-                                     ")\",\"code\":401}"));
+  EXPECT_EQ(old.body,
+            common::StrCat("{\"error\":\"Timestamp expired: Given timestamp (", now - 601,
+                           ") not within 600s of server time (", now, ")\",\"code\":401}"));
   EXPECT_EQ(SendSigned("GET", path, "", now + 601).status, 401);
   // The same request becomes too old as the clock moves on.
   clock_.Advance(601s);
@@ -240,8 +240,7 @@ TEST_F(HttpApiTest, RetryAfterCountsToTheQuotaResetOnTheClock) {
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(HeaderOf(r, "Retry-After"), "15");
   clock_.Advance(15s);  // 00:00 UTC
-  EXPECT_EQ(Send("POST", "/apps/app-id/users/u1/events", R"({"name":"e","data":"x"})").status,
-            200);
+  EXPECT_EQ(Send("POST", "/apps/app-id/users/u1/events", R"({"name":"e","data":"x"})").status, 200);
 }
 
 TEST_F(HttpApiTest, PerAddressLimitHeadersOnEventRoutesOnly) {

@@ -3,11 +3,11 @@
 // a fixed response, so a test can hand the client hostile bytes.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
-#include <atomic>
 #include <string>
 #include <thread>
 

@@ -28,11 +28,11 @@ TEST(HttpPost, SucceedsAgainstANormalEndpoint) {
 // or buffer without bound (chunk extensions). Each fails its delivery only.
 TEST(HttpPost, HostileResponsesFailTheDeliveryOnly) {
   const std::string big(65534, 'a');
-  for (const std::string& response : {
-           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + big + "\r\n\r\n",
-           "HTTP/1.1 200 OK\r\nX: " + big + "\r\nContent-Length: 0\r\n\r\n",
-           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + big + big + big +
-               "\r\nx\r\n0\r\n\r\n"}) {
+  for (const std::string& response :
+       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + big + "\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: " + big + "\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + big + big + big +
+            "\r\nx\r\n0\r\n\r\n"}) {
     CannedEndpoint ep(response);
     auto r = PostTo(ep.port());
     EXPECT_EQ(r.status, 0) << response.substr(0, 60);
@@ -46,10 +46,13 @@ TEST(HttpPost, HostileResponsesFailTheDeliveryOnly) {
 TEST(HttpPost, RefusedAddressesAreNeverConnectedTo) {
   CannedEndpoint ep("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
   std::vector<std::string> asked;
-  auto r = PostTo(ep.port(), [&](const std::string& ip, uint16_t) {
-    asked.push_back(ip);
-    return absl::PermissionDeniedError("not that one");
-  }, "localhost");
+  auto r = PostTo(
+      ep.port(),
+      [&](const std::string& ip, uint16_t) {
+        asked.push_back(ip);
+        return absl::PermissionDeniedError("not that one");
+      },
+      "localhost");
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.error, "not that one");
   EXPECT_FALSE(asked.empty());

@@ -41,7 +41,8 @@ class Client {
   bool connected() const { return connected_; }
 
   bool Send(const std::string& bytes) {
-    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
   }
 
   // One response with a Content-Length body: "<status> <body>", or "" when the connection
@@ -156,16 +157,14 @@ TEST(HttpServer, UpgradeHandlerGetsTheIndexOfTheConnectionsContext) {
   std::mutex mu;
   std::set<size_t> contexts;
   bool matches = true;
-  HttpServer server({}, pool, nullptr,
-                    [&](size_t context, boost::beast::tcp_stream stream, BeastRequest,
-                        std::string) {
-                      std::lock_guard lock(mu);
-                      matches = matches && &stream.get_executor().context() ==
-                                               &pool.context(context) &&
-                                           pool.context(context).get_executor()
-                                               .running_in_this_thread();
-                      contexts.insert(context);
-                    });
+  HttpServer server(
+      {}, pool, nullptr,
+      [&](size_t context, boost::beast::tcp_stream stream, BeastRequest, std::string) {
+        std::lock_guard lock(mu);
+        matches = matches && &stream.get_executor().context() == &pool.context(context) &&
+                  pool.context(context).get_executor().running_in_this_thread();
+        contexts.insert(context);
+      });
   auto port = server.Start();
   ASSERT_TRUE(port.ok()) << port.status();
   pool.Start("http-test");

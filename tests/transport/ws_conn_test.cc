@@ -75,7 +75,6 @@ std::string Frame(uint8_t first, const std::string& payload, bool mask = true) {
   return f;
 }
 
-
 class WsConnTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -123,7 +122,8 @@ class WsConnTest : public ::testing::Test {
   }
 
   static std::string Request(const std::string& headers = "") {
-    return std::string("GET /app/k HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n") +
+    return std::string(
+               "GET /app/k HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n") +
            headers + "\r\n";
   }
   static std::string Upgrade(const std::string& extra_headers = "") {
@@ -198,7 +198,8 @@ TEST_F(WsConnTest, HandshakeAnswersWithTheRfcAcceptKey) {
 }
 
 TEST_F(WsConnTest, WrongVersionGets426) {
-  ASSERT_FALSE(Open(Request(std::string("Sec-WebSocket-Key: ") + kKey + "\r\nSec-WebSocket-Version: 8\r\n")));
+  ASSERT_FALSE(Open(
+      Request(std::string("Sec-WebSocket-Key: ") + kKey + "\r\nSec-WebSocket-Version: 8\r\n")));
   std::string head = ReadHttpHead();
   EXPECT_NE(head.find("HTTP/1.1 426"), std::string::npos) << head;
   EXPECT_NE(head.find("Sec-WebSocket-Version: 13"), std::string::npos);
@@ -316,12 +317,10 @@ INSTANTIATE_TEST_SUITE_P(
         Violation{"LoneContinuation", Frame(0x80, "hi"), kWsCloseProtocolError},
         Violation{"TooBig", Frame(0x81, std::string(1001, 'a')), kWsCloseTooBig},
         Violation{"TooBigInFragments",
-                  Frame(0x01, std::string(600, 'a')) +
-                      Frame(0x80, std::string(600, 'a')),
+                  Frame(0x01, std::string(600, 'a')) + Frame(0x80, std::string(600, 'a')),
                   kWsCloseTooBig},
         Violation{"InvalidUtf8", Frame(0x81, "\xc3\x28"), kWsCloseInvalidPayload},
-        Violation{"BadCloseCode", Frame(0x88, std::string("\x03\xed", 2)),
-                  kWsCloseProtocolError},
+        Violation{"BadCloseCode", Frame(0x88, std::string("\x03\xed", 2)), kWsCloseProtocolError},
         Violation{"InvalidUtf8CloseReason", Frame(0x88, std::string("\x03\xe8\xc3\x28", 4)),
                   kWsCloseInvalidPayload}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -356,8 +355,9 @@ std::string Inflate(const std::string& in) {
 }
 
 TEST_F(WsConnTest, PermessageDeflateBothWays) {
-  ASSERT_TRUE(Open(Upgrade("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"),
-                   "", /*deflate=*/true));
+  ASSERT_TRUE(
+      Open(Upgrade("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"), "",
+           /*deflate=*/true));
   std::string head = ReadHttpHead();
   EXPECT_NE(head.find("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
                       "client_no_context_takeover\r\n"),

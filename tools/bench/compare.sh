@@ -6,6 +6,7 @@
 #   tools/bench/compare.sh [quick]     (quick: small sizes, for a smoke run)
 #   COMPARE_SCENARIOS='fanout ...;connect ...' COMPARE_ROUNDS=3 tools/bench/compare.sh
 #                                      (only these scenarios, each alternated that many times)
+#   COMPARE_TARGETS='relay split' tools/bench/compare.sh   (only these targets)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Relay and the generator run in a network namespace of their own with only loopback, as soketi
@@ -87,9 +88,9 @@ else
              "fanout --connections 1 --channels 1 --rate 40000 --duration 5 --publishers 32"
              "presence --connections 500 --channels 10 --duration 3"
              "client-events --connections 200 --channels 20 --rate 2000 --duration 10")
-  TARGETS=(relay soketi split)
+  read -r -a TARGETS <<<"${COMPARE_TARGETS:-relay soketi split}"
   if [[ -n ${COMPARE_SCENARIOS:-} ]]; then IFS=';' read -r -a SCENARIOS <<<"$COMPARE_SCENARIOS"; fi
-  bash "$SOKETI" start >&2
+  [[ " ${TARGETS[*]} " != *" soketi "* ]] || bash "$SOKETI" start >&2
 fi
 
 for s in "${SCENARIOS[@]}"; do
@@ -103,4 +104,4 @@ for s in "${SCENARIOS[@]}"; do
   done
   done
 done
-[[ $QUICK == quick ]] || bash "$SOKETI" stop >&2
+[[ $QUICK == quick || " ${TARGETS[*]} " != *" soketi "* ]] || bash "$SOKETI" stop >&2

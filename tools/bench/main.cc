@@ -1,19 +1,19 @@
 // relay-bench: a load generator that speaks only the Pusher protocol and HTTP API, so it measures
 // Relay and any other Pusher-compatible server alike. Loopback only; bounded in count and time.
+#include <netinet/in.h>
+#include <simdjson.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <netinet/in.h>
-#include <simdjson.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
-#include <deque>
 #include <cmath>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -56,16 +56,16 @@ struct Options {
   std::string app_id = "app-id", app_key = "app-key", app_secret = "app-secret";
   uint64_t connections = 1000;
   uint64_t channels = 10;
-  uint64_t rate = 100;         // publishes (or client events) per second
-  uint64_t duration = 10;      // seconds of measurement
-  uint64_t payload = 64;       // bytes of padding in each event
+  uint64_t rate = 100;           // publishes (or client events) per second
+  uint64_t duration = 10;        // seconds of measurement
+  uint64_t payload = 64;         // bytes of padding in each event
   uint64_t connect_rate = 2000;  // connections opened per second
   uint64_t threads = 1;
-  uint64_t publishers = 4;     // concurrent HTTP publishing connections
-  uint64_t pid = 0;            // server pid for memory readings
+  uint64_t publishers = 4;  // concurrent HTTP publishing connections
+  uint64_t pid = 0;         // server pid for memory readings
   std::string sources = "127.0.0.1";
   bool json = false;
-  uint64_t hold = 0;           // connect: seconds to hold the connections after connecting
+  uint64_t hold = 0;  // connect: seconds to hold the connections after connecting
 };
 
 // Log-linear latency histogram in microseconds: bounded memory whatever the sample count.
@@ -120,8 +120,8 @@ struct Stats {
   std::atomic<uint64_t> connected{0}, subscribed{0}, failed{0}, closed{0}, received{0};
   std::atomic<uint64_t> published{0}, publish_errors{0}, sent_client_events{0};
   std::mutex mu;
-  Histogram latency;    // end-to-end delivery
-  Histogram connect;    // time to connection_established
+  Histogram latency;  // end-to-end delivery
+  Histogram connect;  // time to connection_established
 };
 
 std::string ReadRss(uint64_t pid) {
@@ -165,11 +165,15 @@ class Client : public std::enable_shared_from_this<Client> {
       beast::error_code nd;
       self->sock_.set_option(tcp::no_delay(true), nd);
       self->sock_.non_blocking(true, nd);
-      self->Write(common::StrCat(
-          "GET /app/", self->o_.app_key, "?protocol=7&client=relay-bench&version=1.0 HTTP/1.1\r\n"
-          "Host: ", self->o_.host, ":", self->o_.port, "\r\nUpgrade: websocket\r\n"
-          "Connection: Upgrade\r\nSec-WebSocket-Key: cmVsYXktYmVuY2gta2V5IQ==\r\n"
-          "Sec-WebSocket-Version: 13\r\n\r\n"), /*frame=*/false);
+      self->Write(
+          common::StrCat("GET /app/", self->o_.app_key,
+                         "?protocol=7&client=relay-bench&version=1.0 HTTP/1.1\r\n"
+                         "Host: ",
+                         self->o_.host, ":", self->o_.port,
+                         "\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: cmVsYXktYmVuY2gta2V5IQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n"),
+          /*frame=*/false);
       self->WaitReadable();
     });
   }
@@ -289,7 +293,8 @@ class Client : public std::enable_shared_from_this<Client> {
       size_t header = len == 126 ? 4 : len == 127 ? 10 : 2;
       if (in.size() - pos < header) break;
       if (len == 126) {
-        len = (uint64_t{static_cast<uint8_t>(in[pos + 2])} << 8) | static_cast<uint8_t>(in[pos + 3]);
+        len =
+            (uint64_t{static_cast<uint8_t>(in[pos + 2])} << 8) | static_cast<uint8_t>(in[pos + 3]);
       } else if (len == 127) {
         len = 0;
         for (int k = 0; k < 8; ++k) len = (len << 8) | static_cast<uint8_t>(in[pos + 2 + k]);
@@ -315,7 +320,8 @@ class Client : public std::enable_shared_from_this<Client> {
   }
 
   void WritePong(std::string_view payload) {
-    std::string out = {static_cast<char>(0x8A), static_cast<char>(0x80 | payload.size()), 0, 0, 0, 0};
+    std::string out = {
+        static_cast<char>(0x8A), static_cast<char>(0x80 | payload.size()), 0, 0, 0, 0};
     out.append(payload);  // a zero mask leaves the payload as it is
     out_.push_back(std::move(out));
     if (out_.size() == 1) DoWrite();
@@ -415,8 +421,8 @@ class Publisher {
   Publisher(const Options& o, Stats& s) : o_(o), s_(s) {}
 
   bool Publish(const std::string& channel) {
-    std::string data = common::StrCat(R"({"t":)", NowNs(), R"(,"pad":")",
-                                      std::string(o_.payload, 'x'), R"("})");
+    std::string data =
+        common::StrCat(R"({"t":)", NowNs(), R"(,"pad":")", std::string(o_.payload, 'x'), R"("})");
     common::JsonWriter w;
     w.BeginObject().Key("name").String("bench").Key("channels").BeginArray().String(channel);
     w.EndArray().Key("data").String(data).EndObject();
@@ -426,7 +432,8 @@ class Publisher {
                              {"auth_timestamp", std::to_string(common::NowUnixSeconds())},
                              {"auth_version", "1.0"},
                              {"body_md5", common::Md5Hex(body)}};
-    std::string sig = common::HmacSha256Hex(o_.app_secret, common::HttpStringToSign("POST", path, q));
+    std::string sig =
+        common::HmacSha256Hex(o_.app_secret, common::HttpStringToSign("POST", path, q));
     std::string target = path + "?";
     for (const auto& [k, v] : q) target += k + "=" + v + "&";
     target += "auth_signature=" + sig;
@@ -494,9 +501,13 @@ struct Result {
       common::JsonWriter w;
       w.BeginObject();
       for (const auto& [k, v] : fields) {
-        bool numeric = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-');
+        bool numeric =
+            !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-');
         w.Key(k);
-        if (numeric) w.Raw(v); else w.String(v);
+        if (numeric)
+          w.Raw(v);
+        else
+          w.String(v);
       }
       w.EndObject();
       std::cout << w.str() << "\n";
@@ -543,8 +554,8 @@ class Bench {
       auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o_.connect_rate));
       std::this_thread::sleep_until(due);  // pacing the load, not synchronizing
       auto& ctx = *contexts_[i % contexts_.size()];
-      auto client = std::make_shared<Client>(ctx, o_, stats_, channel_of(i),
-                                             sources_[i % sources_.size()]);
+      auto client =
+          std::make_shared<Client>(ctx, o_, stats_, channel_of(i), sources_[i % sources_.size()]);
       clients_.push_back(client);
       net::post(ctx, [client, server] { client->Start(server); });
     }
@@ -622,7 +633,8 @@ int RunConnect(const Options& o) {
   b.Run();
   uint64_t rss_before = RssKb(o.pid);
   double secs = 0;
-  b.Connect(o.connections, [](uint64_t) { return std::string(); }, &secs);
+  b.Connect(
+      o.connections, [](uint64_t) { return std::string(); }, &secs);
   auto& s = b.stats();
   // Let the server settle before reading its memory (bounded).
   std::this_thread::sleep_for(std::chrono::seconds(std::min<uint64_t>(o.hold, 60) + 1));
@@ -727,7 +739,8 @@ int RunClientEvents(const Options& o) {
   uint64_t total = o.rate * o.duration;
   auto& clients = b.clients();
   for (uint64_t i = 0; i < total; ++i) {
-    std::this_thread::sleep_until(start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o.rate)));
+    std::this_thread::sleep_until(start +
+                                  std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o.rate)));
     size_t idx = i % clients.size();
     auto c = clients[idx];
     net::post(b.context(idx), [c] { c->SendClientEvent(); });
@@ -735,7 +748,8 @@ int RunClientEvents(const Options& o) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   uint64_t expected = 0;
   uint64_t sent = s.sent_client_events;
-  for (uint64_t i = 0; i < sent; ++i) expected += per_channel[(i % clients.size()) % o.channels] - 1;
+  for (uint64_t i = 0; i < sent; ++i)
+    expected += per_channel[(i % clients.size()) % o.channels] - 1;
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (s.received < expected && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -769,11 +783,12 @@ int RunPresence(const Options& o) {
     Bench b(o);
     b.Run();
     double secs = 0;
-    b.Connect(o.connections,
-              [&o](uint64_t i) { return common::StrCat("presence-bench-", i % o.channels); },
-              &secs);
+    b.Connect(
+        o.connections,
+        [&o](uint64_t i) { return common::StrCat("presence-bench-", i % o.channels); }, &secs);
     joined += b.stats().subscribed;
-    failed += b.stats().failed + (o.connections - std::min(o.connections, b.stats().subscribed.load()));
+    failed +=
+        b.stats().failed + (o.connections - std::min(o.connections, b.stats().subscribed.load()));
     join.Merge(b.MergedConnect());
     b.CloseAll();
   }

@@ -232,8 +232,9 @@ int Delete(Invocation& in) {
     return kExitUsage;
   }
   if (!in.opt.yes) {
-    std::cerr << "Delete app '" << *ref << "' and close its connections? Type the app id or "
-                                           "key to confirm: ";
+    std::cerr << "Delete app '" << *ref
+              << "' and close its connections? Type the app id or "
+                 "key to confirm: ";
     std::string answer;
     if (!std::getline(std::cin, answer) || answer != *ref) {
       std::cerr << "relayctl: not confirmed; nothing deleted (use --yes in scripts)\n";

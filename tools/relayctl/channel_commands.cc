@@ -42,9 +42,9 @@ int Publish(Invocation& in, grpc::ClientContext* ctx) {
   req.set_socket_id(o.exclude);
   relay::v1::TriggerResponse r;
   auto st = in.client.pub().Trigger(ctx, req, &r);
-  return Acknowledge(st, in.globals,
-                     "Published " + o.event + " to " + std::to_string(o.channels.size()) +
-                         " channel(s)");
+  return Acknowledge(
+      st, in.globals,
+      "Published " + o.event + " to " + std::to_string(o.channels.size()) + " channel(s)");
 }
 
 int ListChannels(Invocation& in, grpc::ClientContext* ctx) {

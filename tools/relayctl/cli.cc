@@ -16,16 +16,22 @@ namespace {
 
 int ExitFor(const grpc::Status& st) {
   switch (st.error_code()) {
-    case grpc::StatusCode::OK: return kExitOk;
+    case grpc::StatusCode::OK:
+      return kExitOk;
     case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return kExitUnavailable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kExitUnavailable;
     case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED: return kExitAuth;
-    case grpc::StatusCode::NOT_FOUND: return kExitNotFound;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kExitAuth;
+    case grpc::StatusCode::NOT_FOUND:
+      return kExitNotFound;
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::OUT_OF_RANGE:
-    case grpc::StatusCode::ALREADY_EXISTS: return kExitInvalid;
-    default: return kExitError;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return kExitInvalid;
+    default:
+      return kExitError;
   }
 }
 
@@ -53,8 +59,9 @@ int Fail(const grpc::Status& st, const Globals& g) {
     msg = common::StrCat("cannot reach the control plane at ", g.server, " (", msg,
                          "); is it running? (--server HOST:PORT)");
   } else if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    msg += " (pass --admin-token, set RELAY_ADMIN_TOKEN, or point --data-dir at the control "
-           "plane's data dir)";
+    msg +=
+        " (pass --admin-token, set RELAY_ADMIN_TOKEN, or point --data-dir at the control "
+        "plane's data dir)";
   }
   std::cerr << "relayctl: " << msg << "\n";
   return ExitFor(st);
@@ -85,11 +92,24 @@ bool ParseDuration(const std::string& text, uint64_t* seconds) {
   uint64_t mult = 1;
   std::string num = text;
   switch (text.back()) {
-    case 's': mult = 1; num.pop_back(); break;
-    case 'm': mult = 60; num.pop_back(); break;
-    case 'h': mult = 3600; num.pop_back(); break;
-    case 'd': mult = 86400; num.pop_back(); break;
-    default: break;
+    case 's':
+      mult = 1;
+      num.pop_back();
+      break;
+    case 'm':
+      mult = 60;
+      num.pop_back();
+      break;
+    case 'h':
+      mult = 3600;
+      num.pop_back();
+      break;
+    case 'd':
+      mult = 86400;
+      num.pop_back();
+      break;
+    default:
+      break;
   }
   uint64_t n = 0;
   if (!absl::SimpleAtoi(common::AbslView(num), &n)) return false;
@@ -112,7 +132,8 @@ void PrintTable(const std::vector<std::string>& header,
   std::vector<size_t> width(header.size());
   for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
   }
   auto line = [&](const std::vector<std::string>& r) {
     for (size_t i = 0; i < r.size(); ++i) {
@@ -153,8 +174,7 @@ std::unique_ptr<grpc::ClientContext> Client::AdminContext() {
   return ctx;
 }
 
-grpc::Status Client::AppContext(const std::string& app,
-                                std::unique_ptr<grpc::ClientContext>* out) {
+grpc::Status Client::AppContext(const std::string& app, std::unique_ptr<grpc::ClientContext>* out) {
   relay::v1::GetAppRequest req;
   req.set_app(app);
   relay::v1::App a;

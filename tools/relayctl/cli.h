@@ -101,13 +101,13 @@ struct Invocation {
 };
 
 struct Command {
-  const char* name;                             // "group verb" or a single word
+  const char* name;                               // "group verb" or a single word
   void (*add_flags)(common::FlagSet&, Options&);  // nullptr: the global flags only
   int (*run)(Invocation&);
 };
 
 // Flags several commands share.
-void AppFlag(common::FlagSet& f, Options& o);           // --app
+void AppFlag(common::FlagSet& f, Options& o);            // --app
 void AppAndPrefixFlags(common::FlagSet& f, Options& o);  // --app --prefix
 
 // The commands of each group (apps_commands.cc, channel_commands.cc, ...).

@@ -68,12 +68,12 @@ int ListNodes(Invocation& in) {
   return Show(st, in.globals, r, [&] {
     std::vector<std::vector<std::string>> rows;
     for (const auto& n : r.nodes()) {
-      rows.push_back(
-          {n.node_id(), n.address(), std::to_string(n.load().connections()),
-           std::to_string(n.load().channels()),
-           n.capacity() == 0 ? "-"
-                             : common::StrCat(n.load().connections() * 100 / n.capacity(), "%"),
-           FormatTime(n.attached_unix_ms()), n.draining() ? "draining" : "serving"});
+      rows.push_back({n.node_id(), n.address(), std::to_string(n.load().connections()),
+                      std::to_string(n.load().channels()),
+                      n.capacity() == 0
+                          ? "-"
+                          : common::StrCat(n.load().connections() * 100 / n.capacity(), "%"),
+                      FormatTime(n.attached_unix_ms()), n.draining() ? "draining" : "serving"});
     }
     PrintTable({"NODE", "ADDRESS", "CONNECTIONS", "CHANNELS", "LOAD", "ATTACHED", "STATE"}, rows);
   });
@@ -111,8 +111,8 @@ int CreateNodeToken(Invocation& in) {
   relay::v1::CreateNodeTokenResponse r;
   auto st = in.client.admin().CreateNodeToken(in.client.AdminContext().get(), req, &r);
   return Show(st, in.globals, r, [&] {
-    std::cout << "Credential id: " << r.token().id() << "\nNode id:       "
-              << (r.token().node_id().empty() ? "any" : r.token().node_id())
+    std::cout << "Credential id: " << r.token().id()
+              << "\nNode id:       " << (r.token().node_id().empty() ? "any" : r.token().node_id())
               << "\nToken:         " << r.secret()
               << "\nThe token is shown only now. Give it to the data plane with "
                  "--node-token-file FILE (or RELAY_NODE_TOKEN).\n";
@@ -156,13 +156,12 @@ void PrintStats(const relay::v1::Stats& s, const relay::v1::Stats* prev) {
   };
   relay::v1::Stats none;
   const relay::v1::Stats& before = prev ? *prev : none;
-  PrintTable({"NODES", "CONNECTIONS", "CHANNELS", "MSG IN", "MSG OUT", "IN/S", "OUT/S",
-              "PUBLISH CMDS"},
-             {{std::to_string(s.nodes()), std::to_string(s.connections()),
-               std::to_string(s.channels()), std::to_string(s.messages_in()),
-               std::to_string(s.messages_out()), rate(s.messages_in(), before.messages_in()),
-               rate(s.messages_out(), before.messages_out()),
-               std::to_string(s.publish_commands())}});
+  PrintTable(
+      {"NODES", "CONNECTIONS", "CHANNELS", "MSG IN", "MSG OUT", "IN/S", "OUT/S", "PUBLISH CMDS"},
+      {{std::to_string(s.nodes()), std::to_string(s.connections()), std::to_string(s.channels()),
+        std::to_string(s.messages_in()), std::to_string(s.messages_out()),
+        rate(s.messages_in(), before.messages_in()), rate(s.messages_out(), before.messages_out()),
+        std::to_string(s.publish_commands())}});
 }
 
 // Once, or under --watch every interval (with rates since the previous sample) until killed.

@@ -21,8 +21,7 @@ absl::Status ListenFlags::Check() const {
   return absl::OkStatus();
 }
 
-ControlPlaneFlags::ControlPlaneFlags()
-    : trigger_rate(options.limits.trigger_requests_per_minute) {}
+ControlPlaneFlags::ControlPlaneFlags() : trigger_rate(options.limits.trigger_requests_per_minute) {}
 
 void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("internal-host", &options.internal_host,
@@ -125,7 +124,8 @@ absl::Status DataPlaneFlags::Apply(const ListenFlags& listen) {
   if (max_subscriptions_per_connection == 0) {
     return absl::InvalidArgumentError("--max-subscriptions-per-connection must be at least 1");
   }
-  if (subscribe_burst == 0) return absl::InvalidArgumentError("--subscribe-burst must be at least 1");
+  if (subscribe_burst == 0)
+    return absl::InvalidArgumentError("--subscribe-burst must be at least 1");
   if (activity_timeout == 0 || activity_timeout > 3600) {
     return absl::InvalidArgumentError("--activity-timeout must be 1 to 3600 seconds");
   }

@@ -7,6 +7,10 @@
 #   COMPARE_SCENARIOS='fanout ...;connect ...' COMPARE_ROUNDS=3 tools/bench/compare.sh
 #                                      (only these scenarios, each alternated that many times)
 #   COMPARE_TARGETS='relay split' tools/bench/compare.sh   (only these targets)
+#
+# A before/after claim needs both builds measured in the same session, alternated (check out the
+# old one with `git worktree add` and run its own copy of this script): the machine's speed
+# differs from day to day by more than most changes do (docs/benchmarks.md, 2026-12-03).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Relay and the generator run in a network namespace of their own with only loopback, as soketi

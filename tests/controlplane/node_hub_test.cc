@@ -8,6 +8,7 @@
 
 #include <future>
 
+#include "tests/testutil/raw_node.h"
 #include "tests/testutil/wait_for.h"
 
 namespace relay::controlplane {
@@ -131,73 +132,7 @@ class NodeHubTest : public ::testing::Test {
   std::vector<std::string> attached_credentials_ ABSL_GUARDED_BY(mu_);
 };
 
-// A hand-driven NodeLink.Attach.
-class RawNode {
- public:
-  RawNode(int port, const std::string& token) {
-    stub_ = relay::v1::NodeLink::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                                             grpc::InsecureChannelCredentials()));
-    ctx_.set_deadline(std::chrono::system_clock::now() + 20s);
-    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
-    stream_ = stub_->Attach(&ctx_);
-  }
-
-  bool Write(NodeMessage msg) {
-    msg.set_seq(++seq_);
-    return stream_->Write(msg);
-  }
-  bool Hello(const std::string& node_id) {
-    NodeMessage m;
-    m.mutable_hello()->set_node_id(node_id);
-    m.mutable_hello()->set_address("10.0.0.7:8080");
-    m.mutable_hello()->set_capacity(1000);
-    return Write(std::move(m));
-  }
-  bool Snapshot(const std::string& channel, bool more = false) {
-    NodeMessage m;
-    auto* c = m.mutable_snapshot()->add_channels();
-    c->set_app_id("app-1");
-    c->set_channel(channel);
-    c->set_subscriptions(1);
-    m.mutable_snapshot()->set_more(more);
-    return Write(std::move(m));
-  }
-  // Hello, a one-channel snapshot, and the welcome.
-  bool Attach(const std::string& node_id) {
-    ControlMessage welcome;
-    return Hello(node_id) && Snapshot("orders") && Read(&welcome) && welcome.has_welcome();
-  }
-  bool Heartbeat(uint64_t connections) {
-    NodeMessage m;
-    m.mutable_heartbeat()->mutable_load()->set_connections(connections);
-    return Write(std::move(m));
-  }
-  bool Read(ControlMessage* m) { return stream_->Read(m); }
-  // Reads until the stream ends and returns its status.
-  grpc::Status End() {
-    ControlMessage m;
-    while (stream_->Read(&m)) {
-    }
-    finished_ = true;
-    return stream_->Finish();
-  }
-  ~RawNode() {
-    if (finished_) return;
-    ctx_.TryCancel();
-    End();
-  }
-  grpc::Status Close() {
-    stream_->WritesDone();
-    return End();
-  }
-
- private:
-  std::unique_ptr<relay::v1::NodeLink::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<NodeMessage, ControlMessage>> stream_;
-  uint64_t seq_ = 0;
-  bool finished_ = false;
-};
+using testutil::RawNode;
 
 NodeMessage BadClientEvent() {
   NodeMessage m;
@@ -212,10 +147,10 @@ NodeMessage BadClientEvent() {
 
 TEST_F(NodeHubTest, AnAttachWithoutAValidCredentialIsRefused) {
   Start();
-  RawNode anonymous(port_, "");
+  RawNode anonymous(port_, "", "app-1");
   anonymous.Hello("n1");
   EXPECT_EQ(anonymous.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  RawNode stranger(port_, "guess");
+  RawNode stranger(port_, "guess", "app-1");
   stranger.Hello("n1");
   EXPECT_EQ(stranger.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(hub_->counters().auth_failures.load(), 2u);
@@ -225,7 +160,7 @@ TEST_F(NodeHubTest, AnAttachWithoutAValidCredentialIsRefused) {
 
 TEST_F(NodeHubTest, AttachedNodeExchangesMessagesAndDetachesWhenItsStreamEnds) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Attach("n1"));
   EXPECT_EQ(handler_.attached(), std::vector<std::string>{"n1"});
   EXPECT_EQ(handler_.last_snapshot().channels(0).channel(), "orders");
@@ -264,16 +199,16 @@ TEST_F(NodeHubTest, AttachedNodeExchangesMessagesAndDetachesWhenItsStreamEnds) {
 
 TEST_F(NodeHubTest, TheFirstMessagesMustBeHelloThenSnapshot) {
   Start();
-  RawNode no_hello(port_, "good");
+  RawNode no_hello(port_, "good", "app-1");
   no_hello.Heartbeat(1);
   EXPECT_EQ(no_hello.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
-  RawNode no_snapshot(port_, "good");
+  RawNode no_snapshot(port_, "good", "app-1");
   no_snapshot.Hello("n1");
   no_snapshot.Heartbeat(1);
   EXPECT_EQ(no_snapshot.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
-  RawNode bad_id(port_, "good");
+  RawNode bad_id(port_, "good", "app-1");
   bad_id.Hello("no spaces");
   EXPECT_EQ(bad_id.End().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
@@ -284,7 +219,7 @@ TEST_F(NodeHubTest, TheFirstMessagesMustBeHelloThenSnapshot) {
 
 TEST_F(NodeHubTest, ABadClientEventIsDroppedAndTheNodeStays) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Attach("n1"));
   ASSERT_TRUE(node.Write(BadClientEvent()));
   ASSERT_TRUE(node.Heartbeat(1));
@@ -299,7 +234,7 @@ TEST_F(NodeHubTest, ABadClientEventIsDroppedAndTheNodeStays) {
 
 TEST_F(NodeHubTest, AnyOtherBrokenRuleCutsTheNodeOffAndWithdrawsIt) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Attach("n1"));
   NodeMessage delta;
   delta.mutable_delta()->add_channels()->set_app_id("bad app id");
@@ -312,7 +247,7 @@ TEST_F(NodeHubTest, AnyOtherBrokenRuleCutsTheNodeOffAndWithdrawsIt) {
 
 TEST_F(NodeHubTest, ASnapshotInPartsReachesTheHandlerWhole) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Hello("n1"));
   ASSERT_TRUE(node.Snapshot("a", /*more=*/true));
   ASSERT_TRUE(node.Snapshot("b", /*more=*/true));
@@ -328,7 +263,7 @@ TEST_F(NodeHubTest, ASnapshotInPartsReachesTheHandlerWhole) {
 
 TEST_F(NodeHubTest, ASnapshotPartMustBeFollowedByTheNextPart) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Hello("n1"));
   ASSERT_TRUE(node.Snapshot("a", /*more=*/true));
   ASSERT_TRUE(node.Heartbeat(1));
@@ -339,7 +274,7 @@ TEST_F(NodeHubTest, AnOversizedSnapshotIsRefused) {
   NodeHubOptions options;
   options.limits.max_snapshot_entries = 2;
   Start(std::move(options));
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Hello("n1"));
   ASSERT_TRUE(node.Snapshot("a", /*more=*/true));
   ASSERT_TRUE(node.Snapshot("b", /*more=*/true));
@@ -350,19 +285,19 @@ TEST_F(NodeHubTest, AnOversizedSnapshotIsRefused) {
 
 TEST_F(NodeHubTest, ABoundCredentialAttachesOnlyItsNode) {
   Start();
-  RawNode wrong(port_, "bound");
+  RawNode wrong(port_, "bound", "app-1");
   wrong.Hello("edge-2");
   EXPECT_EQ(wrong.End().error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  RawNode right(port_, "bound");
+  RawNode right(port_, "bound", "app-1");
   EXPECT_TRUE(right.Attach("edge-1"));
 }
 
 TEST_F(NodeHubTest, ANodeIdIsTakenOverOnlyWithItsCredential) {
   Start();
-  RawNode owner(port_, "good");
+  RawNode owner(port_, "good", "app-1");
   ASSERT_TRUE(owner.Attach("n1"));
 
-  RawNode thief(port_, "other");
+  RawNode thief(port_, "other", "app-1");
   thief.Hello("n1");
   thief.Snapshot("x");
   EXPECT_EQ(thief.End().error_code(), grpc::StatusCode::ALREADY_EXISTS);
@@ -371,7 +306,7 @@ TEST_F(NodeHubTest, ANodeIdIsTakenOverOnlyWithItsCredential) {
 
   // The same credential replaces the stream (a reconnect); the replaced stream withdraws
   // nothing, since the newer snapshot already stands for the node.
-  RawNode again(port_, "good");
+  RawNode again(port_, "good", "app-1");
   ASSERT_TRUE(again.Attach("n1"));
   EXPECT_EQ(owner.End().error_code(), grpc::StatusCode::ABORTED);
   EXPECT_EQ(handler_.attached().size(), 2u);
@@ -383,9 +318,9 @@ TEST_F(NodeHubTest, ANodeIdIsTakenOverOnlyWithItsCredential) {
 
 TEST_F(NodeHubTest, RevokingACredentialCutsItsNodesOff) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Attach("n1"));
-  RawNode other(port_, "other");
+  RawNode other(port_, "other", "app-1");
   ASSERT_TRUE(other.Attach("n2"));
   hub_->DisconnectCredential("t1");
   EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -398,7 +333,7 @@ TEST_F(NodeHubTest, ACredentialRevokedBeforeItsSnapshotNeverRegisters) {
   NodeHubOptions options;
   options.credential_valid = [](const std::string& id) { return id != "t1"; };
   Start(std::move(options));
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   node.Hello("n1");
   node.Snapshot("a");
   EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -409,9 +344,9 @@ TEST_F(NodeHubTest, ASilentNodeIsSweptAway) {
   NodeHubOptions options;
   options.liveness_timeout = 1ms;
   Start(std::move(options));
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Attach("n1"));
-  RawNode half_open(port_, "good");
+  RawNode half_open(port_, "good", "app-1");
   ASSERT_TRUE(half_open.Hello("n2"));
   auto node_end = std::async(std::launch::async, [&] { return node.End(); });
   auto half_open_end = std::async(std::launch::async, [&] { return half_open.End(); });
@@ -435,7 +370,7 @@ TEST_F(NodeHubTest, AnOutboxOverflowCutsTheNodeOff) {
   NodeHubOptions options;
   options.max_outbox_bytes = 1;  // not even the welcome fits
   Start(std::move(options));
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   node.Hello("n1");
   node.Snapshot("a");
   EXPECT_EQ(node.End().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -445,9 +380,9 @@ TEST_F(NodeHubTest, AnOutboxOverflowCutsTheNodeOff) {
 
 TEST_F(NodeHubTest, CloseAllEndsEveryStream) {
   Start();
-  RawNode node(port_, "good");
+  RawNode node(port_, "good", "app-1");
   ASSERT_TRUE(node.Attach("n1"));
-  RawNode other(port_, "other");
+  RawNode other(port_, "other", "app-1");
   ASSERT_TRUE(other.Attach("n2"));
   hub_->CloseAll();
   EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAVAILABLE);

@@ -7,6 +7,7 @@
 
 #include "relay/v1/node_link.grpc.pb.h"
 #include "tests/e2e/cluster.h"
+#include "tests/testutil/raw_node.h"
 #include "tests/testutil/wait_for.h"
 
 namespace relay::testutil {
@@ -15,57 +16,6 @@ namespace {
 using namespace std::chrono_literals;
 using relay::v1::ControlMessage;
 using relay::v1::NodeMessage;
-using Stream = grpc::ClientReaderWriter<NodeMessage, ControlMessage>;
-
-// A hand-driven NodeLink.Attach, as a stranger or a faulty node would make it.
-class RawNode {
- public:
-  RawNode(Cluster& cluster, const std::string& token) {
-    stub_ = relay::v1::NodeLink::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(cluster.cp().grpc_port()),
-                            grpc::InsecureChannelCredentials()));
-    ctx_.set_deadline(std::chrono::system_clock::now() + 20s);
-    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
-    stream_ = stub_->Attach(&ctx_);
-  }
-
-  bool Write(NodeMessage msg) {
-    msg.set_seq(++seq_);
-    return stream_->Write(msg);
-  }
-  bool Hello(const std::string& node_id) {
-    NodeMessage m;
-    m.mutable_hello()->set_node_id(node_id);
-    return Write(std::move(m));
-  }
-  // Sends hello and a snapshot with one subscriber of `channel`, and reads the welcome.
-  bool Attach(const std::string& node_id, const std::string& channel = "orders") {
-    NodeMessage snapshot;
-    auto* c = snapshot.mutable_snapshot()->add_channels();
-    c->set_app_id("app-id");
-    c->set_channel(channel);
-    c->set_subscriptions(1);
-    ControlMessage welcome;
-    return Hello(node_id) && Write(std::move(snapshot)) && stream_->Read(&welcome) &&
-           welcome.has_welcome();
-  }
-  // Reads until the stream ends (failing if anything else than `allowed` arrives) and returns
-  // its status.
-  grpc::Status End(int* messages = nullptr) {
-    ControlMessage m;
-    int n = 0;
-    while (stream_->Read(&m)) ++n;
-    if (messages != nullptr) *messages = n;
-    return stream_->Finish();
-  }
-  void Cancel() { ctx_.TryCancel(); }
-
- private:
-  std::unique_ptr<relay::v1::NodeLink::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<Stream> stream_;
-  uint64_t seq_ = 0;
-};
 
 std::string IssueNodeToken(Cluster& cluster, const std::string& name, const std::string& node) {
   auto created = cluster.cp().store().CreateNodeToken(name, node);
@@ -76,7 +26,7 @@ TEST(NodeLink, AStrangerIsRefusedBeforeAnythingIsSent) {
   Cluster cluster(1);
   for (const std::string& token :
        std::vector<std::string>{"", "rln_made_up", "app-secret", cluster.cp().admin_token()}) {
-    RawNode stranger(cluster, token);
+    RawNode stranger(cluster.cp().grpc_port(), token);
     stranger.Hello("intruder");  // may already fail: the call ends at once
     int messages = -1;
     grpc::Status st = stranger.End(&messages);
@@ -91,10 +41,10 @@ TEST(NodeLink, ACredentialBoundToANodeAttachesOnlyThatNode) {
   Cluster cluster(1);
   std::string token = IssueNodeToken(cluster, "edge-1", "edge-1");
   ASSERT_FALSE(token.empty());
-  RawNode wrong(cluster, token);
+  RawNode wrong(cluster.cp().grpc_port(), token);
   wrong.Hello("edge-2");
   EXPECT_EQ(wrong.End().error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  RawNode right(cluster, token);
+  RawNode right(cluster.cp().grpc_port(), token);
   ASSERT_TRUE(right.Attach("edge-1"));
   right.Cancel();
 }
@@ -106,7 +56,7 @@ TEST(NodeLink, ANodeIdCannotBeTakenOverWithAnotherCredential) {
   ASSERT_NE(cluster.Subscribe(*subscriber, "presence-room", R"({"user_id":"u1"})"), "");
   uint64_t attaches = cluster.node(0).attaches();
   std::string other = IssueNodeToken(cluster, "other", "");
-  RawNode thief(cluster, other);
+  RawNode thief(cluster.cp().grpc_port(), other);
   thief.Hello("node-0");
   NodeMessage empty_snapshot;
   empty_snapshot.mutable_snapshot();
@@ -120,7 +70,7 @@ TEST(NodeLink, ANodeIdCannotBeTakenOverWithAnotherCredential) {
   EXPECT_TRUE(subscriber->QuietFor(300ms));
   // A credential bound to the id may replace the stream (a node that restarted elsewhere).
   std::string bound = IssueNodeToken(cluster, "node-0 again", "node-0");
-  RawNode owner(cluster, bound);
+  RawNode owner(cluster.cp().grpc_port(), bound);
   EXPECT_TRUE(owner.Attach("node-0"));
   owner.Cancel();
 }
@@ -129,13 +79,13 @@ TEST(NodeLink, RevokingACredentialCutsItsNodesOff) {
   Cluster cluster(1);
   auto created = cluster.cp().store().CreateNodeToken("temp", "");
   ASSERT_TRUE(created.ok());
-  RawNode node(cluster, created->secret());
+  RawNode node(cluster.cp().grpc_port(), created->secret());
   ASSERT_TRUE(node.Attach("temp-node"));
   ASSERT_TRUE(WaitFor([&] { return cluster.cp().hub().NodeIds().size() == 2; }));
   ASSERT_TRUE(cluster.cp().store().RevokeNodeToken(created->token().id()).ok());
   cluster.cp().hub().DisconnectCredential(created->token().id());
   EXPECT_EQ(node.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  RawNode again(cluster, created->secret());
+  RawNode again(cluster.cp().grpc_port(), created->secret());
   again.Hello("temp-node");
   EXPECT_EQ(again.End().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(WaitFor([&] { return cluster.cp().hub().NodeIds().size() == 1; }));
@@ -149,7 +99,7 @@ TEST(NodeLink, MalformedClientEventsFromANodeReachNoSubscriber) {
   auto subscriber = cluster.Client(0);
   ASSERT_TRUE(subscriber);
   ASSERT_NE(cluster.Subscribe(*subscriber, "private-secrets"), "");
-  RawNode node(cluster, cluster.NodeToken());
+  RawNode node(cluster.cp().grpc_port(), cluster.NodeToken());
   ASSERT_TRUE(node.Attach("rogue", "private-secrets"));
   auto send = [&](const std::string& event, const std::string& data, const std::string& channel) {
     NodeMessage m;
@@ -182,9 +132,9 @@ TEST(NodeLink, ACredentialRevokedDuringTheAttachNeverRegisters) {
   Cluster cluster(1);
   auto created = cluster.cp().store().CreateNodeToken("parked", "");
   ASSERT_TRUE(created.ok());
-  RawNode parked(cluster, created->secret());
+  RawNode parked(cluster.cp().grpc_port(), created->secret());
   ASSERT_TRUE(parked.Hello("parked"));
-  RawNode late(cluster, created->secret());
+  RawNode late(cluster.cp().grpc_port(), created->secret());
   ASSERT_TRUE(late.Hello("late"));
   ASSERT_TRUE(cluster.cp().store().RevokeNodeToken(created->token().id()).ok());
   NodeMessage snapshot;
@@ -198,7 +148,7 @@ TEST(NodeLink, ACredentialRevokedDuringTheAttachNeverRegisters) {
 
 TEST(NodeLink, ASnapshotArrivesInParts) {
   Cluster cluster(1);
-  RawNode node(cluster, cluster.NodeToken());
+  RawNode node(cluster.cp().grpc_port(), cluster.NodeToken());
   ASSERT_TRUE(node.Hello("parts"));
   for (int i = 0; i < 3; ++i) {
     NodeMessage part;
@@ -218,7 +168,7 @@ TEST(NodeLink, ASnapshotArrivesInParts) {
   }));
   node.Cancel();
   // A part followed by anything but the next part breaks the link's rules.
-  RawNode broken(cluster, cluster.NodeToken());
+  RawNode broken(cluster.cp().grpc_port(), cluster.NodeToken());
   ASSERT_TRUE(broken.Hello("broken"));
   NodeMessage part;
   part.mutable_snapshot()->set_more(true);

@@ -248,8 +248,12 @@ test('nodes drain on relay keeps the HTTP API and /health; nodes undrain accepts
     assert.strictEqual(listed.nodes[0].draining, true);
     // A new client is refused while draining...
     const refused = h.client(own);
-    const err = await new Promise((resolve) => refused.connection.bind('error', resolve));
-    assert.strictEqual(err.data.code, 4200);
+    // A refusal before connection_established arrives wrapped: {type: 'WebSocketError', error}.
+    const code = await new Promise((resolve) => refused.connection.bind('error', (e) => {
+      const data = e && (e.data || (e.error && e.error.data));
+      if (data && data.code) resolve(data.code);
+    }));
+    assert.strictEqual(code, 4200);
     refused.disconnect();
     // ...and accepted after the undrain.
     assert.strictEqual((await run(['nodes', 'undrain', 'embedded'])).code, 0);

@@ -213,6 +213,13 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                      {"detail", std::move(detail)},
                      {"admin_token_id", token_id_}});
   }
+  // The fields an update changes, "limits.max_connections,plan" (names, never values).
+  static std::string MaskText(const relay::v1::UpdateAppRequest& req) {
+    std::string fields;
+    for (const auto& f : req.update_mask())
+      common::StrAppend(&fields, fields.empty() ? "" : ",", f);
+    return fields;
+  }
   // `finish`, after writing the change's audit line when it succeeded.
   static Finish Audited(Finish finish, std::function<void()> audit) {
     return [finish = std::move(finish), audit = std::move(audit)](const absl::Status& st) {
@@ -296,13 +303,8 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                                 relay::v1::App* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
       store_.Update(*req, Into<relay::v1::App>(resp, Audited(std::move(finish), [this, req, resp] {
-                                                 std::string fields;
-                                                 for (const auto& f : req->update_mask()) {
-                                                   common::StrAppend(&fields,
-                                                                     fields.empty() ? "" : ",", f);
-                                                 }
                                                  Audit("apps.update", resp->id(), "",
-                                                       common::StrCat("fields=", fields));
+                                                       common::StrCat("fields=", MaskText(*req)));
                                                })));
     });
   }

@@ -19,7 +19,10 @@ std::string FlagSet::EnvName(const std::string& name) {
   return env;
 }
 
-void FlagSet::Add(Flag flag) { flags_.push_back(std::move(flag)); }
+void FlagSet::Add(Flag flag) {
+  flag.env = env_;
+  flags_.push_back(std::move(flag));
+}
 
 FlagSet::Flag* FlagSet::Find(const std::string& name) {
   for (auto& f : flags_) {
@@ -100,7 +103,7 @@ absl::Status FlagSet::Parse(int argc, char** argv, std::vector<std::string>* pos
 absl::Status FlagSet::Parse(const std::vector<std::string>& args,
                             std::vector<std::string>* positional) {
   for (auto& f : flags_) {
-    if (f.is_list) continue;
+    if (f.is_list || !f.env) continue;
     if (const char* env = std::getenv(EnvName(f.name).c_str()); env != nullptr) {
       if (auto st = f.apply(env); !st.ok()) {
         return absl::InvalidArgumentError(
@@ -156,7 +159,7 @@ std::string FlagSet::Usage() const {
   for (const auto& f : flags_) {
     common::StrAppend(&out, "  --", f.name, f.is_bool ? "" : " VALUE", "\n      ", f.help);
     if (!f.default_text.empty()) common::StrAppend(&out, " (default: ", f.default_text, ")");
-    if (!f.is_list) common::StrAppend(&out, " [env ", EnvName(f.name), "]");
+    if (!f.is_list && f.env) common::StrAppend(&out, " [env ", EnvName(f.name), "]");
     common::StrAppend(&out, "\n");
   }
   common::StrAppend(&out, "  --help\n      Print this help and exit.\n");

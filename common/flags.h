@@ -1,6 +1,7 @@
 // File: flags.h
 // Command-line flags for Relay's binaries. Every flag `--some-flag` is also read from the
-// environment variable `RELAY_SOME_FLAG`; the command line wins over the environment.
+// environment variable `RELAY_SOME_FLAG` (unless registered after set_env(false)); the command
+// line wins over the environment.
 // `--help` prints the usage with each flag, its variable and its default.
 #pragma once
 
@@ -32,6 +33,10 @@ class FlagSet {
                      std::vector<std::string>* positional = nullptr);
   absl::Status Parse(int argc, char** argv, std::vector<std::string>* positional = nullptr);
 
+  // Flags registered after set_env(false) are read from the command line only (relayctl: only
+  // its global flags come from the environment, never a command's own --plan or --name).
+  void set_env(bool enabled) { env_ = enabled; }
+
   bool help_requested() const { return help_requested_; }
   // Whether `name` was set by the command line or the environment.
   bool WasSet(const std::string& name) const;
@@ -51,6 +56,7 @@ class FlagSet {
     bool is_list = false;
     bool set = false;
     std::function<absl::Status(const std::string&)> apply;
+    bool env = true;  // also read from EnvName(name)
   };
   Flag* Find(const std::string& name);
   void Add(Flag flag);
@@ -60,6 +66,7 @@ class FlagSet {
   std::string epilog_;
   std::vector<Flag> flags_;
   bool help_requested_ = false;
+  bool env_ = true;
 };
 
 // The first line of a file that holds a secret (a token file), without surrounding whitespace.

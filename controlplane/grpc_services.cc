@@ -166,7 +166,8 @@ class AdminService final : public relay::v1::Admin::CallbackService {
         hub_(hub),
         api_(api),
         webhooks_(webhooks),
-        token_(std::move(admin_token)) {}
+        token_(std::move(admin_token)),
+        token_id_(common::Sha256Hex(token_).substr(0, 12)) {}
 
  private:
   absl::Status CheckToken(CallbackServerContext* ctx) const {
@@ -197,6 +198,36 @@ class AdminService final : public relay::v1::Admin::CallbackService {
     start([reactor](const absl::Status& st) { reactor->Finish(ToGrpc(st)); });
     return reactor;
   }
+  // The audit line of one admin change: what, on which app, and which admin credential made
+  // it, by its id (the first 12 hex digits of the token's SHA-256: `printf %s TOKEN | sha256sum`)
+  // -- never a secret or a token's value. Written at every --log-level: an operator who turns
+  // the log down still needs to know who changed what.
+  void Audit(std::string_view action, std::string_view app, std::string_view subject = {},
+             std::string detail = {}) const {
+    common::LogLine(common::LogLevel::kInfo, "audit",
+                    common::StrCat("admin ", action, app.empty() ? "" : " app=", app,
+                                   subject.empty() ? "" : " ", subject),
+                    {{"action", std::string(action)},
+                     {"app", std::string(app)},
+                     {"subject", std::string(subject)},
+                     {"detail", std::move(detail)},
+                     {"admin_token_id", token_id_}});
+  }
+  // The fields an update changes, "limits.max_connections,plan" (names, never values).
+  static std::string MaskText(const relay::v1::UpdateAppRequest& req) {
+    std::string fields;
+    for (const auto& f : req.update_mask())
+      common::StrAppend(&fields, fields.empty() ? "" : ",", f);
+    return fields;
+  }
+  // `finish`, after writing the change's audit line when it succeeded.
+  static Finish Audited(Finish finish, std::function<void()> audit) {
+    return [finish = std::move(finish), audit = std::move(audit)](const absl::Status& st) {
+      if (st.ok()) audit();
+      finish(st);
+    };
+  }
+
   // A callback for the store that copies a result into the response, then finishes.
   template <typename T, typename Resp>
   static AppStore::Done<T> Into(Resp* resp, Finish finish) {
@@ -210,15 +241,16 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                                       const relay::v1::CreateNodeTokenRequest* req,
                                       relay::v1::CreateNodeTokenResponse* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
-      store_.CreateNodeToken(req->name(), req->node_id(),
-                             [resp, finish](absl::StatusOr<relay::v1::CreateNodeTokenResponse> t) {
-                               if (t.ok()) {
-                                 *resp = std::move(*t);
-                                 RELAY_LOG(kInfo, "admin", "node credential ", resp->token().id(),
-                                           " created");
-                               }
-                               finish(t.status());
-                             });
+      store_.CreateNodeToken(
+          req->name(), req->node_id(),
+          [this, resp, finish](absl::StatusOr<relay::v1::CreateNodeTokenResponse> t) {
+            if (t.ok()) {
+              *resp = std::move(*t);
+              Audit("node-tokens.create", "", common::StrCat("node_token=", resp->token().id()),
+                    common::StrCat("node_id=", resp->token().node_id()));
+            }
+            finish(t.status());
+          });
     });
   }
   ServerUnaryReactor* ListNodeTokens(CallbackServerContext* ctx,
@@ -236,7 +268,7 @@ class AdminService final : public relay::v1::Admin::CallbackService {
       store_.RevokeNodeToken(req->token_id(), [this, req, finish](absl::Status st) {
         if (st.ok()) {
           hub_.DisconnectCredential(req->token_id());
-          RELAY_LOG(kInfo, "admin", "node credential ", req->token_id(), " revoked");
+          Audit("node-tokens.revoke", "", common::StrCat("node_token=", req->token_id()));
         }
         finish(st);
       });
@@ -262,25 +294,41 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* CreateApp(CallbackServerContext* ctx, const relay::v1::CreateAppRequest* req,
                                 relay::v1::App* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
-      store_.Create(*req, Into<relay::v1::App>(resp, std::move(finish)));
+      store_.Create(*req, Into<relay::v1::App>(resp, Audited(std::move(finish), [this, resp] {
+                                                 Audit("apps.create", resp->id());
+                                               })));
     });
   }
   ServerUnaryReactor* UpdateApp(CallbackServerContext* ctx, const relay::v1::UpdateAppRequest* req,
                                 relay::v1::App* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
-      store_.Update(*req, Into<relay::v1::App>(resp, std::move(finish)));
+      store_.Update(*req, Into<relay::v1::App>(resp, Audited(std::move(finish), [this, req, resp] {
+                                                 Audit("apps.update", resp->id(), "",
+                                                       common::StrCat("fields=", MaskText(*req)));
+                                               })));
     });
   }
   ServerUnaryReactor* DeleteApp(CallbackServerContext* ctx, const relay::v1::DeleteAppRequest* req,
                                 relay::v1::DeleteAppResponse*) override {
-    return RunWrite(ctx, [&](Finish finish) { store_.Delete(req->app(), std::move(finish)); });
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.Delete(req->app(),
+                    Audited(std::move(finish), [this, req] { Audit("apps.delete", req->app()); }));
+    });
   }
   ServerUnaryReactor* RotateSecret(CallbackServerContext* ctx,
                                    const relay::v1::RotateSecretRequest* req,
                                    relay::v1::App* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
-      uint32_t overlap = req->overlap_seconds() == 0 ? 3600 : req->overlap_seconds();
-      auto done = Into<relay::v1::App>(resp, std::move(finish));
+      // Unset = an hour; 0 = the previous secret stops verifying at once.
+      uint32_t overlap = req->has_overlap_seconds() ? req->overlap_seconds() : 3600;
+      auto done = Into<relay::v1::App>(resp, Audited(std::move(finish), [this, req, resp, overlap] {
+                                         if (req->end_overlap()) {
+                                           Audit("apps.end-secret-overlap", resp->id());
+                                         } else {
+                                           Audit("apps.rotate-secret", resp->id(), "",
+                                                 common::StrCat("overlap_seconds=", overlap));
+                                         }
+                                       }));
       if (req->end_overlap()) {
         store_.EndSecretOverlap(req->app(), std::move(done));
       } else {
@@ -293,7 +341,11 @@ class AdminService final : public relay::v1::Admin::CallbackService {
                                   relay::v1::CreateTokenResponse* resp) override {
     return RunWrite(ctx, [&](Finish finish) {
       store_.CreateToken(req->app(), req->name(), req->expires_in_seconds(),
-                         Into<relay::v1::CreateTokenResponse>(resp, std::move(finish)));
+                         Into<relay::v1::CreateTokenResponse>(
+                             resp, Audited(std::move(finish), [this, req, resp] {
+                               Audit("tokens.create", req->app(),
+                                     common::StrCat("token=", resp->token().id()));
+                             })));
     });
   }
   ServerUnaryReactor* ListTokens(CallbackServerContext* ctx,
@@ -309,8 +361,11 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* RevokeToken(CallbackServerContext* ctx,
                                   const relay::v1::RevokeTokenRequest* req,
                                   relay::v1::RevokeTokenResponse*) override {
-    return RunWrite(ctx,
-                    [&](Finish finish) { store_.RevokeToken(req->token_id(), std::move(finish)); });
+    return RunWrite(ctx, [&](Finish finish) {
+      store_.RevokeToken(req->token_id(), Audited(std::move(finish), [this, req] {
+                           Audit("tokens.revoke", "", common::StrCat("token=", req->token_id()));
+                         }));
+    });
   }
   ServerUnaryReactor* ListNodes(CallbackServerContext* ctx, const relay::v1::ListNodesRequest*,
                                 relay::v1::ListNodesResponse* resp) override {
@@ -325,6 +380,19 @@ class AdminService final : public relay::v1::Admin::CallbackService {
       if (!hub_.Drain(req->node_id(), req->window_ms())) {
         return absl::NotFoundError(common::StrCat("node '", req->node_id(), "' is not attached"));
       }
+      Audit("nodes.drain", "", common::StrCat("node=", req->node_id()),
+            common::StrCat("window_ms=", req->window_ms()));
+      return absl::OkStatus();
+    });
+  }
+  ServerUnaryReactor* UndrainNode(CallbackServerContext* ctx,
+                                  const relay::v1::UndrainNodeRequest* req,
+                                  relay::v1::UndrainNodeResponse*) override {
+    return Run(ctx, [&] {
+      if (!hub_.Undrain(req->node_id())) {
+        return absl::NotFoundError(common::StrCat("node '", req->node_id(), "' is not attached"));
+      }
+      Audit("nodes.undrain", "", common::StrCat("node=", req->node_id()));
       return absl::OkStatus();
     });
   }
@@ -376,7 +444,12 @@ class AdminService final : public relay::v1::Admin::CallbackService {
     return RunWrite(ctx, [&](Finish finish) {
       auto a = WebhookApp(req->app());
       if (!a.ok()) return finish(a.status());
-      webhooks_->Add(a->id(), req->webhook(), Into<relay::v1::Webhook>(resp, std::move(finish)));
+      // Not the URL: it may carry a credential (user:password@, ?token=).
+      webhooks_->Add(a->id(), req->webhook(),
+                     Into<relay::v1::Webhook>(
+                         resp, Audited(std::move(finish), [this, app = a->id(), resp] {
+                           Audit("webhooks.add", app, common::StrCat("webhook=", resp->id()));
+                         })));
     });
   }
   ServerUnaryReactor* ListWebhooks(CallbackServerContext* ctx,
@@ -397,7 +470,10 @@ class AdminService final : public relay::v1::Admin::CallbackService {
         return finish(
             absl::FailedPreconditionError("webhooks are not enabled on this control plane"));
       }
-      webhooks_->Remove(req->webhook_id(), std::move(finish));
+      webhooks_->Remove(req->webhook_id(), Audited(std::move(finish), [this, req] {
+                          Audit("webhooks.remove", "",
+                                common::StrCat("webhook=", req->webhook_id()));
+                        }));
     });
   }
   ServerUnaryReactor* TestWebhooks(CallbackServerContext* ctx,
@@ -422,6 +498,7 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   Api& api_;
   Webhooks* webhooks_;
   std::string token_;
+  std::string token_id_;
 };
 
 }  // namespace

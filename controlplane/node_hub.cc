@@ -258,7 +258,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   }
 
   int64_t last_rx_ms() const { return last_rx_ms_; }
-  void set_draining() { draining_ = true; }
+  void set_draining(bool draining) { draining_ = draining; }
   const relay::v1::NodeToken& credential() const { return credential_; }
 
  private:
@@ -449,9 +449,23 @@ bool NodeHub::Drain(const std::string& node_id, uint32_t window_ms) {
     if (it == nodes_.end()) return false;
     stream = it->second;
   }
-  stream->set_draining();
+  stream->set_draining(true);
   ControlMessage msg;
   msg.mutable_drain()->set_window_ms(window_ms);
+  return stream->Enqueue(std::move(msg));
+}
+
+bool NodeHub::Undrain(const std::string& node_id) {
+  std::shared_ptr<NodeStream> stream;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return false;
+    stream = it->second;
+  }
+  stream->set_draining(false);
+  ControlMessage msg;
+  msg.mutable_undrain();
   return stream->Enqueue(std::move(msg));
 }
 

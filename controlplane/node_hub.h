@@ -83,6 +83,8 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   std::vector<relay::v1::NodeInfo> Nodes() const;
   // Marks a node draining and sends it the drain command.
   bool Drain(const std::string& node_id, uint32_t window_ms);
+  // Ends a drain: the node accepts clients again. False when the node is not attached.
+  bool Undrain(const std::string& node_id);
   // Cuts off nodes that have been silent for longer than the liveness timeout.
   void SweepDeadNodes();
   // Finishes every stream (shutdown).

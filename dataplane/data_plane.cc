@@ -251,7 +251,13 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
       break;
     }
     case ControlMessage::kDrain:
-      Drain(msg.drain().window_ms());
+      // An operator's drain (relayctl nodes drain) keeps the port open: the HTTP API and
+      // /health of the one-process relay live on it, and new clients are refused with 4200 by
+      // the session (ws_session.cc) until an undrain.
+      DrainClients(msg.drain().window_ms());
+      break;
+    case ControlMessage::kUndrain:
+      Undrain();
       break;
     case ControlMessage::kWatchlist:
       for (auto& s : shards_) s->PostWatchlist(msg.watchlist());
@@ -292,11 +298,21 @@ void DataPlane::AnswerUnanswered() {
 }
 
 void DataPlane::Drain(uint32_t window_ms) {
+  final_drain_.store(true);
+  if (http_) http_->StopAccepting();
+  DrainClients(window_ms);
+}
+
+void DataPlane::DrainClients(uint32_t window_ms) {
   if (draining_.exchange(true)) return;
   if (window_ms == 0) window_ms = options_.drain_window_ms;
   RELAY_LOG(kInfo, "dataplane", "draining: closing clients with 4200 over ", window_ms, " ms");
-  if (http_) http_->StopAccepting();
-  for (auto& s : shards_) s->PostDrain(window_ms);
+  for (auto& s : shards_) s->PostDrain(window_ms, &draining_);
+}
+
+void DataPlane::Undrain() {
+  if (final_drain_.load() || stopped_.load() || !draining_.exchange(false)) return;
+  RELAY_LOG(kInfo, "dataplane", "undrained: accepting clients again");
 }
 
 void DataPlane::Stop() {

@@ -75,6 +75,11 @@ class DataPlane {
   absl::Status Start();
   // Stops accepting and closes clients with 4200 over `window_ms` (0 = the configured window).
   void Drain(uint32_t window_ms);
+  // What the control plane's drain command does: closes clients with 4200 over `window_ms` and
+  // refuses new ones with 4200, while the port keeps answering HTTP (the API, /health).
+  void DrainClients(uint32_t window_ms);
+  // Ends DrainClients(): clients are accepted again. No effect after Drain() (accepting stopped).
+  void Undrain();
   void Stop();
 
   uint16_t port() const { return port_; }
@@ -128,6 +133,7 @@ class DataPlane {
   uint32_t socket_prefix_ = 0;
   std::atomic<uint64_t> socket_counter_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> final_drain_{false};  // Drain() ran: no undrain
   std::atomic<uint64_t> last_ack_{0};
   std::atomic<uint64_t> posted_ack_{0};  // the last ack posted to the shards
   std::atomic<bool> stopped_{false};

@@ -221,8 +221,8 @@ void Shard::PostWatchlist(relay::v1::WatchlistEvents events) {
   });
 }
 
-void Shard::PostDrain(uint32_t window_ms) {
-  Post(0, [this, window_ms] {
+void Shard::PostDrain(uint32_t window_ms, const std::atomic<bool>* draining) {
+  Post(0, [this, window_ms, draining] {
     // The sessions open now, each closed at most once: a session that closes during the window
     // is skipped, and a new one that takes its address is not mistaken for it.
     std::vector<SessionRef> v = SnapshotSessions();
@@ -233,7 +233,8 @@ void Shard::PostDrain(uint32_t window_ms) {
     auto timer = std::make_shared<net::steady_timer>(context_);
     auto index = std::make_shared<size_t>(0);
     auto tick = std::make_shared<std::function<void()>>();
-    *tick = [this, v, step, timer, index, tick] {
+    *tick = [this, v, step, timer, index, tick, draining] {
+      if (draining != nullptr && !draining->load()) *index = v.size();  // undrained
       while (*index < v.size()) {
         const SessionRef& ref = v[(*index)++];
         if (StillOpen(ref)) {

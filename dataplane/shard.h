@@ -68,8 +68,9 @@ class Shard {
   void PostCloseApp(std::string app_id, int code, std::string message);
   void PostReply(relay::v1::SubscribeReply reply);
   void PostWatchlist(relay::v1::WatchlistEvents events);
-  // Closes every session with 4200, spread evenly over `window_ms`.
-  void PostDrain(uint32_t window_ms);
+  // Closes every session with 4200, spread evenly over `window_ms`; stops early once
+  // `draining` (when given; it must outlive the window) turns false (an undrain).
+  void PostDrain(uint32_t window_ms, const std::atomic<bool>* draining = nullptr);
   void PostCloseAll(int code, std::string message);
   // Hands the new version of an app to its sessions on this shard.
   void PostAppUpdate(AppPtr app);

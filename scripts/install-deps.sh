@@ -4,6 +4,7 @@ set -euo pipefail
 PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
       protobuf-compiler libabsl-dev libboost-dev libssl-dev libgtest-dev libgmock-dev
       libsimdjson-dev libsqlite3-dev zlib1g-dev curl openssl
+      jq sqlite3  # docs/operations.md as run by tests/docs (values from --json; backups)
       clang libclang-rt-14-dev  # scripts/sanitize.sh: clang 14 with its libFuzzer runtime
       clang-format)             # scripts/format.sh --check in scripts/test.sh
 missing=()

@@ -574,8 +574,9 @@ test('a plan\'s daily quota applies when the app sets none: free = 200,000 messa
 
 test('the gRPC public API through relayctl (real binary): the same rules, canonical codes as exit codes', async () => {
   // relayctl calls relay.v1.Channels with the app's key and secret in call metadata; its exit
-  // codes map INVALID_ARGUMENT/OUT_OF_RANGE to 6, NOT_FOUND to 5, PERMISSION_DENIED to 4 and
-  // RESOURCE_EXHAUSTED to 1, with the server's message on stderr.
+  // codes map INVALID_ARGUMENT/OUT_OF_RANGE to 6, NOT_FOUND to 5, and the policy refusals
+  // (PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION) to 7 -- not 4, which is only a
+  // bad admin credential -- with the server's message on stderr.
   const s = await h.startRelay(['--trigger-rate-limit', '0']);
   const app = await ctlJson(s, ['apps', 'create', '--name', 'grpc-rules']);
   assert.strictEqual((await h.relayctl(s, ['apps', 'update', app.id, '--max-daily-messages', '2'])).code, 0);
@@ -587,16 +588,16 @@ test('the gRPC public API through relayctl (real binary): the same rules, canoni
   expectExit(await publish(['--channel', 'bad name']), 6, /invalid channel 'bad name'/);
   expectExit(await publish(['--channel', 'c', '--event', 'pusher:x']), 6, /reserved/);
   expectExit(await publish(['--channel', 'c', '--data', 'd'.repeat(10241)]), 6, /10241 bytes; the limit is 10240/);
-  expectExit(await publish(['--channel', 'a', '--channel', 'b', '--channel', 'c']), 4, /more than the daily quota/);
+  expectExit(await publish(['--channel', 'a', '--channel', 'b', '--channel', 'c']), 7, /more than the daily quota/);
   expectExit(await publish(['--channel', 'a', '--channel', 'b']), 0, /^$/);  // the refusals above used none of it
-  expectExit(await publish(['--channel', 'a']), 1, /has used 2 of its daily quota of 2/);
+  expectExit(await publish(['--channel', 'a']), 7, /has used 2 of its daily quota of 2/);
   expectExit(await h.relayctl(s, ['users', '--app', app.id, 'public-x']), 6, /only available for presence channels/);
   expectExit(await h.relayctl(s, ['channel', '--app', app.id, 'bad name']), 6, /invalid channel/);
   // A name merely containing "cache-" is not a cache channel (relayctl used to ask it for cache).
   expectExit(await h.relayctl(s, ['channel', '--app', app.id, 'my-cache-notes']), 0, /^$/);
   expectExit(await h.relayctl(s, ['channel', '--app', app.id, 'private-cache-notes']), 0, /^$/);
   assert.strictEqual((await h.relayctl(s, ['apps', 'disable', app.id])).code, 0);
-  expectExit(await publish(['--channel', 'a']), 4, /disabled/);
+  expectExit(await publish(['--channel', 'a']), 7, /disabled/);
   expectExit(await h.relayctl(s, ['publish', '--app', 'no-such-app', '--channel', 'a', '--event', 'e', '--data', '{}']), 5, /not found/);
 });
 

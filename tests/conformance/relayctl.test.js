@@ -194,3 +194,127 @@ test('stats --watch prints rates until interrupted', async () => {
     assert.match(out, /\d+\/s/);
   } finally { p.kill('SIGINT'); }
 });
+
+// The traps of #15, each through the real relayctl against a real relay.
+
+test('rotate-secret --overlap 0: the old secret stops verifying at once, and relayctl says so', async () => {
+  const app = await json(['apps', 'create', '--name', 'no-overlap']);
+  const r = await ctl(['apps', 'rotate-secret', app.id, '--overlap', '0']);
+  assert.strictEqual(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Previous secrets of .* no longer verify/);
+  assert.doesNotMatch(r.stdout, /verifies for|verifies until/);
+  const secret = /New secret: (\S+)/.exec(r.stdout)[1];
+  // An HTTP request signed with the old secret is refused right away; the new one works.
+  await assert.rejects(sdkFor(app, app.secret).trigger('c', 'e', {}), (e) => e.status === 401);
+  assert.strictEqual((await sdkFor(app, secret).trigger('c', 'e', {})).status, 200);
+  // Without --overlap the server keeps the old one for an hour, and relayctl prints that.
+  const hour = await ctl(['apps', 'rotate-secret', app.id]);
+  assert.match(hour.stdout, /verifies until .* \(about 3[56]\d\d more seconds\)/);
+  assert.strictEqual((await sdkFor(app, secret).trigger('c', 'e', {})).status, 200);
+});
+
+test('a command flag is never read from the environment; global flags are', async () => {
+  const app = await json(['apps', 'create', '--name', 'envless', '--plan', 'pro']);
+  const r = await new Promise((resolve) => require('node:child_process').execFile(
+    require('node:path').join(process.env.RELAY_BIN_DIR || require('node:path').resolve(__dirname, '../../../build/bin'), 'relayctl'),
+    ['apps', 'update', app.id, '--name', 'renamed', '--json'],
+    // The global flags from the environment (server and data dir), command flags too (ignored).
+    { env: { ...process.env, RELAY_SERVER: `127.0.0.1:${server.grpcPort}`, RELAY_DATA_DIR: server.dataDir,
+      RELAY_PLAN: 'free', RELAY_MAX_CONNECTIONS: '1', RELAY_SHOW_SECRET: 'true' } },
+    (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr })));
+  assert.strictEqual(r.code, 0, r.stderr);
+  const updated = JSON.parse(r.stdout);
+  assert.strictEqual(updated.name, 'renamed');
+  assert.strictEqual(updated.plan, 'pro');
+  assert.strictEqual(updated.limits.max_connections, app.limits.max_connections);
+  const help = await ctl(['apps', 'update', '--help']);
+  assert.doesNotMatch(help.stdout, /RELAY_PLAN/);
+  assert.match(help.stdout, /RELAY_SERVER/);
+});
+
+test('nodes drain on relay keeps the HTTP API and /health; nodes undrain accepts clients again', async () => {
+  const own = await h.startRelay();
+  const run = (args) => h.relayctl(own, args);
+  const c = h.client(own);
+  try {
+    await h.once(c.connection, 'connected');
+    const closed = new Promise((resolve) => c.connection.bind('error', resolve));
+    assert.strictEqual((await run(['nodes', 'drain', 'embedded', '--window', '1s'])).code, 0);
+    assert.strictEqual((await closed).data.code, 4200);
+    c.disconnect();
+    assert.strictEqual((await fetch(`http://127.0.0.1:${own.httpPort}/health`)).status, 200);
+    assert.strictEqual((await h.sdk(own).trigger('c', 'e', {})).status, 200);
+    const listed = JSON.parse((await run(['nodes', 'list', '--json'])).stdout);
+    assert.strictEqual(listed.nodes[0].draining, true);
+    // A new client is refused while draining...
+    const refused = h.client(own);
+    // A refusal before connection_established arrives wrapped: {type: 'WebSocketError', error}.
+    const code = await new Promise((resolve) => refused.connection.bind('error', (e) => {
+      const data = e && (e.data || (e.error && e.error.data));
+      if (data && data.code) resolve(data.code);
+    }));
+    assert.strictEqual(code, 4200);
+    refused.disconnect();
+    // ...and accepted after the undrain.
+    assert.strictEqual((await run(['nodes', 'undrain', 'embedded'])).code, 0);
+    const back = h.client(own);
+    await h.once(back.connection, 'connected');
+    back.disconnect();
+    const after = JSON.parse((await run(['nodes', 'list', '--json'])).stdout);
+    assert.ok(!after.nodes[0].draining);
+    assert.strictEqual((await run(['nodes', 'undrain', 'no-such-node'])).code, 5);
+  } finally { c.disconnect(); }
+});
+
+test('exit codes: a disabled app is "refused by policy" (7), not "bad admin credential" (4)', async () => {
+  const app = await json(['apps', 'create', '--name', 'refused']);
+  assert.strictEqual((await ctl(['apps', 'disable', app.id])).code, 0);
+  const r = await ctl(['publish', '--app', app.id, '--channel', 'c', '--event', 'e', '--data', '{}']);
+  assert.strictEqual(r.code, 7, r.stderr);
+  assert.strictEqual((await ctl(['apps', 'list', '--admin-token', 'nope'])).code, 4);
+  const help = await ctl(['--help']);
+  assert.match(help.stdout, /7 +refused by policy/);
+});
+
+test('secrets are shown at creation or with --show-secret only', async () => {
+  const app = await json(['apps', 'create', '--name', 'secretive']);
+  assert.ok(app.secret);
+  const shown = await json(['apps', 'show', app.id]);
+  assert.strictEqual(shown.secret, undefined);
+  assert.ok(!JSON.stringify(await json(['apps', 'list'])).includes(app.secret));
+  const text = await ctl(['apps', 'show', app.id]);
+  assert.ok(!text.stdout.includes(app.secret));
+  assert.strictEqual((await json(['apps', 'show', app.id, '--show-secret'])).secret, app.secret);
+  const updated = await json(['apps', 'update', app.id, '--plan', 'x']);
+  assert.strictEqual(updated.secret, undefined);
+  // rotate-secret shows the new secret (created there), never the previous one.
+  const rotated = await json(['apps', 'rotate-secret', app.id, '--overlap', '1h']);
+  assert.ok(rotated.secret && rotated.secret !== app.secret);
+  assert.ok(!JSON.stringify(rotated).includes(app.secret));
+});
+
+test('--app everywhere: webhooks test --app APP (the positional form still works, deprecated)', async () => {
+  const app = await json(['apps', 'create', '--name', 'hooks']);
+  const byFlag = await ctl(['webhooks', 'test', '--app', app.id, '--json']);
+  assert.strictEqual(byFlag.code, 0, byFlag.stderr);
+  const old = await ctl(['webhooks', 'test', app.id, '--json']);
+  assert.strictEqual(old.code, 0, old.stderr);
+  assert.match(old.stderr, /deprecated; use 'webhooks test --app APP'/);
+  // The apps commands take --app too.
+  assert.strictEqual((await json(['apps', 'show', '--app', app.id])).id, app.id);
+  assert.strictEqual((await ctl(['apps', 'show', '--app', app.id, 'other'])).code, 2);
+});
+
+test('--json prints numbers as JSON numbers', async () => {
+  const app = await json(['apps', 'update', 'app-id', '--max-daily-messages', '5000000000']);
+  assert.strictEqual(app.limits.max_daily_messages, 5000000000);
+  assert.strictEqual(typeof app.revision, 'number');
+  const stats = await json(['stats']);
+  assert.strictEqual(typeof stats.nodes, 'number');
+  assert.strictEqual(typeof stats.unix_ms, 'number');
+  const token = await json(['tokens', 'create', '--app', 'app-id', '--expires-in', '1h']);
+  assert.strictEqual(typeof token.token.expires_unix_ms, 'number');
+  assert.strictEqual(typeof token.token.created_unix_ms, 'number');
+  const nodes = await json(['nodes', 'list']);
+  assert.strictEqual(typeof nodes.nodes[0].attached_unix_ms, 'number');
+});

@@ -107,7 +107,7 @@ test('webhooks test sends a signed test event', async () => {
   const server = await h.startRelay();
   const rx = await receiver();
   await h.relayctl(server, ['webhooks', 'add', '--app', 'app-id', '--url', rx.url]);
-  const r = await h.relayctl(server, ['webhooks', 'test', 'app-id']);
+  const r = await h.relayctl(server, ['webhooks', 'test', '--app', 'app-id']);
   assert.strictEqual(r.code, 0, r.stderr + r.stdout);
   assert.deepStrictEqual(names(rx), ['test:relay-webhook-test']);
   // remove: the endpoint disappears from the list and receives nothing more.

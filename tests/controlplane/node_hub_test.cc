@@ -190,6 +190,13 @@ TEST_F(NodeHubTest, AttachedNodeExchangesMessagesAndDetachesWhenItsStreamEnds) {
   EXPECT_FALSE(hub_->Send("unknown", ControlMessage()));
   EXPECT_FALSE(hub_->Drain("unknown", 1));
 
+  // Undrain: the node is told, and is listed as serving again.
+  ASSERT_TRUE(hub_->Undrain("n1"));
+  ASSERT_TRUE(node.Read(&got));
+  EXPECT_TRUE(got.has_undrain());
+  EXPECT_FALSE(hub_->Nodes()[0].draining());
+  EXPECT_FALSE(hub_->Undrain("unknown"));
+
   EXPECT_TRUE(node.Close().ok());
   ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
   EXPECT_EQ(handler_.detached()[0], "n1");

@@ -17,13 +17,17 @@ int Run(int argc, char** argv) {
   constexpr char kProgram[] = "relay-controlplane";
   server::ListenFlags listen(6002, 50051);
   server::ControlPlaneFlags cp_flags;
+  server::LogFlags log_flags;
   common::FlagSet flags("relay-controlplane [flags]",
                         "The Relay control plane: apps and credentials, cluster-wide state, the "
                         "gRPC APIs (NodeLink, Channels, Admin) and the Pusher HTTP API.");
   listen.Register(flags, "HTTP API port", /*grpc=*/true);
   cp_flags.Register(flags);
+  log_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
-  if (auto st = cp_flags.Apply(listen); !st.ok()) {
+  absl::Status st = log_flags.Apply();
+  if (st.ok()) st = cp_flags.Apply(listen);
+  if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
     return 2;
   }

@@ -16,14 +16,17 @@ int Run(int argc, char** argv) {
   server::ListenFlags listen(6001, 0);
   server::DataPlaneFlags dp_flags;
   server::ControlLinkFlags link_flags;
+  server::LogFlags log_flags;
   common::FlagSet flags("relay-dataplane [flags]",
                         "A Relay data plane: WebSocket connections (Pusher protocol 7), attached "
                         "to a control plane over gRPC.");
   listen.Register(flags, "WebSocket port", /*grpc=*/false);
   link_flags.Register(flags, dp_flags.options);
   dp_flags.Register(flags);
+  log_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
-  absl::Status st = dp_flags.Apply(listen);
+  absl::Status st = log_flags.Apply();
+  if (st.ok()) st = dp_flags.Apply(listen);
   if (st.ok()) st = link_flags.Apply(dp_flags.options);
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";

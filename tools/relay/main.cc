@@ -21,6 +21,7 @@ int Run(int argc, char** argv) {
   server::ListenFlags listen(6001, 50051);
   server::ControlPlaneFlags cp_flags;
   server::DataPlaneFlags dp_flags;
+  server::LogFlags log_flags;
   common::FlagSet flags(
       "relay [flags]",
       "Relay, a Pusher Channels compatible realtime server: both planes in one process.\n"
@@ -29,8 +30,10 @@ int Run(int argc, char** argv) {
   listen.Register(flags, "WebSocket and HTTP API port", /*grpc=*/true);
   cp_flags.Register(flags);
   dp_flags.Register(flags);
+  log_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
-  absl::Status st = cp_flags.Apply(listen);
+  absl::Status st = log_flags.Apply();
+  if (st.ok()) st = cp_flags.Apply(listen);
   if (st.ok()) st = dp_flags.Apply(listen);
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
@@ -67,15 +70,17 @@ int Run(int argc, char** argv) {
   cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(dp.port());
   if (cp.created_default_app()) {
-    std::cerr << "Created the default app: id " << cpo.default_app_id << ", key "
-              << cpo.default_app_key << " (secret from --app-secret)\n";
+    RELAY_LOG(kInfo, "relay", "created the default app: id ", cpo.default_app_id, ", key ",
+              cpo.default_app_key, " (secret from --app-secret)");
   }
   const std::string& host = listen.host;
-  std::cerr << "Connect with pusher-js: new Pusher('<app key>', {wsHost: '" << host
-            << "', wsPort: " << dp.port()
-            << ", forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1'})\n"
-            << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
-            << "', port: '" << dp.port() << "', useTLS: false})\n";
+  // The connection hints are for a person at a terminal; a JSON log stays JSON.
+  if (!log_flags.json())
+    std::cerr << "Connect with pusher-js: new Pusher('<app key>', {wsHost: '" << host
+              << "', wsPort: " << dp.port()
+              << ", forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1'})\n"
+              << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
+              << "', port: '" << dp.port() << "', useTLS: false})\n";
   RELAY_LOG(kInfo, "relay", "relay ready: ws://", host, ":", dp.port(), "/app/<key>, HTTP API on ",
             host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()

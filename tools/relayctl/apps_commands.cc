@@ -1,6 +1,8 @@
 // relayctl apps ...: create, inspect, change and delete apps over the admin API.
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <iostream>
 
@@ -35,22 +37,32 @@ void PrintApp(const relay::v1::App& a, bool show_secret) {
   }
 }
 
-// The app every command but list and create acts on; nullopt (after printing why) when the
-// command line does not name exactly one.
+// The app every command but list and create acts on, as `APP` or `--app APP` (the flag every
+// other group uses); nullopt (after printing why) when the command line does not name exactly
+// one.
 std::optional<std::string> TheApp(const Invocation& in, int* exit_code) {
-  auto ref = in.OnlyPositional();
-  if (!ref) *exit_code = Usage(in.command + " needs exactly one APP (id or key)");
+  std::optional<std::string> ref;
+  if (!in.opt.app.empty()) {
+    if (in.positional.empty()) ref = in.opt.app;
+  } else {
+    ref = in.OnlyPositional();
+  }
+  if (!ref) *exit_code = Usage(in.command + " needs exactly one APP (id or key), or --app APP");
   return ref;
 }
 
-// The app as the server returned it, without its secret.
-int ShowApp(const grpc::Status& st, const Invocation& in, const relay::v1::App& a) {
-  return Show(st, in.globals, a, [&] { PrintApp(a, false); });
+// The app as the server returned it, without its secrets (shown once at creation, or with
+// apps show --show-secret).
+int ShowApp(const grpc::Status& st, const Invocation& in, const relay::v1::App& a,
+            bool show_secret = false) {
+  relay::v1::App shown = show_secret ? a : WithoutSecrets(a);
+  return Show(st, in.globals, shown, [&] { PrintApp(shown, show_secret); });
 }
 
 int List(Invocation& in) {
   relay::v1::ListAppsResponse r;
   auto st = in.client.admin().ListApps(in.client.AdminContext().get(), {}, &r);
+  for (auto& a : *r.mutable_apps()) a = WithoutSecrets(std::move(a));
   return Show(st, in.globals, r, [&] {
     std::vector<std::vector<std::string>> rows;
     for (const auto& a : r.apps()) {
@@ -92,7 +104,13 @@ int ShowOne(Invocation& in) {
   req.set_app(*ref);
   relay::v1::App a;
   auto st = in.client.admin().GetApp(in.client.AdminContext().get(), req, &a);
-  return ShowApp(st, in, a);
+  return ShowApp(st, in, a, in.opt.show_secret);
+}
+
+void ShowFlags(common::FlagSet& f, Options& o) {
+  AppFlag(f, o);
+  f.Bool("show-secret", &o.show_secret,
+         "Also print the app's secret (otherwise shown only by apps create and rotate-secret)");
 }
 
 // apps enable / apps disable.
@@ -130,6 +148,7 @@ const std::map<std::string, std::string>& UpdatePaths() {
 }
 
 void UpdateFlags(common::FlagSet& f, Options& o) {
+  AppFlag(f, o);
   for (const auto& [flag, path] : UpdatePaths()) o.settings[flag];
   for (auto& [flag, value] : o.settings) f.String(flag, &value, "New value");
 }
@@ -190,7 +209,9 @@ int Update(Invocation& in) {
 }
 
 void RotateSecretFlags(common::FlagSet& f, Options& o) {
-  f.String("overlap", &o.overlap, "How long the old secret keeps verifying (e.g. 1h; default 1h)");
+  AppFlag(f, o);
+  f.String("overlap", &o.overlap,
+           "How long the old secret keeps verifying (e.g. 1h; 0 = it stops at once; default 1h)");
   f.Bool("end-overlap", &o.end_overlap, "Keep the current secret; previous secrets stop now");
 }
 
@@ -200,25 +221,40 @@ int RotateSecret(Invocation& in) {
   if (!ref) return rc;
   relay::v1::RotateSecretRequest req;
   req.set_app(*ref);
-  uint64_t secs = 3600;
-  if (!in.opt.overlap.empty() && !ParseDuration(in.opt.overlap, &secs)) {
-    return Usage("--overlap takes a duration such as 90s, 15m, 1h");
+  if (!in.opt.overlap.empty()) {
+    uint64_t secs = 0;
+    if (!ParseDuration(in.opt.overlap, &secs) || secs > UINT32_MAX) {
+      return Usage("--overlap takes a duration such as 0, 90s, 15m, 1h");
+    }
+    req.set_overlap_seconds(static_cast<uint32_t>(secs));
   }
-  req.set_overlap_seconds(static_cast<uint32_t>(secs));
   req.set_end_overlap(in.opt.end_overlap);
   relay::v1::App a;
   auto st = in.client.admin().RotateSecret(in.client.AdminContext().get(), req, &a);
-  return Show(st, in.globals, a, [&] {
-    if (in.opt.end_overlap) {
+  // The new secret is shown (this is where it is created); the previous ones never are.
+  relay::v1::App shown = a;
+  for (auto& p : *shown.mutable_previous_secrets()) p.clear_secret();
+  return Show(st, in.globals, shown, [&] {
+    if (!in.opt.end_overlap) std::cout << "New secret: " << a.secret() << "\n";
+    // What the server did, from its answer (not from the flag: an older server may differ).
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    int64_t until = 0;
+    for (const auto& p : a.previous_secrets()) {
+      if (p.expires_unix_ms() > now) until = std::max(until, p.expires_unix_ms());
+    }
+    if (until == 0) {
       std::cout << "Previous secrets of " << a.id() << " no longer verify.\n";
     } else {
-      std::cout << "New secret: " << a.secret() << "\nThe previous secret verifies for " << secs
-                << " more seconds.\n";
+      std::cout << "The previous secret verifies until " << FormatTime(until) << " (about "
+                << (until - now + 999) / 1000 << " more seconds).\n";
     }
   });
 }
 
 void DeleteFlags(common::FlagSet& f, Options& o) {
+  AppFlag(f, o);
   f.Bool("yes", &o.yes, "Do not ask for confirmation");
 }
 
@@ -254,10 +290,10 @@ std::vector<Command> AppCommands() {
   return {
       {"apps list", nullptr, List},
       {"apps create", CreateFlags, Create},
-      {"apps show", nullptr, ShowOne},
+      {"apps show", ShowFlags, ShowOne},
       {"apps update", UpdateFlags, Update},
-      {"apps enable", nullptr, [](Invocation& in) { return SetEnabled(in, true); }},
-      {"apps disable", nullptr, [](Invocation& in) { return SetEnabled(in, false); }},
+      {"apps enable", AppFlag, [](Invocation& in) { return SetEnabled(in, true); }},
+      {"apps disable", AppFlag, [](Invocation& in) { return SetEnabled(in, false); }},
       {"apps rotate-secret", RotateSecretFlags, RotateSecret},
       {"apps delete", DeleteFlags, Delete},
   };

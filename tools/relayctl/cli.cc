@@ -1,13 +1,12 @@
 #include "tools/relayctl/cli.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
 
 #include "absl/strings/numbers.h"
+#include "common/json.h"
 #include "common/strings.h"
 
 namespace relay::relayctl {
@@ -22,8 +21,11 @@ int ExitFor(const grpc::Status& st) {
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return kExitUnavailable;
     case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED:
       return kExitAuth;
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return kExitRefused;
     case grpc::StatusCode::NOT_FOUND:
       return kExitNotFound;
     case grpc::StatusCode::INVALID_ARGUMENT:
@@ -78,13 +80,120 @@ int Acknowledge(const grpc::Status& st, const Globals& g, const std::string& don
   return kExitOk;
 }
 
+namespace {
+
+using google::protobuf::FieldDescriptor;
+
+void AppendJson(std::string* out, const google::protobuf::Message& m, int depth);
+
+void Indent(std::string* out, int depth) {
+  out->push_back('\n');
+  out->append(static_cast<size_t>(depth) * 2, ' ');
+}
+
+// One value of `field` (element `index` of a repeated field, -1 for a singular one).
+void AppendValue(std::string* out, const google::protobuf::Message& m, const FieldDescriptor* f,
+                 int index, int depth) {
+  const auto* r = m.GetReflection();
+  bool rep = index >= 0;
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+      common::StrAppend(out, rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      common::StrAppend(out, rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_UINT32:
+      common::StrAppend(out, rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_UINT64:
+      common::StrAppend(out, rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      common::StrAppend(out, rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      common::StrAppend(out, rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      out->append((rep ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f)) ? "true" : "false");
+      break;
+    case FieldDescriptor::CPPTYPE_ENUM:
+      common::AppendJsonString(out,
+                               (rep ? r->GetRepeatedEnum(m, f, index) : r->GetEnum(m, f))->name());
+      break;
+    case FieldDescriptor::CPPTYPE_STRING:
+      common::AppendJsonString(out, rep ? r->GetRepeatedString(m, f, index) : r->GetString(m, f));
+      break;
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      AppendJson(out, rep ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f), depth);
+      break;
+  }
+}
+
+void AppendJson(std::string* out, const google::protobuf::Message& m, int depth) {
+  const auto* r = m.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(m, &fields);  // the fields set (not at their default), by number
+  if (fields.empty()) {
+    out->append("{}");
+    return;
+  }
+  out->push_back('{');
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const FieldDescriptor* f = fields[i];
+    if (i > 0) out->push_back(',');
+    Indent(out, depth + 1);
+    common::AppendJsonString(out, f->name());
+    out->append(": ");
+    if (f->is_map()) {
+      // Map entries: {"key": value}, keys as strings (JSON object keys are strings).
+      const FieldDescriptor* key = f->message_type()->map_key();
+      const FieldDescriptor* value = f->message_type()->map_value();
+      out->push_back('{');
+      int n = r->FieldSize(m, f);
+      for (int k = 0; k < n; ++k) {
+        const auto& entry = r->GetRepeatedMessage(m, f, k);
+        if (k > 0) out->push_back(',');
+        Indent(out, depth + 2);
+        std::string key_text;
+        AppendValue(&key_text, entry, key, -1, depth + 2);
+        if (key_text.empty() || key_text[0] != '"') key_text = common::JsonQuote(key_text);
+        out->append(key_text).append(": ");
+        AppendValue(out, entry, value, -1, depth + 2);
+      }
+      if (n > 0) Indent(out, depth + 1);
+      out->push_back('}');
+    } else if (f->is_repeated()) {
+      out->push_back('[');
+      int n = r->FieldSize(m, f);
+      for (int k = 0; k < n; ++k) {
+        if (k > 0) out->push_back(',');
+        Indent(out, depth + 2);
+        AppendValue(out, m, f, k, depth + 2);
+      }
+      if (n > 0) Indent(out, depth + 1);
+      out->push_back(']');
+    } else {
+      AppendValue(out, m, f, -1, depth + 1);
+    }
+  }
+  Indent(out, depth);
+  out->push_back('}');
+}
+
+}  // namespace
+
 std::string ToJson(const google::protobuf::Message& m) {
   std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.add_whitespace = true;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  AppendJson(&out, m, 0);
   return out;
+}
+
+relay::v1::App WithoutSecrets(relay::v1::App a) {
+  a.clear_secret();
+  for (auto& p : *a.mutable_previous_secrets()) p.clear_secret();
+  return a;
 }
 
 bool ParseDuration(const std::string& text, uint64_t* seconds) {

@@ -24,9 +24,13 @@ constexpr int kExitOk = 0;
 constexpr int kExitError = 1;        // the server refused the request (other reasons)
 constexpr int kExitUsage = 2;        // invalid command line
 constexpr int kExitUnavailable = 3;  // server unreachable
-constexpr int kExitAuth = 4;         // missing or bad admin credential
+constexpr int kExitAuth = 4;         // missing or bad admin credential (UNAUTHENTICATED)
 constexpr int kExitNotFound = 5;     // unknown app, node, token...
 constexpr int kExitInvalid = 6;      // the server rejected the arguments (INVALID_ARGUMENT)
+// The credential is fine but the server's policy refuses the request: a disabled app, a quota
+// or rate limit, webhooks not enabled (PERMISSION_DENIED, FAILED_PRECONDITION,
+// RESOURCE_EXHAUSTED).
+constexpr int kExitRefused = 7;
 
 struct Globals {
   std::string server = "127.0.0.1:50051";
@@ -44,7 +48,12 @@ int Fail(const grpc::Status& st, const Globals& g);
 // Prints a command line error and returns kExitUsage.
 int Usage(const std::string& msg);
 
+// `m` as JSON with proto field names; 64-bit integers are JSON numbers (not strings, as the
+// proto3 JSON mapping has them), fields at their default value are left out.
 std::string ToJson(const google::protobuf::Message& m);
+// `a` without its secrets (current and previous): what every command but apps create,
+// apps rotate-secret and apps show --show-secret prints.
+relay::v1::App WithoutSecrets(relay::v1::App a);
 // Parses "90", "90s", "15m", "2h", "30d" into seconds.
 bool ParseDuration(const std::string& text, uint64_t* seconds);
 // RFC 3339 UTC, or "-" for 0 (never).
@@ -79,7 +88,7 @@ struct Options {
   std::string app, name, id, key, secret, plan, event, data, exclude, prefix, user, overlap,
       expires, window, interval = "2s";
   std::vector<std::string> channels, headers;
-  bool yes = false, watch = false, end_overlap = false;
+  bool yes = false, watch = false, end_overlap = false, show_secret = false;
   // String flags kept by name (apps update, webhooks add).
   std::map<std::string, std::string> settings;
 };

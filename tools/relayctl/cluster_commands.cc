@@ -95,7 +95,21 @@ int DrainNode(Invocation& in) {
   req.set_window_ms(static_cast<uint32_t>(secs * 1000));
   relay::v1::DrainNodeResponse r;
   auto st = in.client.admin().DrainNode(in.client.AdminContext().get(), req, &r);
-  return Acknowledge(st, in.globals, "Draining " + *node);
+  return Acknowledge(st, in.globals,
+                     "Draining " + *node +
+                         ": its clients are closed with 4200 and new ones refused until "
+                         "relayctl nodes undrain " +
+                         *node);
+}
+
+int UndrainNode(Invocation& in) {
+  auto node = in.OnlyPositional();
+  if (!node) return Usage("nodes undrain needs exactly one NODE id");
+  relay::v1::UndrainNodeRequest req;
+  req.set_node_id(*node);
+  relay::v1::UndrainNodeResponse r;
+  auto st = in.client.admin().UndrainNode(in.client.AdminContext().get(), req, &r);
+  return Acknowledge(st, in.globals, "Undrained " + *node + ": it accepts clients again");
 }
 
 void CreateNodeTokenFlags(common::FlagSet& f, Options& o) {
@@ -193,6 +207,7 @@ std::vector<Command> ClusterCommands() {
       {"tokens revoke", nullptr, RevokeToken},
       {"nodes list", nullptr, ListNodes},
       {"nodes drain", DrainFlags, DrainNode},
+      {"nodes undrain", nullptr, UndrainNode},
       {"node-tokens create", CreateNodeTokenFlags, CreateNodeToken},
       {"node-tokens list", nullptr, ListNodeTokens},
       {"node-tokens revoke", nullptr, RevokeNodeToken},

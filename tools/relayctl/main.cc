@@ -18,11 +18,13 @@ constexpr const char* kHelp = R"(Commands:
   apps list                                 List apps
   apps create --name NAME [--id --key --secret --plan]
                                             Create an app (credentials generated unless given)
-  apps show APP                             Show one app (APP is an id or a key)
+  apps show APP [--show-secret]             Show one app (APP is an id or a key; the secret
+                                            only with --show-secret)
   apps update APP [--name --plan --max-connections --client-events true|false ...]
                                             Change an app's settings (see apps update --help)
   apps enable APP | apps disable APP        Enable or disable an app
   apps rotate-secret APP [--overlap 1h]     New secret; the old one verifies during the overlap
+                                            (--overlap 0: the old one stops at once)
   apps rotate-secret APP --end-overlap      Complete a rotation: previous secrets stop now
   apps delete APP [--yes]                   Delete an app (asks unless --yes)
   tokens create --app APP [--name N] [--expires-in 30d]
@@ -35,7 +37,9 @@ constexpr const char* kHelp = R"(Commands:
   send-to-user --app APP --user U --event E --data JSON
   terminate --app APP --user U              Close a user's connections
   nodes list                                Attached data planes
-  nodes drain NODE [--window 10s]           Move a node's clients away
+  nodes drain NODE [--window 10s]           Move a node's clients away (closed with 4200 over
+                                            the window, new ones refused; HTTP API stays up)
+  nodes undrain NODE                        End a drain: the node accepts clients again
   node-tokens create --name N [--node-id ID]
                                             Issue a data plane credential (bound to ID if given)
   node-tokens list                          Node credentials (never their text)
@@ -46,18 +50,27 @@ constexpr const char* kHelp = R"(Commands:
                [--batch-window-ms N] [--batch-max N] [--delay-ms N] [--retry-seconds N]
   webhooks list --app APP                   Endpoints with delivered/failed/retrying/dropped
   webhooks remove ID
-  webhooks test APP                         Send a signed test event to every endpoint
+  webhooks test --app APP                   Send a signed test event to every endpoint
 
-Global flags (before or after the command):
+Every apps command takes its APP as the argument or as --app APP, like the other groups.
+
+Global flags (before or after the command); only these are read from the environment:
   --server HOST:PORT   the control plane's gRPC address (default 127.0.0.1:50051) [env RELAY_SERVER]
   --admin-token TOKEN  admin credential [env RELAY_ADMIN_TOKEN]; otherwise read from
                        <data-dir>/admin.token
   --data-dir DIR       a local control plane's data dir (default ./relay-data) [env RELAY_DATA_DIR]
   --json               machine-readable output
-  --tls, --ca FILE     use TLS for gRPC (with a CA bundle)
+  --tls, --ca FILE     use TLS for gRPC (with a CA bundle) [env RELAY_TLS, RELAY_CA]
 
-Exit codes: 0 ok, 1 server error, 2 bad command line, 3 server unreachable,
-4 bad or missing admin credential, 5 not found, 6 arguments rejected by the server.)";
+Exit codes:
+  0  ok
+  1  the server failed the request for another reason
+  2  bad command line (nothing was sent)
+  3  server unreachable
+  4  missing or bad admin credential
+  5  not found (app, node, token, webhook)
+  6  arguments rejected by the server
+  7  refused by policy: a disabled app, a quota or rate limit, webhooks not enabled)";
 
 // Every command, by its words ("apps show", "publish").
 const std::map<std::string, Command>& Commands() {
@@ -91,6 +104,9 @@ int RunCommand(const std::vector<std::string>& words, const std::vector<std::str
   const Command& command = it->second;
   common::FlagSet f("relayctl " + name + " [flags]", "See relayctl --help for every command.");
   AddGlobals(f, g);
+  // Only the global flags come from the environment: RELAY_PLAN or RELAY_MAX_CONNECTIONS left
+  // in a shell must not silently change what `apps update` sends.
+  f.set_env(false);
   Options opt;
   if (command.add_flags) command.add_flags(f, opt);
   std::vector<std::string> positional;

@@ -90,10 +90,18 @@ int Remove(Invocation& in) {
 
 // Exits with kExitError when an endpoint failed the test (in table form).
 int Test(Invocation& in) {
-  auto ref = in.OnlyPositional();
-  if (!ref) return Usage("webhooks test needs exactly one APP");
+  std::string app = in.opt.app;
+  if (app.empty()) {
+    // The old form, `webhooks test APP`, still works; every other command takes --app.
+    auto ref = in.OnlyPositional();
+    if (!ref) return Usage("webhooks test needs --app APP");
+    std::cerr << "relayctl: 'webhooks test APP' is deprecated; use 'webhooks test --app APP'\n";
+    app = *ref;
+  } else if (!in.positional.empty()) {
+    return Usage("webhooks test takes --app APP and no other argument");
+  }
   relay::v1::TestWebhooksRequest req;
-  req.set_app(*ref);
+  req.set_app(app);
   relay::v1::TestWebhooksResponse r;
   auto ctx = in.client.AdminContext();
   // The server waits for every endpoint's answer: longer than other calls may take.
@@ -119,7 +127,7 @@ std::vector<Command> WebhookCommands() {
       {"webhooks add", AddFlags, Add},
       {"webhooks list", AppFlag, List},
       {"webhooks remove", nullptr, Remove},
-      {"webhooks test", nullptr, Test},
+      {"webhooks test", AppFlag, Test},
   };
 }
 

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "absl/strings/str_split.h"
+#include "common/log.h"
 #include "common/strings.h"
 #include "controlplane/webhook_sender.h"
 
@@ -173,6 +174,29 @@ absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const
         common::StrCat("--node-token-file: ", token.status().message()));
   }
   options.node_token = *token;
+  return absl::OkStatus();
+}
+
+void LogFlags::Register(common::FlagSet& flags) {
+  flags.String("log-level", &level, "Least severe log lines written: debug, info, warn or error");
+  flags.String("log-format", &format,
+               "text (one readable line per event) or json (one JSON object per line: time, "
+               "level, component, message and the event's fields)");
+}
+
+absl::Status LogFlags::Apply() const {
+  common::LogLevel l;
+  if (!common::ParseLogLevel(level, &l)) {
+    return absl::InvalidArgumentError(
+        common::StrCat("--log-level: expected debug, info, warn or error, got '", level, "'"));
+  }
+  common::LogFormat f;
+  if (!common::ParseLogFormat(format, &f)) {
+    return absl::InvalidArgumentError(
+        common::StrCat("--log-format: expected text or json, got '", format, "'"));
+  }
+  common::SetLogLevel(l);
+  common::SetLogFormat(f);
   return absl::OkStatus();
 }
 

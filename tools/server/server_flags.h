@@ -83,6 +83,18 @@ struct ControlLinkFlags {
   absl::Status Apply(dataplane::DataPlaneOptions& options) const;
 };
 
+// --log-level and --log-format: every server binary. Their environment variables
+// (RELAY_LOG_LEVEL, RELAY_LOG_FORMAT) work as for every flag.
+struct LogFlags {
+  std::string level = "info";
+  std::string format = "text";
+
+  void Register(common::FlagSet& flags);
+  // Checks the values and configures the process's logger (common/log.h).
+  absl::Status Apply() const;
+  bool json() const { return format == "json"; }
+};
+
 // Parses `flags`; returns -1 to go on, or the exit code (0 after --help, 2 on a usage error,
 // with the message on stderr prefixed by `program`).
 int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program);

@@ -41,6 +41,9 @@ struct HttpServerOptions {
   // Bounds the request line plus headers, and separately each chunk header (size and
   // extensions) and the chunked trailer: none of them may buffer more than this.
   uint32_t header_limit = 16 * 1024;
+  // Answers GET /ready (200, or 503 with the reason); null = always ready. /health and / are
+  // liveness: 200 whenever the server answers at all.
+  ReadinessCheck readiness;
 };
 
 // Counts an event that hostile peers can repeat at will (malformed requests, failing accepts)

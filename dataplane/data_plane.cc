@@ -114,6 +114,10 @@ relay::v1::NodeLoad DataPlane::Load() {
 absl::Status DataPlane::Start() {
   transport::HttpServerOptions http_options{options_.host, options_.port};
   http_options.readiness = [this] { return Readiness(); };
+  http_options.accept_upgrades = [this]() -> transport::Readiness {
+    if (draining_.load()) return {false, "Server is draining; reconnect to another node"};
+    return {};
+  };
   http_ = std::make_unique<transport::HttpServer>(
       std::move(http_options), pool_, http_fallback_,
       [this](size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
@@ -306,9 +310,9 @@ void DataPlane::Drain(uint32_t window_ms) {
   if (draining_.exchange(true)) return;
   if (window_ms == 0) window_ms = options_.drain_window_ms;
   RELAY_LOG(kInfo, "dataplane", "draining: closing clients with 4200 over ", window_ms, " ms");
-  // The port stays open: new WebSocket clients are refused with 4200 (reconnect elsewhere), and
-  // /health, /ready (503 now) and relay's HTTP API keep answering, so a liveness probe does not
-  // kill a node in the middle of its drain.
+  // The port stays open: new WebSocket handshakes are refused with HTTP 503 (accept_upgrades),
+  // and /health, /ready (503 now) and relay's HTTP API keep answering, so a liveness probe does
+  // not kill a node in the middle of its drain.
   for (auto& s : shards_) s->PostDrain(window_ms);
 }
 

@@ -207,6 +207,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnMessage() {
     BeastRequest req = parser_->release();
     if (shared_->upgrade && beast::websocket::is_upgrade(req)) {
+      if (shared_->options.accept_upgrades) {
+        Readiness accept = shared_->options.accept_upgrades();
+        if (!accept.ready) {
+          HttpResponse refused = JsonError(503, accept.reason);
+          refused.headers.emplace_back("Retry-After", "5");
+          return Reply(std::move(refused), false);
+        }
+      }
       stream_.expires_never();
       try {
         shared_->upgrade(context_, std::move(stream_), std::move(req),

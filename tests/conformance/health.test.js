@@ -8,6 +8,7 @@ const { test, after } = require('node:test');
 const assert = require('node:assert');
 const { execFile } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
@@ -123,7 +124,31 @@ test('a data plane is ready only while attached and not draining; /health stays 
   await h.waitFor(async () => (await get(wsPort, '/ready')).status === 503, 10000, 'draining node not ready');
   assert.match((await get(wsPort, '/ready')).body.reason, /^draining/);
   assert.deepStrictEqual(await get(wsPort, '/health'), { status: 200, body: { status: 'ok' } });
+  // A new client's handshake is refused with 503 (pusher-js backs off; a 4200 close after the
+  // handshake would make it reconnect at once, in a loop, to the same node).
+  const refused = await upgrade(wsPort);
+  assert.strictEqual(refused.status, 503);
+  assert.strictEqual(refused.headers['retry-after'], '5');
+  assert.match(refused.body, /draining/);
 });
+
+// A WebSocket handshake for the default app on `port`: { status, headers, body } of the answer
+// when the server does not switch protocols, { status: 101 } when it does.
+function upgrade(port) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/app/app-key?protocol=7', headers: {
+      Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13',
+      'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve({ status: 101 }); });
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 test('relay: gRPC health SERVING, NOT_SERVING while its node drains; reflection lists relay.v1', async () => {
   const s = await h.startRelay();
@@ -138,6 +163,7 @@ test('relay: gRPC health SERVING, NOT_SERVING while its node drains; reflection 
     assert.ok(services.includes(name), `${name} in ${services}`);
   }
   assert.deepStrictEqual(await get(s.httpPort, '/ready'), { status: 200, body: { ready: true } });
+  assert.strictEqual((await upgrade(s.wsPort)).status, 101);
 
   const drained = await h.relayctl(s, ['nodes', 'drain', 'embedded', '--window', '1s']);
   assert.strictEqual(drained.code, 0, drained.stderr);
@@ -146,6 +172,7 @@ test('relay: gRPC health SERVING, NOT_SERVING while its node drains; reflection 
   const ready = await get(s.httpPort, '/ready');
   assert.strictEqual(ready.status, 503);
   assert.match(ready.body.reason, /^draining/);
+  assert.strictEqual((await upgrade(s.wsPort)).status, 503);
   // Alive, and the HTTP API still answers on the one port.
   assert.strictEqual((await get(s.httpPort, '/health')).status, 200);
   assert.strictEqual((await h.sdk(s).get({ path: '/channels' })).status, 200);

@@ -222,6 +222,37 @@ TEST(HttpServer, ReadyAsksTheReadinessCheckAndHealthDoesNot) {
   pool.Stop();
 }
 
+TEST(HttpServer, UpgradesRefusedWith503WhileAcceptUpgradesSaysNo) {
+  common::IoPool pool(1);
+  auto refuse = std::make_shared<std::atomic<bool>>(true);
+  auto upgrades = std::make_shared<std::atomic<int>>(0);
+  HttpServerOptions options;
+  options.accept_upgrades = [refuse]() -> Readiness {
+    if (refuse->load()) return {false, "Server is draining"};
+    return {};
+  };
+  HttpServer server(std::move(options), pool, Echo(),
+                    [upgrades](size_t, boost::beast::tcp_stream, BeastRequest, std::string) {
+                      ++*upgrades;  // the stream closes with the handler
+                    });
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status();
+  pool.Start("http-test");
+  const std::string upgrade =
+      "GET /app/k HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  Client refused(*port);
+  ASSERT_TRUE(refused.Send(upgrade));
+  EXPECT_EQ(refused.ReadResponse(), R"(503 {"error":"Server is draining","code":503})");
+  EXPECT_EQ(upgrades->load(), 0);
+  refuse->store(false);
+  Client accepted(*port);
+  ASSERT_TRUE(accepted.Send(upgrade));
+  EXPECT_EQ(accepted.ReadResponse(), "");  // handed to the handler, which closed it
+  EXPECT_EQ(upgrades->load(), 1);
+  pool.Stop();
+}
+
 TEST(HttpServer, WithoutAReadinessCheckReadyIsAlwaysTrue) {
   common::IoPool pool(1);
   HttpServer server({}, pool, Echo());

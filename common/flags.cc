@@ -163,6 +163,7 @@ std::string FlagSet::Usage() const {
     common::StrAppend(&out, "\n");
   }
   common::StrAppend(&out, "  --help\n      Print this help and exit.\n");
+  common::StrAppend(&out, "  --version\n      Print the version and exit.\n");
   if (!epilog_.empty()) common::StrAppend(&out, "\n", epilog_, "\n");
   return out;
 }

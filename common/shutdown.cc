@@ -17,10 +17,11 @@ int ShutdownSignals::Wait() {
   return sig;
 }
 
-void ShutdownSignals::WaitAtMost(std::chrono::milliseconds timeout) {
+int ShutdownSignals::WaitAtMost(std::chrono::milliseconds timeout) {
   timespec ts{static_cast<time_t>(timeout.count() / 1000),
               static_cast<long>(timeout.count() % 1000) * 1000000L};
-  sigtimedwait(&set_, nullptr, &ts);
+  int sig = sigtimedwait(&set_, nullptr, &ts);
+  return sig > 0 ? sig : 0;
 }
 
 }  // namespace relay::common

@@ -14,8 +14,9 @@ class ShutdownSignals {
   ShutdownSignals();
   // Waits for one of them and returns it.
   int Wait();
-  // Waits up to `timeout`, returning early when another signal arrives.
-  void WaitAtMost(std::chrono::milliseconds timeout);
+  // Waits up to `timeout`, returning early when another signal arrives: returns that signal,
+  // or 0 when none came.
+  int WaitAtMost(std::chrono::milliseconds timeout);
 
  private:
   sigset_t set_;

@@ -1,11 +1,14 @@
 #include "controlplane/control_plane.h"
 #include "controlplane/well_known_secret.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "common/channel.h"
 #include "common/crypto.h"
@@ -15,6 +18,9 @@
 #include "common/strings.h"
 #include "common/time.h"
 #include "controlplane/grpc_services.h"
+#include "relay/v1/admin.grpc.pb.h"
+#include "relay/v1/node_link.grpc.pb.h"
+#include "relay/v1/public.grpc.pb.h"
 
 namespace relay::controlplane {
 
@@ -73,9 +79,13 @@ std::optional<relay::v1::NodeToken> ControlPlane::AuthenticateNode(std::string_v
 }
 
 absl::Status ControlPlane::Start() {
+  auto lock = common::DirLock::Acquire(options_.data_dir);
+  if (!lock.ok()) return lock.status();
+  dir_lock_ = std::move(*lock);
   auto store = AppStore::Open(options_.data_dir);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
+  store_open_.store(true);
   if (auto st = RefuseWellKnownSecret(options_.host, *store_, options_.default_app_secret);
       !st.ok()) {
     return st;
@@ -117,12 +127,14 @@ absl::Status ControlPlane::Start() {
   admin_service_ = MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
 
   if (auto st = StartServers(); !st.ok()) return st;
+  UpdateHealth();
   sweeper_ = std::thread([this] {
     constexpr int kTicksPerSweep = 5;  // 500 ms
     int tick = 0;
     while (!stopping_.WaitForNotificationWithTimeout(
         absl::FromChrono(ConnectionTotals::kFlushInterval))) {
       FlushConnectionTotals();
+      UpdateHealth();
       if (++tick % kTicksPerSweep != 0) continue;
       hub_->SweepDeadNodes();
       FlushSubscriptionCounts(false);
@@ -151,6 +163,11 @@ absl::Status ControlPlane::StartServers() {
     creds = grpc::SslServerCredentials(ssl);
   }
   bool separate = options_.internal_grpc_separate || options_.internal_grpc_port != 0;
+  // grpc.health.v1.Health (grpcurl, Kubernetes gRPC probes; status from UpdateHealth) and server
+  // reflection (grpcurl list/describe) on every gRPC port. Both are process-wide switches read
+  // when a server is built.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   // Builds one server on host:port with `services`; `port` is what it bound.
   auto build = [&](const std::string& host, uint16_t want, std::vector<grpc::Service*> services,
                    int* port) {
@@ -203,6 +220,46 @@ std::shared_ptr<grpc::Channel> ControlPlane::InProcessChannel() {
   return (internal_server_ ? internal_server_ : server_)->InProcessChannel(args);
 }
 
+transport::Readiness ControlPlane::Readiness() const {
+  if (stopped_.load()) return {false, "stopping"};
+  if (!store_open_.load()) return {false, "the store is not open"};
+  // Issue #14 (replicas) adds the role here: a replica not allowed to serve is not ready.
+  return {};
+}
+
+void ControlPlane::AlsoReadyWhen(transport::ReadinessCheck check) {
+  absl::MutexLock lock(&health_mu_);
+  also_ready_ = std::move(check);
+}
+
+void ControlPlane::UpdateHealth() {
+  absl::MutexLock lock(&health_mu_);
+  transport::Readiness readiness = Readiness();
+  if (readiness.ready && also_ready_) readiness = also_ready_();
+  if (serving_ == readiness.ready) return;
+  serving_ = readiness.ready;
+  RELAY_LOG(kInfo, "controlplane", "gRPC health: ",
+            readiness.ready ? std::string("SERVING")
+                            : common::StrCat("NOT_SERVING (", readiness.reason, ")"));
+  // Each server answers for "" (the whole server: what a Kubernetes gRPC probe asks without a
+  // service name) and for the services it serves; any other name is NOT_FOUND.
+  auto set = [&](grpc::Server* server, std::vector<std::string> names) {
+    if (server == nullptr || server->GetHealthCheckService() == nullptr) return;
+    for (const auto& name : names) {
+      server->GetHealthCheckService()->SetServingStatus(name, readiness.ready);
+    }
+  };
+  const std::string channels = relay::v1::Channels::service_full_name();
+  const std::string node_link = relay::v1::NodeLink::service_full_name();
+  const std::string admin = relay::v1::Admin::service_full_name();
+  if (internal_server_) {
+    set(server_.get(), {"", channels});
+    set(internal_server_.get(), {"", node_link, admin});
+  } else {
+    set(server_.get(), {"", channels, node_link, admin});
+  }
+}
+
 void ControlPlane::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
@@ -215,6 +272,7 @@ void ControlPlane::Stop() {
   // Admin writes still queued run now, while the hub and webhooks their listener uses exist.
   if (store_) store_->writer().Flush();
   if (webhooks_) webhooks_->Stop();
+  dir_lock_.Release();
 }
 
 void ControlPlane::Broadcast(const relay::v1::ControlMessage& msg) {

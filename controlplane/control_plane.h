@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
+#include "common/dir_lock.h"
 #include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
@@ -22,6 +23,7 @@
 #include "controlplane/connection_totals.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/webhooks.h"
+#include "transport/http_types.h"
 
 namespace grpc {
 class Server;
@@ -73,6 +75,14 @@ class ControlPlane : private NodeHub::Handler {
   // Start(), for the embedded data plane.
   std::shared_ptr<grpc::Channel> InProcessChannel();
   const std::string& admin_token() const { return admin_token_; }
+  // Ready for traffic (GET /ready on the HTTP API port): started, store open, not stopping.
+  // Thread-safe, cheap. The hook for replicas (issue #14): a replica that must not take writes
+  // answers not ready here, with its role as the reason.
+  transport::Readiness Readiness() const;
+  // The gRPC health service (grpc.health.v1.Health, "" and each service) reports SERVING only
+  // while Readiness() and `check` both hold (`relay`: its embedded data plane). Re-evaluated
+  // every 100 ms; call any time, from any thread.
+  void AlsoReadyWhen(transport::ReadinessCheck check);
   // True when Start() created the default app (first start).
   bool created_default_app() const { return created_default_app_; }
   Api& api() { return *api_; }
@@ -151,6 +161,13 @@ class ControlPlane : private NodeHub::Handler {
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> internal_server_;  // null unless NodeLink/Admin are separate
+  // Sets the gRPC health of every service on both servers from the readiness (sweeper thread).
+  void UpdateHealth();
+  common::DirLock dir_lock_;  // held from Start() to Stop(): one server per data dir
+  std::atomic<bool> store_open_{false};
+  absl::Mutex health_mu_;
+  transport::ReadinessCheck also_ready_ ABSL_GUARDED_BY(health_mu_);
+  std::optional<bool> serving_ ABSL_GUARDED_BY(health_mu_);  // what the health service says
   std::string admin_token_;
   std::string in_process_node_token_;
   uint16_t grpc_port_ = 0;

@@ -224,6 +224,11 @@ uint64_t ControlLink::attaches() const {
   return attaches_;
 }
 
+bool ControlLink::welcomed() const {
+  absl::MutexLock lock(&mu_);
+  return welcomed_ && !stream_done_;
+}
+
 void ControlLink::OnWelcome(const relay::v1::Welcome& welcome) {
   absl::MutexLock lock(&mu_);
   ++attaches_;

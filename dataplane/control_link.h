@@ -61,6 +61,9 @@ class ControlLink {
   void Stop();
   // Number of successful attaches so far, counted once the handler has applied the welcome.
   uint64_t attaches() const;
+  // True while the current stream has been welcomed (the control plane accepted this node and
+  // its snapshot) and has not ended: what readiness means for a data plane.
+  bool welcomed() const;
 
  private:
   friend class LinkStream;

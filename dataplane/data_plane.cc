@@ -112,8 +112,14 @@ relay::v1::NodeLoad DataPlane::Load() {
 }
 
 absl::Status DataPlane::Start() {
+  transport::HttpServerOptions http_options{options_.host, options_.port};
+  http_options.readiness = [this] { return Readiness(); };
+  http_options.accept_upgrades = [this]() -> transport::Readiness {
+    if (draining_.load()) return {false, "Server is draining; reconnect to another node"};
+    return {};
+  };
   http_ = std::make_unique<transport::HttpServer>(
-      transport::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
+      std::move(http_options), pool_, http_fallback_,
       [this](size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
              std::string leftover) {
         OnUpgrade(context, std::move(stream), std::move(request), std::move(leftover));
@@ -155,6 +161,7 @@ absl::Status DataPlane::Start() {
       },
       [this](std::function<void()> resume) { return WaitForRoom(std::move(resume)); });
   link_->Start();
+  linked_.store(true);
   return absl::OkStatus();
 }
 
@@ -297,9 +304,16 @@ void DataPlane::AnswerUnanswered() {
   }
 }
 
+transport::Readiness DataPlane::Readiness() const {
+  if (stopped_.load()) return {false, "stopping"};
+  if (draining_.load()) return {false, "draining: clients are being moved to other nodes"};
+  if (!linked_.load() || !link_->welcomed()) return {false, "not attached to the control plane"};
+  if (options_.also_ready) return options_.also_ready();
+  return {};
+}
+
 void DataPlane::Drain(uint32_t window_ms) {
   final_drain_.store(true);
-  if (http_) http_->StopAccepting();
   DrainClients(window_ms);
 }
 
@@ -307,6 +321,9 @@ void DataPlane::DrainClients(uint32_t window_ms) {
   if (draining_.exchange(true)) return;
   if (window_ms == 0) window_ms = options_.drain_window_ms;
   RELAY_LOG(kInfo, "dataplane", "draining: closing clients with 4200 over ", window_ms, " ms");
+  // The port stays open: new WebSocket handshakes are refused with HTTP 503 (accept_upgrades),
+  // and /health, /ready (503 now) and relay's HTTP API keep answering, so a liveness probe does
+  // not kill a node in the middle of its drain.
   for (auto& s : shards_) s->PostDrain(window_ms, &draining_);
 }
 

@@ -59,6 +59,8 @@ struct DataPlaneOptions {
   // stops reading the node link stream until the shard catches up (backpressure, no loss).
   InboxLimits shard_inbox;
   std::chrono::milliseconds heartbeat_interval{5000};
+  // Also has to be ready for this node to be (the embedded control plane in `relay`).
+  transport::ReadinessCheck also_ready;
 };
 
 // The open file limit (RLIMIT_NOFILE) minus a reserve for what else the process opens: gRPC,
@@ -73,18 +75,24 @@ class DataPlane {
   ~DataPlane();
 
   absl::Status Start();
-  // Stops accepting and closes clients with 4200 over `window_ms` (0 = the configured window).
+  // SIGTERM: DrainClients() for good (no undrain); the caller stops the plane once clients are gone.
   void Drain(uint32_t window_ms);
-  // What the control plane's drain command does: closes clients with 4200 over `window_ms` and
-  // refuses new ones with 4200, while the port keeps answering HTTP (the API, /health).
+  // What the control plane's drain command does: closes clients with 4200 over `window_ms`
+  // (0 = the configured window) and refuses new WebSocket handshakes with HTTP 503 and
+  // Retry-After, while the port keeps answering HTTP (the API, /health, /ready = 503).
   void DrainClients(uint32_t window_ms);
-  // Ends DrainClients(): clients are accepted again. No effect after Drain() (accepting stopped).
+  // Ends DrainClients(): clients are accepted again. No effect after Drain().
   void Undrain();
   void Stop();
 
   uint16_t port() const { return port_; }
   const std::string& node_id() const { return options_.node_id; }
   bool attached() const { return state_.attached(); }
+  // Ready for clients: attached to the control plane (welcomed, snapshot sent) and not
+  // draining (GET /ready, and the gRPC health of `relay`). Thread-safe, cheap.
+  transport::Readiness Readiness() const;
+  // Client connections open now (drained ones included until their close completes).
+  uint64_t connections() const { return counters_.connections.load(); }
   uint64_t attaches() const { return link_ ? link_->attaches() : 0; }
 
   // For sessions.
@@ -137,6 +145,8 @@ class DataPlane {
   std::atomic<uint64_t> last_ack_{0};
   std::atomic<uint64_t> posted_ack_{0};  // the last ack posted to the shards
   std::atomic<bool> stopped_{false};
+  // Set once link_ is assigned: HTTP threads answer /ready before Start() has finished.
+  std::atomic<bool> linked_{false};
   std::mutex addresses_mu_;
   absl::flat_hash_map<std::string, uint64_t> addresses_;  // connections per client address
 };

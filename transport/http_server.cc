@@ -207,6 +207,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnMessage() {
     BeastRequest req = parser_->release();
     if (shared_->upgrade && beast::websocket::is_upgrade(req)) {
+      if (shared_->options.accept_upgrades) {
+        Readiness accept = shared_->options.accept_upgrades();
+        if (!accept.ready) {
+          HttpResponse refused = JsonError(503, accept.reason);
+          refused.headers.emplace_back("Retry-After", "5");
+          return Reply(std::move(refused), false);
+        }
+      }
       stream_.expires_never();
       try {
         shared_->upgrade(context_, std::move(stream_), std::move(req),
@@ -221,11 +229,16 @@ class Session : public std::enable_shared_from_this<Session> {
     auto ep = stream_.socket().remote_endpoint(ep_ec);
     HttpRequest r = ToHttpRequest(std::move(req), ep_ec ? "" : ep.address().to_string());
     HttpResponse response;
-    bool health = (r.method == "GET" || r.method == "HEAD") &&
-                  (r.path == "/" || r.path == "/ready" || r.path == "/health");
-    if (health) {
-      // Liveness for load balancers, on every HTTP port (relay, control plane, data plane).
+    bool probe = r.method == "GET" || r.method == "HEAD";
+    if (probe && r.path == "/") {
+      // Liveness for load balancers that probe the root, on every HTTP port.
       response = HttpResponse{200, "OK", "text/plain"};
+    } else if (probe && r.path == "/health") {
+      // Liveness: the process serves. Never depends on the control plane or a drain, so a
+      // liveness probe does not restart a node that is only waiting for its control plane.
+      response = HttpResponse{200, R"({"status":"ok"})"};
+    } else if (probe && r.path == "/ready") {
+      response = ReadyResponse();
     } else if (shared_->handler) {
       try {
         response = shared_->handler(r);
@@ -239,6 +252,23 @@ class Session : public std::enable_shared_from_this<Session> {
                                                "by the control plane (relay-controlplane --port)"));
     }
     Reply(std::move(response), req.keep_alive());
+  }
+
+  HttpResponse ReadyResponse() {
+    Readiness readiness;
+    if (shared_->options.readiness) {
+      try {
+        readiness = shared_->options.readiness();
+      } catch (const std::exception& e) {
+        HandlerFailed(e.what());
+        readiness = {false, "the readiness check failed"};
+      }
+    }
+    common::JsonWriter w;
+    w.BeginObject().Key("ready").Bool(readiness.ready);
+    if (!readiness.ready) w.Key("reason").String(readiness.reason);
+    w.EndObject();
+    return HttpResponse{readiness.ready ? 200 : 503, w.Take()};
   }
 
   void Reply(HttpResponse response, bool keep_alive) {

@@ -41,6 +41,14 @@ struct HttpServerOptions {
   // Bounds the request line plus headers, and separately each chunk header (size and
   // extensions) and the chunked trailer: none of them may buffer more than this.
   uint32_t header_limit = 16 * 1024;
+  // Answers GET /ready (200, or 503 with the reason); null = always ready. /health and / are
+  // liveness: 200 whenever the server answers at all.
+  ReadinessCheck readiness;
+  // When set and not ready, WebSocket upgrade requests are answered 503 with the reason (and
+  // Retry-After) instead of reaching the upgrade handler: a draining node keeps its port open for
+  // probes and HTTP without taking new clients. A refused handshake makes pusher-js back off,
+  // where a 4200 close after the handshake would make it reconnect at once, in a loop.
+  ReadinessCheck accept_upgrades;
 };
 
 // Counts an event that hostile peers can repeat at will (malformed requests, failing accepts)

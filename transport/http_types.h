@@ -33,6 +33,15 @@ struct HttpResponse {
 // Handles one request; called on an I/O thread, must not block.
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// Whether a server should get traffic now (GET /ready, the gRPC health service), and if not why,
+// in words an operator reads in a probe's failure.
+struct Readiness {
+  bool ready = true;
+  std::string reason;  // empty when ready
+};
+// Asked on an I/O thread for every probe: must be cheap and must not block.
+using ReadinessCheck = std::function<Readiness()>;
+
 // {"error":message,"code":status}, the JSON error body every endpoint uses.
 HttpResponse JsonError(int status, std::string_view message);
 

@@ -601,13 +601,14 @@ test('the gRPC public API through relayctl (real binary): the same rules, canoni
   expectExit(await h.relayctl(s, ['publish', '--app', 'no-such-app', '--channel', 'a', '--event', 'e', '--data', '{}']), 5, /not found/);
 });
 
-test('GET /, /ready and /health answer OK on relay, the control plane and a data plane; a data plane says where the API is', async () => {
+test('GET /, /ready and /health answer on relay, the control plane and a data plane; a data plane says where the API is', async () => {
   const split = await h.startSplit();
+  const expected = { '/': 'OK', '/ready': '{"ready":true}', '/health': '{"status":"ok"}' };
   for (const port of [server.httpPort, split.httpPort, split.wsPort]) {
-    for (const p of ['/', '/ready', '/health']) {
+    for (const [p, body] of Object.entries(expected)) {
       const r = await fetch(`http://127.0.0.1:${port}${p}`);
       assert.strictEqual(r.status, 200, `${port}${p}`);
-      assert.strictEqual(await r.text(), 'OK');
+      assert.strictEqual(await r.text(), body);
     }
   }
   await expectError(post({ httpPort: split.wsPort }, '/apps/app-id/events', { name: 'e', channel: 'c', data: '1' }), 404,

@@ -2,7 +2,7 @@
 // when the server is destroyed finish on their own, and destroying the pool under them is
 // clean (run under ASan: sessions used to keep references into the destroyed server); the
 // accept hands each connection's context index to the upgrade handler; StopAccepting works
-// from any thread.
+// from any thread; /ready asks the readiness check, /health and / do not.
 #include "transport/http_server.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 
 #include "common/io_pool.h"
@@ -184,6 +185,84 @@ TEST(HttpServer, UpgradeHandlerGetsTheIndexOfTheConnectionsContext) {
   std::lock_guard lock(mu);
   EXPECT_TRUE(matches);
   EXPECT_EQ(contexts, (std::set<size_t>{0, 1, 2}));
+}
+
+}  // namespace
+}  // namespace relay::transport
+
+namespace relay::transport {
+namespace {
+
+TEST(HttpServer, ReadyAsksTheReadinessCheckAndHealthDoesNot) {
+  common::IoPool pool(1);
+  auto state = std::make_shared<std::atomic<int>>(0);  // 0 ready, 1 not ready, 2 throws
+  HttpServerOptions options;
+  options.readiness = [state]() -> Readiness {
+    if (state->load() == 2) throw std::runtime_error("boom");
+    if (state->load() == 1) return {false, "not attached to the control plane"};
+    return {};
+  };
+  HttpServer server(std::move(options), pool, Echo());
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status();
+  pool.Start("http-test");
+  Client c(*port);
+  auto get = [&c](const std::string& path) {
+    if (!c.Send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")) return std::string("send failed");
+    return c.ReadResponse();
+  };
+  EXPECT_EQ(get("/ready"), R"(200 {"ready":true})");
+  state->store(1);
+  EXPECT_EQ(get("/ready"), R"(503 {"ready":false,"reason":"not attached to the control plane"})");
+  EXPECT_EQ(get("/health"), R"(200 {"status":"ok"})");
+  EXPECT_EQ(get("/"), "200 OK");
+  state->store(2);
+  EXPECT_EQ(get("/ready"), R"(503 {"ready":false,"reason":"the readiness check failed"})");
+  EXPECT_EQ(get("/a"), "200 /a #1");  // other paths go to the handler
+  pool.Stop();
+}
+
+TEST(HttpServer, UpgradesRefusedWith503WhileAcceptUpgradesSaysNo) {
+  common::IoPool pool(1);
+  auto refuse = std::make_shared<std::atomic<bool>>(true);
+  auto upgrades = std::make_shared<std::atomic<int>>(0);
+  HttpServerOptions options;
+  options.accept_upgrades = [refuse]() -> Readiness {
+    if (refuse->load()) return {false, "Server is draining"};
+    return {};
+  };
+  HttpServer server(std::move(options), pool, Echo(),
+                    [upgrades](size_t, boost::beast::tcp_stream, BeastRequest, std::string) {
+                      ++*upgrades;  // the stream closes with the handler
+                    });
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status();
+  pool.Start("http-test");
+  const std::string upgrade =
+      "GET /app/k HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  Client refused(*port);
+  ASSERT_TRUE(refused.Send(upgrade));
+  EXPECT_EQ(refused.ReadResponse(), R"(503 {"error":"Server is draining","code":503})");
+  EXPECT_EQ(upgrades->load(), 0);
+  refuse->store(false);
+  Client accepted(*port);
+  ASSERT_TRUE(accepted.Send(upgrade));
+  EXPECT_EQ(accepted.ReadResponse(), "");  // handed to the handler, which closed it
+  EXPECT_EQ(upgrades->load(), 1);
+  pool.Stop();
+}
+
+TEST(HttpServer, WithoutAReadinessCheckReadyIsAlwaysTrue) {
+  common::IoPool pool(1);
+  HttpServer server({}, pool, Echo());
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status();
+  pool.Start("http-test");
+  Client c(*port);
+  ASSERT_TRUE(c.Send("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(c.ReadResponse(), R"(200 {"ready":true})");
+  pool.Stop();
 }
 
 }  // namespace

@@ -32,6 +32,7 @@
 #include "common/pusher_auth.h"
 #include "common/strings.h"
 #include "common/time.h"
+#include "common/version.h"
 
 namespace {
 
@@ -807,6 +808,10 @@ int RunPresence(const Options& o) {
 
 int main(int argc, char** argv) {
   using namespace relay;
+  if (common::VersionRequested(argc, argv)) {
+    std::cout << common::VersionLine("relay-bench") << "\n";
+    return 0;
+  }
   Options o;
   common::FlagSet f(
       "relay-bench SCENARIO [flags]",

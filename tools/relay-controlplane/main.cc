@@ -44,8 +44,9 @@ int Run(int argc, char** argv) {
   }
   common::IoPool pool(2);
   http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
-  transport::HttpServer http({listen.host, static_cast<uint16_t>(listen.port)}, pool,
-                             http_api.Handler());
+  transport::HttpServerOptions http_options{listen.host, static_cast<uint16_t>(listen.port)};
+  http_options.readiness = [&cp] { return cp.Readiness(); };
+  transport::HttpServer http(std::move(http_options), pool, http_api.Handler());
   auto bound = http.Start();
   if (!bound.ok()) {
     std::cerr << kProgram << ": " << bound.status().message() << "\n";

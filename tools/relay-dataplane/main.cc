@@ -46,11 +46,8 @@ int Run(int argc, char** argv) {
   RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ws://",
             o.host, ":", dp.port(), "/app/<key>, control plane ", o.control_plane);
   int sig = signals.Wait();
-  if (sig == SIGTERM) {
-    // Graceful: clients are closed with 4200 over the drain window so they reconnect elsewhere.
-    dp.Drain(0);
-    signals.WaitAtMost(std::chrono::milliseconds(o.drain_window_ms + 1000));
-  }
+  // Graceful: clients are closed with 4200 over the drain window so they reconnect elsewhere.
+  if (sig == SIGTERM) server::DrainClients(dp, signals);
   dp.Stop();
   return 0;
 }

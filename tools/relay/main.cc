@@ -61,11 +61,15 @@ int Run(int argc, char** argv) {
   dpo.control_plane_channel = cp.InProcessChannel();
   dpo.node_token = cp.in_process_node_token();
   http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
+  // The one port answers /ready for the process: ready when both planes are.
+  dpo.also_ready = [&cp] { return cp.Readiness(); };
   dataplane::DataPlane dp(dpo, http_api.Handler());
   if (auto started = dp.Start(); !started.ok()) {
     std::cerr << kProgram << ": " << started.message() << "\n";
     return 1;
   }
+  // Until the AlsoReadyWhen(nullptr) below, which comes before dp's end.
+  cp.AlsoReadyWhen([&dp] { return dp.Readiness(); });
   cp_flags.webhook_targets()->AddOwnPort(cp.grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(dp.port());
@@ -90,10 +94,8 @@ int Run(int argc, char** argv) {
             ", data dir ", cpo.data_dir);
   int sig = signals.Wait();
   RELAY_LOG(kInfo, "relay", "signal ", sig, ": shutting down");
-  if (sig == SIGTERM) {
-    dp.Drain(0);
-    signals.WaitAtMost(std::chrono::milliseconds(dpo.drain_window_ms + 1000));
-  }
+  if (sig == SIGTERM) server::DrainClients(dp, signals);
+  cp.AlsoReadyWhen(nullptr);  // dp goes first
   dp.Stop();
   cp.Stop();
   return 0;

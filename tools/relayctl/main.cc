@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/version.h"
 #include "tools/relayctl/cli.h"
 
 namespace {
@@ -123,6 +124,10 @@ int RunCommand(const std::vector<std::string>& words, const std::vector<std::str
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (relay::common::VersionRequested(argc, argv)) {
+    std::cout << relay::common::VersionLine("relayctl") << "\n";
+    return 0;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   // The command words are the leading non-flag arguments that name a command.
   const auto kSub = CommandWords();

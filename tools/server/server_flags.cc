@@ -1,10 +1,13 @@
 #include "tools/server/server_flags.h"
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 
 #include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/version.h"
 #include "controlplane/webhook_sender.h"
 
 namespace relay::server {
@@ -201,6 +204,10 @@ absl::Status LogFlags::Apply() const {
 }
 
 int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program) {
+  if (common::VersionRequested(argc, argv)) {
+    std::cout << common::VersionLine(program) << "\n";
+    return 0;
+  }
   if (auto st = flags.Parse(argc, argv); !st.ok()) {
     std::cerr << program << ": " << st.message() << "\n";
     return 2;
@@ -210,6 +217,26 @@ int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string
     return 0;
   }
   return -1;
+}
+
+void DrainClients(dataplane::DataPlane& dp, common::ShutdownSignals& signals) {
+  dp.Drain(0);
+  using Clock = std::chrono::steady_clock;
+  // The drain closes the last client at the end of the window; its close handshake may take a
+  // little longer (the client answers the close frame, or the session's timeout ends it).
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(dp.options().drain_window_ms + 1000);
+  // Polled: the client count is a counter the sessions update, nothing to wait on.
+  constexpr std::chrono::milliseconds kPoll(20);
+  while (dp.connections() > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      RELAY_LOG(kWarn, "server", dp.connections(),
+                " client(s) still open at the end of the drain window; closing them now");
+      return;
+    }
+    if (signals.WaitAtMost(std::min(left, kPoll)) != 0) return;  // a second signal: stop now
+  }
 }
 
 }  // namespace relay::server

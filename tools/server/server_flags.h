@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "common/flags.h"
+#include "common/shutdown.h"
 #include "controlplane/control_plane.h"
 #include "controlplane/webhook_targets.h"
 #include "dataplane/data_plane.h"
@@ -95,8 +96,14 @@ struct LogFlags {
   bool json() const { return format == "json"; }
 };
 
-// Parses `flags`; returns -1 to go on, or the exit code (0 after --help, 2 on a usage error,
-// with the message on stderr prefixed by `program`).
+// Parses `flags`; returns -1 to go on, or the exit code (0 after --help or --version, 2 on a
+// usage error, with the message on stderr prefixed by `program`).
 int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program);
+
+// SIGTERM on a binary that holds clients: drains `dp` (clients closed with 4200 over its drain
+// window, new WebSocket handshakes refused with HTTP 503) and returns as soon as no client remains, at the latest
+// a second after the window (for the last close handshakes), or at once when another signal
+// arrives (stop now). The caller stops the planes next.
+void DrainClients(dataplane::DataPlane& dp, common::ShutdownSignals& signals);
 
 }  // namespace relay::server

@@ -87,31 +87,47 @@ std::string MetricsWriter::FormatValue(double v) {
 
 MetricsWriter& MetricsWriter::Family(std::string_view name, std::string_view type,
                                      std::string_view help) {
-  out_.append("# HELP ").append(name).append(" ").append(EscapeHelp(help)).append("\n");
-  out_.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  for (auto& f : families_) {
+    if (f.name == name) {
+      out_ = &f.samples;
+      return *this;
+    }
+  }
+  FamilyText f;
+  f.name = std::string(name);
+  f.header.append("# HELP ").append(name).append(" ").append(EscapeHelp(help)).append("\n");
+  f.header.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  families_.push_back(std::move(f));
+  out_ = &families_.back().samples;
   return *this;
+}
+
+std::string MetricsWriter::text() const {
+  std::string out = loose_;
+  for (const auto& f : families_) out.append(f.header).append(f.samples);
+  return out;
 }
 
 void MetricsWriter::Labels(const MetricLabels& labels,
                            const std::pair<std::string, std::string>* extra) {
   if (labels.empty() && extra == nullptr) return;
-  out_ += '{';
+  *out_ += '{';
   bool first = true;
   auto one = [&](const std::pair<std::string, std::string>& l) {
-    if (!first) out_ += ',';
+    if (!first) *out_ += ',';
     first = false;
-    out_.append(l.first).append("=\"").append(EscapeLabelValue(l.second)).append("\"");
+    out_->append(l.first).append("=\"").append(EscapeLabelValue(l.second)).append("\"");
   };
   for (const auto& l : labels) one(l);
   if (extra != nullptr) one(*extra);
-  out_ += '}';
+  *out_ += '}';
 }
 
 MetricsWriter& MetricsWriter::Sample(std::string_view name, const MetricLabels& labels,
                                      double value) {
-  out_.append(name);
+  out_->append(name);
   Labels(labels, nullptr);
-  out_.append(" ").append(FormatValue(value)).append("\n");
+  out_->append(" ").append(FormatValue(value)).append("\n");
   return *this;
 }
 
@@ -122,16 +138,16 @@ MetricsWriter& MetricsWriter::Histogram(std::string_view name, const MetricLabel
   for (size_t i = 0; i < data.bounds.size(); ++i) {
     cumulative += i < data.counts.size() ? data.counts[i] : 0;
     std::pair<std::string, std::string> le{"le", FormatValue(data.bounds[i])};
-    out_.append(bucket);
+    out_->append(bucket);
     Labels(labels, &le);
     // Never above +Inf (== _count): a writer racing the scrape may have bumped a bucket first.
-    out_.append(" ").append(std::to_string(std::min(cumulative, data.count))).append("\n");
+    out_->append(" ").append(std::to_string(std::min(cumulative, data.count))).append("\n");
   }
   // +Inf equals _count by definition, even if a racing writer bumped a bucket in between.
   std::pair<std::string, std::string> inf{"le", "+Inf"};
-  out_.append(bucket);
+  out_->append(bucket);
   Labels(labels, &inf);
-  out_.append(" ").append(std::to_string(data.count)).append("\n");
+  out_->append(" ").append(std::to_string(data.count)).append("\n");
   Sample(std::string(name) + "_sum", labels, data.sum);
   Sample(std::string(name) + "_count", labels, static_cast<double>(data.count));
   return *this;

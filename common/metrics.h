@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -63,10 +64,14 @@ class OwnedLatencyHistogram {
 
 using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
-// Renders metric families. Each family starts with Family() (HELP and TYPE lines) and is
-// followed by its samples; a family must not be split.
+// Renders metric families. Family() selects a family (declaring its HELP and TYPE on first use)
+// and the samples that follow belong to it; selecting a family again appends to it, so two
+// planes in one process may both add to a family and the output still has it once.
 class MetricsWriter {
  public:
+  MetricsWriter() = default;
+  MetricsWriter(const MetricsWriter&) = delete;  // out_ points into this object
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
   // `type`: "counter", "gauge" or "histogram".
   MetricsWriter& Family(std::string_view name, std::string_view type, std::string_view help);
   MetricsWriter& Sample(std::string_view name, const MetricLabels& labels, double value);
@@ -78,8 +83,9 @@ class MetricsWriter {
   MetricsWriter& Counter(std::string_view name, std::string_view help, double value);
   MetricsWriter& Gauge(std::string_view name, std::string_view help, double value);
 
-  const std::string& text() const { return out_; }
-  std::string Take() { return std::move(out_); }
+  // The exposition: every family in the order first declared.
+  std::string text() const;
+  std::string Take() { return text(); }
 
   // Label values escape backslash, double quote and newline; HELP text backslash and newline.
   static std::string EscapeLabelValue(std::string_view v);
@@ -89,7 +95,15 @@ class MetricsWriter {
 
  private:
   void Labels(const MetricLabels& labels, const std::pair<std::string, std::string>* extra);
-  std::string out_;
+  struct FamilyText {
+    std::string name;
+    std::string header;  // HELP and TYPE
+    std::string samples;
+  };
+  std::deque<FamilyText> families_;  // a deque: out_ points into it
+  // Samples go here (the current family's, or a scratch string before any Family()).
+  std::string* out_ = &loose_;
+  std::string loose_;
 };
 
 // The content type of the text format.

@@ -86,6 +86,16 @@ TEST(OwnedLatencyHistogramTest, ObservesIntoTheRightBucketAndClampsNegatives) {
   EXPECT_EQ(merged.counts[0], 6u);
 }
 
+TEST(MetricsWriterTest, AFamilySelectedAgainKeepsOneHeader) {
+  MetricsWriter w;
+  w.Family("a_total", "counter", "a").Sample("a_total", {{"p", "1"}}, 1);
+  w.Family("b", "gauge", "b").Sample("b", 2);
+  w.Family("a_total", "counter", "a").Sample("a_total", {{"p", "2"}}, 3);
+  EXPECT_EQ(w.text(),
+            "# HELP a_total a\n# TYPE a_total counter\na_total{p=\"1\"} 1\na_total{p=\"2\"} 3\n"
+            "# HELP b b\n# TYPE b gauge\nb 2\n");
+}
+
 TEST(OwnedCounterTest, AddsAndSubtracts) {
   OwnedCounter c;
   c.Add();

@@ -83,6 +83,16 @@ struct ControlLinkFlags {
   absl::Status Apply(dataplane::DataPlaneOptions& options) const;
 };
 
+// --metrics-host, --metrics-port: the Prometheus endpoint (GET /metrics on its own listener,
+// never behind app credentials; off unless a port is given). See docs/metrics.md.
+struct MetricsFlags {
+  std::string host = "127.0.0.1";
+  uint64_t port = 0;  // 0 = no metrics listener
+  void Register(common::FlagSet& flags);
+  absl::Status Check() const;
+  bool enabled() const { return port != 0; }
+};
+
 // Parses `flags`; returns -1 to go on, or the exit code (0 after --help, 2 on a usage error,
 // with the message on stderr prefixed by `program`).
 int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program);

@@ -11,7 +11,8 @@ void HistogramData::Merge(const HistogramData& other) {
     bounds = other.bounds;
     counts.assign(other.counts.size(), 0);
   }
-  for (size_t i = 0; i < counts.size() && i < other.counts.size(); ++i) counts[i] += other.counts[i];
+  for (size_t i = 0; i < counts.size() && i < other.counts.size(); ++i)
+    counts[i] += other.counts[i];
   sum += other.sum;
   count += other.count;
 }
@@ -153,8 +154,7 @@ MetricsWriter& MetricsWriter::Histogram(std::string_view name, const MetricLabel
   return *this;
 }
 
-MetricsWriter& MetricsWriter::Counter(std::string_view name, std::string_view help,
-                                      double value) {
+MetricsWriter& MetricsWriter::Counter(std::string_view name, std::string_view help, double value) {
   return Family(name, "counter", help).Sample(name, value);
 }
 

@@ -36,7 +36,7 @@ class OwnedCounter {
 // Upper bounds (seconds) of the latency histograms: 100 us to 10 s.
 inline constexpr std::array<double, 16> kLatencyBucketsSeconds = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,   10.0};
+    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 
 // A histogram's figures as a scrape sees them: `counts[i]` observations fell in bucket i (not
 // cumulative; the last entry counts those above every bound).

@@ -11,9 +11,9 @@
 #include "common/frames.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/time.h"
 #include "common/pusher_auth.h"
 #include "common/strings.h"
+#include "common/time.h"
 
 namespace relay::controlplane {
 

@@ -15,11 +15,11 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
+#include "common/metrics.h"
 #include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
-#include "common/metrics.h"
 #include "controlplane/connection_totals.h"
 #include "controlplane/grpc_metrics.h"
 #include "controlplane/node_hub.h"

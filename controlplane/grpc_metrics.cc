@@ -41,12 +41,23 @@ class MetricsInterceptorFactory final
 }  // namespace
 
 const char* GrpcCodeName(int code) {
-  static constexpr const char* kNames[] = {
-      "OK",        "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",   "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
   if (code < 0 || code >= static_cast<int>(std::size(kNames))) return "UNKNOWN";
   return kNames[code];
 }
@@ -70,8 +81,8 @@ void GrpcMetrics::Write(common::MetricsWriter& w) const {
            "gRPC calls the control plane finished, by full method name and status code.");
   absl::MutexLock lock(&mu_);
   for (const auto& [key, n] : counts_) {
-    w.Sample("relay_grpc_requests_total", {{"method", key.first}, {"code", GrpcCodeName(key.second)}},
-             static_cast<double>(n));
+    w.Sample("relay_grpc_requests_total",
+             {{"method", key.first}, {"code", GrpcCodeName(key.second)}}, static_cast<double>(n));
   }
 }
 

@@ -75,10 +75,10 @@ void DataPlane::WriteMetrics(MetricsWriter& w) const {
   for (size_t r = 0; r < closed.size(); ++r) {
     for (size_t c = 0; c < kCloseCodeSlots; ++c) {
       if (closed[r][c] == 0) continue;
-      w.Sample("relay_connections_closed_total",
-               {{"reason", CloseReasonName(static_cast<CloseReason>(r))},
-                {"code", CloseCodeLabel(c)}},
-               static_cast<double>(closed[r][c]));
+      w.Sample(
+          "relay_connections_closed_total",
+          {{"reason", CloseReasonName(static_cast<CloseReason>(r))}, {"code", CloseCodeLabel(c)}},
+          static_cast<double>(closed[r][c]));
     }
   }
   w.Family("relay_connections_refused_total", "counter",
@@ -117,8 +117,7 @@ void DataPlane::WriteMetrics(MetricsWriter& w) const {
            "From the control plane accepting a publish (HTTP or gRPC) to its frame queued on "
            "this node's subscribers' sockets, once per publish and shard.");
   w.Histogram("relay_publish_latency_seconds", {}, latency);
-  w.Family("relay_rate_limited_total", "counter",
-           "Requests refused by a rate limit, by limit.");
+  w.Family("relay_rate_limited_total", "counter", "Requests refused by a rate limit, by limit.");
   w.Sample("relay_rate_limited_total", {{"limit", "subscribe"}}, static_cast<double>(sub_limited));
   w.Sample("relay_rate_limited_total", {{"limit", "client_event"}},
            static_cast<double>(event_limited));

@@ -14,10 +14,10 @@ namespace relay::dataplane {
 
 // Why a registered connection ended (the `reason` label of relay_connections_closed_total).
 enum class CloseReason : uint8_t {
-  kClient,          // the client closed or went away
-  kServer,          // the server closed it with a code (drain, app disabled, timeouts, ...)
-  kSlowConsumer,    // over its write queue bounds
-  kViolation,       // broke RFC 6455 (code 1002, 1007, 1009, ...)
+  kClient,        // the client closed or went away
+  kServer,        // the server closed it with a code (drain, app disabled, timeouts, ...)
+  kSlowConsumer,  // over its write queue bounds
+  kViolation,     // broke RFC 6455 (code 1002, 1007, 1009, ...)
   kCount
 };
 const char* CloseReasonName(CloseReason reason);

@@ -41,7 +41,9 @@ simdjson::dom::parser& InnerParser() {
 FramePtr MakeFrame(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
 // Reasons in close frames must stay under 123 bytes.
-std::string CloseReasonText(std::string_view message) { return std::string(message.substr(0, 120)); }
+std::string CloseReasonText(std::string_view message) {
+  return std::string(message.substr(0, 120));
+}
 
 // The client's address when connections per address are capped, else "" (nothing counted).
 std::string PeerAddress(DataPlane& dp, const net::ip::tcp::socket& socket) {

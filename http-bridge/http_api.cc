@@ -339,7 +339,8 @@ constexpr std::string_view kRouteLabels[] = {
     "/apps/{app}/auth",
     "other",
 };
-constexpr int kCountedStatuses[] = {200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503};
+constexpr int kCountedStatuses[] = {200, 202, 400, 401, 403, 404, 405,
+                                    408, 413, 415, 429, 500, 503};
 
 // The route for `method` and the path segments after the app, with its "{}" segments in `args`;
 // null when none matches.

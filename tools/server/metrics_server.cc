@@ -29,8 +29,8 @@ absl::StatusOr<uint16_t> MetricsServer::Start() {
   // The handler owns what it uses: HttpServer connections may outlive this object briefly.
   auto collect = collect_;
   http_ = std::make_unique<transport::HttpServer>(
-      transport::HttpServerOptions{flags_.host, static_cast<uint16_t>(flags_.port), 4096},
-      pool_, [collect](const transport::HttpRequest& req) { return Answer(req, *collect); });
+      transport::HttpServerOptions{flags_.host, static_cast<uint16_t>(flags_.port), 4096}, pool_,
+      [collect](const transport::HttpRequest& req) { return Answer(req, *collect); });
   auto port = http_->Start();
   if (!port.ok()) {
     return absl::UnavailableError(common::StrCat("cannot listen for metrics on ", flags_.host, ":",

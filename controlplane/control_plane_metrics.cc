@@ -30,7 +30,8 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
     const ApiCounters& c = api_->counters();
     w.Counter("relay_api_events_total", "Events accepted by the HTTP and gRPC APIs.",
               d(c.events.load()));
-    w.Counter("relay_api_errors_total", "API requests answered with an error.", d(c.errors.load()));
+    w.Counter("relay_api_errors_total", "HTTP API and gRPC requests answered with an error.",
+              d(c.errors.load()));
     w.Counter("relay_publish_commands_total",
               "Publish commands sent to data planes (one per interested node and event).",
               d(c.publish_commands.load()));

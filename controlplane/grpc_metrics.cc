@@ -31,6 +31,9 @@ class MetricsInterceptorFactory final
   explicit MetricsInterceptorFactory(GrpcMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
+    // Not on the node link's stream: an interceptor runs on every message of a stream, and
+    // that stream carries every publish to the data planes (attaches have their own counters).
+    if (info->type() == grpc::experimental::ServerRpcInfo::Type::BIDI_STREAMING) return nullptr;
     return new MetricsInterceptor(metrics_, info->method());
   }
 

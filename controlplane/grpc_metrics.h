@@ -1,6 +1,7 @@
 // File: grpc_metrics.h
 // Counts the control plane's gRPC calls by method and status code for /metrics, through a
-// server interceptor (one count when a call sends its status). Thread-safe.
+// server interceptor (one count when a call sends its status). Unary and server-streaming calls
+// only: the node link's bidirectional stream is left alone. Thread-safe.
 #pragma once
 
 #include <map>

@@ -98,6 +98,8 @@ class DataPlane {
   NodeCounters& counters() { return counters_; }
   bool draining() const { return draining_.load(); }
   std::string NextSocketId();
+  // Connections cut as slow consumers so far (summed over the shards).
+  uint64_t slow_consumers_cut() const;
   // Adds this node's metrics (the shards' counters summed now); any thread.
   void WriteMetrics(common::MetricsWriter& w) const;
   // Apps with their own `app` label value in relay_app_connections; the others are summed as

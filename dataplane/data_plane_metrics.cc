@@ -16,6 +16,12 @@ MetricLabels::value_type AppLabel(const std::string& app) { return {"app", app};
 
 }  // namespace
 
+uint64_t DataPlane::slow_consumers_cut() const {
+  uint64_t n = 0;
+  for (const auto& shard : shards_) n += shard->metrics().slow_consumers_cut.Get();
+  return n;
+}
+
 void DataPlane::WriteMetrics(MetricsWriter& w) const {
   uint64_t opened = 0, in = 0, in_bytes = 0, out = 0, out_bytes = 0, client_events = 0, cut = 0,
            subs = 0, queue = 0, sub_limited = 0, event_limited = 0;

@@ -104,6 +104,14 @@ test('relay: /metrics after real traffic passes promtool and counts what happene
   assert.strictEqual(value(after, 'relay_connections_closed_total', 'reason="client",code="none"'), 1);
   assert.strictEqual(value(after, 'relay_subscriptions'), 0);
   assert.strictEqual(value(after, 'relay_write_queue_bytes'), 0);
+  // An upgrade for an unknown app key is refused with 4001 and counted as such.
+  const Pusher = require('pusher-js');
+  const bad = new Pusher('no-such-key', { wsHost: '127.0.0.1', wsPort: port, forceTLS: false,
+    enabledTransports: ['ws'], cluster: 'mt1', disableStats: true });
+  try {
+    await h.waitFor(async () => value(await scrape(metricsPort), 'relay_connections_refused_total', 'code="4001"') >= 1,
+      10000, '4001 refusal counted');
+  } finally { bad.disconnect(); }
   // Only GET /metrics is served there.
   assert.strictEqual((await get(metricsPort, '/apps/app-id/channels')).status, 404);
 });

@@ -13,6 +13,12 @@ inline int64_t NowUnixMs() {
       .count();
 }
 
+inline int64_t NowUnixMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 inline int64_t NowUnixSeconds() { return NowUnixMs() / 1000; }
 
 }  // namespace relay::common

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/pusher_auth.h"
 #include "common/strings.h"
+#include "common/time.h"
 
 namespace relay::controlplane {
 
@@ -77,6 +78,7 @@ absl::Status Api::AdmitRequest(const std::string& client_ip, RateInfo* info) {
   RateInfo scratch;
   if (!ip_window_.Hit(client_ip, limits_.trigger_requests_per_minute, 60, 1,
                       clock_.NowUnixSeconds(), info != nullptr ? info : &scratch)) {
+    counters_.ip_rate_limited.fetch_add(1, std::memory_order_relaxed);
     return absl::ResourceExhaustedError(
         common::StrCat("rate limit exceeded: at most ", limits_.trigger_requests_per_minute,
                        " trigger requests per minute from one client address"));
@@ -97,6 +99,7 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
     RateInfo app_info;
     if (!app_rate_.Hit(app.id(), per_s, 1, messages, now, &app_info)) {
       *out = app_info;
+      counters_.app_rate_limited.fetch_add(1, std::memory_order_relaxed);
       return absl::ResourceExhaustedError(common::StrCat(
           "app '", app.id(), "' is over its limit of ", per_s, " backend events per second"));
     }
@@ -125,6 +128,7 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
       out->limit = quota;
       out->remaining = quota > used ? quota - used : 0;
       out->reset_unix_s = now - (now % 86400) + 86400;
+      counters_.daily_quota_refused.fetch_add(1, std::memory_order_relaxed);
       return absl::ResourceExhaustedError(common::StrCat("app '", app.id(), "' has used ", used,
                                                          " of its daily quota of ", quota,
                                                          " messages; it resets at 00:00 UTC"));
@@ -235,6 +239,7 @@ void Api::Publish(const App& app, const std::vector<std::string>& channels, cons
                   const std::string& data, const std::string& socket_id) {
   relay::v1::Publish publish;
   publish.set_app_id(app.id());
+  publish.set_accepted_unix_us(common::NowUnixMicros());
   publish.set_event(name);
   publish.set_data(data);
   publish.set_exclude_socket_id(socket_id);

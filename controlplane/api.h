@@ -32,6 +32,11 @@ struct ApiCounters {
   std::atomic<uint64_t> events{0};
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> publish_commands{0};
+  // Event-sending requests refused: over the per-address request rate, over the app's events
+  // per second, over the app's daily message quota.
+  std::atomic<uint64_t> ip_rate_limited{0};
+  std::atomic<uint64_t> app_rate_limited{0};
+  std::atomic<uint64_t> daily_quota_refused{0};
 };
 
 // The attributes a caller asked for with `info` ("subscription_count,user_count,cache").

@@ -184,6 +184,9 @@ absl::Status ControlPlane::StartServers() {
       builder.SetMaxSendMessageSize(common::kNodeLinkMaxMessageBytes);
     }
     for (auto* service : services) builder.RegisterService(service);
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> hooks;
+    hooks.push_back(GrpcMetrics::Factory(&grpc_metrics_));
+    builder.experimental().SetInterceptorCreators(std::move(hooks));
     return builder.BuildAndStart();
   };
   int port = 0;
@@ -301,6 +304,8 @@ void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHel
     absl::MutexLock lock(&announce_mu_);
     first_attach = attached_before_.insert(node_id).second;
   }
+  node_attaches_.fetch_add(1, std::memory_order_relaxed);
+  if (!first_attach) node_reattaches_.fetch_add(1, std::memory_order_relaxed);
   // A node's first attach to this control plane brings state that clients already know: a
   // fresh node has no clients yet (it refuses them until welcomed), so a non-empty first
   // snapshot means this control plane restarted and the node's members, occupied channels and

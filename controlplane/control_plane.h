@@ -16,11 +16,13 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "common/dir_lock.h"
+#include "common/metrics.h"
 #include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/connection_totals.h"
+#include "controlplane/grpc_metrics.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/webhooks.h"
 #include "transport/http_types.h"
@@ -91,6 +93,8 @@ class ControlPlane : private NodeHub::Handler {
   NodeHub& hub() { return *hub_; }
   // Null when webhooks are off.
   Webhooks* webhooks() { return webhooks_.get(); }
+  // Adds the control plane's metrics; any thread.
+  void WriteMetrics(common::MetricsWriter& w) const;
 
  private:
   void OnAttach(const std::string& node_id, const relay::v1::NodeHello& hello,
@@ -178,6 +182,9 @@ class ControlPlane : private NodeHub::Handler {
   std::atomic<bool> stopped_{false};
   // Client events a node relayed that the app's settings or the node's own state refuse.
   std::atomic<uint64_t> client_events_refused_{0};
+  std::atomic<uint64_t> node_attaches_{0};
+  std::atomic<uint64_t> node_reattaches_{0};  // attaches of a node that had attached before
+  GrpcMetrics grpc_metrics_;
 };
 
 }  // namespace relay::controlplane

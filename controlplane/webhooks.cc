@@ -331,6 +331,13 @@ absl::StatusOr<relay::v1::Webhook> Webhooks::Add(const std::string& app_id,
       });
 }
 
+Webhooks::Totals Webhooks::totals() const {
+  absl::ReaderMutexLock lock(&mu_);
+  Totals t = totals_;
+  for (const auto& [id, ep] : endpoints_) t.outbox += ep.queue.size();
+  return t;
+}
+
 std::vector<relay::v1::Webhook> Webhooks::List(const std::string& app_id) const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<relay::v1::Webhook> out;
@@ -444,6 +451,7 @@ void Webhooks::QueueEvent(const std::string& app_id, const WebhookEvent& e) {
       DeleteRow(ep.queue.front().row);
       ep.queue.pop_front();
       ep.hook.mutable_stats()->set_dropped(ep.hook.stats().dropped() + 1);
+      ++totals_.dropped_overflow;
       RELAY_LOG(kWarn, "webhooks", "outbox of ", id, " is full; dropped its oldest event");
     }
     InsertRow(id, entry);
@@ -542,6 +550,7 @@ void Webhooks::Settle(const std::string& endpoint_id, const std::vector<Entry>& 
   if (ok) {
     remove_batch();
     stats->set_delivered(stats->delivered() + batch.size());
+    totals_.delivered += batch.size();
     stats->set_last_success_unix_ms(now);
     ep.attempts = 0;
     ep.first_failure_ms = 0;
@@ -549,6 +558,7 @@ void Webhooks::Settle(const std::string& endpoint_id, const std::vector<Entry>& 
     return;
   }
   stats->set_failed(stats->failed() + 1);
+  ++totals_.failed;
   stats->set_last_error(result.status != 0 ? common::StrCat("HTTP ", result.status) : result.error);
   if (ep.first_failure_ms == 0) ep.first_failure_ms = now;
   if (now - ep.first_failure_ms >= static_cast<int64_t>(ep.hook.retry_seconds()) * 1000) {
@@ -556,6 +566,7 @@ void Webhooks::Settle(const std::string& endpoint_id, const std::vector<Entry>& 
               ep.hook.retry_seconds(), " s of failures: ", stats->last_error());
     remove_batch();
     stats->set_dropped(stats->dropped() + batch.size());
+    totals_.dropped_expired += batch.size();
     ep.attempts = 0;
     ep.first_failure_ms = 0;
     ep.next_attempt_ms = 0;

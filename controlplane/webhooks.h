@@ -97,6 +97,17 @@ class Webhooks {
 
   // Queues `event` for every matching endpoint of the app.
   void Emit(const std::string& app_id, const WebhookEvent& event);
+  // Totals since start for /metrics (they never go down, unlike an endpoint's stats, which
+  // leave with the endpoint).
+  struct Totals {
+    uint64_t outbox = 0;     // events waiting in every endpoint's outbox now
+    uint64_t delivered = 0;  // events acknowledged with a 2xx
+    uint64_t failed = 0;     // failed attempts (each is retried until the retry period ends)
+    uint64_t dropped_overflow = 0;
+    uint64_t dropped_expired = 0;  // given up after the endpoint's retry period
+  };
+  Totals totals() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // True when some endpoint of the app wants events of this type (to skip building them).
   bool Wants(const std::string& app_id, const std::string& event_name) const;
 
@@ -179,6 +190,7 @@ class Webhooks {
   std::set<int64_t> committing_ ABSL_GUARDED_BY(mu_);           // rows the writer is committing now
   bool commit_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_row_ ABSL_GUARDED_BY(mu_) = 1;
+  Totals totals_ ABSL_GUARDED_BY(mu_);  // all but outbox
 };
 
 }  // namespace relay::controlplane

@@ -104,9 +104,16 @@ relay::v1::NodeLoad DataPlane::Load() {
   relay::v1::NodeLoad load;
   load.set_connections(counters_.connections.load());
   load.set_channels(state_.channels());
-  load.set_messages_in(counters_.messages_in.load());
-  load.set_messages_out(counters_.messages_out.load());
-  load.set_slow_consumers_dropped(counters_.slow_consumers_dropped.load());
+  // Summed over the shards' own counters (the same figures /metrics shows).
+  uint64_t in = 0, out = 0, cut = 0;
+  for (const auto& s : shards_) {
+    in += s->metrics().messages_in.Get();
+    out += s->metrics().messages_out.Get();
+    cut += s->metrics().slow_consumers_cut.Get();
+  }
+  load.set_messages_in(in);
+  load.set_messages_out(out);
+  load.set_slow_consumers_dropped(cut);
   load.set_protocol_errors(counters_.protocol_errors.load());
   return load;
 }
@@ -216,6 +223,7 @@ void DataPlane::OnCommand(const relay::v1::ControlMessage& msg) {
       auto d = std::make_shared<Delivery>();
       d->app_id = p.app_id();
       d->exclude_socket_id = p.exclude_socket_id();
+      d->accepted_unix_us = p.accepted_unix_us();
       for (int i = 0; i < p.channels_size(); ++i) {
         std::string frame = i < p.frames_size()
                                 ? p.frames(i)

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/io_pool.h"
+#include "common/metrics.h"
 #include "dataplane/app_table.h"
 #include "dataplane/control_link.h"
 #include "dataplane/node_state.h"
@@ -110,6 +111,14 @@ class DataPlane {
   NodeCounters& counters() { return counters_; }
   bool draining() const { return draining_.load(); }
   std::string NextSocketId();
+  // Connections cut as slow consumers so far (summed over the shards).
+  uint64_t slow_consumers_cut() const;
+  // Adds this node's metrics (the shards' counters summed now); any thread.
+  void WriteMetrics(common::MetricsWriter& w) const;
+  // Apps with their own `app` label value in relay_app_connections; the others are summed as
+  // app="_other", so a node with thousands of apps still exports a bounded number of series.
+  static constexpr size_t kMaxAppLabels = 20;
+
   // Posts a delivery to every shard.
   void DeliverToAll(std::shared_ptr<const Delivery> delivery);
 

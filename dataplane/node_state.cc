@@ -224,6 +224,16 @@ uint64_t NodeState::AppConnections(const std::string& app_id) const {
   return it == app_connections_.end() ? 0 : it->second;
 }
 
+std::vector<std::pair<std::string, uint64_t>> NodeState::AppConnectionCounts() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, uint64_t>> out;
+  out.reserve(app_connections_.size());
+  for (const auto& [app, n] : app_connections_) {
+    if (n > 0) out.emplace_back(app, n);
+  }
+  return out;
+}
+
 uint64_t NodeState::ClusterAppConnections(const std::string& app_id) const {
   absl::MutexLock lock(&mu_);
   uint64_t total = 0;

@@ -24,12 +24,10 @@
 
 namespace relay::dataplane {
 
-// Counters shared by every shard (relaxed atomics).
+// Counters shared by every shard (relaxed atomics), none of them counted per message: what is
+// lives in each shard's ShardMetrics.
 struct NodeCounters {
   std::atomic<uint64_t> connections{0};
-  std::atomic<uint64_t> messages_in{0};
-  std::atomic<uint64_t> messages_out{0};
-  std::atomic<uint64_t> slow_consumers_dropped{0};
   std::atomic<uint64_t> protocol_errors{0};
 };
 
@@ -78,6 +76,8 @@ class NodeState {
   uint64_t channels() const;
   // Connections of the app on this node.
   uint64_t AppConnections(const std::string& app_id) const;
+  // Every app with connections on this node, and how many (for /metrics).
+  std::vector<std::pair<std::string, uint64_t>> AppConnectionCounts() const;
   // Connections of the app across the cluster, for `limits.max_connections`: this node's live
   // count plus the other nodes' as the control plane last reported them (pushed at most every
   // 100 ms, so simultaneous connects on different nodes can overshoot the limit by what those

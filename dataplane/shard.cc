@@ -4,6 +4,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/time.h"
+
 namespace relay::dataplane {
 
 namespace net = boost::asio;
@@ -57,6 +59,7 @@ bool Shard::Subscribe(Session* session, const std::string& app_id, const std::st
   auto& subs = channels_[Key{app_id, channel}];
   if (std::find(subs.begin(), subs.end(), session) != subs.end()) return false;
   subs.push_back(session);
+  metrics_.subscriptions.Add();
   return true;
 }
 
@@ -66,6 +69,7 @@ bool Shard::Unsubscribe(Session* session, const std::string& app_id, const std::
   size_t before = it->second.size();
   EraseOne(it->second, session);
   bool removed = it->second.size() != before;
+  if (removed) metrics_.subscriptions.Sub(1);
   if (it->second.empty()) channels_.erase(it);
   return removed;
 }
@@ -130,15 +134,22 @@ void Shard::PostReleaseAcks() {
 }
 
 void Shard::Deliver(const Delivery& d) {
+  bool sent = false;
   for (const auto& [channel, frame] : d.frames) {
     auto it = channels_.find(Key{d.app_id, channel});
     if (it == channels_.end()) continue;
+    sent = true;
     // Send() never changes the index (a slow consumer is cut after this handler), so the
     // subscribers are walked in place.
     for (Session* s : it->second) {
       if (!d.exclude_socket_id.empty() && s->socket_id() == d.exclude_socket_id) continue;
       s->Send(frame);
     }
+  }
+  // Once per publish and shard, not per subscriber: the frames are queued on the sockets now.
+  // A wall clock, since the accept time comes from the control plane's process.
+  if (sent && d.accepted_unix_us > 0) {
+    metrics_.publish_latency.Observe(common::NowUnixMicros() - d.accepted_unix_us);
   }
 }
 

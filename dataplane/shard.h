@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "dataplane/inbox_bound.h"
 #include "dataplane/session.h"
+#include "dataplane/shard_metrics.h"
 
 namespace relay::dataplane {
 
@@ -27,6 +28,9 @@ struct Delivery {
   std::string app_id;
   std::vector<std::pair<std::string, FramePtr>> frames;  // (channel, frame)
   std::string exclude_socket_id;
+  // When the control plane accepted the publish (Unix microseconds; 0 = unknown, e.g. a
+  // client event relayed by this node).
+  int64_t accepted_unix_us = 0;
 };
 
 class Shard {
@@ -54,6 +58,9 @@ class Shard {
   // `channel` is live (see NodeState::ChannelChanged).
   void AwaitAck(uint64_t seq, std::weak_ptr<Session> session, std::string channel);
   size_t session_count() const { return sessions_.size(); }
+  // Written on this shard's thread only; any thread may read (a scrape).
+  ShardMetrics& metrics() { return metrics_; }
+  const ShardMetrics& metrics() const { return metrics_; }
 
   // Any thread. False when this shard's posts are within their bound; otherwise runs `on_room`
   // once (on this shard's thread) when they are again, and returns true.
@@ -96,6 +103,7 @@ class Shard {
 
   size_t index_;
   boost::asio::io_context& context_;
+  ShardMetrics metrics_;
   InboxBound inbox_;
   // Each session with an id unique on this shard for the shard's life (never reused).
   absl::flat_hash_map<Session*, uint64_t> sessions_;

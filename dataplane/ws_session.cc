@@ -41,7 +41,9 @@ simdjson::dom::parser& InnerParser() {
 FramePtr MakeFrame(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
 // Reasons in close frames must stay under 123 bytes.
-std::string CloseReason(std::string_view message) { return std::string(message.substr(0, 120)); }
+std::string CloseReasonText(std::string_view message) {
+  return std::string(message.substr(0, 120));
+}
 
 // The client's address when connections per address are capped, else "" (nothing counted).
 std::string PeerAddress(DataPlane& dp, const net::ip::tcp::socket& socket) {
@@ -88,11 +90,14 @@ class WsSession final : public Session,
 
   void Send(const FramePtr& frame) override {
     if (closed_) return;
-    if (conn_.Send(frame) == transport::WsConn::SendResult::kOverBounds && !cut_) {
+    auto sent = conn_.Send(frame);
+    if (sent == transport::WsConn::SendResult::kQueued) SyncQueueBytes();
+    if (sent == transport::WsConn::SendResult::kOverBounds && !cut_) {
       // Cut after the current handler: a shard delivering to its channel index must not see
       // the index change under it.
       cut_ = true;
-      dp_.counters().slow_consumers_dropped.fetch_add(1, std::memory_order_relaxed);
+      shard_.metrics().slow_consumers_cut.Add();
+      NoteClose(CloseReason::kSlowConsumer, kNoCloseCode);
       RELAY_LOG(kDebug, "ws", "socket ", socket_id_, " is too slow; dropping it");
       net::post(shard_.context(), [self = shared_from_this()] { self->HardClose(); });
     }
@@ -100,8 +105,10 @@ class WsSession final : public Session,
 
   void CloseWith(int code, const std::string& message) override {
     if (closed_ || conn_.closing()) return;
+    NoteClose(CloseReason::kServer, code);
     if (!message.empty()) Send(MakeFrame(common::RenderError(code, message)));
-    conn_.Close(static_cast<uint16_t>(code), CloseReason(message));
+    conn_.Close(static_cast<uint16_t>(code), CloseReasonText(message));
+    SyncQueueBytes();
     ArmCloseTimer();
   }
 
@@ -109,7 +116,8 @@ class WsSession final : public Session,
   void OnWsMessage(std::string_view payload, bool text) override {
     last_rx_ = Clock::now();
     pinged_ = false;
-    dp_.counters().messages_in.fetch_add(1, std::memory_order_relaxed);
+    shard_.metrics().messages_in.Add();
+    shard_.metrics().bytes_in.Add(payload.size());
     if (!registered_ || conn_.closing()) return;
     if (!text) return ProtocolError("Binary frames are not supported; send JSON text frames");
     HandleFrame(payload);
@@ -117,12 +125,15 @@ class WsSession final : public Session,
 
   void OnWsViolation(uint16_t code, std::string_view why) override {
     dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    NoteClose(CloseReason::kViolation, code);
     RELAY_LOG(kDebug, "ws", "socket ", socket_id_, " closed with ", code, ": ", why);
     ArmCloseTimer();
   }
 
-  void OnWsSent(size_t messages) override {
-    dp_.counters().messages_out.fetch_add(messages, std::memory_order_relaxed);
+  void OnWsSent(size_t messages, size_t bytes) override {
+    shard_.metrics().messages_out.Add(messages);
+    shard_.metrics().bytes_out.Add(bytes);
+    SyncQueueBytes();
   }
 
   void OnWsClosed() override { Cleanup(); }
@@ -280,6 +291,7 @@ class WsSession final : public Session,
     }
     if (refusal) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      shard_.metrics().refused[CloseCodeIndex(refusal->code)].Add();
       CloseWith(refusal->code, refusal->message);
       return;
     }
@@ -287,6 +299,7 @@ class WsSession final : public Session,
     app_id_ = app_->id();
     socket_id_ = dp_.NextSocketId();
     shard_.AddSession(this);
+    shard_.metrics().connections_opened.Add();
     dp_.counters().connections.fetch_add(1, std::memory_order_relaxed);
     dp_.state().ConnectionChanged(app_id_, +1);
     last_rx_ = Clock::now();
@@ -381,6 +394,7 @@ class WsSession final : public Session,
     if (data["channel"].get(channel_sv)) return ProtocolError("Subscribe needs a 'channel'");
     std::string channel(channel_sv);
     if (!TakeSubscribeToken()) {
+      shard_.metrics().subscribe_rate_limited.Add();
       return SubscriptionError(
           channel, "LimitReached",
           common::StrCat("Too many subscribe requests: at most ", dp_.options().subscribe_rate,
@@ -608,6 +622,7 @@ class WsSession final : public Session,
     }
     if (++rate_count_ > app_->limits().max_client_events_per_second()) {
       dp_.counters().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      shard_.metrics().client_event_rate_limited.Add();
       Send(MakeFrame(common::RenderError(4301, "Client event rejected due to rate limit")));
       return;
     }
@@ -625,6 +640,7 @@ class WsSession final : public Session,
     delivery->frames.emplace_back(
         channel, MakeFrame(common::RenderEvent(event, channel, data_json, true, user_id)));
     dp_.DeliverToAll(std::move(delivery));
+    shard_.metrics().client_events.Add();
     relay::v1::NodeMessage msg;
     auto* up = msg.mutable_client_event();
     up->set_app_id(app_id_);
@@ -752,6 +768,26 @@ class WsSession final : public Session,
     });
   }
 
+  // The first cause of the close wins (a server close after a violation stays a violation).
+  void NoteClose(CloseReason reason, int code) {
+    if (close_noted_) return;
+    close_noted_ = true;
+    close_reason_ = reason;
+    close_code_ = code;
+  }
+
+  // Keeps the shard's write queue gauge equal to the sum of its connections' queues: adds what
+  // this queue changed since the last call (0 once closed).
+  void SyncQueueBytes() {
+    size_t now = closed_ ? 0 : conn_.queued_bytes();
+    if (now >= reported_queue_bytes_) {
+      shard_.metrics().queue_bytes.Add(now - reported_queue_bytes_);
+    } else {
+      shard_.metrics().queue_bytes.Sub(reported_queue_bytes_ - now);
+    }
+    reported_queue_bytes_ = now;
+  }
+
   // Closes the socket now; OnWsClosed() cleans up.
   void HardClose() { conn_.Abort(); }
 
@@ -760,7 +796,9 @@ class WsSession final : public Session,
     closed_ = true;
     timer_.cancel();
     auth_timer_.cancel();
+    SyncQueueBytes();
     if (!registered_) return;
+    shard_.metrics().Closed(close_reason_, close_code_);
     std::vector<std::string> channels;
     for (const auto& [c, s] : subs_) channels.push_back(c);
     for (const auto& c : channels) Unsubscribe(c);
@@ -791,6 +829,10 @@ class WsSession final : public Session,
   bool registered_ = false;
   bool closed_ = false;
   bool cut_ = false;  // over its queue bounds; closing
+  bool close_noted_ = false;
+  CloseReason close_reason_ = CloseReason::kClient;
+  int close_code_ = kNoCloseCode;
+  size_t reported_queue_bytes_ = 0;  // this connection's part of the shard's queue_bytes
   bool pinged_ = false;
   bool authorized_ = false;
   Clock::time_point last_rx_;

@@ -327,6 +327,20 @@ constexpr Route kRoutes[] = {
     {"POST", "users/{}/events", true, PostUserEvents},
     {"POST", "auth", false, PostAuth},
 };
+// The route label of each entry of kRoutes, then of requests no route matched.
+constexpr std::string_view kRouteLabels[] = {
+    "/apps/{app}/events",
+    "/apps/{app}/batch_events",
+    "/apps/{app}/channels",
+    "/apps/{app}/channels/{channel}",
+    "/apps/{app}/channels/{channel}/users",
+    "/apps/{app}/users/{user}/terminate_connections",
+    "/apps/{app}/users/{user}/events",
+    "/apps/{app}/auth",
+    "other",
+};
+constexpr int kCountedStatuses[] = {200, 202, 400, 401, 403, 404, 405,
+                                    408, 413, 415, 429, 500, 503};
 
 // The route for `method` and the path segments after the app, with its "{}" segments in `args`;
 // null when none matches.
@@ -448,7 +462,8 @@ absl::Status HttpApi::Authenticate(const App& app, const HttpRequest& req,
   return api_.CheckCredentials(app, c);
 }
 
-absl::StatusOr<std::string> HttpApi::Serve(const HttpRequest& req, controlplane::RateInfo* rate) {
+absl::StatusOr<std::string> HttpApi::Serve(const HttpRequest& req, controlplane::RateInfo* rate,
+                                           size_t* route_index) {
   auto no_route = [&req] {
     return absl::NotFoundError(common::StrCat("No route for ", req.method, " ", req.path));
   };
@@ -480,6 +495,7 @@ absl::StatusOr<std::string> HttpApi::Serve(const HttpRequest& req, controlplane:
   std::vector<std::string> args;
   const Route* route = FindRoute(req.method, rest, &args);
   if (route == nullptr) return no_route();
+  *route_index = static_cast<size_t>(route - kRoutes);
   if (route->sends_events) {
     if (auto st = api_.AdmitRequest(ClientIp(req), rate); !st.ok()) return st;
   }
@@ -488,7 +504,8 @@ absl::StatusOr<std::string> HttpApi::Serve(const HttpRequest& req, controlplane:
 
 HttpResponse HttpApi::Handle(const HttpRequest& req) {
   controlplane::RateInfo rate;
-  absl::StatusOr<std::string> body = Serve(req, &rate);
+  size_t route = std::size(kRoutes);
+  absl::StatusOr<std::string> body = Serve(req, &rate, &route);
   HttpResponse r;
   if (body.ok()) {
     r = HttpResponse{200, std::move(*body)};
@@ -506,7 +523,31 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
       r.headers.emplace_back("Retry-After", std::to_string(wait));
     }
   }
+  size_t status = std::size(kCountedStatuses);
+  for (size_t i = 0; i < std::size(kCountedStatuses); ++i) {
+    if (kCountedStatuses[i] == r.status) status = i;
+  }
+  requests_[route][status].fetch_add(1, std::memory_order_relaxed);
   return r;
+}
+
+void HttpApi::WriteMetrics(common::MetricsWriter& w) const {
+  static_assert(std::size(kRouteLabels) == kRouteSlots && std::size(kRoutes) + 1 == kRouteSlots);
+  static_assert(std::size(kCountedStatuses) + 1 == kStatusSlots);
+  w.Family("relay_http_requests_total", "counter",
+           "Pusher HTTP API requests answered, by route and HTTP status (other: a status or a "
+           "path outside the fixed lists).");
+  for (size_t r = 0; r < kRouteSlots; ++r) {
+    for (size_t s = 0; s < kStatusSlots; ++s) {
+      uint64_t n = requests_[r][s].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      std::string status = s < std::size(kCountedStatuses) ? std::to_string(kCountedStatuses[s])
+                                                           : std::string("other");
+      w.Sample("relay_http_requests_total",
+               {{"route", std::string(kRouteLabels[r])}, {"status", std::move(status)}},
+               static_cast<double>(n));
+    }
+  }
 }
 
 }  // namespace relay::http_bridge

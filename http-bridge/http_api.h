@@ -9,11 +9,14 @@
 // Thread-safe.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "common/pusher_auth.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
@@ -40,6 +43,9 @@ class HttpApi {
 
   HttpResponse Handle(const HttpRequest& request);
 
+  // Adds relay_http_requests_total (route, status); any thread.
+  void WriteMetrics(common::MetricsWriter& w) const;
+
   // The handler bound to this object, for HttpServer.
   HttpHandler Handler() {
     return [this](const HttpRequest& r) { return Handle(r); };
@@ -47,7 +53,9 @@ class HttpApi {
 
  private:
   // Everything before the endpoint: the answer's body, or the error Handle maps to a status.
-  absl::StatusOr<std::string> Serve(const HttpRequest& request, controlplane::RateInfo* rate);
+  // `route` is set to the index of the route that matched (kRoutes in http_api.cc), if any.
+  absl::StatusOr<std::string> Serve(const HttpRequest& request, controlplane::RateInfo* rate,
+                                    size_t* route);
   // HMAC signature, or key + secret headers, or a bearer token.
   absl::Status Authenticate(const relay::v1::App& app, const HttpRequest& request,
                             const common::QueryParams& params) const;
@@ -57,6 +65,11 @@ class HttpApi {
   controlplane::Api& api_;
   std::vector<std::string> trusted_proxies_;
   const common::Clock& clock_;
+  // Requests by route (the last slot: no route matched) and status (kCountedStatuses in
+  // http_api.cc; the last slot: any other). Fixed, so the labels stay bounded.
+  static constexpr size_t kRouteSlots = 9;
+  static constexpr size_t kStatusSlots = 14;
+  std::array<std::array<std::atomic<uint64_t>, kStatusSlots>, kRouteSlots> requests_{};
 };
 
 // HTTP status for a canonical status code (400, 401, 403, 404, 413, 429, ...).

@@ -6,7 +6,8 @@ PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libp
       libsimdjson-dev libsqlite3-dev zlib1g-dev curl openssl
       jq sqlite3  # docs/operations.md as run by tests/docs (values from --json; backups)
       clang libclang-rt-14-dev  # scripts/sanitize.sh: clang 14 with its libFuzzer runtime
-      clang-format)             # scripts/format.sh --check in scripts/test.sh
+      clang-format              # scripts/format.sh --check in scripts/test.sh
+      prometheus)               # promtool + a real server: tests/conformance/metrics.test.js
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -411,10 +411,14 @@ void WsConn::DoWrite() {
 void WsConn::OnWritten(error_code ec) {
   writing_active_ = false;
   size_t messages = 0;
+  size_t message_bytes = 0;
   bool close_sent = false;
   for (const Out& o : writing_) {
     queued_bytes_ -= o.payload->size();
-    if (o.counted) ++messages;
+    if (o.counted) {
+      ++messages;
+      message_bytes += o.payload->size();
+    }
     if (o.header_len && (o.header[0] & 0x0f) == kOpClose) close_sent = true;
   }
   writing_.clear();
@@ -423,7 +427,7 @@ void WsConn::OnWritten(error_code ec) {
   if (finished_) return;
   if (ec) return Finish();
   if (messages > 0) {
-    if (auto owner = Owner()) owner->OnWsSent(messages);
+    if (auto owner = Owner()) owner->OnWsSent(messages, message_bytes);
   }
   if (!pending_.empty()) return ScheduleWrite();
   if (close_queued_ && (close_sent || close_written_)) {

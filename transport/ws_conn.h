@@ -43,8 +43,9 @@ class WsConn {
     virtual void OnWsMessage(std::string_view payload, bool text) = 0;
     // The peer broke the protocol; the connection is closing with `code` (1002, 1007, 1009).
     virtual void OnWsViolation(uint16_t code, std::string_view why) = 0;
-    // `messages` queued messages reached the kernel.
-    virtual void OnWsSent(size_t messages) = 0;
+    // `messages` queued messages (`bytes` of payload, as sent: compressed when deflated)
+    // reached the kernel.
+    virtual void OnWsSent(size_t messages, size_t bytes) = 0;
     // The connection is finished (closing handshake done, peer gone, error or Abort()).
     virtual void OnWsClosed() = 0;
   };

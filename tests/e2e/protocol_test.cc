@@ -348,13 +348,21 @@ TEST_F(Protocol, SlowConsumerIsCutOthersKeepReceiving) {
   }));
   // 9 KB events until the slow socket's queue passes its 4 MiB bound (bounded loop).
   std::string big(9000, 'x');
-  auto& dropped = cluster.node(0).counters().slow_consumers_dropped;
-  uint64_t before = dropped.load();
-  for (int i = 0; i < 3000 && dropped.load() == before; ++i) {
+  auto dropped = [&] { return cluster.node(0).slow_consumers_cut(); };
+  uint64_t before = dropped();
+  for (int i = 0; i < 3000 && dropped() == before; ++i) {
     ASSERT_TRUE(cluster.Trigger("firehose", "big", big).ok());
-    if (i % 100 == 99) WaitFor([&] { return dropped.load() > before; }, 50ms);
+    if (i % 100 == 99) WaitFor([&] { return dropped() > before; }, 50ms);
   }
-  EXPECT_TRUE(WaitFor([&] { return dropped.load() > before; }));
+  EXPECT_TRUE(WaitFor([&] { return dropped() > before; }));
+  // /metrics tells why it closed, and its write queue no longer counts.
+  EXPECT_TRUE(WaitFor([&] {
+    common::MetricsWriter w;
+    cluster.node(0).WriteMetrics(w);
+    return w.text().find(
+               "relay_connections_closed_total{reason=\"slow_consumer\",code=\"none\"} 1\n") !=
+           std::string::npos;
+  }));
   ASSERT_TRUE(cluster.Trigger("firehose", "last", "x").ok());
   EXPECT_TRUE(fast->ReceiveEvent("last", 30s));
   ::close(slow);

@@ -58,7 +58,7 @@ class Peer final : public WsConn::Listener {
   void OnWsViolation(uint16_t code, std::string_view) override {
     Check(code == 1002 || code == 1007 || code == 1009);
   }
-  void OnWsSent(size_t) override {}
+  void OnWsSent(size_t, size_t) override {}
   void OnWsClosed() override {
     Check(!closed);  // exactly once
     closed = true;

@@ -42,7 +42,10 @@ class Recorder final : public WsConn::Listener, public std::enable_shared_from_t
     std::lock_guard lock(mu);
     violation = code;
   }
-  void OnWsSent(size_t n) override { sent += n; }
+  void OnWsSent(size_t n, size_t bytes) override {
+    sent += n;
+    sent_bytes += bytes;
+  }
   void OnWsClosed() override { closed = true; }
 
   WsConn conn;
@@ -50,6 +53,7 @@ class Recorder final : public WsConn::Listener, public std::enable_shared_from_t
   std::vector<std::pair<std::string, bool>> messages;
   uint16_t violation = 0;
   std::atomic<size_t> sent{0};
+  std::atomic<size_t> sent_bytes{0};
   std::atomic<bool> closed{false};
 };
 
@@ -263,6 +267,8 @@ TEST_F(WsConnTest, QueuedMessagesGoOutInOrderAndCloseFollowsThem) {
   EXPECT_EQ(close.second.substr(2), "bye");
   // Counted once the batch has left (the client may read it a moment before).
   EXPECT_TRUE(testutil::WaitFor([&] { return server_->sent.load() == 101u; }));
+  // Payload bytes of the messages (m0..m99 and the 300-byte one), not the close frame.
+  EXPECT_EQ(server_->sent_bytes.load(), 10u * 2 + 90u * 3 + 300u);
   EXPECT_FALSE(server_->closed.load());  // waits for the client's close
   net::write(client_, net::buffer(Frame(0x88, close.second)));
   EXPECT_TRUE(testutil::WaitFor([&] { return server_->closed.load(); }));

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "controlplane/control_plane.h"
 #include "http-bridge/http_api.h"
+#include "tools/server/metrics_server.h"
 #include "tools/server/server_flags.h"
 #include "transport/http_server.h"
 
@@ -18,15 +19,18 @@ int Run(int argc, char** argv) {
   server::ListenFlags listen(6002, 50051);
   server::ControlPlaneFlags cp_flags;
   server::LogFlags log_flags;
+  server::MetricsFlags metrics_flags;
   common::FlagSet flags("relay-controlplane [flags]",
                         "The Relay control plane: apps and credentials, cluster-wide state, the "
                         "gRPC APIs (NodeLink, Channels, Admin) and the Pusher HTTP API.");
   listen.Register(flags, "HTTP API port", /*grpc=*/true);
   cp_flags.Register(flags);
   log_flags.Register(flags);
+  metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
   if (st.ok()) st = cp_flags.Apply(listen);
+  if (st.ok()) st = metrics_flags.Check();
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
     return 2;
@@ -56,15 +60,28 @@ int Run(int argc, char** argv) {
   cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(*bound);
   pool.Start("cp-http");
+  server::MetricsServer metrics(metrics_flags, [&](common::MetricsWriter& w) {
+    cp.WriteMetrics(w);
+    http_api.WriteMetrics(w);
+  });
+  auto metrics_port = metrics.Start();
+  if (!metrics_port.ok()) {
+    std::cerr << kProgram << ": " << metrics_port.status().message() << "\n";
+    return 1;
+  }
   RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.host, ":", *bound,
             ", gRPC on ", listen.host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", options.internal_host, ":",
                                  cp.internal_grpc_port()),
-            ", data dir ", options.data_dir);
+            ", data dir ", options.data_dir,
+            *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
+                                           *metrics_port, "/metrics")
+                          : std::string());
   int sig = signals.Wait();
   RELAY_LOG(kInfo, "controlplane", "signal ", sig, ": shutting down");
+  metrics.Stop();
   http.StopAccepting();
   cp.Stop();
   pool.Stop();

@@ -5,7 +5,9 @@
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
+#include "common/strings.h"
 #include "dataplane/data_plane.h"
+#include "tools/server/metrics_server.h"
 #include "tools/server/server_flags.h"
 
 namespace {
@@ -17,6 +19,7 @@ int Run(int argc, char** argv) {
   server::DataPlaneFlags dp_flags;
   server::ControlLinkFlags link_flags;
   server::LogFlags log_flags;
+  server::MetricsFlags metrics_flags;
   common::FlagSet flags("relay-dataplane [flags]",
                         "A Relay data plane: WebSocket connections (Pusher protocol 7), attached "
                         "to a control plane over gRPC.");
@@ -24,10 +27,12 @@ int Run(int argc, char** argv) {
   link_flags.Register(flags, dp_flags.options);
   dp_flags.Register(flags);
   log_flags.Register(flags);
+  metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
   if (st.ok()) st = dp_flags.Apply(listen);
   if (st.ok()) st = link_flags.Apply(dp_flags.options);
+  if (st.ok()) st = metrics_flags.Check();
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
     return 2;
@@ -43,11 +48,22 @@ int Run(int argc, char** argv) {
     std::cerr << kProgram << ": " << started.message() << "\n";
     return 1;
   }
+  server::MetricsServer metrics(metrics_flags,
+                                [&](common::MetricsWriter& w) { dp.WriteMetrics(w); });
+  auto metrics_port = metrics.Start();
+  if (!metrics_port.ok()) {
+    std::cerr << kProgram << ": " << metrics_port.status().message() << "\n";
+    return 1;
+  }
   RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ws://",
-            o.host, ":", dp.port(), "/app/<key>, control plane ", o.control_plane);
+            o.host, ":", dp.port(), "/app/<key>, control plane ", o.control_plane,
+            *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
+                                           *metrics_port, "/metrics")
+                          : std::string());
   int sig = signals.Wait();
   // Graceful: clients are closed with 4200 over the drain window so they reconnect elsewhere.
   if (sig == SIGTERM) server::DrainClients(dp, signals);
+  metrics.Stop();
   dp.Stop();
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "controlplane/control_plane.h"
 #include "dataplane/data_plane.h"
 #include "http-bridge/http_api.h"
+#include "tools/server/metrics_server.h"
 #include "tools/server/server_flags.h"
 
 namespace {
@@ -22,6 +23,7 @@ int Run(int argc, char** argv) {
   server::ControlPlaneFlags cp_flags;
   server::DataPlaneFlags dp_flags;
   server::LogFlags log_flags;
+  server::MetricsFlags metrics_flags;
   common::FlagSet flags(
       "relay [flags]",
       "Relay, a Pusher Channels compatible realtime server: both planes in one process.\n"
@@ -31,10 +33,12 @@ int Run(int argc, char** argv) {
   cp_flags.Register(flags);
   dp_flags.Register(flags);
   log_flags.Register(flags);
+  metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
   if (st.ok()) st = cp_flags.Apply(listen);
   if (st.ok()) st = dp_flags.Apply(listen);
+  if (st.ok()) st = metrics_flags.Check();
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
     return 2;
@@ -73,6 +77,16 @@ int Run(int argc, char** argv) {
   cp_flags.webhook_targets()->AddOwnPort(cp.grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(dp.port());
+  server::MetricsServer metrics(metrics_flags, [&](common::MetricsWriter& w) {
+    dp.WriteMetrics(w);
+    cp.WriteMetrics(w);
+    http_api.WriteMetrics(w);
+  });
+  auto metrics_port = metrics.Start();
+  if (!metrics_port.ok()) {
+    std::cerr << kProgram << ": " << metrics_port.status().message() << "\n";
+    return 1;
+  }
   if (cp.created_default_app()) {
     RELAY_LOG(kInfo, "relay", "created the default app: id ", cpo.default_app_id, ", key ",
               cpo.default_app_key, " (secret from --app-secret)");
@@ -91,11 +105,15 @@ int Run(int argc, char** argv) {
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", cpo.internal_host, ":",
                                  cp.internal_grpc_port()),
-            ", data dir ", cpo.data_dir);
+            ", data dir ", cpo.data_dir,
+            *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
+                                           *metrics_port, "/metrics")
+                          : std::string());
   int sig = signals.Wait();
   RELAY_LOG(kInfo, "relay", "signal ", sig, ": shutting down");
   if (sig == SIGTERM) server::DrainClients(dp, signals);
   cp.AlsoReadyWhen(nullptr);  // dp goes first
+  metrics.Stop();
   dp.Stop();
   cp.Stop();
   return 0;

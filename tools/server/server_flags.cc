@@ -25,6 +25,22 @@ absl::Status ListenFlags::Check() const {
   return absl::OkStatus();
 }
 
+void MetricsFlags::Register(common::FlagSet& flags) {
+  flags.String("metrics-host", &host,
+               "Address of the Prometheus endpoint (GET /metrics; no credentials: keep it on a "
+               "private address)");
+  flags.Uint("metrics-port", &port,
+             "Port of the Prometheus endpoint GET /metrics (0 = off; 9601 is soketi's)");
+}
+
+absl::Status MetricsFlags::Check() const {
+  if (port > 65535) return absl::InvalidArgumentError("--metrics-port must be at most 65535");
+  if (port != 0 && host.empty()) {
+    return absl::InvalidArgumentError("--metrics-host must not be empty");
+  }
+  return absl::OkStatus();
+}
+
 ControlPlaneFlags::ControlPlaneFlags() : trigger_rate(options.limits.trigger_requests_per_minute) {}
 
 void ControlPlaneFlags::Register(common::FlagSet& flags) {

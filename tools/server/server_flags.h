@@ -96,14 +96,24 @@ struct LogFlags {
   bool json() const { return format == "json"; }
 };
 
+// --metrics-host, --metrics-port: the Prometheus endpoint (GET /metrics on its own listener,
+// never behind app credentials; off unless a port is given). See docs/metrics.md.
+struct MetricsFlags {
+  std::string host = "127.0.0.1";
+  uint64_t port = 0;  // 0 = no metrics listener
+  void Register(common::FlagSet& flags);
+  absl::Status Check() const;
+  bool enabled() const { return port != 0; }
+};
+
 // Parses `flags`; returns -1 to go on, or the exit code (0 after --help or --version, 2 on a
 // usage error, with the message on stderr prefixed by `program`).
 int ParseOrExit(common::FlagSet& flags, int argc, char** argv, const std::string& program);
 
 // SIGTERM on a binary that holds clients: drains `dp` (clients closed with 4200 over its drain
-// window, new WebSocket handshakes refused with HTTP 503) and returns as soon as no client remains, at the latest
-// a second after the window (for the last close handshakes), or at once when another signal
-// arrives (stop now). The caller stops the planes next.
+// window, new WebSocket handshakes refused with HTTP 503) and returns as soon as no client
+// remains, at the latest a second after the window (for the last close handshakes), or at once
+// when another signal arrives (stop now). The caller stops the planes next.
 void DrainClients(dataplane::DataPlane& dp, common::ShutdownSignals& signals);
 
 }  // namespace relay::server

@@ -1,0 +1,68 @@
+// ControlPlane::WriteMetrics: the control plane's figures for /metrics, read from the counters
+// GetStats and the webhook stats already keep.
+#include "controlplane/control_plane.h"
+
+namespace relay::controlplane {
+
+void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  w.Gauge("relay_nodes_attached", "Data planes attached to this control plane now.",
+          d(hub_ ? hub_->NodeIds().size() : 0));
+  w.Counter("relay_node_attaches_total",
+            "Data plane attaches accepted by this control plane (first attaches included).",
+            d(node_attaches_.load(std::memory_order_relaxed)));
+  w.Counter("relay_node_reattaches_total",
+            "Attaches of a data plane that had attached to this control plane before.",
+            d(node_reattaches_.load(std::memory_order_relaxed)));
+  if (hub_) {
+    const NodeHubCounters& c = hub_->counters();
+    w.Family("relay_node_link_refused_total", "counter",
+             "Node link traffic refused, by reason (auth: no valid node credential; invalid: "
+             "stream ended for breaking the link's rules; takeover: node id held by another "
+             "credential).");
+    w.Sample("relay_node_link_refused_total", {{"reason", "auth"}}, d(c.auth_failures.load()));
+    w.Sample("relay_node_link_refused_total", {{"reason", "invalid"}},
+             d(c.invalid_messages.load()));
+    w.Sample("relay_node_link_refused_total", {{"reason", "takeover"}},
+             d(c.takeovers_refused.load()));
+  }
+  if (api_) {
+    const ApiCounters& c = api_->counters();
+    w.Counter("relay_api_events_total", "Events accepted by the HTTP and gRPC APIs.",
+              d(c.events.load()));
+    w.Counter("relay_api_errors_total", "HTTP API and gRPC requests answered with an error.",
+              d(c.errors.load()));
+    w.Counter("relay_publish_commands_total",
+              "Publish commands sent to data planes (one per interested node and event).",
+              d(c.publish_commands.load()));
+    w.Family("relay_rate_limited_total", "counter", "Requests refused by a rate limit, by limit.");
+    w.Sample("relay_rate_limited_total", {{"limit", "api_per_address"}},
+             d(c.ip_rate_limited.load()));
+    w.Sample("relay_rate_limited_total", {{"limit", "app_events_per_second"}},
+             d(c.app_rate_limited.load()));
+    w.Family("relay_quota_refused_total", "counter", "Requests refused by an app quota, by quota.");
+    w.Sample("relay_quota_refused_total", {{"quota", "daily_messages"}},
+             d(c.daily_quota_refused.load()));
+  }
+  w.Counter("relay_client_events_refused_total",
+            "Client events a data plane relayed that the control plane refused (app settings).",
+            d(client_events_refused_.load(std::memory_order_relaxed)));
+  if (store_) w.Gauge("relay_apps", "Apps in the store.", d(store_->List().size()));
+  Webhooks::Totals t;
+  if (webhooks_) t = webhooks_->totals();
+  w.Gauge("relay_webhook_outbox_events", "Webhook events waiting in the outboxes.", d(t.outbox));
+  w.Counter("relay_webhook_events_delivered_total",
+            "Webhook events delivered (acknowledged with a 2xx).", d(t.delivered));
+  w.Counter("relay_webhook_failed_attempts_total",
+            "Webhook delivery attempts that failed and will be retried (non-2xx, timeout, "
+            "connection error).",
+            d(t.failed));
+  w.Family("relay_webhook_events_dropped_total", "counter",
+           "Webhook events given up, by reason (overflow: outbox full; expired: retry period "
+           "over).");
+  w.Sample("relay_webhook_events_dropped_total", {{"reason", "overflow"}}, d(t.dropped_overflow));
+  w.Sample("relay_webhook_events_dropped_total", {{"reason", "expired"}}, d(t.dropped_expired));
+  grpc_metrics_.Write(w);
+}
+
+}  // namespace relay::controlplane

@@ -113,8 +113,10 @@ relay::v1::NodeLoad DataPlane::Load() {
 
 absl::Status DataPlane::Start() {
   http_ = std::make_unique<transport::HttpServer>(
-      transport::HttpServerOptions{options_.host, options_.port}, pool_, http_fallback_,
-      [this](size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
+      transport::HttpServerOptions{.host = options_.host, .port = options_.port,
+                                   .tls = options_.tls},
+      pool_, http_fallback_,
+      [this](size_t context, transport::ClientStream stream, transport::BeastRequest request,
              std::string leftover) {
         OnUpgrade(context, std::move(stream), std::move(request), std::move(leftover));
       });
@@ -158,7 +160,7 @@ absl::Status DataPlane::Start() {
   return absl::OkStatus();
 }
 
-void DataPlane::OnUpgrade(size_t context, boost::beast::tcp_stream stream,
+void DataPlane::OnUpgrade(size_t context, transport::ClientStream stream,
                           transport::BeastRequest request, std::string leftover) {
   // The connection already lives on the pool's context `context`: shard i runs on context i.
   StartWsSession(*this, *shards_.at(context), std::move(stream), std::move(request),

@@ -55,6 +55,8 @@ struct DataPlaneOptions {
   size_t max_queue_frames = 4096;
   bool permessage_deflate = false;
   uint32_t drain_window_ms = 10000;
+  // When set, the client port serves wss:// (and https:// for the HTTP API in `relay`) only.
+  std::shared_ptr<transport::TlsServerContext> tls;
   // Commands from the control plane waiting to run on each shard; at the bound the control link
   // stops reading the node link stream until the shard catches up (backpressure, no loss).
   InboxLimits shard_inbox;
@@ -105,7 +107,7 @@ class DataPlane {
   mutable absl::Mutex warned_mu_;
   mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
+  void OnUpgrade(size_t context, transport::ClientStream stream, transport::BeastRequest request,
                  std::string leftover);
   relay::v1::NodeLoad Load();
   // For the control link: false when every shard has room for more commands; otherwise runs

@@ -1,6 +1,7 @@
 // relay-controlplane: apps, credentials, cluster state, the gRPC APIs and the HTTP API.
 #include <iostream>
 
+#include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
@@ -23,13 +24,17 @@ int Run(int argc, char** argv) {
   listen.Register(flags, "HTTP API port", /*grpc=*/true);
   cp_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
-  if (auto st = cp_flags.Apply(listen); !st.ok()) {
+  absl::Status st = listen.LoadTls();
+  if (st.ok()) st = cp_flags.Apply(listen);
+  if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
     return 2;
   }
   const controlplane::ControlPlaneOptions& options = cp_flags.options;
 
   common::ShutdownSignals signals;
+  // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
+  common::HangupSignal hangup([&listen] { listen.ReloadTls(); });
 
   controlplane::ControlPlane cp(options);
   if (auto st = cp.Start(); !st.ok()) {
@@ -40,8 +45,9 @@ int Run(int argc, char** argv) {
   }
   common::IoPool pool(2);
   http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
-  transport::HttpServer http({listen.host, static_cast<uint16_t>(listen.port)}, pool,
-                             http_api.Handler());
+  transport::HttpServer http(
+      {.host = listen.host, .port = static_cast<uint16_t>(listen.port), .tls = listen.tls}, pool,
+      http_api.Handler());
   auto bound = http.Start();
   if (!bound.ok()) {
     std::cerr << kProgram << ": " << bound.status().message() << "\n";

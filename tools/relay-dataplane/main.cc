@@ -2,6 +2,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
@@ -23,7 +24,8 @@ int Run(int argc, char** argv) {
   link_flags.Register(flags, dp_flags.options);
   dp_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
-  absl::Status st = dp_flags.Apply(listen);
+  absl::Status st = listen.LoadTls();
+  if (st.ok()) st = dp_flags.Apply(listen);
   if (st.ok()) st = link_flags.Apply(dp_flags.options);
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
@@ -34,6 +36,8 @@ int Run(int argc, char** argv) {
   common::RaiseFileLimit();
 
   common::ShutdownSignals signals;
+  // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
+  common::HangupSignal hangup([&listen] { listen.ReloadTls(); });
 
   dataplane::DataPlane dp(o);
   if (auto started = dp.Start(); !started.ok()) {

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
@@ -30,7 +31,8 @@ int Run(int argc, char** argv) {
   cp_flags.Register(flags);
   dp_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
-  absl::Status st = cp_flags.Apply(listen);
+  absl::Status st = listen.LoadTls();
+  if (st.ok()) st = cp_flags.Apply(listen);
   if (st.ok()) st = dp_flags.Apply(listen);
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
@@ -43,6 +45,8 @@ int Run(int argc, char** argv) {
   common::RaiseFileLimit();
 
   common::ShutdownSignals signals;
+  // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
+  common::HangupSignal hangup([&listen] { listen.ReloadTls(); });
 
   controlplane::ControlPlane cp(cpo);
   if (auto started = cp.Start(); !started.ok()) {

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "absl/strings/str_split.h"
+#include "common/log.h"
 #include "common/strings.h"
 #include "controlplane/webhook_sender.h"
 
@@ -12,6 +13,32 @@ void ListenFlags::Register(common::FlagSet& flags, const std::string& port_help,
   flags.String("host", &host, "Address to bind to");
   flags.Uint("port", &port, port_help);
   if (grpc) flags.Uint("grpc-port", &grpc_port, "gRPC port (data planes, relayctl, microservices)");
+  flags.String("tls-cert", &tls_cert,
+               "PEM certificate chain (leaf first): serve --port over TLS (wss://, https://); "
+               "reloaded on SIGHUP");
+  flags.String("tls-key", &tls_key, "PEM private key for --tls-cert");
+}
+
+absl::Status ListenFlags::LoadTls() {
+  if (tls_cert.empty() && tls_key.empty()) return absl::OkStatus();
+  auto loaded = transport::TlsServerContext::Load(tls_cert, tls_key);
+  if (!loaded.ok()) return loaded.status();
+  tls = *loaded;
+  RELAY_LOG(kInfo, "tls", "serving TLS on --port with ", tls->Describe());
+  return absl::OkStatus();
+}
+
+void ListenFlags::ReloadTls() const {
+  if (!tls) {
+    RELAY_LOG(kInfo, "tls", "SIGHUP: no --tls-cert to reload");
+    return;
+  }
+  if (auto st = tls->Reload(); !st.ok()) {
+    RELAY_LOG(kError, "tls", "SIGHUP: certificate not reloaded, still serving the previous one: ",
+              st.message());
+    return;
+  }
+  RELAY_LOG(kInfo, "tls", "SIGHUP: new connections get ", tls->Describe());
 }
 
 absl::Status ListenFlags::Check() const {
@@ -137,6 +164,7 @@ absl::Status DataPlaneFlags::Apply(const ListenFlags& listen) {
   }
   options.host = listen.host;
   options.port = static_cast<uint16_t>(listen.port);
+  options.tls = listen.tls;
   options.shards = shards;
   options.capacity = capacity;
   options.max_connections_per_ip = max_connections_per_ip;

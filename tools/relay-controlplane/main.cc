@@ -57,7 +57,7 @@ int Run(int argc, char** argv) {
   cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(*bound);
   pool.Start("cp-http");
-  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.host, ":", *bound,
+  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.tls ? "https://" : "", listen.host, ":", *bound,
             ", gRPC on ", listen.host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()

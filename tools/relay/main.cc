@@ -75,12 +75,15 @@ int Run(int argc, char** argv) {
               << cpo.default_app_key << " (secret from --app-secret)\n";
   }
   const std::string& host = listen.host;
+  const bool tls = listen.tls != nullptr;
   std::cerr << "Connect with pusher-js: new Pusher('<app key>', {wsHost: '" << host
-            << "', wsPort: " << dp.port()
-            << ", forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1'})\n"
+            << (tls ? "', wssPort: " : "', wsPort: ") << dp.port()
+            << (tls ? ", forceTLS: true" : ", forceTLS: false")
+            << ", enabledTransports: ['ws'], cluster: 'mt1'})\n"
             << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
-            << "', port: '" << dp.port() << "', useTLS: false})\n";
-  RELAY_LOG(kInfo, "relay", "relay ready: ws://", host, ":", dp.port(), "/app/<key>, HTTP API on ",
+            << "', port: '" << dp.port() << (tls ? "', useTLS: true})\n" : "', useTLS: false})\n");
+  RELAY_LOG(kInfo, "relay", "relay ready: ", tls ? "wss://" : "ws://", host, ":", dp.port(),
+            "/app/<key>, HTTP API on ", tls ? "https://" : "",
             host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()

@@ -133,6 +133,8 @@ absl::Status DataPlane::Start() {
   link.target = options_.control_plane;
   link.tls = options_.control_plane_tls;
   link.tls_ca = options_.control_plane_ca;
+  link.tls_cert = options_.control_plane_tls_cert;
+  link.tls_key = options_.control_plane_tls_key;
   link.token = options_.node_token;
   link.channel = options_.control_plane_channel;
   link.heartbeat_interval = options_.heartbeat_interval;

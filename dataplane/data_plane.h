@@ -31,6 +31,9 @@ struct DataPlaneOptions {
   std::string control_plane = "127.0.0.1:50051";
   bool control_plane_tls = false;
   std::string control_plane_ca;  // PEM roots for the control plane's TLS certificate
+  // PEM client certificate and key for the node link (mTLS, --node-link-client-ca)
+  std::string control_plane_tls_cert;
+  std::string control_plane_tls_key;
   std::shared_ptr<grpc::Channel> control_plane_channel;  // overrides control_plane when set
   std::string node_token;          // node credential presented on the node link (bearer token)
   std::string node_id;             // generated when empty

@@ -215,3 +215,62 @@ test('split shape: https:// on the control plane, wss:// on the data plane', asy
   assert.deepStrictEqual((await got).data, { x: 1 });
   c.disconnect();
 });
+
+test('mTLS on the node link: only a data plane with a client certificate from the CA attaches', async () => {
+  const dataDir = h.tempDir();
+  const { ports: [httpPort, grpcPort], proc: cp } = await h.startOnFreePorts('relay-controlplane', 2,
+    ([p, g]) => ['--port', p, '--grpc-port', g, '--data-dir', dataDir,
+      '--grpc-tls-cert', file('server1.pem'), '--grpc-tls-key', file('server1.key'),
+      '--node-link-client-ca', file('ca.pem')], 'controlplane ready');
+  const dataPlane = async (nodeId, tlsArgs) => {
+    const { ports: [wsPort], proc } = await h.startOnFreePorts('relay-dataplane', 1,
+      ([p]) => ['--port', p, '--control-plane', `127.0.0.1:${grpcPort}`, '--node-id', nodeId,
+        '--node-token-file', path.join(dataDir, 'node.token'), '--control-plane-ca', file('ca.pem'),
+        ...tlsArgs], 'dataplane ready');
+    return { wsPort, httpPort, proc };
+  };
+  const attached = (dp) => dp.proc.log().includes('attached to control plane');
+
+  // With a certificate from the CA (and the node token): attaches and delivers.
+  const good = await dataPlane('with-cert', ['--control-plane-tls-cert', file('node.pem'),
+    '--control-plane-tls-key', file('node.key')]);
+  await h.waitFor(() => attached(good), 15000, 'attach with a client certificate');
+  const c = h.client(good);
+  const ch = c.subscribe('mtls');
+  await h.once(ch, 'pusher:subscription_succeeded');
+  const got = h.once(ch, 'e');
+  await h.sdk({ httpPort }).trigger('mtls', 'e', { ok: true });
+  assert.deepStrictEqual((await got).data, { ok: true });
+  c.disconnect();
+
+  // Without a client certificate: the token alone is refused.
+  const bare = await dataPlane('no-cert', []);
+  await h.waitFor(() => /refused this node: .*client certificate/.test(bare.proc.log()), 15000,
+    'refusal without a client certificate');
+  assert.match(cp.log(), /no verified client certificate/);
+  assert.ok(!attached(bare));
+
+  // With a certificate from another CA: the TLS handshake fails.
+  const stranger = await dataPlane('stranger', ['--control-plane-tls-cert', file('stranger.pem'),
+    '--control-plane-tls-key', file('stranger.key')]);
+  await h.waitFor(() => stranger.proc.log().includes('unreachable'), 15000, 'failed handshake');
+  assert.ok(!attached(stranger));
+  // The good node is still attached and the control plane still up.
+  assert.strictEqual(cp.child.exitCode, null);
+  assert.ok(!good.proc.log().includes('lost the control plane'));
+});
+
+test('--node-link-client-ca without gRPC TLS is a usage error', async () => {
+  let code = 0;
+  let stderr = '';
+  try {
+    execFileSync(path.join(h.BIN, 'relay-controlplane'), ['--port', '0', '--grpc-port', '0',
+      '--data-dir', h.tempDir(), '--node-link-client-ca', file('ca.pem')],
+    { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10000 });
+  } catch (e) {
+    code = e.status;
+    stderr = String(e.stderr);
+  }
+  assert.notStrictEqual(code, 0);
+  assert.match(stderr, /--node-link-client-ca needs --grpc-tls-cert/);
+});

@@ -1,5 +1,6 @@
 #include "tools/server/server_flags.h"
 
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_split.h"
@@ -66,6 +67,10 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("grpc-tls-cert", &options.grpc_tls_cert,
                "PEM certificate chain: serve gRPC over TLS");
   flags.String("grpc-tls-key", &options.grpc_tls_key, "PEM private key for --grpc-tls-cert");
+  flags.String("node-link-client-ca", &options.node_link_client_ca,
+               "PEM CA certificates: data planes must present a client certificate signed by one "
+               "of them to attach (mTLS on the node link, with the node token; needs "
+               "--grpc-tls-cert)");
   flags.Uint("trigger-rate-limit", &trigger_rate,
              "HTTP trigger requests per minute per client address (0 = unlimited)");
   flags.String("trusted-proxies", &trusted_proxies,
@@ -183,6 +188,11 @@ void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOpti
   flags.Bool("control-plane-tls", &options.control_plane_tls, "Dial the control plane with TLS");
   flags.String("control-plane-ca", &options.control_plane_ca,
                "PEM roots trusted for the control plane's certificate (implies TLS)");
+  flags.String("control-plane-tls-cert", &options.control_plane_tls_cert,
+               "PEM client certificate chain presented to the control plane (mTLS, for "
+               "--node-link-client-ca; implies TLS)");
+  flags.String("control-plane-tls-key", &options.control_plane_tls_key,
+               "PEM private key for --control-plane-tls-cert");
   flags.String("node-token", &options.node_token,
                "Node credential for the control plane (prefer --node-token-file or the "
                "RELAY_NODE_TOKEN environment variable: a command line is visible to every user)");
@@ -194,6 +204,16 @@ void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOpti
 }
 
 absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const {
+  if (options.control_plane_tls_cert.empty() != options.control_plane_tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--control-plane-tls-cert and --control-plane-tls-key must be given together");
+  }
+  for (const std::string* f :
+       {&options.control_plane_ca, &options.control_plane_tls_cert, &options.control_plane_tls_key}) {
+    if (!f->empty() && !std::ifstream(*f).good()) {
+      return absl::InvalidArgumentError(common::StrCat("cannot read ", *f));
+    }
+  }
   if (node_token_file.empty()) return absl::OkStatus();
   auto token = common::ReadSecretFile(node_token_file);
   if (!token.ok()) {

@@ -1,6 +1,7 @@
 // File: ws_conn.h
-// The server side of RFC 6455 over a plain TCP socket, with RFC 7692 permessage-deflate (without
-// context takeover in either direction), shaped for fan-out:
+// The server side of RFC 6455 over a plain TCP socket (or TLS, see the ClientStream constructor),
+// with RFC 7692 permessage-deflate (without context takeover in either direction), shaped for
+// fan-out:
 // - an outbound message is a shared payload; only its 2-10 byte frame header is built per
 //   connection, and everything queued goes out in one gather write, so a busy socket makes one
 //   syscall for many messages instead of one per message;

@@ -249,7 +249,8 @@ void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
     last_refusal_ = status.error_message();
     RELAY_LOG(kError, "control-link", "the control plane at ", options_.target,
               " refused this node: ", status.error_message(),
-              code == grpc::StatusCode::UNAUTHENTICATED
+              code == grpc::StatusCode::UNAUTHENTICATED &&
+                      status.error_message().find("certificate") == std::string::npos
                   ? " (give a node credential with --node-token-file or --node-token)"
                   : "");
   } else if (welcomed) {

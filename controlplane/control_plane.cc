@@ -153,9 +153,9 @@ absl::Status ControlPlane::StartServers() {
     if (!options_.node_link_client_ca.empty()) {
       if (!read(options_.node_link_client_ca, &ssl.pem_root_certs) ||
           ssl.pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-        return absl::InvalidArgumentError(common::StrCat(
-            "cannot read --node-link-client-ca ", options_.node_link_client_ca,
-            " (PEM certificates)"));
+        return absl::InvalidArgumentError(common::StrCat("cannot read --node-link-client-ca ",
+                                                         options_.node_link_client_ca,
+                                                         " (PEM certificates)"));
       }
       // Asked of every client and verified when given; the node link alone refuses an Attach
       // without one (NodeHub), so relayctl and the public API need no certificate.

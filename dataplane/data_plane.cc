@@ -113,8 +113,8 @@ relay::v1::NodeLoad DataPlane::Load() {
 
 absl::Status DataPlane::Start() {
   http_ = std::make_unique<transport::HttpServer>(
-      transport::HttpServerOptions{.host = options_.host, .port = options_.port,
-                                   .tls = options_.tls},
+      transport::HttpServerOptions{
+          .host = options_.host, .port = options_.port, .tls = options_.tls},
       pool_, http_fallback_,
       [this](size_t context, transport::ClientStream stream, transport::BeastRequest request,
              std::string leftover) {

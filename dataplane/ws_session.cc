@@ -47,8 +47,8 @@ std::string CloseReason(std::string_view message) { return std::string(message.s
 std::string PeerAddress(DataPlane& dp, transport::ClientStream& stream) {
   if (dp.options().max_connections_per_ip == 0) return "";
   boost::system::error_code ec;
-  auto& socket = stream.tls ? boost::beast::get_lowest_layer(*stream.tls).socket()
-                            : stream.plain->socket();
+  auto& socket =
+      stream.tls ? boost::beast::get_lowest_layer(*stream.tls).socket() : stream.plain->socket();
   auto endpoint = socket.remote_endpoint(ec);
   return ec ? "" : endpoint.address().to_string();
 }

@@ -141,16 +141,15 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // plain HTTP request on the TLS port) is counted and closed, logged at most once an interval.
   void Handshake() {
     Tcp().expires_after(std::chrono::seconds(10));
-    stream_.async_handshake(net::ssl::stream_base::server,
-                            [self = this->shared_from_this()](beast::error_code ec) {
-                              if (!ec) return self->DoRead();
-                              if (uint64_t n = self->shared_->stats.tls_failures.Count(SteadyMs())) {
-                                RELAY_LOG(kInfo, "http", n, " TLS handshake(s) failed (",
-                                          self->shared_->stats.tls_failures.total(),
-                                          " in total); latest: ", ec.message());
-                              }
-                              self->Close();
-                            });
+    stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](
+                                                               beast::error_code ec) {
+      if (!ec) return self->DoRead();
+      if (uint64_t n = self->shared_->stats.tls_failures.Count(SteadyMs())) {
+        RELAY_LOG(kInfo, "http", n, " TLS handshake(s) failed (",
+                  self->shared_->stats.tls_failures.total(), " in total); latest: ", ec.message());
+      }
+      self->Close();
+    });
   }
 
   void DoRead() {

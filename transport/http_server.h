@@ -44,8 +44,8 @@ struct ClientStream {
 // io_context thread; `context` is that io_context's index in the server's IoPool (the data plane
 // runs one shard per context). `leftover` holds bytes the client sent after the request (a
 // client that does not wait for the 101 response); they belong to the WebSocket stream.
-using UpgradeHandler = std::function<void(size_t context, ClientStream stream,
-                                          BeastRequest request, std::string leftover)>;
+using UpgradeHandler = std::function<void(size_t context, ClientStream stream, BeastRequest request,
+                                          std::string leftover)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";

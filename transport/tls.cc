@@ -45,8 +45,8 @@ absl::StatusOr<std::shared_ptr<ssl::context>> Build(const std::string& cert_file
   SSL_CTX* native = ctx->native_handle();
   // TLS 1.2 and 1.3 only, as browsers and the Pusher SDKs speak them.
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // An idle connection gives its record buffers back to the allocator.
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   ERR_clear_error();
@@ -57,16 +57,16 @@ absl::StatusOr<std::shared_ptr<ssl::context>> Build(const std::string& cert_file
   if (SSL_CTX_use_PrivateKey_file(native, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
       ERR_clear_error();
-      return absl::InvalidArgumentError(common::StrCat("--tls-key ", key_file,
-                                                       " does not match --tls-cert ", cert_file));
+      return absl::InvalidArgumentError(
+          common::StrCat("--tls-key ", key_file, " does not match --tls-cert ", cert_file));
     }
-    return absl::InvalidArgumentError(common::StrCat("--tls-key ", key_file,
-                                                     " is not a PEM private key: ", OpenSslError()));
+    return absl::InvalidArgumentError(
+        common::StrCat("--tls-key ", key_file, " is not a PEM private key: ", OpenSslError()));
   }
   if (SSL_CTX_check_private_key(native) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(common::StrCat("--tls-key ", key_file,
-                                                     " does not match --tls-cert ", cert_file));
+    return absl::InvalidArgumentError(
+        common::StrCat("--tls-key ", key_file, " does not match --tls-cert ", cert_file));
   }
   return ctx;
 }

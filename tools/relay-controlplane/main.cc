@@ -57,8 +57,8 @@ int Run(int argc, char** argv) {
   cp_flags.webhook_targets()->AddOwnPort(cp.internal_grpc_port());
   cp_flags.webhook_targets()->AddOwnPort(*bound);
   pool.Start("cp-http");
-  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.tls ? "https://" : "", listen.host, ":", *bound,
-            ", gRPC on ", listen.host, ":", cp.grpc_port(),
+  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.tls ? "https://" : "",
+            listen.host, ":", *bound, ", gRPC on ", listen.host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", options.internal_host, ":",

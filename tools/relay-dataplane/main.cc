@@ -44,8 +44,9 @@ int Run(int argc, char** argv) {
     std::cerr << kProgram << ": " << started.message() << "\n";
     return 1;
   }
-  RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ", o.tls ? "wss://" : "ws://",
-            o.host, ":", dp.port(), "/app/<key>, control plane ", o.control_plane);
+  RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ",
+            o.tls ? "wss://" : "ws://", o.host, ":", dp.port(), "/app/<key>, control plane ",
+            o.control_plane);
   int sig = signals.Wait();
   if (sig == SIGTERM) {
     // Graceful: clients are closed with 4200 over the drain window so they reconnect elsewhere.

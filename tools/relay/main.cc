@@ -83,8 +83,8 @@ int Run(int argc, char** argv) {
             << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
             << "', port: '" << dp.port() << (tls ? "', useTLS: true})\n" : "', useTLS: false})\n");
   RELAY_LOG(kInfo, "relay", "relay ready: ", tls ? "wss://" : "ws://", host, ":", dp.port(),
-            "/app/<key>, HTTP API on ", tls ? "https://" : "",
-            host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(),
+            "/app/<key>, HTTP API on ", tls ? "https://" : "", host, ":", dp.port(), ", gRPC on ",
+            host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", cpo.internal_host, ":",

@@ -35,8 +35,8 @@ void ListenFlags::ReloadTls() const {
     return;
   }
   if (auto st = tls->Reload(); !st.ok()) {
-    RELAY_LOG(kError, "tls", "SIGHUP: certificate not reloaded, still serving the previous one: ",
-              st.message());
+    RELAY_LOG(kError, "tls",
+              "SIGHUP: certificate not reloaded, still serving the previous one: ", st.message());
     return;
   }
   RELAY_LOG(kInfo, "tls", "SIGHUP: new connections get ", tls->Describe());
@@ -208,8 +208,8 @@ absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const
     return absl::InvalidArgumentError(
         "--control-plane-tls-cert and --control-plane-tls-key must be given together");
   }
-  for (const std::string* f :
-       {&options.control_plane_ca, &options.control_plane_tls_cert, &options.control_plane_tls_key}) {
+  for (const std::string* f : {&options.control_plane_ca, &options.control_plane_tls_cert,
+                               &options.control_plane_tls_key}) {
     if (!f->empty() && !std::ifstream(*f).good()) {
       return absl::InvalidArgumentError(common::StrCat("cannot read ", *f));
     }

@@ -231,7 +231,7 @@ struct WsConn::Tls {
   std::unique_ptr<TlsStream> stream;
   std::shared_ptr<net::ssl::context> context;  // the one the handshake used
   std::string out;                             // the batch being written, coalesced
-  std::unique_ptr<char[]> in;                  // while a read is pending
+  std::unique_ptr<char[]> in;                  // a read is always pending on it
 };
 
 WsConn::WsConn(tcp::socket socket, const WsLimits& limits)

@@ -119,6 +119,8 @@ absl::Status ControlPlane::Start() {
     return id == kInProcessCredential || store_->NodeTokenExists(id);
   };
   hub_options.attached = [this](const std::string& id) { store_->TouchNodeToken(id); };
+  hub_options.require_client_certificate = !options_.node_link_client_ca.empty();
+  hub_options.client_certificate_exempt = kInProcessCredential;
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
   store_->SetListener(
@@ -160,7 +162,22 @@ absl::Status ControlPlane::StartServers() {
     }
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    if (!options_.node_link_client_ca.empty()) {
+      if (!read(options_.node_link_client_ca, &ssl.pem_root_certs) ||
+          ssl.pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        return absl::InvalidArgumentError(common::StrCat("cannot read --node-link-client-ca ",
+                                                         options_.node_link_client_ca,
+                                                         " (PEM certificates)"));
+      }
+      // Asked of every client and verified when given; the node link alone refuses an Attach
+      // without one (NodeHub), so relayctl and the public API need no certificate.
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
     creds = grpc::SslServerCredentials(ssl);
+  } else if (!options_.node_link_client_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "--node-link-client-ca needs --grpc-tls-cert and --grpc-tls-key (client certificates "
+        "are part of the TLS handshake)");
   }
   bool separate = options_.internal_grpc_separate || options_.internal_grpc_port != 0;
   // grpc.health.v1.Health (grpcurl, Kubernetes gRPC probes; status from UpdateHealth) and server

@@ -56,6 +56,9 @@ struct ControlPlaneOptions {
   // PEM files; when both are set gRPC (all three services) is served over TLS.
   std::string grpc_tls_cert;
   std::string grpc_tls_key;
+  // PEM roots: when set, the node link requires a data plane to present a client certificate
+  // signed by one of them (mTLS), besides its node token. Needs grpc_tls_cert/key.
+  std::string node_link_client_ca;
   WebhookOptions webhooks;
 };
 

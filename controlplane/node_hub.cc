@@ -344,6 +344,15 @@ grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
     return new RefusedStream(
         grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid node credential"));
   }
+  if (options_.require_client_certificate &&
+      credential->id() != options_.client_certificate_exempt &&
+      !context->auth_context()->IsPeerAuthenticated()) {
+    LogRefused("no verified client certificate (--node-link-client-ca)");
+    return new RefusedStream(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                     "this control plane requires a client certificate on the node link "
+                     "(relay-dataplane --control-plane-tls-cert/--control-plane-tls-key)"));
+  }
   auto stream = std::make_shared<NodeStream>(this, options_, std::move(*credential));
   {
     absl::MutexLock lock(&mu_);

@@ -39,6 +39,11 @@ struct NodeHubOptions {
   // Whether a credential (by id) is still valid when its stream registers (it may have been
   // revoked since the Attach); unset = always.
   std::function<bool(const std::string& credential_id)> credential_valid;
+  // When set, an Attach over a network channel must also present a client certificate that the
+  // server's TLS verified (--node-link-client-ca); `credential_exempt` names a credential id that
+  // needs none (the in-process data plane of `relay`, which has no TLS channel).
+  bool require_client_certificate = false;
+  std::string client_certificate_exempt;
   // Called once a stream attached with the credential (records its last use).
   std::function<void(const std::string& credential_id)> attached;
   // What a node may send (node_validation.h).
@@ -47,7 +52,7 @@ struct NodeHubOptions {
 
 // Counters of refused node link traffic (relaxed atomics).
 struct NodeHubCounters {
-  std::atomic<uint64_t> auth_failures{0};          // Attach without a valid credential
+  std::atomic<uint64_t> auth_failures{0};          // Attach without a valid credential (or cert)
   std::atomic<uint64_t> invalid_messages{0};       // streams ended for breaking the link's rules
   std::atomic<uint64_t> takeovers_refused{0};      // node id held by another credential
   std::atomic<uint64_t> client_events_dropped{0};  // relayed client events that broke the rules

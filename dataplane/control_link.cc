@@ -254,7 +254,8 @@ void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
     last_refusal_ = status.error_message();
     RELAY_LOG(kError, "control-link", "the control plane at ", options_.target,
               " refused this node: ", status.error_message(),
-              code == grpc::StatusCode::UNAUTHENTICATED
+              code == grpc::StatusCode::UNAUTHENTICATED &&
+                      status.error_message().find("certificate") == std::string::npos
                   ? " (give a node credential with --node-token-file or --node-token)"
                   : "");
   } else if (welcomed) {
@@ -277,11 +278,16 @@ std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& opt
   args.SetMaxReceiveMessageSize(common::kNodeLinkMaxMessageBytes);
   args.SetMaxSendMessageSize(common::kNodeLinkMaxMessageBytes);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (options.tls || !options.tls_ca.empty()) {
+  if (options.tls || !options.tls_ca.empty() || !options.tls_cert.empty()) {
     grpc::SslCredentialsOptions ssl;
-    if (!options.tls_ca.empty()) {
-      std::ifstream in(options.tls_ca);
-      ssl.pem_root_certs.assign(std::istreambuf_iterator<char>(in), {});
+    auto read = [](const std::string& path, std::string* out) {
+      std::ifstream in(path);
+      out->assign(std::istreambuf_iterator<char>(in), {});
+    };
+    if (!options.tls_ca.empty()) read(options.tls_ca, &ssl.pem_root_certs);
+    if (!options.tls_cert.empty()) {
+      read(options.tls_cert, &ssl.pem_cert_chain);
+      read(options.tls_key, &ssl.pem_private_key);
     }
     creds = grpc::SslCredentials(ssl);
   }

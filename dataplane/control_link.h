@@ -27,10 +27,12 @@ namespace relay::dataplane {
 class LinkStream;
 
 struct ControlLinkOptions {
-  std::string target;  // host:port of the control plane's gRPC
-  bool tls = false;    // dial with TLS
-  std::string tls_ca;  // PEM file of trusted roots for TLS ("" = the system's)
-  std::string token;   // node credential, sent as `authorization: Bearer <token>`
+  std::string target;    // host:port of the control plane's gRPC
+  bool tls = false;      // dial with TLS
+  std::string tls_ca;    // PEM file of trusted roots for TLS ("" = the system's)
+  std::string tls_cert;  // PEM files of a client certificate (mTLS; implies TLS)
+  std::string tls_key;
+  std::string token;  // node credential, sent as `authorization: Bearer <token>`
   // When set, dialled instead of `target` (the one-process `relay` passes the control plane's
   // in-process channel: the same NodeLink service without a loopback socket).
   std::shared_ptr<grpc::Channel> channel;

@@ -119,7 +119,8 @@ relay::v1::NodeLoad DataPlane::Load() {
 }
 
 absl::Status DataPlane::Start() {
-  transport::HttpServerOptions http_options{options_.host, options_.port};
+  transport::HttpServerOptions http_options{.host = options_.host, .port = options_.port};
+  http_options.tls = options_.tls;
   http_options.readiness = [this] { return Readiness(); };
   http_options.accept_upgrades = [this]() -> transport::Readiness {
     if (draining_.load()) return {false, "Server is draining; reconnect to another node"};
@@ -127,7 +128,7 @@ absl::Status DataPlane::Start() {
   };
   http_ = std::make_unique<transport::HttpServer>(
       std::move(http_options), pool_, http_fallback_,
-      [this](size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
+      [this](size_t context, transport::ClientStream stream, transport::BeastRequest request,
              std::string leftover) {
         OnUpgrade(context, std::move(stream), std::move(request), std::move(leftover));
       });
@@ -144,6 +145,8 @@ absl::Status DataPlane::Start() {
   link.target = options_.control_plane;
   link.tls = options_.control_plane_tls;
   link.tls_ca = options_.control_plane_ca;
+  link.tls_cert = options_.control_plane_tls_cert;
+  link.tls_key = options_.control_plane_tls_key;
   link.token = options_.node_token;
   link.channel = options_.control_plane_channel;
   link.heartbeat_interval = options_.heartbeat_interval;
@@ -172,7 +175,7 @@ absl::Status DataPlane::Start() {
   return absl::OkStatus();
 }
 
-void DataPlane::OnUpgrade(size_t context, boost::beast::tcp_stream stream,
+void DataPlane::OnUpgrade(size_t context, transport::ClientStream stream,
                           transport::BeastRequest request, std::string leftover) {
   // The connection already lives on the pool's context `context`: shard i runs on context i.
   StartWsSession(*this, *shards_.at(context), std::move(stream), std::move(request),

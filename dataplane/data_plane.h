@@ -32,6 +32,9 @@ struct DataPlaneOptions {
   std::string control_plane = "127.0.0.1:50051";
   bool control_plane_tls = false;
   std::string control_plane_ca;  // PEM roots for the control plane's TLS certificate
+  // PEM client certificate and key for the node link (mTLS, --node-link-client-ca)
+  std::string control_plane_tls_cert;
+  std::string control_plane_tls_key;
   std::shared_ptr<grpc::Channel> control_plane_channel;  // overrides control_plane when set
   std::string node_token;          // node credential presented on the node link (bearer token)
   std::string node_id;             // generated when empty
@@ -56,6 +59,8 @@ struct DataPlaneOptions {
   size_t max_queue_frames = 4096;
   bool permessage_deflate = false;
   uint32_t drain_window_ms = 10000;
+  // When set, the client port serves wss:// (and https:// for the HTTP API in `relay`) only.
+  std::shared_ptr<transport::TlsServerContext> tls;
   // Commands from the control plane waiting to run on each shard; at the bound the control link
   // stops reading the node link stream until the shard catches up (backpressure, no loss).
   InboxLimits shard_inbox;
@@ -127,7 +132,7 @@ class DataPlane {
   mutable absl::Mutex warned_mu_;
   mutable std::set<std::string> warned_apps_ ABSL_GUARDED_BY(warned_mu_);
   void OnCommand(const relay::v1::ControlMessage& msg);
-  void OnUpgrade(size_t context, boost::beast::tcp_stream stream, transport::BeastRequest request,
+  void OnUpgrade(size_t context, transport::ClientStream stream, transport::BeastRequest request,
                  std::string leftover);
   relay::v1::NodeLoad Load();
   // For the control link: false when every shard has room for more commands; otherwise runs

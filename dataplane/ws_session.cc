@@ -46,9 +46,11 @@ std::string CloseReasonText(std::string_view message) {
 }
 
 // The client's address when connections per address are capped, else "" (nothing counted).
-std::string PeerAddress(DataPlane& dp, const net::ip::tcp::socket& socket) {
+std::string PeerAddress(DataPlane& dp, transport::ClientStream& stream) {
   if (dp.options().max_connections_per_ip == 0) return "";
   boost::system::error_code ec;
+  auto& socket =
+      stream.tls ? boost::beast::get_lowest_layer(*stream.tls).socket() : stream.plain->socket();
   auto endpoint = socket.remote_endpoint(ec);
   return ec ? "" : endpoint.address().to_string();
 }
@@ -63,12 +65,12 @@ class WsSession final : public Session,
                         public transport::WsConn::Listener,
                         public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(DataPlane& dp, Shard& shard, net::ip::tcp::socket socket,
+  WsSession(DataPlane& dp, Shard& shard, transport::ClientStream stream,
             const transport::WsLimits& limits)
       : dp_(dp),
         shard_(shard),
-        address_(PeerAddress(dp, socket)),
-        conn_(std::move(socket), limits),
+        address_(PeerAddress(dp, stream)),
+        conn_(std::move(stream), limits),
         timer_(shard.context()),
         auth_timer_(shard.context()) {}
 
@@ -849,9 +851,9 @@ class WsSession final : public Session,
 
 }  // namespace
 
-void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
+void StartWsSession(DataPlane& dp, Shard& shard, transport::ClientStream stream,
                     transport::BeastRequest request, std::string leftover) {
-  std::make_shared<WsSession>(dp, shard, stream.release_socket(), dp.ws_limits())
+  std::make_shared<WsSession>(dp, shard, std::move(stream), dp.ws_limits())
       ->Run(request, std::move(leftover));
 }
 

@@ -12,7 +12,7 @@ class DataPlane;
 class Shard;
 
 // Takes over `stream` (already on `shard`'s context) and runs the session until it closes.
-void StartWsSession(DataPlane& dp, Shard& shard, boost::beast::tcp_stream stream,
+void StartWsSession(DataPlane& dp, Shard& shard, transport::ClientStream stream,
                     transport::BeastRequest request, std::string leftover);
 
 }  // namespace relay::dataplane

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <type_traits>
 
 #include "absl/synchronization/mutex.h"
 #include "common/json.h"
@@ -97,12 +98,18 @@ constexpr size_t kMaxReadBuffer = 60 * 1024;
 // Reads with its own loop around parser.put() instead of http::async_read, so that an exception
 // Beast throws on hostile bytes is caught here, for this connection only, instead of unwinding
 // through io_context::run() and ending the process.
-class Session : public std::enable_shared_from_this<Session> {
+// `Stream` is beast::tcp_stream (plain HTTP) or TlsStream (HTTPS: the handshake comes first).
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<HttpServer::Shared> shared, size_t context)
-      : stream_(std::move(socket)),
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  Session(tcp::socket socket, std::shared_ptr<HttpServer::Shared> shared, size_t context,
+          std::shared_ptr<net::ssl::context> tls_context = nullptr)
+      : stream_(MakeStream(std::move(socket), tls_context.get())),
         buffer_(std::min<size_t>(shared->options.header_limit + 1024, kMaxReadBuffer)),
         shared_(std::move(shared)),
+        tls_context_(std::move(tls_context)),
         context_(context) {
     on_chunk_header_ = [](uint64_t, beast::string_view extensions, beast::error_code& ec) {
       if (extensions.size() > kMaxChunkExtension) ec = http::error::bad_chunk_extension;
@@ -110,18 +117,48 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Run() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::DoRead, shared_from_this()));
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Handshake();
+      } else {
+        self->DoRead();
+      }
+    });
   }
 
  private:
+  static Stream MakeStream(tcp::socket socket, net::ssl::context* tls_context) {
+    if constexpr (kTls) {
+      return Stream(beast::tcp_stream(std::move(socket)), *tls_context);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  // A client has 10 s for its handshake; one that fails (garbage, an untrusted certificate, a
+  // plain HTTP request on the TLS port) is counted and closed, logged at most once an interval.
+  void Handshake() {
+    Tcp().expires_after(std::chrono::seconds(10));
+    stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](
+                                                               beast::error_code ec) {
+      if (!ec) return self->DoRead();
+      if (uint64_t n = self->shared_->stats.tls_failures.Count(SteadyMs())) {
+        RELAY_LOG(kInfo, "http", n, " TLS handshake(s) failed (",
+                  self->shared_->stats.tls_failures.total(), " in total); latest: ", ec.message());
+      }
+      self->Close();
+    });
+  }
+
   void DoRead() {
     parser_.emplace();
     parser_->eager(true);
     parser_->body_limit(shared_->options.body_limit);
     parser_->header_limit(shared_->options.header_limit);
     parser_->on_chunk_header(on_chunk_header_);
-    stream_.expires_after(std::chrono::seconds(30));
+    Tcp().expires_after(std::chrono::seconds(30));
     // A pipelining client may already have sent the next request.
     if (buffer_.size() > 0) return Parse();
     ReadSome();
@@ -136,7 +173,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     stream_.async_read_some(
         buffer_.prepare(size),
-        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnSome(ec, n); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t n) { self->OnSome(ec, n); });
   }
 
   void OnSome(beast::error_code ec, size_t n) {
@@ -215,9 +252,16 @@ class Session : public std::enable_shared_from_this<Session> {
           return Reply(std::move(refused), false);
         }
       }
-      stream_.expires_never();
+      Tcp().expires_never();
       try {
-        shared_->upgrade(context_, std::move(stream_), std::move(req),
+        ClientStream client;
+        if constexpr (kTls) {
+          client.tls = std::make_unique<TlsStream>(std::move(stream_));
+          client.tls_context = tls_context_;
+        } else {
+          client.plain.emplace(std::move(stream_));
+        }
+        shared_->upgrade(context_, std::move(client), std::move(req),
                          beast::buffers_to_string(buffer_.data()));
       } catch (const std::exception& e) {
         HandlerFailed(e.what());  // the stream went to the handler; it closes with it
@@ -226,7 +270,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     shared_->stats.requests.fetch_add(1, std::memory_order_relaxed);
     beast::error_code ep_ec;
-    auto ep = stream_.socket().remote_endpoint(ep_ec);
+    auto ep = Tcp().socket().remote_endpoint(ep_ec);
     HttpRequest r = ToHttpRequest(std::move(req), ep_ec ? "" : ep.address().to_string());
     HttpResponse response;
     bool probe = r.method == "GET" || r.method == "HEAD";
@@ -283,7 +327,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->prepare_payload();
     response_ = res;
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->response_.reset();
                         if (!ec && self->lingering_) return self->LingerThenClose();
                         if (ec || !keep_alive) return self->Close();
@@ -297,15 +341,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // peer closes or 2 s pass.
   void LingerThenClose() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(std::chrono::seconds(2));
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Tcp().expires_after(std::chrono::seconds(2));
     Discard();
   }
 
   void Discard() {
     buffer_.clear();
     stream_.async_read_some(buffer_.prepare(std::min<size_t>(buffer_.max_size(), 16 * 1024)),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (ec) return self->Close();
                               self->Discard();
                             });
@@ -313,11 +357,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.socket().close(ec);
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Tcp().socket().close(ec);
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   // Bounded: holds at most one head, chunk header or trailer (plus read-ahead), never a body.
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -325,6 +369,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void(uint64_t, beast::string_view, beast::error_code&)> on_chunk_header_;
   std::shared_ptr<http::response<http::string_body>> response_;
   const std::shared_ptr<HttpServer::Shared> shared_;
+  const std::shared_ptr<net::ssl::context> tls_context_;  // TLS: the one this handshake used
   const size_t context_;    // the index of the pool's io_context this connection lives on
   bool lingering_ = false;  // the request was refused; drain before closing
 };
@@ -395,7 +440,13 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
     errors_in_a_row_ = 0;
     beast::error_code nd;
     socket.set_option(tcp::no_delay(true), nd);
-    std::make_shared<Session>(std::move(socket), shared_, context)->Run();
+    if (shared_->options.tls) {
+      std::make_shared<Session<TlsStream>>(std::move(socket), shared_, context,
+                                           shared_->options.tls->Current())
+          ->Run();
+    } else {
+      std::make_shared<Session<beast::tcp_stream>>(std::move(socket), shared_, context)->Run();
+    }
     AcceptNext();
   }
 
@@ -471,5 +522,7 @@ uint64_t HttpServer::requests_served() const { return shared_->stats.requests.lo
 uint64_t HttpServer::requests_rejected() const { return shared_->stats.rejected.total(); }
 
 uint64_t HttpServer::accept_failures() const { return listener_->failures(); }
+
+uint64_t HttpServer::tls_handshake_failures() const { return shared_->stats.tls_failures.total(); }
 
 }  // namespace relay::transport

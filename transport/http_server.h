@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -14,11 +15,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "common/io_pool.h"
 #include "transport/http_types.h"
+#include "transport/tls.h"
 
 namespace relay::transport {
 
@@ -27,12 +30,22 @@ using BeastRequest = boost::beast::http::request<boost::beast::http::string_body
 // The handler's view of a parsed request (the body is moved out of `req`).
 HttpRequest ToHttpRequest(BeastRequest req, std::string peer_ip);
 
+using TlsStream = boost::asio::ssl::stream<boost::beast::tcp_stream>;
+
+// The connection a WebSocket upgrade takes over: plain TCP (`plain`), or TLS over TCP (`tls`,
+// with the context its handshake used, kept alive as long as the connection).
+struct ClientStream {
+  std::optional<boost::beast::tcp_stream> plain;
+  std::unique_ptr<TlsStream> tls;
+  std::shared_ptr<boost::asio::ssl::context> tls_context;
+};
+
 // Takes over a connection whose request is a WebSocket upgrade. Called on the connection's
 // io_context thread; `context` is that io_context's index in the server's IoPool (the data plane
 // runs one shard per context). `leftover` holds bytes the client sent after the request (a
 // client that does not wait for the 101 response); they belong to the WebSocket stream.
-using UpgradeHandler = std::function<void(size_t context, boost::beast::tcp_stream stream,
-                                          BeastRequest request, std::string leftover)>;
+using UpgradeHandler = std::function<void(size_t context, ClientStream stream, BeastRequest request,
+                                          std::string leftover)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
@@ -49,6 +62,9 @@ struct HttpServerOptions {
   // probes and HTTP without taking new clients. A refused handshake makes pusher-js back off,
   // where a 4200 close after the handshake would make it reconnect at once, in a loop.
   ReadinessCheck accept_upgrades;
+  // When set, every connection is TLS (https:// and wss://): the handshake comes first, with
+  // the context current at accept (TlsServerContext::Reload() affects later connections only).
+  std::shared_ptr<TlsServerContext> tls;
 };
 
 // Counts an event that hostile peers can repeat at will (malformed requests, failing accepts)
@@ -76,6 +92,8 @@ struct HttpServerStats {
   ThrottledEvent rejected{10'000};
   // Handler or upgrade exceptions caught at the connection.
   ThrottledEvent handler_errors{10'000};
+  // TLS handshakes that failed or timed out (scanners, clients that do not trust the cert).
+  ThrottledEvent tls_failures{10'000};
 };
 
 // Owned by the process's server object. StopAccepting() and the destructor may run on any
@@ -100,6 +118,7 @@ class HttpServer {
   uint64_t requests_served() const;
   uint64_t requests_rejected() const;
   uint64_t accept_failures() const;
+  uint64_t tls_handshake_failures() const;
 
   // What connections share with the server (http_server.cc).
   struct Shared;

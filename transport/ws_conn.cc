@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -225,8 +226,29 @@ bool ValidCloseCode(uint16_t code) {
 
 }  // namespace
 
+struct WsConn::Tls {
+  static constexpr size_t kReadBytes = 4096;  // TLS records are decrypted inside OpenSSL first
+  std::unique_ptr<TlsStream> stream;
+  std::shared_ptr<net::ssl::context> context;  // the one the handshake used
+  std::string out;                             // the batch being written, coalesced
+  std::unique_ptr<char[]> in;                  // a read is always pending on it
+};
+
 WsConn::WsConn(tcp::socket socket, const WsLimits& limits)
     : socket_(std::move(socket)), limits_(limits) {}
+
+WsConn::~WsConn() = default;
+
+WsConn::WsConn(ClientStream stream, const WsLimits& limits)
+    : socket_(stream.tls ? tcp::socket(stream.tls->get_executor())
+                         : stream.plain->release_socket()),
+      limits_(limits) {
+  if (stream.tls) {
+    tls_ = std::make_unique<Tls>();
+    tls_->stream = std::move(stream.tls);
+    tls_->context = std::move(stream.tls_context);
+  }
+}
 
 bool WsConn::Accept(const transport::BeastRequest& request, bool allow_deflate,
                     std::weak_ptr<Listener> owner) {
@@ -234,6 +256,7 @@ bool WsConn::Accept(const transport::BeastRequest& request, bool allow_deflate,
   // Writes go straight to the socket (DoWrite), so it is non-blocking from the first byte on.
   error_code nb;
   socket_.non_blocking(true, nb);
+  if (tls_) boost::beast::get_lowest_layer(*tls_->stream).socket().non_blocking(true, nb);
   namespace http = boost::beast::http;
   std::string_view key = request[http::field::sec_websocket_key];
   std::string_view version = request[http::field::sec_websocket_version];
@@ -271,7 +294,8 @@ bool WsConn::Accept(const transport::BeastRequest& request, bool allow_deflate,
 }
 
 void WsConn::Start(std::string leftover) {
-  if (!socket_.non_blocking()) return Finish();  // Accept() could not make it so
+  // Accept() could not make it so
+  if (!tls_ && !socket_.non_blocking()) return Finish();
   if (!leftover.empty() && !Take(leftover.data(), leftover.size())) return;
   WaitReadable();
 }
@@ -392,6 +416,7 @@ void WsConn::DoWrite() {
     if (o.header_len) iov_.emplace_back(o.header, o.header_len);
     iov_.emplace_back(o.payload->data(), o.payload->size());
   }
+  if (tls_) return WriteTls();
   // The socket is non-blocking: write at once and go through the reactor only for what the
   // kernel does not take now (most batches complete here, with no operation to allocate).
   error_code ec;
@@ -433,13 +458,45 @@ void WsConn::OnWritten(error_code ec) {
   if (close_queued_ && (close_sent || close_written_)) {
     close_written_ = true;
     if (peer_closed_) return Finish();  // both close frames are through
+    // Under TLS a TCP half-close would cut the record stream; the peer's close frame (or the
+    // session's bound) ends the connection instead.
+    if (tls_) return;
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);  // then wait for the peer's close
   }
 }
 
+// TLS: one coalesced buffer per batch, so that a batch of small frames makes full TLS records
+// (Asio's TLS stream would write each buffer of a gather list as its own record). The frame
+// bytes are still serialized once; only this connection's encryption copies them.
+void WsConn::WriteTls() {
+  std::string& out = tls_->out;
+  out.clear();
+  for (const auto& b : iov_) out.append(static_cast<const char*>(b.data()), b.size());
+  iov_.clear();
+  net::async_write(*tls_->stream, net::buffer(out), [this, keep = Owner()](error_code ec, size_t) {
+    if (tls_->out.capacity() > 16 * 1024) std::string().swap(tls_->out);
+    OnWritten(ec);
+  });
+}
+
+void WsConn::ReadTls() {
+  if (!tls_->in) tls_->in.reset(new char[Tls::kReadBytes]);
+  tls_->stream->async_read_some(
+      net::buffer(tls_->in.get(), Tls::kReadBytes),
+      [this, keep = Owner()](error_code ec, size_t n) { OnTlsRead(ec, n); });
+}
+
+void WsConn::OnTlsRead(error_code ec, size_t n) {
+  if (finished_) return;
+  if (ec) return Finish();  // EOF, reset or a TLS error: the peer is gone
+  if (!Take(tls_->in.get(), n)) return;
+  WaitReadable();
+}
+
 void WsConn::WaitReadable() {
   if (finished_) return;
+  if (tls_) return ReadTls();
   socket_.async_wait(tcp::socket::wait_read,
                      [this, keep = Owner()](error_code ec) { OnReadable(ec); });
 }
@@ -605,6 +662,13 @@ void WsConn::Finish() {
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
+  if (tls_) {
+    // Without close_notify: the peer has gone or is being cut off. The stream itself (and its
+    // OpenSSL state) lives until the connection does, as pending handlers may still touch it.
+    auto& tcp_socket = boost::beast::get_lowest_layer(*tls_->stream).socket();
+    tcp_socket.shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_socket.close(ignored);
+  }
   pending_.clear();
   pending_pong_ = kNoPong;
   partial_ = std::string();

@@ -1,6 +1,7 @@
 // File: ws_conn.h
-// The server side of RFC 6455 over a plain TCP socket, with RFC 7692 permessage-deflate (without
-// context takeover in either direction), shaped for fan-out:
+// The server side of RFC 6455 over a plain TCP socket (or TLS, see the ClientStream constructor),
+// with RFC 7692 permessage-deflate (without context takeover in either direction), shaped for
+// fan-out:
 // - an outbound message is a shared payload; only its 2-10 byte frame header is built per
 //   connection, and everything queued goes out in one gather write, so a busy socket makes one
 //   syscall for many messages instead of one per message;
@@ -51,6 +52,11 @@ class WsConn {
   };
 
   WsConn(boost::asio::ip::tcp::socket socket, const WsLimits& limits);
+  // Plain TCP as above, or TLS: a TLS connection takes its own read and write path (an
+  // asynchronous read into a small buffer of its own, one coalesced encrypted write per batch);
+  // the queue, framing and bounds are the same.
+  WsConn(ClientStream stream, const WsLimits& limits);
+  ~WsConn();
   WsConn(const WsConn&) = delete;
   WsConn& operator=(const WsConn&) = delete;
 
@@ -96,6 +102,9 @@ class WsConn {
   void OnWritten(boost::system::error_code ec);
   void WaitReadable();
   void OnReadable(boost::system::error_code ec);
+  void WriteTls();
+  void ReadTls();
+  void OnTlsRead(boost::system::error_code ec, size_t n);
   // Feeds bytes from the socket to the parser; false when reading must stop.
   bool Take(char* data, size_t size);
   // Parses and handles the frames in [data, data + size); returns the bytes used, or npos when
@@ -107,7 +116,11 @@ class WsConn {
   void Finish();
   std::shared_ptr<Listener> Owner() const { return owner_.lock(); }
 
+  // What only a TLS connection has; null on plain TCP, whose socket is socket_ (for TLS socket_
+  // stays closed and serves as the executor only).
+  struct Tls;
   boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<Tls> tls_;
   const WsLimits& limits_;
   std::weak_ptr<Listener> owner_;
   std::vector<Out> pending_;  // queued, not yet handed to the socket

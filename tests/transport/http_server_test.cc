@@ -159,10 +159,9 @@ TEST(HttpServer, UpgradeHandlerGetsTheIndexOfTheConnectionsContext) {
   std::set<size_t> contexts;
   bool matches = true;
   HttpServer server(
-      {}, pool, nullptr,
-      [&](size_t context, boost::beast::tcp_stream stream, BeastRequest, std::string) {
+      {}, pool, nullptr, [&](size_t context, ClientStream stream, BeastRequest, std::string) {
         std::lock_guard lock(mu);
-        matches = matches && &stream.get_executor().context() == &pool.context(context) &&
+        matches = matches && &stream.plain->get_executor().context() == &pool.context(context) &&
                   pool.context(context).get_executor().running_in_this_thread();
         contexts.insert(context);
       });

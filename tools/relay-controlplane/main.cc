@@ -1,6 +1,7 @@
 // relay-controlplane: apps, credentials, cluster state, the gRPC APIs and the HTTP API.
 #include <iostream>
 
+#include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
@@ -29,6 +30,7 @@ int Run(int argc, char** argv) {
   metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
+  if (st.ok()) st = listen.LoadTls();
   if (st.ok()) st = cp_flags.Apply(listen);
   if (st.ok()) st = metrics_flags.Check();
   if (!st.ok()) {
@@ -38,6 +40,8 @@ int Run(int argc, char** argv) {
   const controlplane::ControlPlaneOptions& options = cp_flags.options;
 
   common::ShutdownSignals signals;
+  // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
+  common::HangupSignal hangup([&listen] { listen.ReloadTls(); });
 
   controlplane::ControlPlane cp(options);
   if (auto st = cp.Start(); !st.ok()) {
@@ -48,7 +52,8 @@ int Run(int argc, char** argv) {
   }
   common::IoPool pool(2);
   http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
-  transport::HttpServerOptions http_options{listen.host, static_cast<uint16_t>(listen.port)};
+  transport::HttpServerOptions http_options{
+      .host = listen.host, .port = static_cast<uint16_t>(listen.port), .tls = listen.tls};
   http_options.readiness = [&cp] { return cp.Readiness(); };
   transport::HttpServer http(std::move(http_options), pool, http_api.Handler());
   auto bound = http.Start();
@@ -69,8 +74,8 @@ int Run(int argc, char** argv) {
     std::cerr << kProgram << ": " << metrics_port.status().message() << "\n";
     return 1;
   }
-  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.host, ":", *bound,
-            ", gRPC on ", listen.host, ":", cp.grpc_port(),
+  RELAY_LOG(kInfo, "controlplane", "controlplane ready: HTTP API on ", listen.tls ? "https://" : "",
+            listen.host, ":", *bound, ", gRPC on ", listen.host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", options.internal_host, ":",

@@ -2,6 +2,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
@@ -30,6 +31,7 @@ int Run(int argc, char** argv) {
   metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
+  if (st.ok()) st = listen.LoadTls();
   if (st.ok()) st = dp_flags.Apply(listen);
   if (st.ok()) st = link_flags.Apply(dp_flags.options);
   if (st.ok()) st = metrics_flags.Check();
@@ -42,6 +44,8 @@ int Run(int argc, char** argv) {
   common::RaiseFileLimit();
 
   common::ShutdownSignals signals;
+  // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
+  common::HangupSignal hangup([&listen] { listen.ReloadTls(); });
 
   dataplane::DataPlane dp(o);
   if (auto started = dp.Start(); !started.ok()) {
@@ -55,8 +59,9 @@ int Run(int argc, char** argv) {
     std::cerr << kProgram << ": " << metrics_port.status().message() << "\n";
     return 1;
   }
-  RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ws://",
-            o.host, ":", dp.port(), "/app/<key>, control plane ", o.control_plane,
+  RELAY_LOG(kInfo, "dataplane", "dataplane ready: node ", dp.node_id(), ", WebSocket on ",
+            o.tls ? "wss://" : "ws://", o.host, ":", dp.port(), "/app/<key>, control plane ",
+            o.control_plane,
             *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
                                            *metrics_port, "/metrics")
                           : std::string());

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
@@ -36,6 +37,7 @@ int Run(int argc, char** argv) {
   metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
+  if (st.ok()) st = listen.LoadTls();
   if (st.ok()) st = cp_flags.Apply(listen);
   if (st.ok()) st = dp_flags.Apply(listen);
   if (st.ok()) st = metrics_flags.Check();
@@ -50,6 +52,8 @@ int Run(int argc, char** argv) {
   common::RaiseFileLimit();
 
   common::ShutdownSignals signals;
+  // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
+  common::HangupSignal hangup([&listen] { listen.ReloadTls(); });
 
   controlplane::ControlPlane cp(cpo);
   if (auto started = cp.Start(); !started.ok()) {
@@ -93,14 +97,18 @@ int Run(int argc, char** argv) {
   }
   const std::string& host = listen.host;
   // The connection hints are for a person at a terminal; a JSON log stays JSON.
+  const bool tls = listen.tls != nullptr;
   if (!log_flags.json())
     std::cerr << "Connect with pusher-js: new Pusher('<app key>', {wsHost: '" << host
-              << "', wsPort: " << dp.port()
-              << ", forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1'})\n"
+              << (tls ? "', wssPort: " : "', wsPort: ") << dp.port()
+              << (tls ? ", forceTLS: true" : ", forceTLS: false")
+              << ", enabledTransports: ['ws'], cluster: 'mt1'})\n"
               << "Trigger with the pusher SDK: new Pusher({appId, key, secret, host: '" << host
-              << "', port: '" << dp.port() << "', useTLS: false})\n";
-  RELAY_LOG(kInfo, "relay", "relay ready: ws://", host, ":", dp.port(), "/app/<key>, HTTP API on ",
-            host, ":", dp.port(), ", gRPC on ", host, ":", cp.grpc_port(),
+              << "', port: '" << dp.port()
+              << (tls ? "', useTLS: true})\n" : "', useTLS: false})\n");
+  RELAY_LOG(kInfo, "relay", "relay ready: ", tls ? "wss://" : "ws://", host, ":", dp.port(),
+            "/app/<key>, HTTP API on ", tls ? "https://" : "", host, ":", dp.port(), ", gRPC on ",
+            host, ":", cp.grpc_port(),
             cp.internal_grpc_port() == cp.grpc_port()
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", cpo.internal_host, ":",

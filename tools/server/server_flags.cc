@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_split.h"
@@ -16,6 +17,32 @@ void ListenFlags::Register(common::FlagSet& flags, const std::string& port_help,
   flags.String("host", &host, "Address to bind to");
   flags.Uint("port", &port, port_help);
   if (grpc) flags.Uint("grpc-port", &grpc_port, "gRPC port (data planes, relayctl, microservices)");
+  flags.String("tls-cert", &tls_cert,
+               "PEM certificate chain (leaf first): serve --port over TLS (wss://, https://); "
+               "reloaded on SIGHUP");
+  flags.String("tls-key", &tls_key, "PEM private key for --tls-cert");
+}
+
+absl::Status ListenFlags::LoadTls() {
+  if (tls_cert.empty() && tls_key.empty()) return absl::OkStatus();
+  auto loaded = transport::TlsServerContext::Load(tls_cert, tls_key);
+  if (!loaded.ok()) return loaded.status();
+  tls = *loaded;
+  RELAY_LOG(kInfo, "tls", "serving TLS on --port with ", tls->Describe());
+  return absl::OkStatus();
+}
+
+void ListenFlags::ReloadTls() const {
+  if (!tls) {
+    RELAY_LOG(kInfo, "tls", "SIGHUP: no --tls-cert to reload");
+    return;
+  }
+  if (auto st = tls->Reload(); !st.ok()) {
+    RELAY_LOG(kError, "tls",
+              "SIGHUP: certificate not reloaded, still serving the previous one: ", st.message());
+    return;
+  }
+  RELAY_LOG(kInfo, "tls", "SIGHUP: new connections get ", tls->Describe());
 }
 
 absl::Status ListenFlags::Check() const {
@@ -59,6 +86,10 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("grpc-tls-cert", &options.grpc_tls_cert,
                "PEM certificate chain: serve gRPC over TLS");
   flags.String("grpc-tls-key", &options.grpc_tls_key, "PEM private key for --grpc-tls-cert");
+  flags.String("node-link-client-ca", &options.node_link_client_ca,
+               "PEM CA certificates: data planes must present a client certificate signed by one "
+               "of them to attach (mTLS on the node link, with the node token; needs "
+               "--grpc-tls-cert)");
   flags.Uint("trigger-rate-limit", &trigger_rate,
              "HTTP trigger requests per minute per client address (0 = unlimited)");
   flags.String("trusted-proxies", &trusted_proxies,
@@ -157,6 +188,7 @@ absl::Status DataPlaneFlags::Apply(const ListenFlags& listen) {
   }
   options.host = listen.host;
   options.port = static_cast<uint16_t>(listen.port);
+  options.tls = listen.tls;
   options.shards = shards;
   options.capacity = capacity;
   options.max_connections_per_ip = max_connections_per_ip;
@@ -175,6 +207,11 @@ void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOpti
   flags.Bool("control-plane-tls", &options.control_plane_tls, "Dial the control plane with TLS");
   flags.String("control-plane-ca", &options.control_plane_ca,
                "PEM roots trusted for the control plane's certificate (implies TLS)");
+  flags.String("control-plane-tls-cert", &options.control_plane_tls_cert,
+               "PEM client certificate chain presented to the control plane (mTLS, for "
+               "--node-link-client-ca; implies TLS)");
+  flags.String("control-plane-tls-key", &options.control_plane_tls_key,
+               "PEM private key for --control-plane-tls-cert");
   flags.String("node-token", &options.node_token,
                "Node credential for the control plane (prefer --node-token-file or the "
                "RELAY_NODE_TOKEN environment variable: a command line is visible to every user)");
@@ -186,6 +223,16 @@ void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOpti
 }
 
 absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const {
+  if (options.control_plane_tls_cert.empty() != options.control_plane_tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--control-plane-tls-cert and --control-plane-tls-key must be given together");
+  }
+  for (const std::string* f : {&options.control_plane_ca, &options.control_plane_tls_cert,
+                               &options.control_plane_tls_key}) {
+    if (!f->empty() && !std::ifstream(*f).good()) {
+      return absl::InvalidArgumentError(common::StrCat("cannot read ", *f));
+    }
+  }
   if (node_token_file.empty()) return absl::OkStatus();
   auto token = common::ReadSecretFile(node_token_file);
   if (!token.ok()) {

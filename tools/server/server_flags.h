@@ -17,20 +17,31 @@
 #include "controlplane/control_plane.h"
 #include "controlplane/webhook_targets.h"
 #include "dataplane/data_plane.h"
+#include "transport/tls.h"
 
 namespace relay::server {
 
-// --host, --port, --grpc-port: where the binary listens.
+// --host, --port, --grpc-port: where the binary listens; --tls-cert/--tls-key: TLS on --port.
 struct ListenFlags {
   std::string host = "127.0.0.1";
   uint64_t port = 0;
   uint64_t grpc_port = 0;
+  std::string tls_cert;
+  std::string tls_key;
+  // Loaded by LoadTls() when --tls-cert/--tls-key are given; the planes' options take it.
+  std::shared_ptr<transport::TlsServerContext> tls;
 
   // `port_help` says what the port serves; `grpc` = false for binaries without a gRPC server.
   ListenFlags(uint64_t default_port, uint64_t default_grpc_port)
       : port(default_port), grpc_port(default_grpc_port) {}
   void Register(common::FlagSet& flags, const std::string& port_help, bool grpc);
   absl::Status Check() const;
+  // Loads the certificate and key (call before the Apply()s of the other groups); an error
+  // names the flag and the file.
+  absl::Status LoadTls();
+  // Reloads the certificate and key (on SIGHUP): logs the new certificate, or the error and that
+  // the old one stays in use.
+  void ReloadTls() const;
 };
 
 // What a control plane needs: its store, default app, internal gRPC, TLS, limits, webhooks.

@@ -147,11 +147,11 @@ async function startControlPlane(server) {
 }
 
 // Starts one more data plane attached to the split shape's control plane; returns a handle for it
-// (the control plane's fields, with this node's wsPort and dp).
-async function addDataPlane(server, nodeId, env = {}) {
+// (the control plane's fields, with this node's wsPort and dp). `extra`: more flags.
+async function addDataPlane(server, nodeId, env = {}, extra = []) {
   const { ports: [wsPort], proc: dp } = await startOnFreePorts('relay-dataplane', 1,
     ([p]) => ['--port', p, '--control-plane', `127.0.0.1:${server.grpcPort}`, '--node-id', nodeId,
-      '--node-token-file', path.join(server.dataDir, 'node.token')], 'dataplane ready', env);
+      '--node-token-file', path.join(server.dataDir, 'node.token'), ...extra], 'dataplane ready', env);
   await waitFor(() => dp.log().includes('attached to control plane'), 15000, `${nodeId} attach`);
   server.dps.push(dp);
   return { ...server, wsPort, dp };
@@ -334,7 +334,7 @@ function relayctl(server, args) {
 }
 
 module.exports = {
-  APP, startOnFreePorts, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
+  APP, BIN, tempDir, startOnFreePorts, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
   startControlPlane, stopAll, waitFor, once, resendUntil, signIn, client, sdk, authOptions, relayctl, freePort,
   join, record, states, flush, barrier, publishCommands, webhookReceiver,
 };

@@ -5,7 +5,9 @@ PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libp
       protobuf-compiler libabsl-dev libboost-dev libssl-dev libgtest-dev libgmock-dev
       libsimdjson-dev libsqlite3-dev zlib1g-dev curl openssl
       clang libclang-rt-14-dev  # scripts/sanitize.sh: clang 14 with its libFuzzer runtime
-      clang-format)             # scripts/format.sh --check in scripts/test.sh
+      clang-format              # scripts/format.sh --check in scripts/test.sh
+      python3-yaml              # tests/deploy/check_deploy.py (k8s, compose, systemd files)
+      podman runc debootstrap)  # tests/container/run.sh: builds and runs the image
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

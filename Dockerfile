@@ -20,15 +20,17 @@ COPY . .
 # RELAY_BUILD_JOBS bounds the compile jobs (default: every core the builder has).
 ARG RELAY_BUILD_JOBS=0
 RUN --mount=type=cache,target=/ccache,id=relay-ccache \
-    export CCACHE_DIR=/ccache CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1 \
- && cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DRELAY_BUILD_TESTS=OFF \
-      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
- && jobs=${RELAY_BUILD_JOBS}; [ "$jobs" != 0 ] || jobs=$(nproc) \
- ; ninja -C /build -j"$jobs" relay relay-controlplane relay-dataplane relayctl \
- && strip /build/bin/relay /build/bin/relay-controlplane /build/bin/relay-dataplane /build/bin/relayctl \
- && deploy/docker/runtime-packages.sh /build/bin/relay /build/bin/relay-controlplane \
-      /build/bin/relay-dataplane /build/bin/relayctl > /build/runtime-packages \
- && cat /build/runtime-packages
+    set -eu; \
+    export CCACHE_DIR=/ccache CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1; \
+    jobs=$RELAY_BUILD_JOBS; [ "$jobs" != 0 ] || jobs=$(nproc); \
+    cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DRELAY_BUILD_TESTS=OFF \
+      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache; \
+    bins="/build/bin/relay /build/bin/relay-controlplane /build/bin/relay-dataplane /build/bin/relayctl"; \
+    ninja -C /build -j"$jobs" relay relay-controlplane relay-dataplane relayctl; \
+    strip $bins; \
+    deploy/docker/runtime-packages.sh $bins > /build/runtime-packages; \
+    echo "runtime-packages:" $(cat /build/runtime-packages); \
+    ccache --show-stats | grep -Ei 'hits|misses' || true
 
 # Runtime stage: the shared libraries the binaries load (computed above from ldd), a non-root
 # user, the binaries, and the healthcheck script.

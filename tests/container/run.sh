@@ -68,7 +68,7 @@ timeout "${RELAY_CONTAINER_BUILD_TIMEOUT:-1800}" podman build --format docker --
   -t "$RELAY_CT_IMAGE" . >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; fail "the image did not build"; }
 size=$(podman image inspect --format '{{.Size}}' "$RELAY_CT_IMAGE")
 echo "container test: image built in $((SECONDS - t0)) s, $((size / 1000000)) MB"
-grep -A30 'runtime-packages' "$work/build.log" | grep -E '^lib' | tr '\n' ' ' | sed 's/^/runtime packages: /;s/$/\n/' || true
+grep -E '^runtime-packages:|^ *(Hits|Misses):' "$work/build.log" | sed 's/^/container test: /' || true
 podman image inspect --format '{{json .Config.Healthcheck}}' "$RELAY_CT_IMAGE" | grep -q relay-healthcheck \
   || fail "the image has no HEALTHCHECK"
 export RELAY_CT_UID

@@ -29,5 +29,5 @@ while IFS='=' read -r name _; do
 done < <(env | grep '^RELAY_' || true)
 # Loopback: with the host's network, 0.0.0.0 (the image's default) would face the machine's
 # interfaces, and relay rightly refuses that with the well-known test secret.
-exec podman run --rm --network host --label "$RELAY_CT_LABEL" -e RELAY_HOST=127.0.0.1 \
+exec podman run --rm --health-interval=disable --network host --label "$RELAY_CT_LABEL" -e RELAY_HOST=127.0.0.1 \
   "${env_args[@]}" "${mounts[@]}" "$RELAY_CT_IMAGE" "$binary" "${args[@]}"

@@ -10,8 +10,8 @@
 #  5. the compose file's split shape (deploy/compose/compose.yaml: one control plane, two data
 #     planes, node.token through the control plane's volume, its healthchecks) with plain
 #     `podman run` on the host's network, and an event through it.
-# Prints the image build time and size. (podman here cannot reach systemd to time healthchecks
-# itself: its complaints go to podman.log; the test runs each healthcheck by hand.) RELAY_CONTAINER_BUILD_TIMEOUT bounds the build (s).
+# Prints the image build time and size. podman here cannot reach systemd to time healthchecks
+# itself (--health-interval=disable): the test runs each healthcheck by hand. RELAY_CONTAINER_BUILD_TIMEOUT bounds the build (s).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -72,7 +72,7 @@ grep -E '^runtime-packages:|^ *(Hits|Misses):' "$work/build.log" | sed 's/^/cont
 podman image inspect --format '{{json .Config.Healthcheck}}' "$RELAY_CT_IMAGE" | grep -q relay-healthcheck \
   || fail "the image has no HEALTHCHECK"
 export RELAY_CT_UID
-RELAY_CT_UID=$(podman run --rm "$RELAY_CT_IMAGE" id -u)
+RELAY_CT_UID=$(podman run --rm --health-interval=disable "$RELAY_CT_IMAGE" id -u 2>>"$work/podman.log")
 [[ $RELAY_CT_UID =~ ^[0-9]+$ && $RELAY_CT_UID != 0 ]] || fail "the image's user is root ($RELAY_CT_UID)"
 
 # 3. The conformance skeleton against the binaries in the image.
@@ -90,16 +90,16 @@ npm_done=()
 port=$(free_port)
 grpc=$(free_port)
 set +e
-podman run --rm --network host --label "$RELAY_CT_LABEL" -e RELAY_PORT="$port" -e RELAY_GRPC_PORT="$grpc" \
-  "$RELAY_CT_IMAGE" >"$work/refused.log" 2>&1
+podman run --rm --health-interval=disable --network host --label "$RELAY_CT_LABEL" \
+  -e RELAY_PORT="$port" -e RELAY_GRPC_PORT="$grpc" "$RELAY_CT_IMAGE" >"$work/refused.log" 2>&1
 code=$?
 set -e
 [[ $code == 2 ]] && grep -qi secret "$work/refused.log" \
   || { cat "$work/refused.log"; fail "the default command must refuse the well-known secret (exit $code)"; }
 name=$run_id-relay
-podman run -d --name "$name" --label "$RELAY_CT_LABEL" --network host -e RELAY_PORT="$port" \
-  -e RELAY_GRPC_PORT="$grpc" -e RELAY_APP_SECRET=container-test-secret "$RELAY_CT_IMAGE" >/dev/null \
-  2>>"$work/podman.log"
+podman run -d --health-interval=disable --name "$name" --label "$RELAY_CT_LABEL" --network host \
+  -e RELAY_PORT="$port" -e RELAY_GRPC_PORT="$grpc" -e RELAY_APP_SECRET=container-test-secret \
+  "$RELAY_CT_IMAGE" >/dev/null 2>>"$work/podman.log"
 wait_for 30 podman healthcheck run "$name" || { podman logs "$name"; fail "HEALTHCHECK did not pass"; }
 # Not vacuous: the same check against a port where nothing listens fails.
 if podman exec -e RELAY_HEALTHCHECK_PORT="$(free_port)" "$name" relay-healthcheck >/dev/null 2>&1; then
@@ -126,8 +126,9 @@ for svc in controlplane dataplane-1 dataplane-2; do
     if [[ $a == -- ]]; then part=$((part + 1)); continue; fi
     case $part in 0) vols+=("$a") ;; 1) cmd+=("$a") ;; 2) hc+=("$a") ;; esac
   done
-  podman run -d --name "$run_id-$svc" --label "$RELAY_CT_LABEL" --network host \
-    -e RELAY_APP_SECRET="$secret" "${vols[@]}" "$RELAY_CT_IMAGE" "${cmd[@]}" >/dev/null 2>>"$work/podman.log"
+  podman run -d --health-interval=disable --name "$run_id-$svc" --label "$RELAY_CT_LABEL" \
+    --network host -e RELAY_APP_SECRET="$secret" "${vols[@]}" "$RELAY_CT_IMAGE" "${cmd[@]}" \
+    >/dev/null 2>>"$work/podman.log"
   # depends_on: service_healthy, and the service's own healthcheck.
   wait_for 60 podman exec "$run_id-$svc" "${hc[@]}" \
     || { podman logs "$run_id-$svc"; fail "$svc: healthcheck ${hc[*]} did not pass"; }

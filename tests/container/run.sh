@@ -9,7 +9,8 @@
 #     HEALTHCHECK passes, the server runs as a non-root user;
 #  5. the compose file's split shape (deploy/compose/compose.yaml: one control plane, two data
 #     planes, node.token through the control plane's volume, its healthchecks) with plain
-#     `podman run` on the host's network, and an event through it.
+#     `podman run` on the host's network, and an event through it;
+#  6. the same with the Kubernetes manifests' commands (deploy/k8s).
 # Prints the image build time and size. podman here cannot reach systemd to time healthchecks
 # itself (--health-interval=disable): the test runs each healthcheck by hand.
 # RELAY_CONTAINER_BUILD_TIMEOUT bounds the image build (seconds).
@@ -124,7 +125,7 @@ ports="{\"controlplane\": {\"--port\": $cp_port, \"--grpc-port\": $cp_grpc},
   \"dataplane-1\": {\"--port\": $dp1}, \"dataplane-2\": {\"--port\": $dp2}}"
 secret=compose-test-secret
 for svc in controlplane dataplane-1 dataplane-2; do
-  mapfile -t spec < <(python3 tests/container/compose_services.py deploy/compose/compose.yaml \
+  mapfile -t spec < <(python3 tests/container/deploy_commands.py compose deploy/compose/compose.yaml \
     "$svc" "$run_id-" "$ports")
   vols=() cmd=() hc=() part=0
   for a in "${spec[@]}"; do
@@ -146,4 +147,39 @@ node tests/container/split-check.js "$dp1" "$dp2" "$cp_port" "$secret" || {
   for svc in controlplane dataplane-1 dataplane-2; do podman logs "$run_id-$svc" 2>&1 | tail -20; done
   fail "an event through the compose topology"
 }
-echo "container test: 3 passed, 0 failed"
+
+# 6. The Kubernetes manifests' commands (deploy/k8s): the control plane StatefulSet's and the
+# data plane Deployment's, with a read-only root filesystem and their volumes as podman volumes;
+# the node token handed over as the Secret would be (a file `token`, root:10001, mode 0440).
+k_http=$(free_port) k_grpc=$(free_port) k_internal=$(free_port) k_ws=$(free_port)
+ports="{\"relay-controlplane\": {\"--port\": $k_http, \"--grpc-port\": $k_grpc,
+  \"--internal-grpc-port\": $k_internal}, \"relay-dataplane\": {\"--port\": $k_ws},
+  \"services\": {\"relay-controlplane-internal\": [\"relay-controlplane\", \"--internal-grpc-port\"]}}"
+for w in controlplane dataplane; do
+  mapfile -t spec < <(python3 tests/container/deploy_commands.py k8s "deploy/k8s/$w.yaml" \
+    "relay-$w" "$run_id-k8s-" "$ports")
+  vols=() cmd=() hc=() part=0
+  for a in "${spec[@]}"; do
+    if [[ $a == -- ]]; then part=$((part + 1)); continue; fi
+    case $part in 0) vols+=("$a") ;; 1) cmd+=("$a") ;; 2) hc+=("$a") ;; esac
+  done
+  if [[ $w == dataplane ]]; then   # kubectl create secret generic relay-node-token ...
+    token=$(podman exec "$run_id-k8s-controlplane" cat /var/lib/relay/data/node.token)
+    podman volume create "$run_id-k8s-relay-dataplane-node-token" >/dev/null
+    dir=$(podman volume inspect --format '{{.Mountpoint}}' "$run_id-k8s-relay-dataplane-node-token")
+    printf '%s' "$token" >"$dir/token" && chown "0:$RELAY_CT_UID" "$dir/token" && chmod 0440 "$dir/token"
+  fi
+  podman run -d --health-interval=disable --name "$run_id-k8s-$w" --label "$RELAY_CT_LABEL" \
+    --network host --read-only --user "$RELAY_CT_UID:$RELAY_CT_UID" \
+    -e RELAY_APP_SECRET="$secret" "${vols[@]}" "$RELAY_CT_IMAGE" "${cmd[@]}" \
+    >/dev/null 2>>"$work/podman.log"
+  # The readinessProbe's path on the container's --port.
+  wait_for 60 podman exec "$run_id-k8s-$w" "${hc[@]}" \
+    || { podman logs "$run_id-k8s-$w"; fail "k8s $w: readiness ${hc[*]} did not pass"; }
+  podman exec "$run_id-k8s-$w" relay-healthcheck /health || fail "k8s $w: liveness /health"
+done
+node tests/container/split-check.js "$k_ws" "$k_ws" "$k_http" "$secret" || {
+  for w in controlplane dataplane; do podman logs "$run_id-k8s-$w" 2>&1 | tail -20; done
+  fail "an event through the Kubernetes commands"
+}
+echo "container test: 4 passed, 0 failed"

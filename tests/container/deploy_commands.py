@@ -6,7 +6,7 @@ test runs the files' own commands, volumes and healthchecks:
 - an address of another service or workload (--control-plane=controlplane:50051, or
   relay-controlplane-internal:50052) becomes 127.0.0.1 with that workload's port;
 - Kubernetes' $(POD_NAME) and $(POD_IP) become the workload's name and 127.0.0.1;
-- compose's named volumes get a per-run prefix.
+- compose's named volumes get a per-run prefix, its ${VAR:-default} their value as Compose would.
 
 usage: deploy_commands.py compose|k8s FILE NAME PREFIX PORTS_JSON
   PORTS_JSON: {"NAME": {"--port": 1, "--grpc-port": 2}, ...}; for k8s, also
@@ -14,6 +14,8 @@ usage: deploy_commands.py compose|k8s FILE NAME PREFIX PORTS_JSON
 prints one argument per line: volume options, `--`, the command, `--`, the health command.
 """
 import json
+import os
+import re
 import sys
 
 import yaml
@@ -42,7 +44,9 @@ def compose(path, name, prefix, ports):
         parts = v.split(":")
         out += ["-v", ":".join([prefix + parts[0]] + parts[1:])]
     out.append("--")
-    out += substitute(s["command"], name, ports, {"controlplane": ("controlplane", "--grpc-port")})
+    command = [re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m[1], m[2] or ""), a)
+               for a in s["command"]]
+    out += substitute(command, name, ports, {"controlplane": ("controlplane", "--grpc-port")})
     return out + ["--"] + s["healthcheck"]["test"][1:]
 
 

@@ -3,7 +3,7 @@
 # built from source. docs/deploy.md explains the image; tests/container/run.sh builds and tests it.
 #
 #   docker build -t relay .
-#   docker run -p 6001:6001 -e RELAY_APP_SECRET=change-me relay
+#   docker run -p 6001:6001 -e RELAY_APP_SECRET="$(openssl rand -hex 32)" -v relay-data:/var/lib/relay relay
 #
 # Build stage: Debian's toolchain and -dev packages, a Release build of the four binaries only
 # (no tests, no bench), compiled through ccache on a cache mount so a rebuild on the same machine

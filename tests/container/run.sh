@@ -53,6 +53,16 @@ wait_for() {
   done
 }
 
+# Splits tests/container/deploy_commands.py's output ($spec) into vols, cmd and hc.
+split_spec() {
+  vols=() cmd=() hc=()
+  local part=0 a
+  for a in "${spec[@]}"; do
+    if [[ $a == -- ]]; then part=$((part + 1)); continue; fi
+    case $part in 0) vols+=("$a") ;; 1) cmd+=("$a") ;; 2) hc+=("$a") ;; esac
+  done
+}
+
 # 1. The base image.
 base=docker.io/library/debian:bookworm-slim
 if ! podman image exists "$base"; then
@@ -132,11 +142,7 @@ secret=compose-test-secret
 for svc in controlplane dataplane-1 dataplane-2; do
   mapfile -t spec < <(python3 tests/container/deploy_commands.py compose deploy/compose/compose.yaml \
     "$svc" "$run_id-" "$ports")
-  vols=() cmd=() hc=() part=0
-  for a in "${spec[@]}"; do
-    if [[ $a == -- ]]; then part=$((part + 1)); continue; fi
-    case $part in 0) vols+=("$a") ;; 1) cmd+=("$a") ;; 2) hc+=("$a") ;; esac
-  done
+  split_spec
   podman run -d --health-interval=disable --name "$run_id-$svc" --label "$RELAY_CT_LABEL" \
     --network host -e RELAY_APP_SECRET="$secret" "${vols[@]}" "$RELAY_CT_IMAGE" "${cmd[@]}" \
     >/dev/null 2>>"$work/podman.log"
@@ -163,11 +169,7 @@ ports="{\"relay-controlplane\": {\"--port\": $k_http, \"--grpc-port\": $k_grpc,
 for w in controlplane dataplane; do
   mapfile -t spec < <(python3 tests/container/deploy_commands.py k8s "deploy/k8s/$w.yaml" \
     "relay-$w" "$run_id-k8s-" "$ports")
-  vols=() cmd=() hc=() part=0
-  for a in "${spec[@]}"; do
-    if [[ $a == -- ]]; then part=$((part + 1)); continue; fi
-    case $part in 0) vols+=("$a") ;; 1) cmd+=("$a") ;; 2) hc+=("$a") ;; esac
-  done
+  split_spec
   if [[ $w == dataplane ]]; then   # kubectl create secret generic relay-node-token ...
     token=$(podman exec "$run_id-k8s-controlplane" cat /var/lib/relay/data/node.token)
     podman volume create "$run_id-k8s-relay-dataplane-node-token" >/dev/null

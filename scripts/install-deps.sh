@@ -7,7 +7,9 @@ PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libp
       jq sqlite3  # docs/operations.md as run by tests/docs (values from --json; backups)
       clang libclang-rt-14-dev  # scripts/sanitize.sh: clang 14 with its libFuzzer runtime
       clang-format              # scripts/format.sh --check in scripts/test.sh
-      prometheus)               # promtool + a real server: tests/conformance/metrics.test.js
+      prometheus                # promtool + a real server: tests/conformance/metrics.test.js
+      python3-yaml              # tests/deploy/check_deploy.py (k8s, compose, systemd files)
+      podman runc debootstrap)  # tests/container/run.sh: builds and runs the image
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,9 @@ for i in $(seq 1 10); do
 done
 echo "multi-node repeat: done"
 tests/bench_smoke.sh || status=1
+# The image: built from the Dockerfile with podman, the conformance skeleton and the compose
+# topology run from it (docs/deploy.md). Bounded: a from-scratch build is most of it.
+timeout "${RELAY_CONTAINER_TEST_TIMEOUT:-1800}" tests/container/run.sh || status=1
 # Hostile input: the ASan + UBSan build, the fuzz targets, ctest and the conformance suite on it.
 scripts/sanitize.sh || status=1
 if [[ $status -ne 0 ]]; then echo "SOME TESTS FAILED"; fi

@@ -81,7 +81,8 @@ class DataPlane {
   ~DataPlane();
 
   absl::Status Start();
-  // SIGTERM: DrainClients() for good (no undrain); the caller stops the plane once clients are gone.
+  // SIGTERM: DrainClients() for good (no undrain); the caller stops the plane once clients are
+  // gone.
   void Drain(uint32_t window_ms);
   // What the control plane's drain command does: closes clients with 4200 over `window_ms`
   // (0 = the configured window) and refuses new WebSocket handshakes with HTTP 503 and

@@ -231,7 +231,7 @@ TEST(HttpServer, UpgradesRefusedWith503WhileAcceptUpgradesSaysNo) {
     return {};
   };
   HttpServer server(std::move(options), pool, Echo(),
-                    [upgrades](size_t, boost::beast::tcp_stream, BeastRequest, std::string) {
+                    [upgrades](size_t, ClientStream, BeastRequest, std::string) {
                       ++*upgrades;  // the stream closes with the handler
                     });
   auto port = server.Start();

@@ -5,7 +5,7 @@
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
-const { spawn, execFile } = require('node:child_process');
+const { spawn, execFile, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
@@ -102,6 +102,15 @@ test('relay: /metrics after real traffic passes promtool and counts what happene
   assert.strictEqual(value(text, 'relay_node_link_attached'), 1);
   assert.strictEqual(value(text, 'relay_nodes_attached'), 1);
   assert.strictEqual(value(text, 'relay_grpc_requests_total', 'method="/relay.v1.Admin/GetStats",code="OK"'), 1);
+  // Which build answers (what --version prints), and the process metrics of client libraries.
+  const version = execFileSync(path.join(process.env.RELAY_BIN_DIR || path.join(REPO, 'build/bin'), 'relay'), ['--version'], { encoding: 'utf8' });
+  const build = /^relay_build_info\{version="([^"]*)",commit="([^"]*)"\} 1$/m.exec(text);
+  assert.ok(build, text);
+  assert.ok(version.includes(build[1]) && version.includes(build[2]), `${version} vs ${build[0]}`);
+  assert.ok(value(text, 'process_resident_memory_bytes') > 1e6);
+  assert.ok(value(text, 'process_open_fds') >= 3);  // at least the listeners and the client
+  assert.ok(value(text, 'process_max_fds') >= value(text, 'process_open_fds'));
+  assert.ok(Math.abs(value(text, 'process_start_time_seconds') - Date.now() / 1000) < 600);
   // A client that leaves is counted as closed by the client.
   c.disconnect();
   await h.waitFor(async () => value(await scrape(metricsPort), 'relay_connections') === 0, 10000, 'close counted');

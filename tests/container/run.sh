@@ -163,8 +163,10 @@ node tests/container/split-check.js "$dp1" "$dp2" "$cp_port" "$secret" || {
 # data plane Deployment's, with a read-only root filesystem and their volumes as podman volumes;
 # the node token handed over as the Secret would be (a file `token`, root:10001, mode 0440).
 k_http=$(free_port) k_grpc=$(free_port) k_internal=$(free_port) k_ws=$(free_port)
+k_cp_metrics=$(free_port) k_dp_metrics=$(free_port)
 ports="{\"relay-controlplane\": {\"--port\": $k_http, \"--grpc-port\": $k_grpc,
-  \"--internal-grpc-port\": $k_internal}, \"relay-dataplane\": {\"--port\": $k_ws},
+  \"--internal-grpc-port\": $k_internal, \"--metrics-port\": $k_cp_metrics},
+  \"relay-dataplane\": {\"--port\": $k_ws, \"--metrics-port\": $k_dp_metrics},
   \"services\": {\"relay-controlplane-internal\": [\"relay-controlplane\", \"--internal-grpc-port\"]}}"
 for w in controlplane dataplane; do
   mapfile -t spec < <(python3 tests/container/deploy_commands.py k8s "deploy/k8s/$w.yaml" \
@@ -189,4 +191,9 @@ node tests/container/split-check.js "$k_ws" "$k_ws" "$k_http" "$secret" || {
   for w in controlplane dataplane; do podman logs "$run_id-k8s-$w" 2>&1 | tail -20; done
   fail "an event through the Kubernetes commands"
 }
+# The manifests turn on /metrics (the port a Prometheus in the cluster scrapes).
+for m in "$k_cp_metrics" "$k_dp_metrics"; do
+  curl -fsS "http://127.0.0.1:$m/metrics" | grep -q '^relay_build_info' \
+    || fail "k8s: no relay metrics on the manifests' --metrics-port ($m)"
+done
 echo "container test: 4 passed, 0 failed"

@@ -146,10 +146,15 @@ void Shard::Deliver(const Delivery& d) {
       s->Send(frame);
     }
   }
-  // Once per publish and shard, not per subscriber: the frames are queued on the sockets now.
-  // A wall clock, since the accept time comes from the control plane's process.
+  // Once per publish and shard, not per subscriber, and after the socket writes: Send() queued
+  // the frames and scheduled this thread's flush (FlushList) on the shard's io_context, which
+  // runs posted handlers in order, so this handler runs once the flush has written the frames
+  // to every subscriber socket that had room. A wall clock, since the accept time comes from
+  // the control plane's process.
   if (sent && d.accepted_unix_us > 0) {
-    metrics_.publish_latency.Observe(common::NowUnixMicros() - d.accepted_unix_us);
+    net::post(context_, [this, accepted = d.accepted_unix_us] {
+      metrics_.publish_latency.Observe(common::NowUnixMicros() - accepted);
+    });
   }
 }
 

@@ -451,20 +451,18 @@ std::vector<relay::v1::NodeInfo> NodeHub::Nodes() const {
 }
 
 bool NodeHub::Drain(const std::string& node_id, uint32_t window_ms) {
-  std::shared_ptr<NodeStream> stream;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    auto it = nodes_.find(node_id);
-    if (it == nodes_.end()) return false;
-    stream = it->second;
-  }
-  stream->set_draining(true);
   ControlMessage msg;
   msg.mutable_drain()->set_window_ms(window_ms);
-  return stream->Enqueue(std::move(msg));
+  return SetDraining(node_id, true, std::move(msg));
 }
 
 bool NodeHub::Undrain(const std::string& node_id) {
+  ControlMessage msg;
+  msg.mutable_undrain();
+  return SetDraining(node_id, false, std::move(msg));
+}
+
+bool NodeHub::SetDraining(const std::string& node_id, bool draining, ControlMessage command) {
   std::shared_ptr<NodeStream> stream;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -472,10 +470,8 @@ bool NodeHub::Undrain(const std::string& node_id) {
     if (it == nodes_.end()) return false;
     stream = it->second;
   }
-  stream->set_draining(false);
-  ControlMessage msg;
-  msg.mutable_undrain();
-  return stream->Enqueue(std::move(msg));
+  stream->set_draining(draining);
+  return stream->Enqueue(std::move(command));
 }
 
 void NodeHub::SweepDeadNodes() {

@@ -100,6 +100,9 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   const NodeHubCounters& counters() const { return counters_; }
 
  private:
+  // Drain() and Undrain(): marks the node's stream and sends it `command`; false for an unknown
+  // node or a full outbox.
+  bool SetDraining(const std::string& node_id, bool draining, relay::v1::ControlMessage command);
   friend class NodeStream;
   enum class RegisterResult { kRegistered, kTakenOver, kRevoked };
   // Registers `stream` as the node's stream, replacing an older one, unless the older one was

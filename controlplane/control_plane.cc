@@ -378,7 +378,13 @@ void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::No
 void ControlPlane::OnDetach(const std::string& node_id) {
   absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);
-  Apply(cluster_.RemoveNode(node_id));
+  Effects fx = cluster_.RemoveNode(node_id);
+  // Every stream ends when this control plane stops, but the nodes keep their clients and the
+  // next control plane rebuilds the same view from their snapshots: nothing left. Routing the
+  // withdrawal would tell the clients of a node still attached that members left and send
+  // member_removed / channel_vacated webhooks that never happened.
+  if (stopped_.load()) return;
+  Apply(std::move(fx));
 }
 
 void ControlPlane::FlushConnectionTotals() {

@@ -103,6 +103,35 @@ test('undelivered events survive a control plane killed with SIGKILL', async () 
   } finally { c.disconnect(); rx.close(); }
 });
 
+test('a control plane stopped with SIGTERM invents no member_removed or channel_vacated', async () => {
+  const server = await h.startCluster(2);
+  const rx = await receiver();
+  await h.relayctl(server[0], ['webhooks', 'add', '--app', 'app-id', '--url', rx.url, '--delay-ms', '0']);
+  const a = h.client(server[0], h.authOptions(server[0], () => ({ user_id: 'ada' })));
+  const b = h.client(server[1], h.authOptions(server[1], () => ({ user_id: 'bob' })));
+  try {
+    const pa = a.subscribe('presence-stay');
+    await h.once(pa, 'pusher:subscription_succeeded');
+    const bobAdded = h.once(pa, 'pusher:member_added');
+    const pb = b.subscribe('presence-stay');
+    await h.once(pb, 'pusher:subscription_succeeded');
+    await bobAdded;
+    await h.waitFor(() => names(rx).includes('member_added:presence-stay:bob'), 10000, 'member_added bob');
+    const removed = [];
+    pa.bind('pusher:member_removed', (m) => removed.push(m.id));
+    pb.bind('pusher:member_removed', (m) => removed.push(m.id));
+    await h.restartControlPlane(server[0], 'SIGTERM');
+    // A channel occupied after the restart: its webhook follows whatever the restart caused.
+    const probe = a.subscribe('after-restart');
+    await h.once(probe, 'pusher:subscription_succeeded');
+    await h.waitFor(() => names(rx).includes('channel_occupied:after-restart'), 10000, 'probe webhook');
+    const n = names(rx);
+    assert.deepStrictEqual(n.filter((e) => e.startsWith('member_removed') || e.startsWith('channel_vacated')), []);
+    assert.deepStrictEqual(removed, [], 'no client saw a member leave');
+    assert.strictEqual(pa.members.count, 2);
+  } finally { a.disconnect(); b.disconnect(); rx.close(); }
+});
+
 test('webhooks test sends a signed test event', async () => {
   const server = await h.startRelay();
   const rx = await receiver();

@@ -407,5 +407,34 @@ TEST_F(ApiTest, TwoPublishesToACacheChannelLeaveTheLaterOneCached) {
   EXPECT_EQ(cached->event(), "second");
 }
 
+// A node that stops reading: its outbox grows once gRPC's flow control window is full. Before the
+// outbox reaches the bound that cuts the node off, events for it are refused with a retry hint
+// (backpressure to the caller), and nothing is queued for them.
+TEST_F(ApiTest, EventsForANodeThatStoppedReadingAreRefusedBeforeItIsCutOff) {
+  NodeHubOptions options;
+  options.authenticate = [](std::string_view) {
+    relay::v1::NodeToken t;
+    t.set_id("test");
+    return std::optional<relay::v1::NodeToken>(t);
+  };
+  options.max_outbox_messages = 64;
+  NodeHub hub(options, &no_nodes_);
+  Api api(*store_, cluster_, hub, ApiLimits{}, clock_);
+  RouteGate gate(15000ms, clock_);
+  api.SetRouteGate(&gate);
+  LiveNodes nodes(&hub, {"slow"});  // never reads what it is sent
+  Subscribers("slow", "room", 1);
+  relay::v1::TriggerRequest r;
+  r.add_channels("room");
+  r.set_name("e");
+  r.set_data(std::string(8000, 'x'));
+  absl::Status refused = absl::OkStatus();
+  for (int i = 0; i < 100000 && refused.ok(); ++i) refused = api.Trigger(app_, r).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RetryAfterSeconds(refused), 1);
+  EXPECT_EQ(gate.refused(GateRefusal::kNodeBacklog), 1u);
+  EXPECT_EQ(hub.NodeIds(), std::vector<std::string>{"slow"});  // not cut off
+}
+
 }  // namespace
 }  // namespace relay::controlplane

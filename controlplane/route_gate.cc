@@ -144,7 +144,9 @@ size_t RouteGate::awaiting() const {
   absl::MutexLock lock(&mu_);
   int64_t now = clock_.NowUnixMs();
   size_t n = 0;
-  for (const auto& [id, a] : absent_) n += a.kind == Kind::kAwaited && now < a.deadline_ms;
+  for (const auto& [id, a] : absent_) {
+    if (a.kind == Kind::kAwaited && now < a.deadline_ms) ++n;
+  }
   return n;
 }
 

@@ -99,8 +99,7 @@ class RouteGate {
   // How many detached nodes hold each key.
   absl::flat_hash_map<std::pair<std::string, std::string>, int> blocked_channels_
       ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::pair<std::string, std::string>, int> blocked_users_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::pair<std::string, std::string>, int> blocked_users_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace relay::controlplane

@@ -366,7 +366,7 @@ TEST_F(ApiTest, RouteSendsToTheNodesWithInterestExceptTheOrigin) {
 TEST_F(ApiTest, EventsAreRefusedWithARetryHintAndNotChargedWhileTheGateIsClosed) {
   RouteGate gate(15000ms, clock_);
   api_->SetRouteGate(&gate);
-  gate.ExpectNodes({"n1"});  // a restart: n1 was attached before
+  gate.ExpectNodes({"n1"});           // a restart: n1 was attached before
   relay::v1::App app = CreateApp(1);  // one message a day: a charge would use it up
 
   auto refused = Trigger({"room"}, "", &app);
@@ -385,12 +385,11 @@ TEST_F(ApiTest, EventsAreRefusedWithARetryHintAndNotChargedWhileTheGateIsClosed)
   EXPECT_EQ(api_->SendToUser(app, to_user).code(), absl::StatusCode::kUnavailable);
   relay::v1::TerminateUserConnectionsRequest terminate;
   terminate.set_user_id("u1");
-  EXPECT_EQ(api_->TerminateUserConnections(app, terminate).code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(api_->TerminateUserConnections(app, terminate).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(gate.refused(GateRefusal::kReattaching), 4u);
   EXPECT_EQ(api_->counters().events.load(), 0u);
 
-  clock_.Advance(15000ms);  // n1 never came back: declared gone
+  clock_.Advance(15000ms);                        // n1 never came back: declared gone
   EXPECT_TRUE(Trigger({"room"}, "", &app).ok());  // the quota was still whole
   EXPECT_EQ(Trigger({"room"}, "", &app).status().code(), absl::StatusCode::kResourceExhausted);
 }

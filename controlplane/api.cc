@@ -246,6 +246,13 @@ void Api::InCacheOrder(const std::function<void()>& fn) {
 
 absl::Status Api::CheckBacklog(const std::vector<std::string>& nodes) {
   for (const auto& node : nodes) {
+    if (!hub_.Attached(node)) {
+      // Its stream has just ended; the route gate closes for what it served in a moment.
+      if (gate_ != nullptr) gate_->Count(GateRefusal::kNodeDetached);
+      return RetryLaterError(
+          common::StrCat("data plane ", node, " is re-attaching; nothing was sent, retry shortly"),
+          1);
+    }
     if (!hub_.Backlogged(node)) continue;
     if (gate_ != nullptr) gate_->Count(GateRefusal::kNodeBacklog);
     return RetryLaterError(common::StrCat("data plane ", node,

@@ -159,7 +159,8 @@ class Api {
   absl::Status ChargeMessages(const relay::v1::App& app, uint64_t messages, RateInfo* rate);
   // Delivers an already validated and charged event to a user's connections; UNAVAILABLE when
   // a node's stream ended meanwhile.
-  absl::Status DeliverToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request);
+  absl::Status DeliverToUser(const relay::v1::App& app,
+                             const relay::v1::SendToUserRequest& request);
   absl::Status Publish(const relay::v1::App& app, const std::vector<std::string>& channels,
                        const std::string& name, const std::string& data,
                        const std::string& socket_id);
@@ -168,7 +169,7 @@ class Api {
   // gate is closed for them, or a node's outbox is backlogged). Asked before charging.
   absl::Status CheckRoutable(const relay::v1::App& app, const std::vector<std::string>& channels);
   absl::Status CheckUserRoutable(const relay::v1::App& app, const std::string& user_id);
-  // Refuses when one of `nodes` is backlogged.
+  // Refuses when one of `nodes` has no stream (it just ended) or is backlogged.
   absl::Status CheckBacklog(const std::vector<std::string>& nodes);
 
   AppStore& store_;

@@ -230,12 +230,18 @@ Effects ClusterState::ApplyDelta(const std::string& node_id, const relay::v1::St
   return fx;
 }
 
-Effects ClusterState::RemoveNode(const std::string& node_id, NodeKeys* keys) {
-  absl::MutexLock lock(&mu_);
-  if (auto it = nodes_.find(node_id); keys != nullptr && it != nodes_.end()) {
-    for (const auto& [k, n] : it->second.channels) keys->channels.insert(k);
-    for (const auto& [sock, user] : it->second.signed_in) keys->users.insert(user);
+NodeKeys ClusterState::KeysOf(const std::string& node_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  NodeKeys keys;
+  if (auto it = nodes_.find(node_id); it != nodes_.end()) {
+    for (const auto& [k, n] : it->second.channels) keys.channels.insert(k);
+    for (const auto& [sock, user] : it->second.signed_in) keys.users.insert(user);
   }
+  return keys;
+}
+
+Effects ClusterState::RemoveNode(const std::string& node_id) {
+  absl::MutexLock lock(&mu_);
   return ClearNode(node_id);
 }
 

@@ -64,9 +64,10 @@ class ClusterState {
   // A node (re)attached: its previous state is replaced by the snapshot.
   Effects ApplySnapshot(const std::string& node_id, const relay::v1::NodeSnapshot& snapshot);
   Effects ApplyDelta(const std::string& node_id, const relay::v1::StateDelta& delta);
-  // A node detached or was declared dead: everything it reported is withdrawn. `keys`, when
-  // given, receives the channels and users it had (what the route gate blocks meanwhile).
-  Effects RemoveNode(const std::string& node_id, NodeKeys* keys = nullptr);
+  // A node detached or was declared dead: everything it reported is withdrawn.
+  Effects RemoveNode(const std::string& node_id);
+  // The channels the node has subscribers of and the users signed in on it.
+  NodeKeys KeysOf(const std::string& node_id) const;
 
   // Presence join decided for the cluster. `max_members` 0 = unlimited. Fills `reply` (ok or
   // LimitReached with the roster after the join).

@@ -133,9 +133,9 @@ absl::Status ControlPlane::Start() {
     known_nodes_.insert(known.begin(), known.end());
     if (!known.empty()) {
       RELAY_LOG(kInfo, "controlplane", "waiting for ", known.size(),
-                " data plane(s) of the node registry to re-attach before routing events (at "
+                " data plane(s) of the node registry to re-attach before routing events, for at "
                 "most ",
-                options_.hub.liveness_timeout.count(), " ms)");
+                options_.hub.liveness_timeout.count(), " ms");
     }
   }
   api_->SetRouteGate(gate_.get());
@@ -416,18 +416,16 @@ void ControlPlane::OnDetach(const std::string& node_id) {
     departed = departing_.erase(node_id) > 0;
     if (departed && known_nodes_.erase(node_id) > 0) store_->ForgetNode(node_id);
   }
-  NodeKeys keys;
-  Effects fx = cluster_.RemoveNode(node_id, departed ? nullptr : &keys);
   // A node that may come back keeps its channels and users unroutable until it does or times
   // out: a publish for them is refused rather than answered 2xx while its subscribers are cut
-  // off. Closed before the routes are withdrawn is not possible (the keys come from them), but
-  // both happen under order_mu_, before this node's next attach can be applied.
+  // off. The gate closes before the routes are withdrawn, so no publish in between finds
+  // neither (the hub no longer has the stream: one routed before fails to queue and is refused).
   if (departed) {
     gate_->Left(node_id);
   } else if (!stopped_.load()) {
-    gate_->Detached(node_id, std::move(keys));
+    gate_->Detached(node_id, cluster_.KeysOf(node_id));
   }
-  Apply(fx);
+  Apply(cluster_.RemoveNode(node_id));
 }
 
 void ControlPlane::ExpireAbsentNodes() {

@@ -461,6 +461,11 @@ std::vector<std::string> NodeHub::NodeIds() const {
   return out;
 }
 
+bool NodeHub::Attached(const std::string& node_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return nodes_.contains(node_id);
+}
+
 bool NodeHub::Backlogged(const std::string& node_id) const {
   std::shared_ptr<NodeStream> stream;
   {

@@ -90,6 +90,8 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   bool Send(const std::string& node_id, relay::v1::ControlMessage msg);
   // Ids of attached nodes.
   std::vector<std::string> NodeIds() const;
+  // Whether the node has a registered stream.
+  bool Attached(const std::string& node_id) const;
   // Whether the node's outbox holds more than half of its bounds: a publish to it would add to
   // a backlog that is close to cutting the node off (the API refuses instead).
   bool Backlogged(const std::string& node_id) const;

@@ -82,6 +82,8 @@ function assertDelivered(got, pub) {
   assert.strictEqual(new Set(got).size, got.length, `a duplicate in ${got}`);
 }
 
+const attaches = (node) => (node.dp.log().match(/attached to control plane/g) || []).length;
+
 async function subscribed(node, channel) {
   const c = h.client(node);
   const ch = c.subscribe(channel);
@@ -108,6 +110,7 @@ test('after a control plane SIGKILL every trigger answered 2xx reaches every sub
     const pub = publisher(nodes[0].httpPort, 'seq-a');
     await h.waitFor(() => pub.accepted.length >= 20, 10000, '20 triggers before the kill');
 
+    const n1Attaches = attaches(nodes[0]);
     await h.stopControlPlane(nodes[0]);
     // n2 cannot re-attach until SIGCONT: the restarted control plane must refuse meanwhile.
     nodes[1].dp.child.kill('SIGSTOP');
@@ -116,6 +119,7 @@ test('after a control plane SIGKILL every trigger answered 2xx reaches every sub
     const restartedAt = Date.now();
     nodes[0].cp = await h.start('relay-controlplane', nodes[0].cpArgs, 'controlplane ready');
     await h.waitFor(() => pub.refusals.length > refusedBefore + 5, 10000, 'refusals while n2 is away');
+    await h.waitFor(() => attaches(nodes[0]) > n1Attaches, 15000, 'n1 re-attach');
     const r = await ready(nodes[0].httpPort);
     assert.strictEqual(r.status, 503);
     assert.match(r.body, /waiting for 1 data planes to re-attach/);
@@ -169,7 +173,7 @@ test('a known data plane that never comes back holds the gate until the node tim
     await h.stopControlPlane(nodes[0]);
     const pub = publisher(nodes[0].httpPort, 'seq-c');
     nodes[0].cp = await h.start('relay-controlplane', nodes[0].cpArgs, 'controlplane ready');
-    await h.waitFor(() => nodes[0].dp.log().match(/attached to control plane/g).length >= 2, 15000, 'n1 re-attach');
+    await h.waitFor(() => attaches(nodes[0]) >= 2, 15000, 'n1 re-attach');
     const r = await ready(nodes[0].httpPort);
     assert.strictEqual(r.status, 503);
     assert.match(r.body, /waiting for 1 data planes to re-attach/);

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "relay/v1/node_link.grpc.pb.h"
+#include "tests/testutil/raw_node.h"
 #include "tests/testutil/wait_for.h"
 
 namespace relay::controlplane {
@@ -39,11 +40,7 @@ class ApiTest : public ::testing::Test {
     std::filesystem::permissions(dir_, std::filesystem::perms::owner_all);
     store_ = std::move(*AppStore::Open(dir_.string()));
     NodeHubOptions hub_options;
-    hub_options.authenticate = [](std::string_view) {
-      relay::v1::NodeToken t;
-      t.set_id("test");
-      return std::optional<relay::v1::NodeToken>(t);
-    };
+    hub_options.authenticate = testutil::AcceptAnyNodeToken;
     hub_ = std::make_unique<NodeHub>(hub_options, &no_nodes_);
     app_ = CreateApp(0);
     api_ = std::make_unique<Api>(*store_, cluster_, *hub_, ApiLimits{}, clock_);
@@ -411,11 +408,7 @@ TEST_F(ApiTest, TwoPublishesToACacheChannelLeaveTheLaterOneCached) {
 // (backpressure to the caller), and nothing is queued for them.
 TEST_F(ApiTest, EventsForANodeThatStoppedReadingAreRefusedBeforeItIsCutOff) {
   NodeHubOptions options;
-  options.authenticate = [](std::string_view) {
-    relay::v1::NodeToken t;
-    t.set_id("test");
-    return std::optional<relay::v1::NodeToken>(t);
-  };
+  options.authenticate = testutil::AcceptAnyNodeToken;
   options.max_outbox_messages = 64;
   NodeHub hub(options, &no_nodes_);
   Api api(*store_, cluster_, hub, ApiLimits{}, clock_);

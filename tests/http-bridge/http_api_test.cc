@@ -183,11 +183,7 @@ TEST_F(HttpApiTest, UnknownRoutesAre404OnlyAfterAuthentication) {
 TEST_F(HttpApiTest, TriggerPrintsTheInfoTheApiGives) {
   // n1 must be attached for the event to be queued to it; the hub accepts any credential here.
   controlplane::NodeHubOptions options;
-  options.authenticate = [](std::string_view) {
-    relay::v1::NodeToken t;
-    t.set_id("test");
-    return std::optional<relay::v1::NodeToken>(t);
-  };
+  options.authenticate = testutil::AcceptAnyNodeToken;
   hub_ = std::make_unique<controlplane::NodeHub>(options, &no_nodes_);
   Start({});
   int port = 0;

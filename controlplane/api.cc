@@ -217,7 +217,7 @@ InfoAttrs Api::ForEvent(InfoAttrs asked, std::string_view channel) {
   return out;
 }
 
-size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node) {
+size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node, size_t* failed) {
   std::vector<std::string> channels(publish.channels().begin(), publish.channels().end());
   std::vector<std::string> nodes = cluster_.NodesWithInterest(publish.app_id(), channels);
   std::erase(nodes, origin_node);
@@ -229,20 +229,86 @@ size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node) {
     } else {
       *msg.mutable_publish() = publish;
     }
-    if (hub_.Send(nodes[i], std::move(msg))) ++sent;
+    if (hub_.Send(nodes[i], std::move(msg))) {
+      ++sent;
+    } else if (failed != nullptr) {
+      ++*failed;
+    }
   }
   if (origin_node.empty()) counters_.publish_commands.fetch_add(sent, std::memory_order_relaxed);
   return sent;
 }
 
-void Api::Publish(const App& app, const std::vector<std::string>& channels, const std::string& name,
-                  const std::string& data, const std::string& socket_id) {
+void Api::InCacheOrder(const std::function<void()>& fn) {
+  absl::MutexLock lock(&cache_mu_);
+  fn();
+}
+
+absl::Status Api::CheckBacklog(const std::vector<std::string>& nodes) {
+  for (const auto& node : nodes) {
+    if (!hub_.Attached(node)) {
+      // Its stream has just ended; the route gate closes for what it served in a moment.
+      if (gate_ != nullptr) gate_->Count(GateRefusal::kNodeDetached);
+      return RetryLaterError(
+          common::StrCat("data plane ", node, " is re-attaching; nothing was sent, retry shortly"),
+          1);
+    }
+    if (!hub_.Backlogged(node)) continue;
+    if (gate_ != nullptr) gate_->Count(GateRefusal::kNodeBacklog);
+    return RetryLaterError(common::StrCat("data plane ", node,
+                                          " is not keeping up with the events sent to it; "
+                                          "nothing was sent, retry shortly"),
+                           1);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Api::CheckUserRoutable(const App& app, const std::string& user_id) {
+  if (gate_ != nullptr) {
+    if (auto st = gate_->AdmitUser(app.id(), user_id); !st.ok()) return st;
+  }
+  return CheckBacklog(cluster_.NodesWithUser(app.id(), user_id));
+}
+
+absl::Status Api::CheckRoutable(const App& app, const std::vector<std::string>& channels) {
+  std::vector<std::string> plain;
+  for (const auto& channel : channels) {
+    std::string_view user = common::ServerToUserId(channel);
+    if (user.empty()) {
+      plain.push_back(channel);
+    } else if (auto st = CheckUserRoutable(app, std::string(user)); !st.ok()) {
+      return st;
+    }
+  }
+  if (plain.empty()) return absl::OkStatus();
+  if (gate_ != nullptr) {
+    if (auto st = gate_->AdmitChannels(app.id(), plain); !st.ok()) return st;
+  }
+  return CheckBacklog(cluster_.NodesWithInterest(app.id(), plain));
+}
+
+namespace {
+// A command that could not be queued to a node that has subscribers: the caller must not be
+// told the event was delivered.
+absl::Status PartlySent() {
+  return RetryLaterError(
+      "a data plane's link ended while the event was being sent; it may have reached some "
+      "subscribers, retry to reach the others",
+      1);
+}
+}  // namespace
+
+absl::Status Api::Publish(const App& app, const std::vector<std::string>& channels,
+                          const std::string& name, const std::string& data,
+                          const std::string& socket_id) {
   relay::v1::Publish publish;
   publish.set_app_id(app.id());
   publish.set_accepted_unix_us(common::NowUnixMicros());
   publish.set_event(name);
   publish.set_data(data);
   publish.set_exclude_socket_id(socket_id);
+  absl::Status result = absl::OkStatus();
+  std::vector<std::string> cache_channels;
   for (const auto& channel : channels) {
     std::string_view user = common::ServerToUserId(channel);
     if (!user.empty()) {
@@ -251,18 +317,30 @@ void Api::Publish(const App& app, const std::vector<std::string>& channels, cons
       r.set_name(name);
       r.set_data(data);
       r.set_socket_id(socket_id);
-      DeliverToUser(app, r);
+      if (auto st = DeliverToUser(app, r); !st.ok()) result = st;
       continue;
     }
-    if (common::ClassifyChannel(channel).is_cache) {
-      cluster_.StoreCache(app.id(), channel, name, data, app.features().cache_ttl_seconds());
-    }
+    if (common::ClassifyChannel(channel).is_cache) cache_channels.push_back(channel);
     publish.add_channels(channel);
     // Rendered once here; every data plane only copies these bytes to its sockets.
     publish.add_frames(common::RenderEvent(name, channel, data));
   }
   counters_.events.fetch_add(1, std::memory_order_relaxed);
-  if (publish.channels_size() > 0) Route(std::move(publish));
+  if (publish.channels_size() == 0) return result;
+  size_t failed = 0;
+  if (cache_channels.empty()) {
+    Route(std::move(publish), {}, &failed);
+  } else {
+    // Stored and queued in one step (InCacheOrder): two publishes racing each other are cached
+    // in the order in which they reach the nodes.
+    absl::MutexLock lock(&cache_mu_);
+    uint64_t seq = ++cache_seq_;
+    for (const auto& channel : cache_channels) {
+      cluster_.StoreCache(app.id(), channel, name, data, app.features().cache_ttl_seconds(), seq);
+    }
+    Route(std::move(publish), {}, &failed);
+  }
+  return failed > 0 ? PartlySent() : result;
 }
 
 absl::StatusOr<TriggerResult> Api::Trigger(const App& app, const relay::v1::TriggerRequest& request,
@@ -298,9 +376,14 @@ absl::StatusOr<TriggerResult> Api::Trigger(const App& app, const relay::v1::Trig
       (*result.proto.mutable_channels())[c] = result.channels.back().info;
     }
   }
+  // Nothing is charged for an event that cannot be routed now.
+  if (auto st = CheckRoutable(app, channels); !st.ok()) return st;
   // A message is one event on one (distinct) channel.
   if (auto st = ChargeMessages(app, channels.size(), rate); !st.ok()) return st;
-  Publish(app, channels, request.name(), request.data(), request.socket_id());
+  if (auto st = Publish(app, channels, request.name(), request.data(), request.socket_id());
+      !st.ok()) {
+    return st;
+  }
   return result;
 }
 
@@ -318,11 +401,15 @@ absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
     if (auto st = ValidateEvent(app, e.name(), e.data(), e.socket_id()); !st.ok()) return st;
     if (auto a = ParseInfo(e.info()); !a.ok()) return a.status();
   }
+  for (const auto& e : request.batch()) {
+    if (auto st = CheckRoutable(app, {e.channel()}); !st.ok()) return st;
+  }
   // Each item is one message.
   if (auto st = ChargeMessages(app, static_cast<uint64_t>(request.batch_size()), rate); !st.ok()) {
     return st;
   }
   TriggerBatchResult result;
+  absl::Status failed = absl::OkStatus();
   for (const auto& e : request.batch()) {
     if (!e.info().empty()) result.proto.set_has_info(true);
   }
@@ -336,8 +423,11 @@ absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
       *result.proto.add_batch() = view.info;
       result.batch.push_back(std::move(view));
     }
-    Publish(app, {e.channel()}, e.name(), e.data(), e.socket_id());
+    if (auto st = Publish(app, {e.channel()}, e.name(), e.data(), e.socket_id()); !st.ok()) {
+      failed = st;  // the other items still go out: they were charged
+    }
   }
+  if (!failed.ok()) return failed;
   return result;
 }
 
@@ -397,12 +487,13 @@ absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest&
   if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id()); !st.ok()) {
     return st;
   }
+  if (auto st = CheckUserRoutable(app, request.user_id()); !st.ok()) return st;
   if (auto st = ChargeMessages(app, 1, rate); !st.ok()) return st;
-  DeliverToUser(app, request);
-  return absl::OkStatus();
+  return DeliverToUser(app, request);
 }
 
-void Api::DeliverToUser(const App& app, const relay::v1::SendToUserRequest& request) {
+absl::Status Api::DeliverToUser(const App& app, const relay::v1::SendToUserRequest& request) {
+  bool failed = false;
   for (const auto& node : cluster_.NodesWithUser(app.id(), request.user_id())) {
     relay::v1::ControlMessage msg;
     auto* s = msg.mutable_send_to_user();
@@ -413,20 +504,25 @@ void Api::DeliverToUser(const App& app, const relay::v1::SendToUserRequest& requ
     s->set_exclude_socket_id(request.socket_id());
     if (hub_.Send(node, std::move(msg))) {
       counters_.publish_commands.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      failed = true;
     }
   }
+  return failed ? PartlySent() : absl::OkStatus();
 }
 
 absl::Status Api::TerminateUserConnections(
     const App& app, const relay::v1::TerminateUserConnectionsRequest& request) {
   if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
+  if (auto st = CheckUserRoutable(app, request.user_id()); !st.ok()) return st;
+  bool failed = false;
   for (const auto& node : cluster_.NodesWithUser(app.id(), request.user_id())) {
     relay::v1::ControlMessage msg;
     msg.mutable_terminate_user()->set_app_id(app.id());
     msg.mutable_terminate_user()->set_user_id(request.user_id());
-    hub_.Send(node, std::move(msg));
+    failed |= !hub_.Send(node, std::move(msg));
   }
-  return absl::OkStatus();
+  return failed ? PartlySent() : absl::OkStatus();
 }
 
 absl::StatusOr<relay::v1::AuthorizeChannelResponse> Api::AuthorizeChannel(

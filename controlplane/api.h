@@ -5,6 +5,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "controlplane/cluster_state.h"
 #include "controlplane/limiter.h"
 #include "controlplane/node_hub.h"
+#include "controlplane/route_gate.h"
 #include "relay/v1/public.pb.h"
 
 namespace relay::controlplane {
@@ -119,7 +121,19 @@ class Api {
   // channels, except `origin_node` (the node a client event came from, which delivered it
   // locally already); returns the commands sent. Relayed client events (`origin_node` given)
   // are not counted in publish_commands, which counts the control plane's own commands.
-  size_t Route(relay::v1::Publish publish, std::string_view origin_node = {});
+  // `failed`, when given, receives the number of interested nodes the command could not be
+  // queued to (their stream ended or overflowed meanwhile).
+  size_t Route(relay::v1::Publish publish, std::string_view origin_node = {},
+               size_t* failed = nullptr);
+
+  // The gate the event-sending operations ask before anything is charged or sent (null: none,
+  // as in tests that build an Api alone). Set once, before the API serves.
+  void SetRouteGate(RouteGate* gate) { gate_ = gate; }
+  // Runs `fn` ordered with the cache channel publishes: a publish to a cache channel stores its
+  // event and queues it to the nodes in one step, so a subscriber's cache read and reply made in
+  // `fn` sees every event queued before and precedes on its node's stream every event queued
+  // after (a subscriber is never given an older event than the last one routed).
+  void InCacheOrder(const std::function<void()>& fn);
 
   ApiCounters& counters() { return counters_; }
 
@@ -143,14 +157,28 @@ class Api {
   // request alone is over the limit (it can never be accepted). The day's count is written to
   // the app store before the call returns, so no restart or crash forgets it.
   absl::Status ChargeMessages(const relay::v1::App& app, uint64_t messages, RateInfo* rate);
-  // Delivers an already validated and charged event to a user's connections.
-  void DeliverToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request);
-  void Publish(const relay::v1::App& app, const std::vector<std::string>& channels,
-               const std::string& name, const std::string& data, const std::string& socket_id);
+  // Delivers an already validated and charged event to a user's connections; UNAVAILABLE when
+  // a node's stream ended meanwhile.
+  absl::Status DeliverToUser(const relay::v1::App& app,
+                             const relay::v1::SendToUserRequest& request);
+  absl::Status Publish(const relay::v1::App& app, const std::vector<std::string>& channels,
+                       const std::string& name, const std::string& data,
+                       const std::string& socket_id);
+  // OK when every node that may have subscribers of `channels` (server-to-user channels: the
+  // user's connections) can be sent to now; UNAVAILABLE with a retry hint otherwise (the route
+  // gate is closed for them, or a node's outbox is backlogged). Asked before charging.
+  absl::Status CheckRoutable(const relay::v1::App& app, const std::vector<std::string>& channels);
+  absl::Status CheckUserRoutable(const relay::v1::App& app, const std::string& user_id);
+  // Refuses when one of `nodes` has no stream (it just ended) or is backlogged.
+  absl::Status CheckBacklog(const std::vector<std::string>& nodes);
 
   AppStore& store_;
   ClusterState& cluster_;
   NodeHub& hub_;
+  RouteGate* gate_ = nullptr;
+  // Orders cache channel publishes with cache replies (InCacheOrder); cache_seq_ numbers them.
+  absl::Mutex cache_mu_;
+  uint64_t cache_seq_ ABSL_GUARDED_BY(cache_mu_) = 0;
   ApiCounters counters_;
   ApiLimits limits_;
   const common::Clock& clock_;

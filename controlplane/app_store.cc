@@ -34,6 +34,9 @@ constexpr const char* kMigrations[] = {
     // 4: node credentials (NodeLink.Attach), stored hashed.
     ("CREATE TABLE node_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, node_id TEXT NOT NULL,"
      " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);"),
+    // 5: the node registry: data planes attached and not known to be gone, which a restarted
+    // control plane waits for before it routes (route_gate.h).
+    "CREATE TABLE known_nodes (node_id TEXT PRIMARY KEY, attached_ms INTEGER NOT NULL);",
 };
 
 // RAII prepared statement.
@@ -919,6 +922,55 @@ bool AppStore::NodeTokenExists(std::string_view token_id) const {
     if (t.id() == token_id) return true;
   }
   return false;
+}
+
+std::vector<std::string> AppStore::LoadKnownNodes() const {
+  std::vector<std::string> out;
+  (void)AwaitStatus([&](DoneStatus d) {
+    OnWriter(
+        [&]() {
+          Stmt s(db_, "SELECT node_id FROM known_nodes ORDER BY node_id;");
+          while (s.Step() == SQLITE_ROW) out.push_back(s.Text(0));
+          return absl::OkStatus();
+        },
+        std::move(d));
+  });
+  return out;
+}
+
+void AppStore::RememberNode(const std::string& node_id) {
+  int64_t now = clock_.NowUnixMs();
+  OnWriter(
+      [this, node_id, now]() -> absl::Status {
+        Stmt s(db_, "INSERT OR REPLACE INTO known_nodes (node_id, attached_ms) VALUES (?1, ?2);");
+        if (s.Bind(1, node_id).Bind(2, now).Step() != SQLITE_DONE) {
+          return SqlError(db_, "recording an attached node");
+        }
+        return absl::OkStatus();
+      },
+      [node_id](absl::Status st) {
+        if (!st.ok()) {
+          RELAY_LOG(kWarn, "app-store", "cannot record node ", node_id,
+                    " in the node registry: ", st.message());
+        }
+      });
+}
+
+void AppStore::ForgetNode(const std::string& node_id) {
+  OnWriter(
+      [this, node_id]() -> absl::Status {
+        Stmt s(db_, "DELETE FROM known_nodes WHERE node_id = ?1;");
+        if (s.Bind(1, node_id).Step() != SQLITE_DONE) {
+          return SqlError(db_, "forgetting a node");
+        }
+        return absl::OkStatus();
+      },
+      [node_id](absl::Status st) {
+        if (!st.ok()) {
+          RELAY_LOG(kWarn, "app-store", "cannot remove node ", node_id,
+                    " from the node registry: ", st.message());
+        }
+      });
 }
 
 }  // namespace relay::controlplane

@@ -172,6 +172,14 @@ class AppStore {
   void TouchNodeToken(std::string_view token_id);
   bool NodeTokenExists(std::string_view token_id) const;
 
+  // The node registry: data planes attached and not known to be gone (left with a goodbye or
+  // declared gone after the node timeout). A restarted control plane waits for them before it
+  // routes (route_gate.h). LoadKnownNodes blocks on the writer (startup only); the other two
+  // are written behind, in order, and a failure is logged.
+  std::vector<std::string> LoadKnownNodes() const;
+  void RememberNode(const std::string& node_id);
+  void ForgetNode(const std::string& node_id);
+
  private:
   AppStore(sqlite3* db, const common::Clock& clock, size_t max_queued_writes);
   // Runs `body` on the writer and hands its result to `done` (the refusal, when not admitted).

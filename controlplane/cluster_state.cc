@@ -230,6 +230,16 @@ Effects ClusterState::ApplyDelta(const std::string& node_id, const relay::v1::St
   return fx;
 }
 
+NodeKeys ClusterState::KeysOf(const std::string& node_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  NodeKeys keys;
+  if (auto it = nodes_.find(node_id); it != nodes_.end()) {
+    for (const auto& [k, n] : it->second.channels) keys.channels.insert(k);
+    for (const auto& [sock, user] : it->second.signed_in) keys.users.insert(user);
+  }
+  return keys;
+}
+
 Effects ClusterState::RemoveNode(const std::string& node_id) {
   absl::MutexLock lock(&mu_);
   return ClearNode(node_id);
@@ -383,9 +393,12 @@ ClusterState::ConnectionsElsewhere(const std::vector<std::string>& nodes,
 
 void ClusterState::StoreCache(const std::string& app_id, const std::string& channel,
                               const std::string& event, const std::string& data,
-                              uint32_t ttl_seconds) {
+                              uint32_t ttl_seconds, uint64_t seq) {
   absl::MutexLock lock(&mu_);
-  relay::v1::CachedEvent& c = cache_[Key{app_id, channel}];
+  CacheEntry& entry = cache_[Key{app_id, channel}];
+  if (seq != 0 && seq < entry.seq) return;
+  entry.seq = seq;
+  relay::v1::CachedEvent& c = entry.event;
   c.set_event(event);
   c.set_data(data);
   c.set_expires_unix_ms(common::NowUnixMs() + static_cast<int64_t>(ttl_seconds) * 1000);
@@ -397,8 +410,8 @@ std::optional<relay::v1::CachedEvent> ClusterState::GetCache(const std::string& 
   auto it = cache_.find(Key{app_id, channel});
   if (it == cache_.end()) return std::nullopt;
   int64_t now = common::NowUnixMs();
-  if (it->second.expires_unix_ms() <= now) return std::nullopt;
-  relay::v1::CachedEvent c = it->second;
+  if (it->second.event.expires_unix_ms() <= now) return std::nullopt;
+  relay::v1::CachedEvent c = it->second.event;
   c.set_ttl_seconds(static_cast<uint32_t>((c.expires_unix_ms() - now + 999) / 1000));
   return c;
 }

@@ -53,6 +53,12 @@ struct Effects {
   std::vector<std::string> connections_changed;
 };
 
+// What a node reported that it serves: (app, channel) and (app, user) pairs.
+struct NodeKeys {
+  std::set<std::pair<std::string, std::string>> channels;
+  std::set<std::pair<std::string, std::string>> users;
+};
+
 class ClusterState {
  public:
   // A node (re)attached: its previous state is replaced by the snapshot.
@@ -60,6 +66,8 @@ class ClusterState {
   Effects ApplyDelta(const std::string& node_id, const relay::v1::StateDelta& delta);
   // A node detached or was declared dead: everything it reported is withdrawn.
   Effects RemoveNode(const std::string& node_id);
+  // The channels the node has subscribers of and the users signed in on it.
+  NodeKeys KeysOf(const std::string& node_id) const;
 
   // Presence join decided for the cluster. `max_members` 0 = unlimited. Fills `reply` (ok or
   // LimitReached with the roster after the join).
@@ -95,8 +103,10 @@ class ClusterState {
       const std::vector<std::string>& nodes, const std::vector<std::string>* apps) const;
 
   // Cache channels.
+  // `seq` orders the stores of one channel: a store with a lower seq than the one kept (a
+  // publish accepted earlier whose store comes late) does not replace it. 0 = unordered.
   void StoreCache(const std::string& app_id, const std::string& channel, const std::string& event,
-                  const std::string& data, uint32_t ttl_seconds);
+                  const std::string& data, uint32_t ttl_seconds, uint64_t seq = 0);
   std::optional<relay::v1::CachedEvent> GetCache(const std::string& app_id,
                                                  const std::string& channel) const;
 
@@ -149,7 +159,11 @@ class ClusterState {
   absl::flat_hash_map<Key, absl::flat_hash_map<std::string, uint32_t>> watchers_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint64_t> app_connections_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<Key, relay::v1::CachedEvent> cache_ ABSL_GUARDED_BY(mu_);
+  struct CacheEntry {
+    relay::v1::CachedEvent event;
+    uint64_t seq = 0;  // of the publish stored (StoreCache)
+  };
+  absl::flat_hash_map<Key, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace relay::controlplane

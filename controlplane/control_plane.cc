@@ -123,6 +123,22 @@ absl::Status ControlPlane::Start() {
   hub_options.client_certificate_exempt = kInProcessCredential;
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
+  // The nodes attached when the previous process stopped: nothing routes until they are back
+  // or declared gone (no 2xx for an event their subscribers would miss).
+  gate_ = std::make_unique<RouteGate>(options_.hub.liveness_timeout, common::Clock::Real());
+  {
+    std::vector<std::string> known = store_->LoadKnownNodes();
+    gate_->ExpectNodes(known);
+    absl::MutexLock lock(&announce_mu_);
+    known_nodes_.insert(known.begin(), known.end());
+    if (!known.empty()) {
+      RELAY_LOG(kInfo, "controlplane", "waiting for ", known.size(),
+                " data plane(s) of the node registry to re-attach before routing events, for at "
+                "most ",
+                options_.hub.liveness_timeout.count(), " ms");
+    }
+  }
+  api_->SetRouteGate(gate_.get());
   store_->SetListener(
       [this](const relay::v1::App& app, bool removed) { OnAppChanged(app, removed); });
   channels_service_ = MakeChannelsService(*api_);
@@ -139,6 +155,7 @@ absl::Status ControlPlane::Start() {
       UpdateHealth();
       if (++tick % kTicksPerSweep != 0) continue;
       hub_->SweepDeadNodes();
+      ExpireAbsentNodes();
       FlushSubscriptionCounts(false);
       PruneCacheMisses();
     }
@@ -243,6 +260,9 @@ std::shared_ptr<grpc::Channel> ControlPlane::InProcessChannel() {
 transport::Readiness ControlPlane::Readiness() const {
   if (stopped_.load()) return {false, "stopping"};
   if (!store_open_.load()) return {false, "the store is not open"};
+  if (size_t n = gate_ ? gate_->awaiting() : 0; n > 0) {
+    return {false, common::StrCat("waiting for ", n, " data planes to re-attach")};
+  }
   // Issue #14 (replicas) adds the role here: a replica not allowed to serve is not ready.
   return {};
 }
@@ -323,6 +343,13 @@ void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHel
   }
   node_attaches_.fetch_add(1, std::memory_order_relaxed);
   if (!first_attach) node_reattaches_.fetch_add(1, std::memory_order_relaxed);
+  {
+    absl::MutexLock lock(&announce_mu_);
+    departing_.erase(node_id);
+    if (known_nodes_.insert(node_id).second) store_->RememberNode(node_id);
+  }
+  // Its snapshot is applied: what it serves routes again.
+  gate_->Attached(node_id);
   // A node's first attach to this control plane brings state that clients already know: a
   // fresh node has no clients yet (it refuses them until welcomed), so a non-empty first
   // snapshot means this control plane restarted and the node's members, occupied channels and
@@ -375,9 +402,29 @@ void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::No
   }
 }
 
+void ControlPlane::OnDeparted(const std::string& node_id) {
+  absl::MutexLock lock(&announce_mu_);
+  departing_.insert(node_id);
+}
+
 void ControlPlane::OnDetach(const std::string& node_id) {
   absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);
+  bool departed = false;
+  {
+    absl::MutexLock lock(&announce_mu_);
+    departed = departing_.erase(node_id) > 0;
+    if (departed && known_nodes_.erase(node_id) > 0) store_->ForgetNode(node_id);
+  }
+  // A node that may come back keeps its channels and users unroutable until it does or times
+  // out: a publish for them is refused rather than answered 2xx while its subscribers are cut
+  // off. The gate closes before the routes are withdrawn, so no publish in between finds
+  // neither (the hub no longer has the stream: one routed before fails to queue and is refused).
+  if (departed) {
+    gate_->Left(node_id);
+  } else if (!stopped_.load()) {
+    gate_->Detached(node_id, cluster_.KeysOf(node_id));
+  }
   Effects fx = cluster_.RemoveNode(node_id);
   // Every stream ends when this control plane stops, but the nodes keep their clients and the
   // next control plane rebuilds the same view from their snapshots: nothing left. Routing the
@@ -385,6 +432,15 @@ void ControlPlane::OnDetach(const std::string& node_id) {
   // member_removed / channel_vacated webhooks that never happened.
   if (stopped_.load()) return;
   Apply(std::move(fx));
+}
+
+void ControlPlane::ExpireAbsentNodes() {
+  for (const auto& node : gate_->Expire()) {
+    RELAY_LOG(kWarn, "controlplane", "data plane ", node, " did not come back within ",
+              options_.hub.liveness_timeout.count(), " ms; routing without it");
+    absl::MutexLock lock(&announce_mu_);
+    if (known_nodes_.erase(node) > 0) store_->ForgetNode(node);
+  }
 }
 
 void ControlPlane::FlushConnectionTotals() {
@@ -414,9 +470,18 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
     reply->set_ok(true);
   }
   if (reply->ok() && common::ClassifyChannel(request.channel()).is_cache) {
-    if (auto cached = cluster_.GetCache(request.app_id(), request.channel())) {
-      *reply->mutable_cache() = *cached;
-    } else if (webhooks_ && webhooks_->Wants(request.app_id(), "cache_miss")) {
+    // Read and queued in cache order (Api::InCacheOrder): a publish racing this subscription is
+    // either in the cache given here or queued to the node after this reply, never older.
+    bool miss = false;
+    api_->InCacheOrder([&] {
+      if (auto cached = cluster_.GetCache(request.app_id(), request.channel())) {
+        *reply->mutable_cache() = *cached;
+      } else {
+        miss = true;
+      }
+      hub_->Send(node_id, std::move(msg));
+    });
+    if (miss && webhooks_ && webhooks_->Wants(request.app_id(), "cache_miss")) {
       // One cache_miss webhook per channel per 5 s while it stays empty.
       int64_t now = common::NowUnixMs();
       bool emit = false;
@@ -432,6 +497,8 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
         webhooks_->Emit(request.app_id(), Webhooks::ChannelEvent("cache_miss", request.channel()));
       }
     }
+    Apply(fx);
+    return;
   }
   // The reply goes out before the member_added it causes, so the joiner's node learns the
   // roster first; the joiner itself is excluded from member_added.

@@ -24,6 +24,7 @@
 #include "controlplane/connection_totals.h"
 #include "controlplane/grpc_metrics.h"
 #include "controlplane/node_hub.h"
+#include "controlplane/route_gate.h"
 #include "controlplane/webhooks.h"
 #include "transport/http_types.h"
 
@@ -94,6 +95,8 @@ class ControlPlane : private NodeHub::Handler {
   AppStore& store() { return *store_; }
   ClusterState& cluster() { return cluster_; }
   NodeHub& hub() { return *hub_; }
+  // Null before Start().
+  RouteGate* gate() { return gate_.get(); }
   // Null when webhooks are off.
   Webhooks* webhooks() { return webhooks_.get(); }
   // Adds the control plane's metrics; any thread.
@@ -104,6 +107,7 @@ class ControlPlane : private NodeHub::Handler {
                 const relay::v1::NodeSnapshot& snapshot) override;
   void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) override;
   void OnDetach(const std::string& node_id) override;
+  void OnDeparted(const std::string& node_id) override;
 
   void Apply(const Effects& effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(order_mu_);
   void OnSubscribe(const std::string& node_id, const relay::v1::SubscribeRequest& request)
@@ -154,6 +158,7 @@ class ControlPlane : private NodeHub::Handler {
   ConnectionTotals totals_;
   std::unique_ptr<NodeHub> hub_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<RouteGate> gate_;
   std::unique_ptr<Webhooks> webhooks_;
   // Presence channels whose channel_occupied webhook went out with their first member_added,
   // before the node's subscription count arrived (keeps occupied -> member_added order).
@@ -163,6 +168,12 @@ class ControlPlane : private NodeHub::Handler {
       ABSL_GUARDED_BY(announce_mu_);
   // Nodes that attached to this control plane at least once (see OnAttach).
   std::set<std::string> attached_before_ ABSL_GUARDED_BY(announce_mu_);
+  // The node registry as persisted (AppStore known_nodes), so each change is written once.
+  std::set<std::string> known_nodes_ ABSL_GUARDED_BY(announce_mu_);
+  // Nodes whose detach under way is a departure (OnDeparted), not a break.
+  std::set<std::string> departing_ ABSL_GUARDED_BY(announce_mu_);
+  // Forgets nodes the gate declared gone (sweeper).
+  void ExpireAbsentNodes();
   void EmitWebhooks(const Effects& effects);
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;

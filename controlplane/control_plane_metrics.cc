@@ -44,6 +44,27 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
     w.Sample("relay_quota_refused_total", {{"quota", "daily_messages"}},
              d(c.daily_quota_refused.load()));
   }
+  if (gate_) {
+    w.Gauge("relay_nodes_awaited",
+            "Data planes of the node registry this control plane waits for after a restart "
+            "(publishes are refused with 503 while > 0).",
+            d(gate_->awaiting()));
+    w.Gauge("relay_nodes_detached",
+            "Data planes whose stream broke and that are not back yet nor declared gone (publishes "
+            "to what they serve are refused with 503).",
+            d(gate_->detached()));
+    w.Family("relay_publishes_refused_total", "counter",
+             "Event-sending requests (publish, batch, send-to-user, terminate) refused with 503 "
+             "because the control plane could not route them, by reason (reattaching: data "
+             "planes awaited after a restart; node_detached: a node that serves the target is "
+             "re-attaching; node_backlog: a target node's outbox is over half full).");
+    w.Sample("relay_publishes_refused_total", {{"reason", "reattaching"}},
+             d(gate_->refused(GateRefusal::kReattaching)));
+    w.Sample("relay_publishes_refused_total", {{"reason", "node_detached"}},
+             d(gate_->refused(GateRefusal::kNodeDetached)));
+    w.Sample("relay_publishes_refused_total", {{"reason", "node_backlog"}},
+             d(gate_->refused(GateRefusal::kNodeBacklog)));
+  }
   w.Counter("relay_client_events_refused_total",
             "Client events a data plane relayed that the control plane refused (app settings).",
             d(client_events_refused_.load(std::memory_order_relaxed)));

@@ -94,6 +94,10 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     last_rx_ms_ = common::NowUnixMs();
     in_seq_ = in_.seq();
     if (auto st = Handle(); !st.ok()) {
+      if (st.code() == absl::StatusCode::kCancelled) {  // a goodbye: the node leaves cleanly
+        FinishOnce(grpc::Status::OK);
+        return;
+      }
       // A node that breaks the link's rules is cut off; its re-attach starts from a snapshot.
       hub_->counters_.invalid_messages.fetch_add(1, std::memory_order_relaxed);
       RELAY_LOG(kWarn, "node-hub", "node ", node_id_.empty() ? "(before hello)" : node_id_, ": ",
@@ -178,6 +182,12 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       return absl::OkStatus();
     }
     if (in_.has_heartbeat()) SetLoad(in_.heartbeat().load());
+    if (in_.has_goodbye()) {
+      departed_ = true;
+      RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " said goodbye");
+      // Ends the stream: its OnDone withdraws the node (as a departure).
+      return absl::CancelledError("goodbye");
+    }
     hub_->handler_->OnNodeMessage(node_id_, in_);
     return absl::OkStatus();
   }
@@ -200,6 +210,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     // snapshot already replaced what this one reported, and may have been applied before this
     // stream ended (the node saw the link die first, e.g. a partition or a hung control plane).
     if (registered_ && hub_->Unregister(node_id_, this)) {
+      if (departed_.load()) hub_->handler_->OnDeparted(node_id_);
       hub_->handler_->OnDetach(node_id_);
       RELAY_LOG(kInfo, "node-hub", "node ", node_id_, " detached");
     } else if (registered_) {
@@ -252,6 +263,12 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     return info;
   }
 
+  bool Backlogged() const {
+    absl::MutexLock lock(&mu_);
+    return outbox_.size() > options_.max_outbox_messages / 2 ||
+           outbox_bytes_ > options_.max_outbox_bytes / 2;
+  }
+
   void SetLoad(const relay::v1::NodeLoad& load) {
     absl::MutexLock lock(&mu_);
     load_ = load;
@@ -259,6 +276,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
 
   int64_t last_rx_ms() const { return last_rx_ms_; }
   void set_draining(bool draining) { draining_ = draining; }
+  void set_departed() { departed_ = true; }
   const relay::v1::NodeToken& credential() const { return credential_; }
 
  private:
@@ -279,6 +297,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   int64_t started_ms_ = 0;
   std::atomic<uint64_t> in_seq_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> departed_{false};  // gone for good (see Handler::OnDeparted)
   bool registered_ = false;
 
   mutable absl::Mutex mu_;
@@ -409,6 +428,7 @@ void NodeHub::DisconnectCredential(const std::string& token_id) {
     }
   }
   for (auto& s : cut) {
+    s->set_departed();
     s->FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "node credential revoked"));
   }
 }
@@ -439,6 +459,22 @@ std::vector<std::string> NodeHub::NodeIds() const {
   for (const auto& [id, s] : nodes_) out.push_back(id);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+bool NodeHub::Attached(const std::string& node_id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return nodes_.contains(node_id);
+}
+
+bool NodeHub::Backlogged(const std::string& node_id) const {
+  std::shared_ptr<NodeStream> stream;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return false;
+    stream = it->second;
+  }
+  return stream->Backlogged();
 }
 
 std::vector<relay::v1::NodeInfo> NodeHub::Nodes() const {
@@ -491,6 +527,7 @@ void NodeHub::SweepDeadNodes() {
   for (auto& s : dead) {
     RELAY_LOG(kWarn, "node-hub", "node ", s->Info().node_id(), " silent for more than ",
               options_.liveness_timeout.count(), " ms; withdrawing it");
+    s->set_departed();
     s->FinishOnce(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no heartbeat"));
   }
 }

@@ -71,6 +71,11 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
                           const relay::v1::NodeSnapshot& snapshot) = 0;
     // Every message after the snapshot.
     virtual void OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) = 0;
+    // Called just before OnDetach when the node is gone for good rather than cut off for a
+    // moment: it said goodbye (shutdown, drain), was silent for longer than the liveness
+    // timeout, or its credential was revoked. A break without it (stream reset, overflow,
+    // control plane shutdown) is a node that may come back.
+    virtual void OnDeparted(const std::string& /*node_id*/) {}
     // The node's stream ended (or it was cut off); withdraw its state.
     virtual void OnDetach(const std::string& node_id) = 0;
   };
@@ -85,6 +90,11 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   bool Send(const std::string& node_id, relay::v1::ControlMessage msg);
   // Ids of attached nodes.
   std::vector<std::string> NodeIds() const;
+  // Whether the node has a registered stream.
+  bool Attached(const std::string& node_id) const;
+  // Whether the node's outbox holds more than half of its bounds: a publish to it would add to
+  // a backlog that is close to cutting the node off (the API refuses instead).
+  bool Backlogged(const std::string& node_id) const;
   std::vector<relay::v1::NodeInfo> Nodes() const;
   // Marks a node draining and sends it the drain command.
   bool Drain(const std::string& node_id, uint32_t window_ms);

@@ -190,6 +190,7 @@ absl::Status ValidateNodeMessage(const NodeMessage& msg, const NodeLimits& limit
     case NodeMessage::kSubscribe:
       return CheckSubscribe(msg.subscribe(), limits);
     case NodeMessage::kHeartbeat:
+    case NodeMessage::kGoodbye:
     case NodeMessage::BODY_NOT_SET:  // an empty message carries only seq/ack
       return absl::OkStatus();
   }

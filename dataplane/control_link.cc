@@ -204,9 +204,31 @@ void ControlLink::Start() {
 }
 
 void ControlLink::Stop() {
+  SayGoodbye();
   if (!stop_.HasBeenNotified()) stop_.Notify();
   CancelCurrent();
   if (thread_.joinable()) thread_.join();
+}
+
+void ControlLink::SayGoodbye() {
+  if (stop_.HasBeenNotified() || leaving_.exchange(true)) return;
+  std::shared_ptr<LinkStream> current;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!welcomed_ || stream_done_) return;
+    current = current_;
+  }
+  if (!current) return;
+  // Tells the control plane this node leaves on purpose, so it does not wait for it to come
+  // back (a restarted control plane would refuse events until it did or timed out). The
+  // control plane ends the stream in answer; bounded, since it may be gone or hung.
+  NodeMessage goodbye;
+  goodbye.mutable_goodbye();
+  current->Enqueue(std::move(goodbye));
+  current.reset();
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stream_done_; };
+  mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(1));
 }
 
 void ControlLink::CancelCurrent() {
@@ -356,7 +378,7 @@ void ControlLink::Run() {
       welcomed = welcomed_;
       current_.reset();
     }
-    if (stop_.HasBeenNotified()) break;
+    if (stop_.HasBeenNotified() || leaving_.load()) break;
     if (welcomed) {
       backoff = options_.min_backoff;  // a healthy attach resets the backoff
       logged_unreachable = false;

@@ -6,6 +6,7 @@
 // Thread-safe. Owned by DataPlane.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -73,6 +74,8 @@ class ControlLink {
   void OnStreamDone(bool welcomed, const grpc::Status& status);
   void OnWelcome(const relay::v1::Welcome& welcome);
   void CancelCurrent();
+  // Stop(): sends a goodbye on a welcomed stream and waits (at most 1 s) for its end.
+  void SayGoodbye();
 
   ControlLinkOptions options_;
   NodeState& state_;
@@ -82,6 +85,7 @@ class ControlLink {
   WaitForRoomFn wait_for_room_;
   std::thread thread_;
   absl::Notification stop_;
+  std::atomic<bool> leaving_{false};  // a goodbye was sent: the stream's end is not a loss
   mutable absl::Mutex mu_;
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;

@@ -512,6 +512,11 @@ HttpResponse HttpApi::Handle(const HttpRequest& req) {
   } else {
     api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
     r = JsonError(HttpStatusFor(body.status()), std::string(body.status().message()));
+    // The control plane cannot route now (re-attaching data planes, a backlogged node): when
+    // to try again.
+    if (int64_t wait = controlplane::RetryAfterSeconds(body.status()); wait > 0) {
+      r.headers.emplace_back("Retry-After", std::to_string(wait));
+    }
   }
   // Present only for the event-sending routes (see Route::sends_events).
   if (rate.present) {

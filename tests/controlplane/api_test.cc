@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "relay/v1/node_link.grpc.pb.h"
+#include "tests/testutil/raw_node.h"
 #include "tests/testutil/wait_for.h"
 
 namespace relay::controlplane {
@@ -39,11 +40,7 @@ class ApiTest : public ::testing::Test {
     std::filesystem::permissions(dir_, std::filesystem::perms::owner_all);
     store_ = std::move(*AppStore::Open(dir_.string()));
     NodeHubOptions hub_options;
-    hub_options.authenticate = [](std::string_view) {
-      relay::v1::NodeToken t;
-      t.set_id("test");
-      return std::optional<relay::v1::NodeToken>(t);
-    };
+    hub_options.authenticate = testutil::AcceptAnyNodeToken;
     hub_ = std::make_unique<NodeHub>(hub_options, &no_nodes_);
     app_ = CreateApp(0);
     api_ = std::make_unique<Api>(*store_, cluster_, *hub_, ApiLimits{}, clock_);
@@ -126,48 +123,6 @@ TEST_F(ApiTest, TriggerRefusesWhatItCannotPublish) {
   big.set_data(std::string(app_.limits().max_event_payload_bytes() + 1, 'x'));
   EXPECT_EQ(api_->Trigger(app_, big).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_TRUE(Trigger({"a"}).ok());
-}
-
-TEST_F(ApiTest, TriggerDescribesEachChannelOnceWithTheAttributesThatApply) {
-  Subscribers("n1", "presence-room", 3, {"u1", "u2"});
-  auto r = Trigger({"presence-room", "news", "presence-room"}, "user_count,subscription_count");
-  ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_EQ(r->channels.size(), 2u);
-  EXPECT_EQ(r->channels[0].info.name(), "presence-room");
-  EXPECT_TRUE(r->channels[0].attrs.user_count);
-  EXPECT_TRUE(r->channels[0].attrs.subscription_count);
-  EXPECT_EQ(r->channels[0].info.user_count(), 2u);
-  EXPECT_EQ(r->channels[0].info.subscription_count(), 3u);
-  EXPECT_EQ(r->channels[1].info.name(), "news");
-  EXPECT_FALSE(r->channels[1].attrs.user_count);  // not a presence channel
-  EXPECT_TRUE(r->channels[1].attrs.subscription_count);
-  // The gRPC answer holds the same figures.
-  EXPECT_EQ(r->proto.channels().size(), 2u);
-  EXPECT_EQ(r->proto.channels().at("presence-room").user_count(), 2u);
-
-  auto plain = Trigger({"news"});
-  ASSERT_TRUE(plain.ok());
-  EXPECT_TRUE(plain->channels.empty());
-  EXPECT_TRUE(plain->proto.channels().empty());
-}
-
-TEST_F(ApiTest, BatchDescribesOnlyTheItemsThatAsked) {
-  Subscribers("n1", "a", 4);
-  relay::v1::TriggerBatchRequest b;
-  for (const char* info : {"subscription_count", ""}) {
-    auto* e = b.add_batch();
-    e->set_channel("a");
-    e->set_name("e");
-    e->set_data("{}");
-    e->set_info(info);
-  }
-  auto r = api_->TriggerBatch(app_, b);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_TRUE(r->proto.has_info());
-  ASSERT_EQ(r->batch.size(), 2u);
-  EXPECT_TRUE(r->batch[0].attrs.subscription_count);
-  EXPECT_EQ(r->batch[0].info.subscription_count(), 4u);
-  EXPECT_FALSE(r->batch[1].attrs.subscription_count);
 }
 
 TEST_F(ApiTest, ChannelQueriesGiveTheAttributesAsked) {
@@ -290,6 +245,84 @@ class FakeNode {
       stream_;
 };
 
+// Data planes attached to the hub through a real gRPC server, for as long as it lives.
+class LiveNodes {
+ public:
+  LiveNodes(NodeHub* hub, const std::vector<std::string>& ids) {
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(hub);
+    server_ = builder.BuildAndStart();
+    for (const auto& id : ids) {
+      nodes_.push_back(std::make_unique<FakeNode>("127.0.0.1:" + std::to_string(port), id));
+    }
+    EXPECT_TRUE(testutil::WaitFor([&] { return hub->NodeIds().size() == ids.size(); }));
+  }
+  ~LiveNodes() {
+    nodes_.clear();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::unique_ptr<FakeNode>> nodes_;
+};
+
+// An event for channels a node has subscribers of is answered 2xx only once it is queued to
+// that node: a node the hub no longer has (its stream just ended) gets a refusal, not a 2xx.
+TEST_F(ApiTest, AnEventThatCannotBeQueuedToANodeWithSubscribersIsRefused) {
+  Subscribers("gone", "room", 1);
+  auto r = Trigger({"room"});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RetryAfterSeconds(r.status()), 1);
+  EXPECT_TRUE(Trigger({"nobody-here"}).ok());
+}
+
+TEST_F(ApiTest, TriggerDescribesEachChannelOnceWithTheAttributesThatApply) {
+  LiveNodes nodes(hub_.get(), {"n1"});
+  Subscribers("n1", "presence-room", 3, {"u1", "u2"});
+  auto r = Trigger({"presence-room", "news", "presence-room"}, "user_count,subscription_count");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->channels.size(), 2u);
+  EXPECT_EQ(r->channels[0].info.name(), "presence-room");
+  EXPECT_TRUE(r->channels[0].attrs.user_count);
+  EXPECT_TRUE(r->channels[0].attrs.subscription_count);
+  EXPECT_EQ(r->channels[0].info.user_count(), 2u);
+  EXPECT_EQ(r->channels[0].info.subscription_count(), 3u);
+  EXPECT_EQ(r->channels[1].info.name(), "news");
+  EXPECT_FALSE(r->channels[1].attrs.user_count);  // not a presence channel
+  EXPECT_TRUE(r->channels[1].attrs.subscription_count);
+  // The gRPC answer holds the same figures.
+  EXPECT_EQ(r->proto.channels().size(), 2u);
+  EXPECT_EQ(r->proto.channels().at("presence-room").user_count(), 2u);
+
+  auto plain = Trigger({"news"});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->channels.empty());
+  EXPECT_TRUE(plain->proto.channels().empty());
+}
+
+TEST_F(ApiTest, BatchDescribesOnlyTheItemsThatAsked) {
+  LiveNodes nodes(hub_.get(), {"n1"});
+  Subscribers("n1", "a", 4);
+  relay::v1::TriggerBatchRequest b;
+  for (const char* info : {"subscription_count", ""}) {
+    auto* e = b.add_batch();
+    e->set_channel("a");
+    e->set_name("e");
+    e->set_data("{}");
+    e->set_info(info);
+  }
+  auto r = api_->TriggerBatch(app_, b);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->proto.has_info());
+  ASSERT_EQ(r->batch.size(), 2u);
+  EXPECT_TRUE(r->batch[0].attrs.subscription_count);
+  EXPECT_EQ(r->batch[0].info.subscription_count(), 4u);
+  EXPECT_FALSE(r->batch[1].attrs.subscription_count);
+}
+
 TEST_F(ApiTest, RouteSendsToTheNodesWithInterestExceptTheOrigin) {
   int port = 0;
   grpc::ServerBuilder builder;
@@ -325,6 +358,74 @@ TEST_F(ApiTest, RouteSendsToTheNodesWithInterestExceptTheOrigin) {
     EXPECT_EQ(api_->Route(nobody), 0u);
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+TEST_F(ApiTest, EventsAreRefusedWithARetryHintAndNotChargedWhileTheGateIsClosed) {
+  RouteGate gate(15000ms, clock_);
+  api_->SetRouteGate(&gate);
+  gate.ExpectNodes({"n1"});           // a restart: n1 was attached before
+  relay::v1::App app = CreateApp(1);  // one message a day: a charge would use it up
+
+  auto refused = Trigger({"room"}, "", &app);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RetryAfterSeconds(refused.status()), 1);
+  relay::v1::TriggerBatchRequest batch;
+  auto* item = batch.add_batch();
+  item->set_channel("room");
+  item->set_name("e");
+  item->set_data("{}");
+  EXPECT_EQ(api_->TriggerBatch(app, batch).status().code(), absl::StatusCode::kUnavailable);
+  relay::v1::SendToUserRequest to_user;
+  to_user.set_user_id("u1");
+  to_user.set_name("e");
+  to_user.set_data("{}");
+  EXPECT_EQ(api_->SendToUser(app, to_user).code(), absl::StatusCode::kUnavailable);
+  relay::v1::TerminateUserConnectionsRequest terminate;
+  terminate.set_user_id("u1");
+  EXPECT_EQ(api_->TerminateUserConnections(app, terminate).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(gate.refused(GateRefusal::kReattaching), 4u);
+  EXPECT_EQ(api_->counters().events.load(), 0u);
+
+  clock_.Advance(15000ms);                        // n1 never came back: declared gone
+  EXPECT_TRUE(Trigger({"room"}, "", &app).ok());  // the quota was still whole
+  EXPECT_EQ(Trigger({"room"}, "", &app).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(ApiTest, TwoPublishesToACacheChannelLeaveTheLaterOneCached) {
+  ASSERT_TRUE(Trigger({"cache-news"}).ok());
+  relay::v1::TriggerRequest r;
+  r.add_channels("cache-news");
+  r.set_name("second");
+  r.set_data("2");
+  ASSERT_TRUE(api_->Trigger(app_, r).ok());
+  auto cached = cluster_.GetCache(app_.id(), "cache-news");
+  ASSERT_TRUE(cached.has_value());
+  EXPECT_EQ(cached->event(), "second");
+}
+
+// A node that stops reading: its outbox grows once gRPC's flow control window is full. Before the
+// outbox reaches the bound that cuts the node off, events for it are refused with a retry hint
+// (backpressure to the caller), and nothing is queued for them.
+TEST_F(ApiTest, EventsForANodeThatStoppedReadingAreRefusedBeforeItIsCutOff) {
+  NodeHubOptions options;
+  options.authenticate = testutil::AcceptAnyNodeToken;
+  options.max_outbox_messages = 64;
+  NodeHub hub(options, &no_nodes_);
+  Api api(*store_, cluster_, hub, ApiLimits{}, clock_);
+  RouteGate gate(15000ms, clock_);
+  api.SetRouteGate(&gate);
+  LiveNodes nodes(&hub, {"slow"});  // never reads what it is sent
+  Subscribers("slow", "room", 1);
+  relay::v1::TriggerRequest r;
+  r.add_channels("room");
+  r.set_name("e");
+  r.set_data(std::string(8000, 'x'));
+  absl::Status refused = absl::OkStatus();
+  for (int i = 0; i < 100000 && refused.ok(); ++i) refused = api.Trigger(app_, r).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RetryAfterSeconds(refused), 1);
+  EXPECT_EQ(gate.refused(GateRefusal::kNodeBacklog), 1u);
+  EXPECT_EQ(hub.NodeIds(), std::vector<std::string>{"slow"});  // not cut off
 }
 
 }  // namespace

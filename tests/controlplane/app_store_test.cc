@@ -189,6 +189,26 @@ TEST_F(AppStoreTest, UsageKeepsTheLargestCountAcrossReopen) {
   EXPECT_EQ(store->LoadUsage("2023-11-13")["a"], 99u);
 }
 
+// The node registry a restarted control plane waits for: written behind, in order, and read
+// back after a reopen (a crash keeps whatever was committed).
+TEST_F(AppStoreTest, TheNodeRegistrySurvivesReopen) {
+  {
+    auto store = Open();
+    EXPECT_TRUE(store->LoadKnownNodes().empty());
+    store->RememberNode("edge-2");
+    store->RememberNode("edge-1");
+    store->RememberNode("edge-3");
+    store->RememberNode("edge-1");  // again: one entry
+    store->ForgetNode("edge-3");    // it said goodbye
+    EXPECT_EQ(store->LoadKnownNodes(), (std::vector<std::string>{"edge-1", "edge-2"}));
+  }
+  auto store = Open();
+  EXPECT_EQ(store->LoadKnownNodes(), (std::vector<std::string>{"edge-1", "edge-2"}));
+  store->ForgetNode("edge-1");
+  store->ForgetNode("unknown");  // nothing to forget: no error
+  EXPECT_EQ(store->LoadKnownNodes(), std::vector<std::string>{"edge-2"});
+}
+
 TEST_F(AppStoreTest, TokenExpiresExactlyAtItsLifetime) {
   auto store = Open();
   ASSERT_TRUE(store->Create(AppRequest("a")).ok());

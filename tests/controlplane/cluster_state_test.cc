@@ -311,5 +311,18 @@ TEST(ClusterState, CacheKeepsTheLastEventUntilItExpires) {
   EXPECT_FALSE(state.GetCache("app", "cache-y").has_value());
 }
 
+// Two publishes racing: the one accepted first (seq 1) stores its event after the later one
+// (seq 2). A subscriber must not be given the older event as the channel's cache.
+TEST(ClusterStateCacheTest, AStoreThatComesLateWithAnOlderEventDoesNotReplaceTheNewer) {
+  ClusterState state;
+  state.StoreCache("app", "cache-x", "newer", "2", 60, 2);
+  state.StoreCache("app", "cache-x", "older", "1", 60, 1);
+  auto c = state.GetCache("app", "cache-x");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->event(), "newer");
+  state.StoreCache("app", "cache-x", "newest", "3", 60, 3);
+  EXPECT_EQ(state.GetCache("app", "cache-x")->event(), "newest");
+}
+
 }  // namespace
 }  // namespace relay::controlplane

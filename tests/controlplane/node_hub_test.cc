@@ -45,6 +45,14 @@ class Recorder : public NodeHub::Handler {
     absl::MutexLock lock(&mu_);
     detached_.push_back(node_id);
   }
+  void OnDeparted(const std::string& node_id) override {
+    absl::MutexLock lock(&mu_);
+    departed_.push_back(node_id);
+  }
+  std::vector<std::string> departed() const {
+    absl::MutexLock lock(&mu_);
+    return departed_;
+  }
 
   std::vector<std::string> attached() const {
     absl::MutexLock lock(&mu_);
@@ -76,6 +84,7 @@ class Recorder : public NodeHub::Handler {
   std::vector<relay::v1::NodeSnapshot> snapshots_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, NodeMessage>> messages_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> detached_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> departed_ ABSL_GUARDED_BY(mu_);
   bool welcome_refused_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -371,6 +380,28 @@ TEST_F(NodeHubTest, ASilentNodeIsSweptAway) {
       << "an attach that does not complete is cut off too";
   ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
   EXPECT_TRUE(hub_->NodeIds().empty());
+  // Declared dead: gone for good, not a break the control plane waits out.
+  EXPECT_EQ(handler_.departed(), std::vector<std::string>{"n1"});
+}
+
+// A goodbye ends the stream cleanly and the node departs; a break (cancel) is only a detach.
+TEST_F(NodeHubTest, AGoodbyeIsADepartureAndABreakIsNot) {
+  Start();
+  RawNode leaving(port_, "good", "app-1");
+  ASSERT_TRUE(leaving.Attach("n1"));
+  NodeMessage bye;
+  bye.mutable_goodbye();
+  ASSERT_TRUE(leaving.Write(bye));
+  EXPECT_TRUE(leaving.End().ok());
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 1; }));
+  EXPECT_EQ(handler_.departed(), std::vector<std::string>{"n1"});
+
+  RawNode broken(port_, "good", "app-1");
+  ASSERT_TRUE(broken.Attach("n2"));
+  ASSERT_TRUE(WaitFor([&] { return hub_->NodeIds().size() == 1; }));
+  broken.Cancel();
+  ASSERT_TRUE(WaitFor([&] { return handler_.detached().size() == 2; }));
+  EXPECT_EQ(handler_.departed(), std::vector<std::string>{"n1"});
 }
 
 TEST_F(NodeHubTest, AnOutboxOverflowCutsTheNodeOff) {

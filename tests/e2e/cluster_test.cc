@@ -123,6 +123,29 @@ TEST(Cluster, SubscriptionCountsLeaveInTheOrderTheyWereDecided) {
   }
 }
 
+using RawStream = grpc::ClientReaderWriter<relay::v1::NodeMessage, relay::v1::ControlMessage>;
+
+// A node link stream of node "raw" with one subscriber of "orders", welcomed; null on failure.
+std::unique_ptr<RawStream> AttachRaw(Cluster& cluster, relay::v1::NodeLink::Stub& stub,
+                                     grpc::ClientContext& ctx) {
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  ctx.AddMetadata("authorization", "Bearer " + cluster.NodeToken());
+  auto s = stub.Attach(&ctx);
+  relay::v1::NodeMessage hello, snapshot;
+  hello.set_seq(1);
+  hello.mutable_hello()->set_node_id("raw");
+  snapshot.set_seq(2);
+  auto* c = snapshot.mutable_snapshot()->add_channels();
+  c->set_app_id("app-id");
+  c->set_channel("orders");
+  c->set_subscriptions(1);
+  relay::v1::ControlMessage welcome;
+  if (!s->Write(hello) || !s->Write(snapshot) || !s->Read(&welcome) || !welcome.has_welcome()) {
+    return nullptr;
+  }
+  return s;
+}
+
 // A node that re-attaches while the control plane still holds its previous stream (the node saw
 // the link die first: a partition, a hung control plane) keeps what its new attach reported when
 // the control plane finishes the old stream.
@@ -130,25 +153,7 @@ TEST(Cluster, ReplacedStreamWithdrawsNothing) {
   Cluster cluster(1);
   auto stub = relay::v1::NodeLink::NewStub(grpc::CreateChannel(
       "127.0.0.1:" + std::to_string(cluster.cp().grpc_port()), grpc::InsecureChannelCredentials()));
-  using Stream = grpc::ClientReaderWriter<relay::v1::NodeMessage, relay::v1::ControlMessage>;
-  auto attach = [&](grpc::ClientContext& ctx) -> std::unique_ptr<Stream> {
-    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-    ctx.AddMetadata("authorization", "Bearer " + cluster.NodeToken());
-    auto s = stub->Attach(&ctx);
-    relay::v1::NodeMessage hello, snapshot;
-    hello.set_seq(1);
-    hello.mutable_hello()->set_node_id("raw");
-    snapshot.set_seq(2);
-    auto* c = snapshot.mutable_snapshot()->add_channels();
-    c->set_app_id("app-id");
-    c->set_channel("orders");
-    c->set_subscriptions(1);
-    relay::v1::ControlMessage welcome;
-    if (!s->Write(hello) || !s->Write(snapshot) || !s->Read(&welcome) || !welcome.has_welcome()) {
-      return nullptr;
-    }
-    return s;
-  };
+  auto attach = [&](grpc::ClientContext& ctx) { return AttachRaw(cluster, *stub, ctx); };
   grpc::ClientContext old_ctx, new_ctx;
   auto old_stream = attach(old_ctx);
   ASSERT_TRUE(old_stream);
@@ -169,6 +174,48 @@ TEST(Cluster, ReplacedStreamWithdrawsNothing) {
   while (!published && new_stream->Read(&m)) published = m.has_publish();
   EXPECT_TRUE(published);
   new_ctx.TryCancel();
+}
+
+// A node whose stream breaks without a goodbye may still have its subscribers: until it
+// re-attaches, an event for its channels is refused (UNAVAILABLE), not answered OK; other channels
+// route. A node that says goodbye is not waited for.
+TEST(Cluster, ABrokenNodeBlocksItsChannelsUntilItReattaches) {
+  Cluster cluster(1);
+  auto stub = relay::v1::NodeLink::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(cluster.cp().grpc_port()), grpc::InsecureChannelCredentials()));
+  auto attach = [&](grpc::ClientContext& ctx) { return AttachRaw(cluster, *stub, ctx); };
+  auto routed = [&] {
+    return cluster.cp().cluster().NodesWithInterest("app-id", {"orders"}).size() == 1;
+  };
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(attach(ctx));
+    ASSERT_TRUE(routed());
+    ctx.TryCancel();  // the stream breaks: no goodbye
+  }
+  ASSERT_TRUE(WaitFor([&] { return cluster.cp().gate()->detached() == 1; }));
+  absl::Status refused = cluster.Trigger("orders", "e", "x");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_EQ(controlplane::RetryAfterSeconds(refused), 1);
+  EXPECT_TRUE(cluster.Trigger("elsewhere", "e", "x").ok());
+  EXPECT_TRUE(cluster.cp().Readiness().ready);  // only its channels wait, not the cluster
+
+  grpc::ClientContext back_ctx;
+  auto back = attach(back_ctx);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(cluster.Trigger("orders", "e", "x").ok());
+  // Goodbye: the control plane ends the stream, the node is withdrawn and not waited for.
+  relay::v1::NodeMessage bye;
+  bye.set_seq(3);
+  bye.mutable_goodbye();
+  ASSERT_TRUE(back->Write(bye));
+  relay::v1::ControlMessage m;
+  while (back->Read(&m)) {
+  }
+  EXPECT_TRUE(back->Finish().ok());
+  ASSERT_TRUE(WaitFor([&] { return !routed(); }));
+  EXPECT_EQ(cluster.cp().gate()->detached(), 0u);
+  EXPECT_TRUE(cluster.Trigger("orders", "e", "x").ok());
 }
 
 }  // namespace

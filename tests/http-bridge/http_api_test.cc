@@ -15,6 +15,8 @@
 #include "common/crypto.h"
 #include "common/pusher_auth.h"
 #include "common/strings.h"
+#include "tests/testutil/raw_node.h"
+#include "tests/testutil/wait_for.h"
 
 namespace relay::http_bridge {
 namespace {
@@ -179,6 +181,17 @@ TEST_F(HttpApiTest, UnknownRoutesAre404OnlyAfterAuthentication) {
 }
 
 TEST_F(HttpApiTest, TriggerPrintsTheInfoTheApiGives) {
+  // n1 must be attached for the event to be queued to it; the hub accepts any credential here.
+  controlplane::NodeHubOptions options;
+  options.authenticate = testutil::AcceptAnyNodeToken;
+  hub_ = std::make_unique<controlplane::NodeHub>(options, &no_nodes_);
+  Start({});
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(hub_.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
   relay::v1::NodeSnapshot s;
   auto* c = s.add_channels();
   c->set_app_id("app-id");
@@ -190,19 +203,30 @@ TEST_F(HttpApiTest, TriggerPrintsTheInfoTheApiGives) {
   p->set_user_id("u1");
   p->set_socket_id("1.1");
   cluster_.ApplySnapshot("n1", s);
-  HttpResponse r = Send("POST", "/apps/app-id/events",
-                        R"({"name":"e","data":"{}","channels":["presence-room","news"],)"
-                        R"("info":"subscription_count,user_count"})");
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, R"({"channels":{"presence-room":{"user_count":1,"subscription_count":2},)"
-                    R"("news":{"subscription_count":0}}})");
-  HttpRequest q;
-  q.method = "GET";
-  q.path = "/apps/app-id/channels/presence-room";
-  q.query = "info=user_count,subscription_count";
-  q.headers = {{"X-Relay-Key", "app-key"}, {"X-Relay-Secret", "app-secret"}};
-  r = http_->Handle(q);
-  EXPECT_EQ(r.body, R"({"occupied":true,"user_count":1,"subscription_count":2})");
+  const std::string body = R"({"name":"e","data":"{}","channels":["presence-room","news"],)"
+                           R"("info":"subscription_count,user_count"})";
+  // The view has subscribers on n1 but the hub has no stream to it (it just ended): the event
+  // cannot reach them, so it is refused with a retry hint rather than answered 200.
+  HttpResponse r = Send("POST", "/apps/app-id/events", body);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(HeaderOf(r, "Retry-After"), "1");
+  {
+    testutil::RawNode n1(port, "any");
+    ASSERT_TRUE(n1.Hello("n1") && n1.Snapshot("orders"));
+    ASSERT_TRUE(testutil::WaitFor([&] { return hub_->NodeIds().size() == 1; }));
+    r = Send("POST", "/apps/app-id/events", body);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, R"({"channels":{"presence-room":{"user_count":1,"subscription_count":2},)"
+                      R"("news":{"subscription_count":0}}})");
+    HttpRequest q;
+    q.method = "GET";
+    q.path = "/apps/app-id/channels/presence-room";
+    q.query = "info=user_count,subscription_count";
+    q.headers = {{"X-Relay-Key", "app-key"}, {"X-Relay-Secret", "app-secret"}};
+    r = http_->Handle(q);
+    EXPECT_EQ(r.body, R"({"occupied":true,"user_count":1,"subscription_count":2})");
+  }
+  server->Shutdown(std::chrono::system_clock::now() + 5s);
 }
 
 TEST_F(HttpApiTest, SignatureWindowIs600SecondsEitherWay) {

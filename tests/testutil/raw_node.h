@@ -7,11 +7,21 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
+#include "relay/v1/admin.pb.h"
 #include "relay/v1/node_link.grpc.pb.h"
 
 namespace relay::testutil {
+
+// For NodeHubOptions::authenticate in tests: every token is the credential "test".
+inline std::optional<relay::v1::NodeToken> AcceptAnyNodeToken(std::string_view /*token*/) {
+  relay::v1::NodeToken t;
+  t.set_id("test");
+  return t;
+}
 
 class RawNode {
  public:

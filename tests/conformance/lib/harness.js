@@ -208,6 +208,20 @@ async function resendUntil(send, received, tries = 50, waitMs = 200) {
   return received();
 }
 
+// Triggers through the SDK, retrying while the control plane refuses with 503 (it cannot route
+// yet: a killed node's channels until it re-attaches or its node timeout passes, or data planes
+// re-attaching after a restart), as a backend should. Retry pacing, not synchronization.
+async function triggerRetrying(server, channel, name, data, tries = 200) {
+  for (let i = 1; ; i++) {
+    try {
+      return await sdk(server).trigger(channel, name, data);
+    } catch (e) {
+      if (e.status !== 503 || i >= tries) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
 // Signs a pusher-js client in and resolves once pusher-js has seen pusher:signin_success.
 async function signIn(c) {
   c.signin();
@@ -334,7 +348,7 @@ function relayctl(server, args) {
 }
 
 module.exports = {
-  APP, BIN, tempDir, startOnFreePorts, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
+  APP, BIN, tempDir, start, startOnFreePorts, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
   startControlPlane, stopAll, waitFor, once, resendUntil, signIn, client, sdk, authOptions, relayctl, freePort,
-  join, record, states, flush, barrier, publishCommands, webhookReceiver,
+  join, record, states, flush, barrier, publishCommands, webhookReceiver, triggerRetrying,
 };

@@ -131,7 +131,8 @@ void ChannelWatch::Publish(const std::string& app_id, relay::v1::ChannelEvent ev
     ChannelWatcher::Event shared;
     size_t bytes = 0;
     for (const auto& w : it->second) {
-      if (!w->filter().Matches(event.channel())) continue;
+      // `event` is moved into `shared` at the first match.
+      if (!w->filter().Matches(shared ? shared->channel() : event.channel())) continue;
       if (!shared) {
         // One copy, whatever the number of watchers.
         bytes = event.ByteSizeLong();

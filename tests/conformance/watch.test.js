@@ -9,6 +9,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
@@ -276,6 +277,12 @@ test('relayctl watch exits with the usual codes: 6 for a bad filter, 5 for an un
   assert.strictEqual(unknown.code, 5, unknown.stderr);
   const usage = await h.relayctl(n1, ['watch']);
   assert.strictEqual(usage.code, 2, usage.stderr);
+});
+
+test('docs/grpc-api.md shows examples/grpc-watch.js byte for byte', () => {
+  const doc = fs.readFileSync(path.join(ROOT, 'docs/grpc-api.md'), 'utf8');
+  const example = fs.readFileSync(path.join(ROOT, 'examples/grpc-watch.js'), 'utf8');
+  assert.ok(doc.includes('```js\n' + example + '```\n'), 'docs/grpc-api.md must contain examples/grpc-watch.js verbatim in a ```js block');
 });
 
 test('examples/grpc-watch.js (docs/grpc-api.md) prints client and API events and watches again after a control plane restart', async () => {

@@ -67,12 +67,7 @@ std::string UtcDay(int64_t unix_s) {
 
 Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits,
          const common::Clock& clock, ChannelWatch* watch)
-    : store_(store),
-      cluster_(cluster),
-      hub_(hub),
-      limits_(limits),
-      clock_(clock),
-      watch_(watch) {
+    : store_(store), cluster_(cluster), hub_(hub), limits_(limits), clock_(clock), watch_(watch) {
   absl::MutexLock lock(&usage_mu_);
   usage_day_ = UtcDay(clock_.NowUnixSeconds());
   usage_ = store_.LoadUsage(usage_day_);

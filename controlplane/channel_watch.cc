@@ -49,8 +49,8 @@ ChannelWatcher::Pushed ChannelWatcher::Push(const Event& event, size_t bytes) {
     queue_.clear();
     bytes_ = 0;
     end_ = absl::ResourceExhaustedError(common::StrCat(
-        "watcher too slow: it missed ", missed, " events (more than ", max_events_,
-        " events or ", max_bytes_,
+        "watcher too slow: it missed ", missed, " events (more than ", max_events_, " events or ",
+        max_bytes_,
         " bytes were waiting to be sent to it); events are not replayed, watch again to go on"));
     result.cut = true;
   } else {

@@ -53,7 +53,7 @@ class ChannelWatcher {
  public:
   using Event = std::shared_ptr<const relay::v1::ChannelEvent>;
   struct Next {
-    Event event;                     // write this one, then Take() again
+    Event event;                      // write this one, then Take() again
     std::optional<absl::Status> end;  // nothing more will come: end the stream with this
     // Neither: nothing waits; `wake` is called once something does.
   };

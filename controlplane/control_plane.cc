@@ -308,11 +308,11 @@ void ControlPlane::Broadcast(const relay::v1::ControlMessage& msg) {
 
 void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
   if (removed) {
-    watch_->CloseApp(app.id(), absl::NotFoundError(common::StrCat("app '", app.id(),
-                                                                  "' was deleted")));
+    watch_->CloseApp(app.id(),
+                     absl::NotFoundError(common::StrCat("app '", app.id(), "' was deleted")));
   } else if (!app.enabled()) {
-    watch_->CloseApp(app.id(), absl::PermissionDeniedError(
-                                   common::StrCat("app '", app.id(), "' is disabled")));
+    watch_->CloseApp(
+        app.id(), absl::PermissionDeniedError(common::StrCat("app '", app.id(), "' is disabled")));
   }
   relay::v1::ControlMessage msg;
   if (removed) {

@@ -12,6 +12,7 @@
 #include "controlplane/app_store.h"
 #include "controlplane/channel_watch.h"
 #include "controlplane/cluster_state.h"
+#include "controlplane/finishing_reactor.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/webhooks.h"
 #include "relay/v1/admin.grpc.pb.h"
@@ -53,7 +54,8 @@ std::string Bearer(const CallbackServerContext* ctx) {
 // One WatchChannelEvents call: writes its watcher's events one at a time (what waits meanwhile is
 // buffered, bounded, by the watcher) and finishes with the status the watcher ends with. Lives
 // until OnDone (self_); the watcher's wake callback holds only a weak reference.
-class WatchStream final : public grpc::ServerWriteReactor<relay::v1::ChannelEvent> {
+class WatchStream final
+    : public FinishingReactor<grpc::ServerWriteReactor<relay::v1::ChannelEvent>> {
  public:
   explicit WatchStream(ChannelWatch& watch) : watch_(watch) {}
 
@@ -75,16 +77,15 @@ class WatchStream final : public grpc::ServerWriteReactor<relay::v1::ChannelEven
     std::optional<absl::Status> end;
     {
       absl::MutexLock lock(&mu_);
-      if (watcher_ == nullptr || finished_ || writing_ != nullptr) return;
+      if (watcher_ == nullptr || finished() || writing_ != nullptr) return;
       ChannelWatcher::Next next = watcher_->Take();
-      if (next.event) {
+      if (next.end) {
+        end = std::move(next.end);
+      } else if (!next.event || !BeginStart()) {
+        return;  // nothing waits (the watcher wakes us), or the call is finishing
+      } else {
         writing_ = std::move(next.event);
         event = writing_;
-        ++starting_;
-      } else if (next.end) {
-        end = std::move(next.end);
-      } else {
-        return;  // the watcher wakes us
       }
     }
     if (end) return FinishOnce(ToGrpc(*end));
@@ -116,41 +117,11 @@ class WatchStream final : public grpc::ServerWriteReactor<relay::v1::ChannelEven
   }
 
  private:
-  // Finishes once. gRPC forbids starting a write after Finish, and writes are started outside
-  // mu_, so a Finish that comes while one is being started waits for EndStart().
-  void FinishOnce(grpc::Status status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-      if (starting_ > 0) {
-        deferred_finish_ = std::move(status);
-        return;
-      }
-    }
-    Finish(status);
-  }
-
-  void EndStart() {
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      if (--starting_ == 0 && deferred_finish_) {
-        finish = std::move(deferred_finish_);
-        deferred_finish_.reset();
-      }
-    }
-    if (finish) Finish(*finish);
-  }
-
   ChannelWatch& watch_;
   absl::Mutex mu_;
   std::shared_ptr<WatchStream> self_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<ChannelWatcher> watcher_ ABSL_GUARDED_BY(mu_);
   ChannelWatcher::Event writing_ ABSL_GUARDED_BY(mu_);  // the event being written
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  int starting_ ABSL_GUARDED_BY(mu_) = 0;  // StartWrite calls under way
-  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 // A WatchChannelEvents call refused before it started: finishes at once with `status`.

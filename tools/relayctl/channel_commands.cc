@@ -148,7 +148,7 @@ std::string FormatMicros(int64_t unix_us) {
   return std::string(buf) + ms;
 }
 
-// `data` on one line (control characters escaped), cut to about a terminal line.
+// `data` on one line (control characters as spaces), cut to about a terminal line.
 std::string OneLine(const std::string& data) {
   constexpr size_t kMax = 120;
   size_t cut = data.size();
@@ -156,20 +156,9 @@ std::string OneLine(const std::string& data) {
     cut = kMax;
     while (cut > 0 && (static_cast<unsigned char>(data[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
   }
-  std::string out;
-  for (size_t i = 0; i < cut; ++i) {
-    char c = data[i];
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += '?';
-    } else {
-      out += c;
-    }
+  std::string out = data.substr(0, cut);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
   if (cut < data.size()) common::StrAppend(&out, "... (", data.size(), " bytes)");
   return out;

@@ -80,46 +80,51 @@ absl::StatusOr<std::shared_ptr<ChannelWatcher>> ChannelWatch::Open(const std::st
   if (closed_) {
     return absl::UnavailableError("the control plane is shutting down; watch again later");
   }
-  if (open_.load(std::memory_order_relaxed) >= options_.max_watchers) {
+  if (open_watchers_.size() >= options_.max_watchers) {
     return absl::UnavailableError(
         common::StrCat("this control plane has ", options_.max_watchers,
                        " watchers open, its limit (--max-watchers); try again later"));
   }
-  auto& watchers = apps_[app_id];
-  if (watchers.size() >= options_.max_watchers_per_app) {
+  AppWatchers& app = apps_[app_id];
+  if (app.open >= options_.max_watchers_per_app) {
     return absl::ResourceExhaustedError(common::StrCat(
-        "app '", app_id, "' has ", watchers.size(),
+        "app '", app_id, "' has ", app.open,
         " watchers open, the limit per app (--max-watchers-per-app); close one first"));
   }
   auto watcher = std::make_shared<ChannelWatcher>(app_id, std::move(filter), options_,
                                                   std::move(wake), &streamed_);
-  watchers.push_back(watcher);
-  open_.fetch_add(1, std::memory_order_relaxed);
+  app.live.push_back(watcher);
+  ++app.open;
+  open_watchers_.insert(watcher.get());
+  open_.store(open_watchers_.size(), std::memory_order_relaxed);
   return watcher;
 }
 
-bool ChannelWatch::Remove(const ChannelWatcher* watcher) {
+bool ChannelWatch::Unlink(const ChannelWatcher* watcher) {
   auto it = apps_.find(watcher->app_id());
   if (it == apps_.end()) return false;
-  auto& watchers = it->second;
-  auto found = std::find_if(watchers.begin(), watchers.end(),
-                            [&](const auto& w) { return w.get() == watcher; });
-  if (found == watchers.end()) return false;
-  watchers.erase(found);
-  if (watchers.empty()) apps_.erase(it);
-  open_.fetch_sub(1, std::memory_order_relaxed);
+  auto& live = it->second.live;
+  auto found =
+      std::find_if(live.begin(), live.end(), [&](const auto& w) { return w.get() == watcher; });
+  if (found == live.end()) return false;
+  live.erase(found);
   return true;
 }
 
 void ChannelWatch::Close(const std::shared_ptr<ChannelWatcher>& watcher) {
   absl::MutexLock lock(&mu_);
-  Remove(watcher.get());
+  Unlink(watcher.get());
+  if (open_watchers_.erase(watcher.get()) == 0) return;
+  open_.store(open_watchers_.size(), std::memory_order_relaxed);
+  auto it = apps_.find(watcher->app_id());
+  if (it != apps_.end() && --it->second.open == 0) apps_.erase(it);
 }
 
 bool ChannelWatch::Wants(std::string_view app_id) const {
   if (open_.load(std::memory_order_relaxed) == 0) return false;
   absl::ReaderMutexLock lock(&mu_);
-  return apps_.contains(common::AbslView(app_id));
+  auto it = apps_.find(common::AbslView(app_id));
+  return it != apps_.end() && !it->second.live.empty();
 }
 
 void ChannelWatch::Publish(const std::string& app_id, relay::v1::ChannelEvent event) {
@@ -130,7 +135,7 @@ void ChannelWatch::Publish(const std::string& app_id, relay::v1::ChannelEvent ev
     if (it == apps_.end()) return;
     ChannelWatcher::Event shared;
     size_t bytes = 0;
-    for (const auto& w : it->second) {
+    for (const auto& w : it->second.live) {
       // `event` is moved into `shared` at the first match.
       if (!w->filter().Matches(shared ? shared->channel() : event.channel())) continue;
       if (!shared) {
@@ -146,7 +151,7 @@ void ChannelWatch::Publish(const std::string& app_id, relay::v1::ChannelEvent ev
   if (!cut.empty()) {
     absl::MutexLock lock(&mu_);
     for (const auto& w : cut) {
-      if (Remove(w.get())) cut_.fetch_add(1, std::memory_order_relaxed);
+      if (Unlink(w.get())) cut_.fetch_add(1, std::memory_order_relaxed);
     }
   }
   for (const auto& w : wake) w->wake_();
@@ -158,9 +163,7 @@ void ChannelWatch::CloseApp(const std::string& app_id, const absl::Status& why) 
     absl::MutexLock lock(&mu_);
     auto it = apps_.find(app_id);
     if (it == apps_.end()) return;
-    ended = std::move(it->second);
-    apps_.erase(it);
-    open_.fetch_sub(ended.size(), std::memory_order_relaxed);
+    ended.swap(it->second.live);
   }
   for (const auto& w : ended) {
     if (w->End(why)) w->wake_();
@@ -173,10 +176,9 @@ void ChannelWatch::CloseAll(const absl::Status& why) {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     for (auto& [app, watchers] : apps_) {
-      for (auto& w : watchers) ended.push_back(std::move(w));
+      for (auto& w : watchers.live) ended.push_back(std::move(w));
+      watchers.live.clear();
     }
-    apps_.clear();
-    open_.store(0, std::memory_order_relaxed);
   }
   for (const auto& w : ended) {
     if (w->End(why)) w->wake_();

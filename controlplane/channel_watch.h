@@ -98,11 +98,13 @@ class ChannelWatch {
   explicit ChannelWatch(ChannelWatchOptions options = {});
 
   // Registers a watcher of `app_id`'s channels matching `filter`. UNAVAILABLE beyond
-  // max_watchers or after CloseAll(); RESOURCE_EXHAUSTED beyond max_watchers_per_app.
+  // max_watchers or after CloseAll(); RESOURCE_EXHAUSTED beyond max_watchers_per_app. A watcher
+  // counts against both until Close(), even once it ended: a stream that was cut but whose
+  // caller does not read its end still holds what is on its way.
   absl::StatusOr<std::shared_ptr<ChannelWatcher>> Open(const std::string& app_id,
                                                        WatchFilter filter,
                                                        std::function<void()> wake);
-  // The consumer is gone: forgets the watcher (nothing when it was removed already).
+  // The consumer is gone (its stream is done): forgets the watcher. Idempotent.
   void Close(const std::shared_ptr<ChannelWatcher>& watcher);
 
   // Cheap: false when no watcher of the app exists (callers skip building the event).
@@ -114,7 +116,7 @@ class ChannelWatch {
   // Ends every watcher with `why` and refuses new ones (shutdown).
   void CloseAll(const absl::Status& why);
 
-  // Watchers open now.
+  // Watchers open now (registered and not yet closed).
   uint64_t open() const { return open_.load(std::memory_order_relaxed); }
   // Events handed to watchers' streams since start.
   uint64_t streamed() const { return streamed_.load(std::memory_order_relaxed); }
@@ -122,13 +124,17 @@ class ChannelWatch {
   uint64_t cut() const { return cut_.load(std::memory_order_relaxed); }
 
  private:
-  // Removes `watcher` from the registry; false when it was not there.
-  bool Remove(const ChannelWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  struct AppWatchers {
+    std::vector<std::shared_ptr<ChannelWatcher>> live;  // receiving events
+    size_t open = 0;                                    // registered and not closed
+  };
+  // Stops handing events to `watcher`; false when it got none already.
+  bool Unlink(const ChannelWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ChannelWatchOptions options_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<ChannelWatcher>>> apps_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, AppWatchers> apps_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<const ChannelWatcher*> open_watchers_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> open_{0};
   std::atomic<uint64_t> streamed_{0};

@@ -60,6 +60,16 @@ function watch(request, md = KEY_SECRET, read = true, via = stub) {
   return w;
 }
 
+// A watch opened as soon as the app has a free place; resolves once registered.
+async function watchOnceFree(request, md) {
+  let w;
+  await h.waitFor(async () => {
+    w = watch(request, md);
+    return w.registered.then(() => true, () => false);
+  }, 10000, 'a free place');
+  return w;
+}
+
 async function expectEnd(w, code, gist) {
   const err = await Promise.race([w.ended,
     new Promise((_, reject) => setTimeout(() => reject(new Error(`no end within 10 s, want ${codeName(code)}`)), 10000))]);
@@ -167,17 +177,12 @@ test('watchers per app are bounded; an app disabled or deleted ends its watchers
   await Promise.all(open.map((w) => w.registered));
   await expectEnd(watch({ app: 'app-w' }, creds), status.RESOURCE_EXHAUSTED, /--max-watchers-per-app/);
   open.pop().call.cancel();  // frees a place once the control plane sees the cancel
-  let again;
-  await h.waitFor(async () => {
-    again = watch({ app: 'app-w' }, creds);
-    return again.registered.then(() => true, () => false);
-  }, 10000, 'a place after a cancel');
-  open.push(again);
+  open.push(await watchOnceFree({ app: 'app-w' }, creds));
   await ctl(['apps', 'disable', 'app-w']);
   for (const w of open) await expectEnd(w, status.PERMISSION_DENIED, /app 'app-w' is disabled/);
   await ctl(['apps', 'enable', 'app-w']);
-  const last = watch({ app: 'app-w' }, creds);
-  await last.registered;
+  // Ended watchers hold their place until their streams are done (just after their status).
+  const last = await watchOnceFree({ app: 'app-w' }, creds);
   await ctl(['apps', 'delete', 'app-w', '--yes']);
   await expectEnd(last, status.NOT_FOUND, /app 'app-w' was deleted/);
 });

@@ -122,7 +122,6 @@ TEST(ChannelWatchTest, AWatcherOverItsEventBoundIsCutToldHowManyItMissedAndFreed
   EXPECT_EQ(Drain(*fast), (std::vector<std::string>{"c:3", "c:4", "c:5"}));
   EXPECT_EQ(slow_wakes.load(), 1);
   EXPECT_EQ(watch.cut(), 1u);
-  EXPECT_EQ(watch.open(), 1u);  // the slow one no longer counts
   ChannelWatcher::Next next = slow->Take();
   EXPECT_EQ(next.event, nullptr);  // what waited was dropped at once, not sent late
   ASSERT_TRUE(next.end);
@@ -133,6 +132,10 @@ TEST(ChannelWatchTest, AWatcherOverItsEventBoundIsCutToldHowManyItMissedAndFreed
   watch.Publish("a", Event("c", "6"));
   EXPECT_EQ(Drain(*fast), std::vector<std::string>{"c:6"});
   EXPECT_EQ(Drain(*slow), std::vector<std::string>{"end:RESOURCE_EXHAUSTED"});
+  // It counts as open until its stream is done (what is on its way is still held).
+  EXPECT_EQ(watch.open(), 2u);
+  watch.Close(slow);
+  EXPECT_EQ(watch.open(), 1u);
 }
 
 TEST(ChannelWatchTest, AWatcherOverItsByteBoundIsCut) {
@@ -172,6 +175,21 @@ TEST(ChannelWatchTest, WatchersAreBoundedPerAppAndInAll) {
   EXPECT_FALSE(watch.Open("b", Filter({}), [] {}).ok());
 }
 
+TEST(ChannelWatchTest, ACutWatcherHoldsItsPlaceUntilItsStreamIsDone) {
+  ChannelWatchOptions options;
+  options.max_watchers_per_app = 1;
+  options.buffer_events = 1;
+  ChannelWatch watch(options);
+  auto w = Open(watch, "a", Filter({}));
+  watch.Publish("a", Event("c", "1"));
+  watch.Publish("a", Event("c", "2"));
+  ASSERT_EQ(watch.cut(), 1u);
+  EXPECT_EQ(watch.Open("a", Filter({}), [] {}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  watch.Close(w);
+  EXPECT_TRUE(watch.Open("a", Filter({}), [] {}).ok());
+}
+
 TEST(ChannelWatchTest, AnAppsWatchersEndAfterWhatWaitsWhenTheAppGoes) {
   ChannelWatch watch;
   std::atomic<int> wakes{0};
@@ -187,6 +205,9 @@ TEST(ChannelWatchTest, AnAppsWatchersEndAfterWhatWaitsWhenTheAppGoes) {
   EXPECT_EQ(Drain(*waiting), std::vector<std::string>{"end:NOT_FOUND"});
   EXPECT_EQ(Drain(*busy), (std::vector<std::string>{"c:1", "end:NOT_FOUND"}));
   EXPECT_FALSE(watch.Wants("a"));
+  EXPECT_EQ(watch.open(), 3u);  // until their streams are done
+  watch.Close(busy);
+  watch.Close(waiting);
   EXPECT_EQ(watch.open(), 1u);
   watch.Publish("a", Event("c", "2"));  // nobody watches it any more
   EXPECT_TRUE(Drain(*other).empty());
@@ -200,6 +221,7 @@ TEST(ChannelWatchTest, ShutdownEndsEveryWatcherAndRefusesNewOnes) {
   watch.CloseAll(absl::UnavailableError("the control plane is shutting down"));
   EXPECT_EQ(wakes.load(), 1);
   EXPECT_EQ(Drain(*w), std::vector<std::string>{"end:UNAVAILABLE"});
+  watch.Close(w);
   EXPECT_EQ(watch.open(), 0u);
   EXPECT_EQ(watch.Open("a", Filter({}), [] {}).status().code(), absl::StatusCode::kUnavailable);
 }

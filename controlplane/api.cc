@@ -66,8 +66,8 @@ std::string UtcDay(int64_t unix_s) {
 }  // namespace
 
 Api::Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits,
-         const common::Clock& clock)
-    : store_(store), cluster_(cluster), hub_(hub), limits_(limits), clock_(clock) {
+         const common::Clock& clock, ChannelWatch* watch)
+    : store_(store), cluster_(cluster), hub_(hub), limits_(limits), clock_(clock), watch_(watch) {
   absl::MutexLock lock(&usage_mu_);
   usage_day_ = UtcDay(clock_.NowUnixSeconds());
   usage_ = store_.LoadUsage(usage_day_);
@@ -309,6 +309,7 @@ absl::Status Api::Publish(const App& app, const std::vector<std::string>& channe
   publish.set_exclude_socket_id(socket_id);
   absl::Status result = absl::OkStatus();
   std::vector<std::string> cache_channels;
+  bool watched = watch_ != nullptr && watch_->Wants(app.id());
   for (const auto& channel : channels) {
     std::string_view user = common::ServerToUserId(channel);
     if (!user.empty()) {
@@ -324,6 +325,16 @@ absl::Status Api::Publish(const App& app, const std::vector<std::string>& channe
     publish.add_channels(channel);
     // Rendered once here; every data plane only copies these bytes to its sockets.
     publish.add_frames(common::RenderEvent(name, channel, data));
+    if (watched) {
+      relay::v1::ChannelEvent event;
+      event.set_channel(channel);
+      event.set_event(name);
+      event.set_data(data);
+      event.set_source(relay::v1::ChannelEvent::SOURCE_API);
+      event.set_socket_id(socket_id);
+      event.set_accepted_unix_us(publish.accepted_unix_us());
+      watch_->Publish(app.id(), std::move(event));
+    }
   }
   counters_.events.fetch_add(1, std::memory_order_relaxed);
   if (publish.channels_size() == 0) return result;
@@ -429,6 +440,38 @@ absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
   }
   if (!failed.ok()) return failed;
   return result;
+}
+
+absl::StatusOr<std::shared_ptr<ChannelWatcher>> Api::Watch(
+    const App& app, const relay::v1::WatchChannelEventsRequest& request,
+    std::function<void()> wake) {
+  if (watch_ == nullptr) {
+    return absl::UnimplementedError("channel event streams are off on this control plane");
+  }
+  if (static_cast<size_t>(request.channels_size()) > kMaxChannelsPerTrigger) {
+    return absl::InvalidArgumentError(
+        common::StrCat("at most ", kMaxChannelsPerTrigger, " channels per watcher"));
+  }
+  WatchFilter filter;
+  for (const auto& c : request.channels()) {
+    if (auto st = CheckChannel(c, false); !st.ok()) return st;
+    filter.channels.insert(c);
+  }
+  if (!request.prefix().empty()) {
+    std::string err = common::ChannelNameError(request.prefix(), false);
+    if (!err.empty()) {
+      return absl::InvalidArgumentError(
+          common::StrCat("invalid prefix '", request.prefix(), "': ", err));
+    }
+    filter.prefix = request.prefix();
+  }
+  auto watcher = watch_->Open(app.id(), std::move(filter), std::move(wake));
+  if (!watcher.ok()) return watcher.status();
+  if (auto now = ResolveApp(app.id()); !now.ok()) {
+    watch_->Close(*watcher);
+    return now.status();
+  }
+  return watcher;
 }
 
 absl::StatusOr<ListChannelsResult> Api::ListChannels(

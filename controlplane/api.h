@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "controlplane/app_store.h"
+#include "controlplane/channel_watch.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/limiter.h"
 #include "controlplane/node_hub.h"
@@ -79,9 +80,10 @@ struct ApiLimits {
 class Api {
  public:
   // `clock` drives the per-IP window, the app event rate, the daily quota's UTC day and which
-  // previous secrets still verify.
+  // previous secrets still verify. `watch`: the watchers of WatchChannelEvents, handed every
+  // published event (null: watching is off).
   Api(AppStore& store, ClusterState& cluster, NodeHub& hub, ApiLimits limits = {},
-      const common::Clock& clock = common::Clock::Real());
+      const common::Clock& clock = common::Clock::Real(), ChannelWatch* watch = nullptr);
 
   // Per-address admission of one event-sending request (trigger, batch, send to user) from
   // `client_ip`, counted before the request is read: RESOURCE_EXHAUSTED over the per-IP limit.
@@ -135,6 +137,17 @@ class Api {
   // after (a subscriber is never given an older event than the last one routed).
   void InCacheOrder(const std::function<void()>& fn);
 
+  // Opens a watcher for WatchChannelEvents: the filter is validated as the HTTP API validates
+  // channel names (at most 100 exact names; the prefix made of channel name characters), then
+  // the app is checked once more after registering, so an app disabled or deleted meanwhile
+  // never keeps a watcher (ControlPlane ends the watchers of such an app). `wake`: see
+  // ChannelWatcher.
+  absl::StatusOr<std::shared_ptr<ChannelWatcher>> Watch(
+      const relay::v1::App& app, const relay::v1::WatchChannelEventsRequest& request,
+      std::function<void()> wake);
+  // Null when watching is off.
+  ChannelWatch* watch() const { return watch_; }
+
   ApiCounters& counters() { return counters_; }
 
  private:
@@ -182,6 +195,7 @@ class Api {
   ApiCounters counters_;
   ApiLimits limits_;
   const common::Clock& clock_;
+  ChannelWatch* const watch_;
   FixedWindow ip_window_;
   FixedWindow app_rate_;
   absl::Mutex usage_mu_;

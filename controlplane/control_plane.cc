@@ -122,7 +122,9 @@ absl::Status ControlPlane::Start() {
   hub_options.require_client_certificate = !options_.node_link_client_ca.empty();
   hub_options.client_certificate_exempt = kInProcessCredential;
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
-  api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits);
+  watch_ = std::make_unique<ChannelWatch>(options_.watch);
+  api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits, common::Clock::Real(),
+                               watch_.get());
   // The nodes attached when the previous process stopped: nothing routes until they are back
   // or declared gone (no 2xx for an event their subscribers would miss).
   gate_ = std::make_unique<RouteGate>(options_.hub.liveness_timeout, common::Clock::Real());
@@ -305,6 +307,11 @@ void ControlPlane::Stop() {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (sweeper_.joinable()) sweeper_.join();
   if (hub_) hub_->CloseAll();
+  // Watchers get what waits for them, then UNAVAILABLE, before the server's shutdown deadline.
+  if (watch_) {
+    watch_->CloseAll(absl::UnavailableError(
+        "the control plane is shutting down; watch again once it (or another one) is up"));
+  }
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (internal_server_) {
     internal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -320,6 +327,13 @@ void ControlPlane::Broadcast(const relay::v1::ControlMessage& msg) {
 }
 
 void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
+  if (removed) {
+    watch_->CloseApp(app.id(),
+                     absl::NotFoundError(common::StrCat("app '", app.id(), "' was deleted")));
+  } else if (!app.enabled()) {
+    watch_->CloseApp(
+        app.id(), absl::PermissionDeniedError(common::StrCat("app '", app.id(), "' is disabled")));
+  }
   relay::v1::ControlMessage msg;
   if (removed) {
     if (webhooks_) webhooks_->RemoveApp(app.id());
@@ -544,6 +558,17 @@ void ControlPlane::OnClientEvent(const std::string& node_id,
   publish.set_user_id(event.user_id());
   publish.add_frames(common::RenderEvent(event.event(), event.channel(), event.data_json(), true,
                                          event.user_id()));
+  if (watch_->Wants(event.app_id())) {
+    relay::v1::ChannelEvent watched;
+    watched.set_channel(event.channel());
+    watched.set_event(event.event());
+    watched.set_data(event.data_json());
+    watched.set_source(relay::v1::ChannelEvent::SOURCE_CLIENT);
+    watched.set_socket_id(event.socket_id());
+    watched.set_user_id(event.user_id());
+    watched.set_accepted_unix_us(common::NowUnixMicros());
+    watch_->Publish(event.app_id(), std::move(watched));
+  }
   if (webhooks_) {
     webhooks_->Emit(event.app_id(),
                     Webhooks::ClientEvent(event.channel(), event.event(), event.data_json(),

@@ -20,6 +20,7 @@
 #include "common/node_link_limits.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
+#include "controlplane/channel_watch.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/connection_totals.h"
 #include "controlplane/grpc_metrics.h"
@@ -61,6 +62,8 @@ struct ControlPlaneOptions {
   // signed by one of them (mTLS), besides its node token. Needs grpc_tls_cert/key.
   std::string node_link_client_ca;
   WebhookOptions webhooks;
+  // Bounds of the WatchChannelEvents streams (docs/grpc-api.md).
+  ChannelWatchOptions watch;
 };
 
 class ControlPlane : private NodeHub::Handler {
@@ -157,6 +160,8 @@ class ControlPlane : private NodeHub::Handler {
   ClusterState cluster_;
   ConnectionTotals totals_;
   std::unique_ptr<NodeHub> hub_;
+  // The WatchChannelEvents watchers: fed by api_ (published events) and OnClientEvent.
+  std::unique_ptr<ChannelWatch> watch_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<RouteGate> gate_;
   std::unique_ptr<Webhooks> webhooks_;

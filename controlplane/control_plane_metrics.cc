@@ -68,6 +68,15 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
   w.Counter("relay_client_events_refused_total",
             "Client events a data plane relayed that the control plane refused (app settings).",
             d(client_events_refused_.load(std::memory_order_relaxed)));
+  if (watch_) {
+    w.Gauge("relay_channel_watchers", "WatchChannelEvents streams open now.", d(watch_->open()));
+    w.Counter("relay_channel_watch_events_total",
+              "Events handed to WatchChannelEvents streams (one per event and watcher).",
+              d(watch_->streamed()));
+    w.Counter("relay_channel_watchers_cut_total",
+              "WatchChannelEvents streams cut because they fell behind (slow consumers).",
+              d(watch_->cut()));
+  }
   if (store_) w.Gauge("relay_apps", "Apps in the store.", d(store_->List().size()));
   Webhooks::Totals t;
   if (webhooks_) t = webhooks_->totals();

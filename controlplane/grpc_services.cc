@@ -10,7 +10,9 @@
 #include "common/time.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
+#include "controlplane/channel_watch.h"
 #include "controlplane/cluster_state.h"
+#include "controlplane/finishing_reactor.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/webhooks.h"
 #include "relay/v1/admin.grpc.pb.h"
@@ -48,6 +50,86 @@ std::string Bearer(const CallbackServerContext* ctx) {
   }
   return {};
 }
+
+// One WatchChannelEvents call: writes its watcher's events one at a time (what waits meanwhile is
+// buffered, bounded, by the watcher) and finishes with the status the watcher ends with. Lives
+// until OnDone (self_); the watcher's wake callback holds only a weak reference.
+class WatchStream final
+    : public FinishingReactor<grpc::ServerWriteReactor<relay::v1::ChannelEvent>> {
+ public:
+  explicit WatchStream(ChannelWatch& watch) : watch_(watch) {}
+
+  // The headers go out first: a caller that saw them is registered, so every event accepted
+  // from then on reaches it.
+  void Start(std::shared_ptr<WatchStream> self, std::shared_ptr<ChannelWatcher> watcher) {
+    StartSendInitialMetadata();
+    {
+      absl::MutexLock lock(&mu_);
+      self_ = std::move(self);
+      watcher_ = std::move(watcher);
+    }
+    Pump();
+  }
+
+  // Starts the next write, or finishes, when no write is in flight.
+  void Pump() {
+    ChannelWatcher::Event event;
+    std::optional<absl::Status> end;
+    {
+      absl::MutexLock lock(&mu_);
+      if (watcher_ == nullptr || finished() || writing_ != nullptr) return;
+      ChannelWatcher::Next next = watcher_->Take();
+      if (next.end) {
+        end = std::move(next.end);
+      } else if (!next.event || !BeginStart()) {
+        return;  // nothing waits (the watcher wakes us), or the call is finishing
+      } else {
+        writing_ = std::move(next.event);
+        event = writing_;
+      }
+    }
+    if (end) return FinishOnce(ToGrpc(*end));
+    StartWrite(event.get());
+    EndStart();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_.reset();
+    }
+    if (!ok) return FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+    Pump();
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    std::shared_ptr<WatchStream> self;
+    std::shared_ptr<ChannelWatcher> watcher;
+    {
+      absl::MutexLock lock(&mu_);
+      self = std::move(self_);
+      watcher = std::move(watcher_);
+    }
+    if (watcher != nullptr) watch_.Close(watcher);
+    // `self` may delete this on return.
+  }
+
+ private:
+  ChannelWatch& watch_;
+  absl::Mutex mu_;
+  std::shared_ptr<WatchStream> self_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<ChannelWatcher> watcher_ ABSL_GUARDED_BY(mu_);
+  ChannelWatcher::Event writing_ ABSL_GUARDED_BY(mu_);  // the event being written
+};
+
+// A WatchChannelEvents call refused before it started: finishes at once with `status`.
+class RefusedWatch final : public grpc::ServerWriteReactor<relay::v1::ChannelEvent> {
+ public:
+  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 
 class ChannelsService final : public relay::v1::Channels::CallbackService {
  public:
@@ -152,6 +234,26 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
     return Run(ctx, req->app(), [&](const relay::v1::App& a) {
       return Assign(api_.AuthenticateUser(a, *req), resp);
     });
+  }
+  grpc::ServerWriteReactor<relay::v1::ChannelEvent>* WatchChannelEvents(
+      CallbackServerContext* ctx, const relay::v1::WatchChannelEventsRequest* req) override {
+    auto app = Authorize(ctx, req->app());
+    if (!app.ok()) return Refuse(app.status());
+    if (api_.watch() == nullptr) {
+      return Refuse(absl::UnimplementedError("channel event streams are off"));
+    }
+    auto stream = std::make_shared<WatchStream>(*api_.watch());
+    std::weak_ptr<WatchStream> weak = stream;
+    auto watcher = api_.Watch(*app, *req, [weak] {
+      if (auto s = weak.lock()) s->Pump();
+    });
+    if (!watcher.ok()) return Refuse(watcher.status());
+    stream->Start(stream, std::move(*watcher));
+    return stream.get();
+  }
+  grpc::ServerWriteReactor<relay::v1::ChannelEvent>* Refuse(const absl::Status& st) {
+    api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
+    return new RefusedWatch(ToGrpc(st));
   }
 
   Api& api_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "controlplane/finishing_reactor.h"
 
 namespace relay::controlplane {
 
@@ -15,7 +16,7 @@ using relay::v1::NodeMessage;
 
 // One attached data plane. Lives until OnDone (self_ keeps it alive; the hub holds another
 // reference while registered). Reactions run on gRPC threads and never block.
-class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
+class NodeStream : public FinishingReactor<grpc::ServerBidiReactor<NodeMessage, ControlMessage>> {
  public:
   NodeStream(NodeHub* hub, const NodeHubOptions& options, relay::v1::NodeToken credential)
       : hub_(hub), options_(options), credential_(std::move(credential)) {}
@@ -34,7 +35,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     bool overflow = false;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return false;
+      if (finished()) return false;
       // Size the message as it will be written (with seq and ack), so that OnWriteDone
       // subtracts exactly what was added.
       msg.set_seq(out_seq_ + 1);
@@ -47,10 +48,9 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
         ++out_seq_;
         outbox_bytes_ += bytes;
         outbox_.push_back(std::move(msg));
-        if (!writing_) {
+        if (!writing_ && BeginStart()) {
           writing_ = true;
           to_write = &outbox_.front();
-          ++starting_;
         }
       }
     }
@@ -73,9 +73,8 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       absl::MutexLock lock(&mu_);
       outbox_bytes_ -= outbox_.front().ByteSizeLong();
       outbox_.pop_front();
-      if (ok && !finished_ && !outbox_.empty()) {
+      if (ok && !outbox_.empty() && BeginStart()) {
         next = &outbox_.front();
-        ++starting_;
       } else {
         writing_ = false;
       }
@@ -105,11 +104,7 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
       FinishOnce(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
       return;
     }
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;  // the pending Finish ends the call; no new read after it
-      ++starting_;
-    }
+    if (!BeginStart()) return;  // the pending Finish ends the call; no new read after it
     StartRead(&in_);
     EndStart();
   }
@@ -219,35 +214,6 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
     self_.reset();  // may delete this
   }
 
-  // Finishes the call once. gRPC forbids starting a read or write after Finish, and reads and
-  // writes are started outside mu_, so a Finish that comes while one is being started is
-  // deferred to EndStart(). (Finish with a write still outstanding is fine: a node that does
-  // not read must be cut off.)
-  void FinishOnce(grpc::Status status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-      if (starting_ > 0) {
-        deferred_finish_ = std::move(status);
-        return;
-      }
-    }
-    Finish(status);
-  }
-
-  void EndStart() {
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      if (--starting_ == 0 && deferred_finish_) {
-        finish = std::move(deferred_finish_);
-        deferred_finish_.reset();
-      }
-    }
-    if (finish) Finish(*finish);
-  }
-
   relay::v1::NodeInfo Info() const {
     relay::v1::NodeInfo info;
     info.set_node_id(node_id_);
@@ -306,9 +272,6 @@ class NodeStream : public grpc::ServerBidiReactor<NodeMessage, ControlMessage> {
   size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t out_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  int starting_ ABSL_GUARDED_BY(mu_) = 0;  // StartRead/StartWrite calls under way
-  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 NodeHub::NodeHub(NodeHubOptions options, Handler* handler) : options_(options), handler_(handler) {}

@@ -34,6 +34,9 @@ after(async () => {
   await h.stopAll();
 });
 
+// The unary RPCs (the server-streaming WatchChannelEvents has its own file: watch.test.js).
+const UNARY = Object.keys(relayV1.Channels.service).filter((m) => !relayV1.Channels.service[m].responseStream).sort();
+
 function channelsClient(s) {
   const stub = new relayV1.Channels(`127.0.0.1:${s.grpcPort}`, grpc.credentials.createInsecure());
   stubs.push(stub);
@@ -412,7 +415,7 @@ test('a disabled app: every RPC is PERMISSION_DENIED (before the credentials are
     AuthorizeChannel: { socket_id: '1.2', channel_name: 'private-c' },
     AuthenticateUser: { socket_id: '1.2', user_data: '{"id":"u"}' },
   };
-  assert.deepStrictEqual(Object.keys(requests).sort(), Object.keys(relayV1.Channels.service).sort(), 'every RPC of the service');
+  assert.deepStrictEqual(Object.keys(requests).sort(), UNARY, 'every unary RPC of the service');
   await call('Trigger', { app: app.id, ...requests.Trigger }, creds);
   assert.strictEqual((await h.relayctl(server, ['apps', 'disable', app.id])).code, 0);
   for (const [method, req] of Object.entries(requests)) {
@@ -473,6 +476,6 @@ test('daily quota: RESOURCE_EXHAUSTED when used up (shared with HTTP), PERMISSIO
   assert.match(JSON.parse(e.body).error, used);
 });
 
-test('every RPC of relay.v1.Channels answered OK at least once above', () => {
-  assert.deepStrictEqual([...succeeded].sort(), Object.keys(relayV1.Channels.service).sort());
+test('every unary RPC of relay.v1.Channels answered OK at least once above', () => {
+  assert.deepStrictEqual([...succeeded].sort(), UNARY);
 });

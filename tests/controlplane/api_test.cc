@@ -43,7 +43,7 @@ class ApiTest : public ::testing::Test {
     hub_options.authenticate = testutil::AcceptAnyNodeToken;
     hub_ = std::make_unique<NodeHub>(hub_options, &no_nodes_);
     app_ = CreateApp(0);
-    api_ = std::make_unique<Api>(*store_, cluster_, *hub_, ApiLimits{}, clock_);
+    api_ = std::make_unique<Api>(*store_, cluster_, *hub_, ApiLimits{}, clock_, &watch_);
   }
   ~ApiTest() override {
     api_.reset();
@@ -100,6 +100,7 @@ class ApiTest : public ::testing::Test {
   NoNodes no_nodes_;
   std::unique_ptr<NodeHub> hub_;
   relay::v1::App app_;
+  ChannelWatch watch_;
   std::unique_ptr<Api> api_;
 };
 
@@ -277,6 +278,77 @@ TEST_F(ApiTest, AnEventThatCannotBeQueuedToANodeWithSubscribersIsRefused) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(RetryAfterSeconds(r.status()), 1);
   EXPECT_TRUE(Trigger({"nobody-here"}).ok());
+}
+
+TEST_F(ApiTest, WatchValidatesItsFilterAsTheOtherCallsValidateChannelNames) {
+  auto watch = [&](std::vector<std::string> channels, std::string prefix = "") {
+    relay::v1::WatchChannelEventsRequest r;
+    for (auto& c : channels) r.add_channels(c);
+    r.set_prefix(prefix);
+    return api_->Watch(app_, r, [] {}).status();
+  };
+  relay::v1::GetChannelRequest get;
+  get.set_channel("bad channel");
+  absl::Status bad = watch({"bad channel"});
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad, api_->GetChannel(app_, get).status());  // the same message
+  EXPECT_EQ(watch({"#server-to-user-u"}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(watch({}, "has space").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(watch({}, std::string(200, 'p')).code(), absl::StatusCode::kInvalidArgument);
+  std::vector<std::string> many(101);
+  for (size_t i = 0; i < many.size(); ++i) many[i] = "c" + std::to_string(i);
+  EXPECT_EQ(watch(many).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(watch_.open(), 0u);
+  many.pop_back();
+  EXPECT_TRUE(watch(many, "private-").ok());
+  EXPECT_TRUE(watch({}).ok());  // every channel
+  EXPECT_EQ(watch_.open(), 2u);
+}
+
+TEST_F(ApiTest, TriggersAndBatchesReachTheWatchersOfTheirChannelsInOrder) {
+  relay::v1::WatchChannelEventsRequest r;
+  r.add_channels("a");
+  r.set_prefix("private-");
+  auto w = api_->Watch(app_, r, [] {});
+  ASSERT_TRUE(w.ok()) << w.status();
+  relay::v1::TriggerRequest t;
+  for (const char* c : {"a", "b", "private-c", "#server-to-user-a"}) t.add_channels(c);
+  t.set_name("e1");
+  t.set_data("hello");
+  t.set_socket_id("1.2");
+  ASSERT_TRUE(api_->Trigger(app_, t).ok());
+  relay::v1::TriggerBatchRequest batch;
+  for (const char* c : {"private-d", "b", "a"}) {
+    auto* e = batch.add_batch();
+    e->set_channel(c);
+    e->set_name(std::string("batch-") + c);
+    e->set_data("{}");
+  }
+  ASSERT_TRUE(api_->TriggerBatch(app_, batch).ok());
+  std::vector<std::string> got;
+  while (auto e = (*w)->Take().event) {
+    got.push_back(e->channel() + ":" + e->event());
+    EXPECT_EQ(e->source(), relay::v1::ChannelEvent::SOURCE_API);
+    EXPECT_GT(e->accepted_unix_us(), 0);
+    if (e->event() == "e1") {
+      EXPECT_EQ(e->data(), "hello");
+      EXPECT_EQ(e->socket_id(), "1.2");
+    }
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"a:e1", "private-c:e1", "private-d:batch-private-d",
+                                           "a:batch-a"}));
+}
+
+TEST_F(ApiTest, NoWatcherIsLeftOnAnAppDisabledBeforeItRegistered) {
+  relay::v1::App before = app_;  // what the caller resolved
+  relay::v1::UpdateAppRequest disable;
+  disable.set_app(app_.id());
+  disable.mutable_changes()->set_enabled(false);
+  disable.add_update_mask("enabled");
+  ASSERT_TRUE(store_->Update(disable).ok());
+  auto w = api_->Watch(before, relay::v1::WatchChannelEventsRequest(), [] {});
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(watch_.open(), 0u);
 }
 
 TEST_F(ApiTest, TriggerDescribesEachChannelOnceWithTheAttributesThatApply) {

@@ -1,8 +1,11 @@
 // relayctl publish, channels, channel, users, send-to-user, terminate: the public API, called
 // with the app's own key and secret.
+#include <ctime>
 #include <iostream>
 
 #include "common/channel.h"
+#include "common/json.h"
+#include "common/strings.h"
 #include "tools/relayctl/cli.h"
 
 namespace relay::relayctl {
@@ -13,11 +16,11 @@ using Body = int (*)(Invocation&, grpc::ClientContext*);
 
 // Every command here needs --app, then acts as that app (whose key and secret are fetched
 // first, so an unknown app or an unreachable server is reported before the other flags are
-// checked).
-int AsApp(Invocation& in, Body body) {
+// checked). `stream`: the call has no deadline.
+int AsApp(Invocation& in, Body body, bool stream = false) {
   if (in.opt.app.empty()) return Usage(in.command + " needs --app");
   std::unique_ptr<grpc::ClientContext> ctx;
-  auto st = in.client.AppContext(in.opt.app, &ctx);
+  auto st = in.client.AppContext(in.opt.app, &ctx, stream);
   if (!st.ok()) return Fail(st, in.globals);
   return body(in, ctx.get());
 }
@@ -127,6 +130,93 @@ int Terminate(Invocation& in, grpc::ClientContext* ctx) {
   return Acknowledge(st, in.globals, "Closing the connections of user " + o.user);
 }
 
+void WatchFlags(common::FlagSet& f, Options& o) {
+  AppFlag(f, o);
+  f.List("channel", &o.channels, "Watch this channel (repeatable)");
+  f.String("prefix", &o.prefix, "Watch every channel whose name starts with this");
+}
+
+// RFC 3339 UTC with milliseconds.
+std::string FormatMicros(int64_t unix_us) {
+  time_t t = static_cast<time_t>(unix_us / 1000000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char ms[8];
+  std::snprintf(ms, sizeof(ms), ".%03dZ", static_cast<int>((unix_us / 1000) % 1000));
+  return std::string(buf) + ms;
+}
+
+// `data` on one line (control characters as spaces), cut to about a terminal line.
+std::string OneLine(const std::string& data) {
+  constexpr size_t kMax = 120;
+  size_t cut = data.size();
+  if (cut > kMax) {
+    cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(data[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+  }
+  std::string out = data.substr(0, cut);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  if (cut < data.size()) common::StrAppend(&out, "... (", data.size(), " bytes)");
+  return out;
+}
+
+void PrintEvent(const relay::v1::ChannelEvent& e, bool json) {
+  bool client = e.source() == relay::v1::ChannelEvent::SOURCE_CLIENT;
+  if (json) {
+    common::JsonWriter w;
+    w.BeginObject()
+        .Key("time")
+        .String(FormatMicros(e.accepted_unix_us()))
+        .Key("accepted_unix_us")
+        .Int(e.accepted_unix_us())
+        .Key("channel")
+        .String(e.channel())
+        .Key("event")
+        .String(e.event())
+        .Key("data")
+        .String(e.data())
+        .Key("source")
+        .String(client ? "client" : "api");
+    if (!e.socket_id().empty()) w.Key("socket_id").String(e.socket_id());
+    if (!e.user_id().empty()) w.Key("user_id").String(e.user_id());
+    w.EndObject();
+    std::cout << w.str() << std::endl;  // flushed: a pipe sees each event as it comes
+    return;
+  }
+  std::string from;
+  if (client) {
+    from = common::StrCat("  (client ", e.socket_id(), e.user_id().empty() ? "" : " user ",
+                          e.user_id(), ")");
+  }
+  std::cout << FormatMicros(e.accepted_unix_us()) << "  " << e.channel() << "  " << e.event()
+            << "  " << OneLine(e.data()) << from << std::endl;
+}
+
+// Streams until interrupted (Ctrl-C) or until the server ends the watch.
+int Watch(Invocation& in, grpc::ClientContext* ctx) {
+  if (!in.positional.empty()) return Usage("watch takes no arguments (--channel NAME, --prefix P)");
+  relay::v1::WatchChannelEventsRequest req;
+  req.set_app(in.opt.app);
+  for (const auto& ch : in.opt.channels) req.add_channels(ch);
+  req.set_prefix(in.opt.prefix);
+  auto reader = in.client.pub().WatchChannelEvents(ctx, req);
+  relay::v1::ChannelEvent e;
+  while (reader->Read(&e)) PrintEvent(e, in.globals.json);
+  grpc::Status st = reader->Finish();
+  if (st.ok()) return kExitOk;
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    // The server's own reason (shutting down, too many watchers) or the transport's.
+    std::cerr << "relayctl: watch ended: " << st.error_message() << " (control plane at "
+              << in.globals.server << ")\n";
+    return kExitUnavailable;
+  }
+  return Fail(st, in.globals);
+}
+
 }  // namespace
 
 std::vector<Command> ChannelCommands() {
@@ -137,6 +227,7 @@ std::vector<Command> ChannelCommands() {
       {"users", AppAndPrefixFlags, [](Invocation& in) { return AsApp(in, ListUsers); }},
       {"send-to-user", EventFlags, [](Invocation& in) { return AsApp(in, SendToUser); }},
       {"terminate", EventFlags, [](Invocation& in) { return AsApp(in, Terminate); }},
+      {"watch", WatchFlags, [](Invocation& in) { return AsApp(in, Watch, true); }},
   };
 }
 

@@ -283,20 +283,22 @@ std::unique_ptr<grpc::ClientContext> Client::AdminContext() {
   return ctx;
 }
 
-grpc::Status Client::AppContext(const std::string& app, std::unique_ptr<grpc::ClientContext>* out) {
+grpc::Status Client::AppContext(const std::string& app, std::unique_ptr<grpc::ClientContext>* out,
+                                bool stream) {
   relay::v1::GetAppRequest req;
   req.set_app(app);
   relay::v1::App a;
   auto st = admin_->GetApp(AdminContext().get(), req, &a);
   if (!st.ok()) return st;
-  *out = Context();
+  *out = Context(!stream);
   (*out)->AddMetadata("x-relay-key", a.key());
   (*out)->AddMetadata("x-relay-secret", a.secret());
   return grpc::Status::OK;
 }
 
-std::unique_ptr<grpc::ClientContext> Client::Context() {
+std::unique_ptr<grpc::ClientContext> Client::Context(bool deadline) {
   auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!deadline) return ctx;
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return ctx;
 }

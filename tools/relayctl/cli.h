@@ -68,13 +68,15 @@ class Client {
 
   std::unique_ptr<grpc::ClientContext> AdminContext();
   // Public API calls act for an app with its own key and secret, fetched over the admin API.
-  grpc::Status AppContext(const std::string& app, std::unique_ptr<grpc::ClientContext>* out);
+  // `stream`: a call that lasts until it is interrupted (no deadline).
+  grpc::Status AppContext(const std::string& app, std::unique_ptr<grpc::ClientContext>* out,
+                          bool stream = false);
 
   relay::v1::Admin::Stub& admin() { return *admin_; }
   relay::v1::Channels::Stub& pub() { return *public_; }
 
  private:
-  std::unique_ptr<grpc::ClientContext> Context();
+  std::unique_ptr<grpc::ClientContext> Context(bool deadline = true);
 
   const Globals& g_;
   std::shared_ptr<grpc::Channel> channel_;

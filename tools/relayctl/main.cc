@@ -37,6 +37,11 @@ constexpr const char* kHelp = R"(Commands:
   users --app APP CHANNEL                   Members of a presence channel
   send-to-user --app APP --user U --event E --data JSON
   terminate --app APP --user U              Close a user's connections
+  watch --app APP [--channel NAME...] [--prefix P]
+                                            Print every event published to or sent by a client
+                                            on the app's channels (all of them without a
+                                            filter) as it happens, until Ctrl-C; --json: one
+                                            JSON object per line
   nodes list                                Attached data planes
   nodes drain NODE [--window 10s]           Move a node's clients away (closed with 4200 over
                                             the window, new ones refused; HTTP API stays up)

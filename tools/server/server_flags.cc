@@ -68,7 +68,12 @@ absl::Status MetricsFlags::Check() const {
   return absl::OkStatus();
 }
 
-ControlPlaneFlags::ControlPlaneFlags() : trigger_rate(options.limits.trigger_requests_per_minute) {}
+ControlPlaneFlags::ControlPlaneFlags()
+    : trigger_rate(options.limits.trigger_requests_per_minute),
+      max_watchers(options.watch.max_watchers),
+      max_watchers_per_app(options.watch.max_watchers_per_app),
+      watch_buffer_events(options.watch.buffer_events),
+      watch_buffer_bytes(options.watch.buffer_bytes) {}
 
 void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("internal-host", &options.internal_host,
@@ -100,6 +105,17 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.Bool("webhook-allow-self", &webhook_allow_self,
              "Allow webhook URLs that reach this server's own ports (HTTP API, gRPC); refused "
              "by default");
+  flags.Uint("max-watchers", &max_watchers,
+             "gRPC WatchChannelEvents streams open at once on this control plane (beyond: "
+             "UNAVAILABLE)");
+  flags.Uint("max-watchers-per-app", &max_watchers_per_app,
+             "WatchChannelEvents streams open at once per app (beyond: RESOURCE_EXHAUSTED)");
+  flags.Uint("watch-buffer-events", &watch_buffer_events,
+             "Events that may wait for one WatchChannelEvents stream; beyond, it is cut as too "
+             "slow (RESOURCE_EXHAUSTED)");
+  flags.Uint("watch-buffer-bytes", &watch_buffer_bytes,
+             "Bytes that may wait for one WatchChannelEvents stream; beyond, it is cut as too "
+             "slow (RESOURCE_EXHAUSTED)");
 }
 
 absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
@@ -108,6 +124,16 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
     return absl::InvalidArgumentError("--internal-grpc-port must be at most 65535");
   }
   if (node_timeout_ms == 0) return absl::InvalidArgumentError("--node-timeout-ms must be positive");
+  for (auto [value, name] : {std::pair{max_watchers, "--max-watchers"},
+                             std::pair{max_watchers_per_app, "--max-watchers-per-app"},
+                             std::pair{watch_buffer_events, "--watch-buffer-events"},
+                             std::pair{watch_buffer_bytes, "--watch-buffer-bytes"}}) {
+    if (value == 0) return absl::InvalidArgumentError(common::StrCat(name, " must be positive"));
+  }
+  options.watch.max_watchers = max_watchers;
+  options.watch.max_watchers_per_app = max_watchers_per_app;
+  options.watch.buffer_events = watch_buffer_events;
+  options.watch.buffer_bytes = watch_buffer_bytes;
   options.host = listen.host;
   options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
   options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);

@@ -53,6 +53,11 @@ struct ControlPlaneFlags {
   std::string trusted_proxies;
   bool webhook_allow_link_local = false;
   bool webhook_allow_self = false;
+  // WatchChannelEvents bounds (controlplane::ChannelWatchOptions).
+  uint64_t max_watchers = 0;
+  uint64_t max_watchers_per_app = 0;
+  uint64_t watch_buffer_events = 0;
+  uint64_t watch_buffer_bytes = 0;
 
   ControlPlaneFlags();
   void Register(common::FlagSet& flags);

@@ -1,0 +1,142 @@
+#include "controlplane/etcd/watch.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/log.h"
+#include "common/strings.h"
+#include "controlplane/etcd/endpoint.h"
+
+namespace relay::controlplane::etcd {
+
+using common::StrCat;
+using WatchStream = BidiStream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
+
+Watch::Watch(Client& client, WatchOptions options, EventsFn on_events, EndFn on_end)
+    : client_(client),
+      options_(std::move(options)),
+      on_events_(std::move(on_events)),
+      on_end_(std::move(on_end)),
+      next_revision_(options_.start_revision) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+Watch::~Watch() {
+  stop_.Notify();
+  thread_.join();
+}
+
+int64_t Watch::next_revision() const {
+  absl::MutexLock lock(&mu_);
+  return next_revision_;
+}
+
+bool Watch::created() const {
+  absl::MutexLock lock(&mu_);
+  return created_;
+}
+
+bool Watch::WaitCreated(Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto cond = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return created_ || !end_.ok(); };
+  return mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Milliseconds(timeout.count())) &&
+         created_;
+}
+
+void Watch::Run() {
+  size_t endpoint = client_.preferred_endpoint();
+  Duration backoff(100);
+  while (!stop_.HasBeenNotified()) {
+    int64_t start;
+    {
+      absl::MutexLock lock(&mu_);
+      stream_done_ = false;
+      start = next_revision_;
+    }
+    auto on_read = [this](const etcdserverpb::WatchResponse& r) {
+      std::vector<WatchEvent> events;
+      {
+        absl::MutexLock lock(&mu_);
+        if (r.canceled()) {
+          if (r.compact_revision() > 0) {
+            end_ = absl::OutOfRangeError(StrCat(
+                "etcd watch on \"", options_.key, "\": revision ", next_revision_,
+                " has been compacted (the oldest left is ", r.compact_revision(),
+                "); re-read the current state and watch from its revision"));
+          }
+          return;  // any other cancel (e.g. the member lost its leader): resume elsewhere
+        }
+        if (r.created()) {
+          created_ = true;
+          // Watching "from now": later resumes start right after the revision it began at.
+          if (next_revision_ == 0) next_revision_ = r.header().revision() + 1;
+        }
+        for (const auto& e : r.events()) {
+          WatchEvent ev;
+          ev.type = e.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
+                                                      : WatchEvent::Type::kPut;
+          const auto& kv = e.kv();
+          ev.kv = KeyValue{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(),
+                           kv.version(), kv.lease()};
+          next_revision_ = std::max(next_revision_, kv.mod_revision() + 1);
+          events.push_back(std::move(ev));
+        }
+        if (r.events_size() == 0 && !r.created() && r.header().revision() > 0) {
+          // A progress notification: every event up to its revision has been sent.
+          next_revision_ = std::max(next_revision_, r.header().revision() + 1);
+        }
+      }
+      if (!events.empty()) on_events_(events);
+    };
+    auto stream = std::make_shared<WatchStream>(on_read, [this](const grpc::Status&) {
+      absl::MutexLock lock(&mu_);
+      stream_done_ = true;
+    });
+    RequireLeader(stream->context());
+    Endpoint& ep = client_.endpoint(endpoint);
+    stream->Begin(
+        [&ep](grpc::ClientContext* ctx,
+              grpc::ClientBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>*
+                  reactor) { ep.watch->async()->Watch(ctx, reactor); },
+        stream);
+    etcdserverpb::WatchRequest req;
+    auto* create = req.mutable_create_request();
+    create->set_key(options_.key);
+    create->set_range_end(options_.range_end);
+    create->set_start_revision(start);
+    create->set_progress_notify(true);
+    stream->Write(req);
+
+    bool ended = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto cond = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stream_done_ || !end_.ok() || stop_.HasBeenNotified();
+      };
+      while (!mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Milliseconds(50))) {
+      }
+      ended = !end_.ok();
+      if (stream_done_ && created_) backoff = Duration(100);
+    }
+    stream->Cancel();
+    stream->done().WaitForNotification();
+    stream.reset();
+    if (ended) break;
+    if (stop_.HasBeenNotified()) break;
+    client_.EndpointFailed(endpoint);
+    endpoint = (endpoint + 1) % client_.endpoint_count();
+    stop_.WaitForNotificationWithTimeout(absl::Milliseconds(backoff.count()));
+    backoff = std::min(backoff * 2, Duration(1000));
+  }
+  absl::Status end;
+  {
+    absl::MutexLock lock(&mu_);
+    end = end_;
+  }
+  if (!end.ok()) {
+    RELAY_LOG(kWarn, "etcd", end.message());
+    if (on_end_) on_end_(end);
+  }
+}
+
+}  // namespace relay::controlplane::etcd

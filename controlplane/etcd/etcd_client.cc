@@ -263,7 +263,7 @@ void Client::EndpointFailed(size_t index) {
   preferred_.compare_exchange_strong(index, next, std::memory_order_relaxed);
 }
 
-absl::Status Client::Unary(std::string_view what, bool write, Duration timeout,
+absl::Status Client::Unary(std::string_view what, bool idempotent, Duration timeout,
                            const StartFn& start) {
   if (timeout <= Duration::zero()) timeout = options_.call_timeout;
   const auto deadline = Clock::now() + timeout;
@@ -282,11 +282,11 @@ absl::Status Client::Unary(std::string_view what, bool write, Duration timeout,
       if (now >= deadline) break;
     }
     Endpoint& ep = *endpoints_[idx];
-    // Reads share the time left among the endpoints not yet tried this round, so one member
-    // that stopped answering cannot use it all; a write gets all of it (it is not retried after
-    // a timeout).
+    // Idempotent calls share the time left among the endpoints not yet tried this round, so
+    // one member that stopped answering (or lost the raft leader our request was forwarded to)
+    // cannot use it all; a transaction gets all of it (it is not retried after a timeout).
     auto attempt_deadline = deadline;
-    if (!write) {
+    if (idempotent) {
       size_t left = n - attempt % n;
       attempt_deadline = std::min(deadline, now + std::max<Clock::duration>(
                                                       (deadline - now) / left, Duration(250)));
@@ -306,10 +306,10 @@ absl::Status Client::Unary(std::string_view what, bool write, Duration timeout,
     }
     last = st;
     last_endpoint = ep.address;
-    bool retry = write ? NotApplied(st) : Retryable(st);
+    bool retry = idempotent ? Retryable(st) : NotApplied(st);
     if (!retry) {
       if (Retryable(st)) EndpointFailed(idx);  // the next call starts elsewhere
-      if (write && Retryable(st)) {
+      if (Retryable(st)) {
         return absl::UnavailableError(
             StrCat(what, " via etcd at ", ep.address, " failed and may or may not have been "
                    "applied: ", st.error_message()));
@@ -331,7 +331,7 @@ absl::StatusOr<RangeResult> Client::Range(std::string_view key, const RangeOptio
   etcdserverpb::RangeRequest req;
   ToPb(key, options, &req);
   etcdserverpb::RangeResponse resp;
-  absl::Status st = Unary("etcd range", false, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
+  absl::Status st = Unary("etcd range", true, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
                                                             std::function<void(grpc::Status)> cb) {
     resp.Clear();
     ep.kv->async()->Range(ctx, &req, &resp, std::move(cb));
@@ -402,7 +402,7 @@ absl::StatusOr<TxnResult> Client::Commit(const Txn& txn, Duration timeout) {
   etcdserverpb::TxnRequest req;
   ToPb(txn, &req);
   etcdserverpb::TxnResponse resp;
-  absl::Status st = Unary("etcd txn", true, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
+  absl::Status st = Unary("etcd txn", false, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
                                                          std::function<void(grpc::Status)> cb) {
     resp.Clear();
     ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
@@ -417,7 +417,7 @@ absl::StatusOr<std::optional<TxnResult>> Client::CommitIf(const std::vector<Comp
   for (const auto& c : guard) ToPb(c, req.add_compare());
   ToPb(txn, req.add_success()->mutable_request_txn());
   etcdserverpb::TxnResponse resp;
-  absl::Status st = Unary("etcd txn", true, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
+  absl::Status st = Unary("etcd txn", false, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
                                                          std::function<void(grpc::Status)> cb) {
     resp.Clear();
     ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
@@ -432,13 +432,23 @@ absl::StatusOr<std::optional<TxnResult>> Client::CommitIf(const std::vector<Comp
   return std::optional<TxnResult>(std::move(inner));
 }
 
+absl::Status Client::Compact(int64_t revision, Duration timeout) {
+  etcdserverpb::CompactionRequest req;
+  req.set_revision(revision);
+  etcdserverpb::CompactionResponse resp;
+  return Unary("etcd compact", true, timeout,
+               [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+                 ep.kv->async()->Compact(ctx, &req, &resp, std::move(cb));
+               });
+}
+
 absl::StatusOr<Lease> Client::GrantLease(int64_t ttl_seconds, Duration timeout) {
   if (ttl_seconds <= 0) return absl::InvalidArgumentError("etcd lease: the TTL must be positive");
   etcdserverpb::LeaseGrantRequest req;
   req.set_ttl(ttl_seconds);
   etcdserverpb::LeaseGrantResponse resp;
   absl::Status st =
-      Unary("etcd lease grant", true, timeout,
+      Unary("etcd lease grant", false, timeout,
             [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
               resp.Clear();
               ep.lease->async()->LeaseGrant(ctx, &req, &resp, std::move(cb));
@@ -465,7 +475,7 @@ absl::StatusOr<int64_t> Client::LeaseTimeToLive(int64_t id, Duration timeout) {
   req.set_id(id);
   etcdserverpb::LeaseTimeToLiveResponse resp;
   absl::Status st =
-      Unary("etcd lease time-to-live", false, timeout,
+      Unary("etcd lease time-to-live", true, timeout,
             [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
               resp.Clear();
               ep.lease->async()->LeaseTimeToLive(ctx, &req, &resp, std::move(cb));

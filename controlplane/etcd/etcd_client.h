@@ -3,14 +3,16 @@
 // KV (range, put, delete, transactions with compares) and leases, over one or more endpoints.
 //
 // Every call has a deadline (the call's `timeout`, else ClientOptions::call_timeout) and never
-// blocks past it. A call goes to the endpoint that answered last; when that one is unreachable
-// it moves on to the next, within the same deadline:
-//   - reads (Range, LeaseTimeToLive) retry on any endpoint failure, each attempt getting a share
-//     of the time left;
-//   - writes (Put, Delete, Txn, lease grant/revoke) retry only when etcd surely did not apply
-//     them (the endpoint could not be reached, or its member had no leader). A write that timed
-//     out or lost its connection mid-flight may or may not have been applied: the caller gets
-//     UNAVAILABLE saying so, and the next call starts on another endpoint.
+// blocks past it. A call goes to the endpoint that answered last; when that one fails it moves
+// on to the next, within the same deadline:
+//   - idempotent calls (Range, Put, Delete, Compact, lease revoke and time-to-live) retry on any
+//     endpoint failure, each attempt getting a share of the time left, so a member that stopped
+//     answering, or a request lost with a dying raft leader, costs part of the deadline only.
+//     (A Put retried after it was applied writes the same value again: one more revision.)
+//   - transactions and lease grants retry only when etcd surely did not apply them (the
+//     endpoint could not be reached, or its member had no leader). One that timed out or lost
+//     its connection mid-flight may or may not have been applied: the caller gets UNAVAILABLE
+//     saying so, and the next call starts on another endpoint.
 // When no endpoint answers in time the status is UNAVAILABLE ("no etcd endpoint answered ...").
 //
 // Thread-safe. Watch, LeaseKeeper and Election objects made from a Client must be destroyed
@@ -154,6 +156,9 @@ class Client {
                                                     const Txn& txn,
                                                     Duration timeout = Duration::zero());
 
+  // Drops the history before `revision` (watches from earlier revisions then fail).
+  absl::Status Compact(int64_t revision, Duration timeout = Duration::zero());
+
   absl::StatusOr<Lease> GrantLease(int64_t ttl_seconds, Duration timeout = Duration::zero());
   // Deletes every key attached to the lease. NotFound when the lease is already gone.
   absl::Status RevokeLease(int64_t id, Duration timeout = Duration::zero());
@@ -174,7 +179,8 @@ class Client {
   // Starts one attempt of a unary call on `ep`; `done` runs once with its status.
   using StartFn =
       std::function<void(Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)>)>;
-  absl::Status Unary(std::string_view what, bool write, Duration timeout, const StartFn& start);
+  absl::Status Unary(std::string_view what, bool idempotent, Duration timeout,
+                     const StartFn& start);
 
   ClientOptions options_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;

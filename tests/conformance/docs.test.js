@@ -180,4 +180,6 @@ test('every --flag named in docs/*.md and README.md exists in the --help of its 
 const OTHER_TOOLS = new Set([
   'call-graph',  // perf record (docs/benchmarks.md)
   'test-force-exit', 'test-concurrency', 'test-reporter',  // node --test
+  'heartbeat-interval', 'election-timeout', 'auto-compaction-mode',  // etcd (docs/etcd.md)
+  'auto-compaction-retention',
 ]);

@@ -83,9 +83,9 @@ absl::StatusOr<TxnResult> Election::FencedCommit(const Txn& txn, Duration timeou
   auto r = client_.CommitIf({Compare::CreateRevision(held->key, held->revision)}, txn, timeout);
   if (!r.ok()) return r.status();
   if (!r->has_value()) {
-    return absl::FailedPreconditionError(
-        StrCat("no longer the leader of ", options_.name, " (its key ", held->key,
-               " is gone from etcd): write refused"));
+    return absl::FailedPreconditionError(StrCat("no longer the leader of ", options_.name,
+                                                " (its key ", held->key,
+                                                " is gone from etcd): write refused"));
   }
   return std::move(**r);
 }
@@ -118,10 +118,11 @@ void Election::Run() {
       stop_.WaitForNotificationWithTimeout(retry);
       continue;
     }
-    auto keeper = std::make_unique<LeaseKeeper>(client_, *lease, granted_at, [this](absl::Status s) {
-      absl::MutexLock lock(&mu_);
-      lease_lost_ = std::move(s);
-    });
+    auto keeper =
+        std::make_unique<LeaseKeeper>(client_, *lease, granted_at, [this](absl::Status s) {
+          absl::MutexLock lock(&mu_);
+          lease_lost_ = std::move(s);
+        });
     {
       absl::MutexLock lock(&mu_);
       lease_lost_ = absl::OkStatus();
@@ -239,8 +240,8 @@ absl::Status Election::Lead(const Leadership& held) {
       return absl::AbortedError(
           StrCat("lost the leadership of ", options_.name, ": ", lease_lost_.message()));
     }
-    return absl::AbortedError(StrCat("lost the leadership of ", options_.name, ": its key ",
-                                     held.key, " was deleted"));
+    return absl::AbortedError(
+        StrCat("lost the leadership of ", options_.name, ": its key ", held.key, " was deleted"));
   }
   return absl::OkStatus();
 }

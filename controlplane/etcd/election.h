@@ -111,8 +111,8 @@ class Election {
   std::thread thread_;
   mutable absl::Mutex mu_;
   std::optional<Leadership> leadership_ ABSL_GUARDED_BY(mu_);
-  absl::Status lease_lost_ ABSL_GUARDED_BY(mu_);  // the current lease's keeper gave up
-  bool key_deleted_ ABSL_GUARDED_BY(mu_) = false;   // the awaited (or own) key went
+  absl::Status lease_lost_ ABSL_GUARDED_BY(mu_);   // the current lease's keeper gave up
+  bool key_deleted_ ABSL_GUARDED_BY(mu_) = false;  // the awaited (or own) key went
   bool frozen_ ABSL_GUARDED_BY(mu_) = false;
   LeaseKeeper* keeper_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current lease's, for freezing
 };

@@ -39,7 +39,8 @@ class BidiStream : public grpc::ClientBidiReactor<Req, Resp> {
  public:
   using StartFn = std::function<void(grpc::ClientContext*, grpc::ClientBidiReactor<Req, Resp>*)>;
 
-  BidiStream(std::function<void(const Resp&)> on_read, std::function<void(const grpc::Status&)> on_done)
+  BidiStream(std::function<void(const Resp&)> on_read,
+             std::function<void(const grpc::Status&)> on_done)
       : on_read_(std::move(on_read)), on_done_(std::move(on_done)) {}
 
   grpc::ClientContext* context() { return &context_; }

@@ -43,12 +43,12 @@ bool Retryable(const grpc::Status& st) {
 std::chrono::system_clock::time_point ToDeadline(Clock::time_point steady_deadline) {
   return std::chrono::system_clock::now() +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(steady_deadline -
-                                                                          Clock::now());
+                                                                         Clock::now());
 }
 
 KeyValue FromPb(const mvccpb::KeyValue& kv) {
-  return KeyValue{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.version(),
-                  kv.lease()};
+  return KeyValue{kv.key(),          kv.value(),   kv.create_revision(),
+                  kv.mod_revision(), kv.version(), kv.lease()};
 }
 
 RangeResult FromPb(const etcdserverpb::RangeResponse& r) {
@@ -288,8 +288,8 @@ absl::Status Client::Unary(std::string_view what, bool idempotent, Duration time
     auto attempt_deadline = deadline;
     if (idempotent) {
       size_t left = n - attempt % n;
-      attempt_deadline = std::min(deadline, now + std::max<Clock::duration>(
-                                                      (deadline - now) / left, Duration(250)));
+      attempt_deadline = std::min(
+          deadline, now + std::max<Clock::duration>((deadline - now) / left, Duration(250)));
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(ToDeadline(attempt_deadline));
@@ -310,20 +310,20 @@ absl::Status Client::Unary(std::string_view what, bool idempotent, Duration time
     if (!retry) {
       if (Retryable(st)) EndpointFailed(idx);  // the next call starts elsewhere
       if (Retryable(st)) {
-        return absl::UnavailableError(
-            StrCat(what, " via etcd at ", ep.address, " failed and may or may not have been "
-                   "applied: ", st.error_message()));
+        return absl::UnavailableError(StrCat(what, " via etcd at ", ep.address,
+                                             " failed and may or may not have been "
+                                             "applied: ",
+                                             st.error_message()));
       }
       return FromGrpc(StrCat(what, " via etcd at ", ep.address), st);
     }
     EndpointFailed(idx);
     idx = (idx + 1) % n;
   }
-  return absl::UnavailableError(
-      StrCat(what, ": no etcd endpoint answered within ", timeout.count(), " ms",
-             last_endpoint.empty()
-                 ? std::string()
-                 : StrCat(" (last: ", last_endpoint, ": ", last.error_message(), ")")));
+  return absl::UnavailableError(StrCat(
+      what, ": no etcd endpoint answered within ", timeout.count(), " ms",
+      last_endpoint.empty() ? std::string()
+                            : StrCat(" (last: ", last_endpoint, ": ", last.error_message(), ")")));
 }
 
 absl::StatusOr<RangeResult> Client::Range(std::string_view key, const RangeOptions& options,
@@ -331,11 +331,12 @@ absl::StatusOr<RangeResult> Client::Range(std::string_view key, const RangeOptio
   etcdserverpb::RangeRequest req;
   ToPb(key, options, &req);
   etcdserverpb::RangeResponse resp;
-  absl::Status st = Unary("etcd range", true, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
-                                                            std::function<void(grpc::Status)> cb) {
-    resp.Clear();
-    ep.kv->async()->Range(ctx, &req, &resp, std::move(cb));
-  });
+  absl::Status st =
+      Unary("etcd range", true, timeout,
+            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+              resp.Clear();
+              ep.kv->async()->Range(ctx, &req, &resp, std::move(cb));
+            });
   if (!st.ok()) return st;
   return FromPb(resp);
 }
@@ -354,11 +355,12 @@ absl::StatusOr<int64_t> Client::Put(std::string_view key, std::string_view value
   req.set_value(std::string(value));
   req.set_lease(lease);
   etcdserverpb::PutResponse resp;
-  absl::Status st = Unary("etcd put", true, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
-                                                         std::function<void(grpc::Status)> cb) {
-    resp.Clear();
-    ep.kv->async()->Put(ctx, &req, &resp, std::move(cb));
-  });
+  absl::Status st =
+      Unary("etcd put", true, timeout,
+            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+              resp.Clear();
+              ep.kv->async()->Put(ctx, &req, &resp, std::move(cb));
+            });
   if (!st.ok()) return st;
   return resp.header().revision();
 }
@@ -369,11 +371,12 @@ absl::StatusOr<int64_t> Client::Delete(std::string_view key, std::string_view ra
   req.set_key(std::string(key));
   req.set_range_end(std::string(range_end));
   etcdserverpb::DeleteRangeResponse resp;
-  absl::Status st = Unary("etcd delete", true, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
-                                                            std::function<void(grpc::Status)> cb) {
-    resp.Clear();
-    ep.kv->async()->DeleteRange(ctx, &req, &resp, std::move(cb));
-  });
+  absl::Status st =
+      Unary("etcd delete", true, timeout,
+            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+              resp.Clear();
+              ep.kv->async()->DeleteRange(ctx, &req, &resp, std::move(cb));
+            });
   if (!st.ok()) return st;
   return resp.deleted();
 }
@@ -402,11 +405,12 @@ absl::StatusOr<TxnResult> Client::Commit(const Txn& txn, Duration timeout) {
   etcdserverpb::TxnRequest req;
   ToPb(txn, &req);
   etcdserverpb::TxnResponse resp;
-  absl::Status st = Unary("etcd txn", false, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
-                                                         std::function<void(grpc::Status)> cb) {
-    resp.Clear();
-    ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
-  });
+  absl::Status st =
+      Unary("etcd txn", false, timeout,
+            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+              resp.Clear();
+              ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
+            });
   if (!st.ok()) return st;
   return FromPb(resp);
 }
@@ -417,11 +421,12 @@ absl::StatusOr<std::optional<TxnResult>> Client::CommitIf(const std::vector<Comp
   for (const auto& c : guard) ToPb(c, req.add_compare());
   ToPb(txn, req.add_success()->mutable_request_txn());
   etcdserverpb::TxnResponse resp;
-  absl::Status st = Unary("etcd txn", false, timeout, [&](Endpoint& ep, grpc::ClientContext* ctx,
-                                                         std::function<void(grpc::Status)> cb) {
-    resp.Clear();
-    ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
-  });
+  absl::Status st =
+      Unary("etcd txn", false, timeout,
+            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+              resp.Clear();
+              ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
+            });
   if (!st.ok()) return st;
   if (!resp.succeeded()) return std::optional<TxnResult>();
   if (resp.responses_size() != 1 || !resp.responses(0).has_response_txn()) {
@@ -454,7 +459,8 @@ absl::StatusOr<Lease> Client::GrantLease(int64_t ttl_seconds, Duration timeout) 
               ep.lease->async()->LeaseGrant(ctx, &req, &resp, std::move(cb));
             });
   if (!st.ok()) return st;
-  if (!resp.error().empty()) return absl::UnavailableError(StrCat("etcd lease grant: ", resp.error()));
+  if (!resp.error().empty())
+    return absl::UnavailableError(StrCat("etcd lease grant: ", resp.error()));
   return Lease{resp.id(), resp.ttl()};
 }
 

@@ -177,8 +177,8 @@ class Client {
  private:
   explicit Client(ClientOptions options);
   // Starts one attempt of a unary call on `ep`; `done` runs once with its status.
-  using StartFn =
-      std::function<void(Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)>)>;
+  using StartFn = std::function<void(Endpoint& ep, grpc::ClientContext* ctx,
+                                     std::function<void(grpc::Status)>)>;
   absl::Status Unary(std::string_view what, bool idempotent, Duration timeout,
                      const StartFn& start);
 

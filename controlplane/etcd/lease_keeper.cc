@@ -96,9 +96,9 @@ void LeaseKeeper::Run() {
       break;
     }
     if (now >= alive_until) {
-      why = absl::DeadlineExceededError(
-          StrCat("etcd lease ", lease_.id, " may have expired: no keep-alive was answered for ",
-                 lease_.ttl_seconds, " s"));
+      why = absl::DeadlineExceededError(StrCat("etcd lease ", lease_.id,
+                                               " may have expired: no keep-alive was answered for ",
+                                               lease_.ttl_seconds, " s"));
       break;
     }
     // A stream that ended, or whose member stopped answering, is replaced on the next endpoint.
@@ -122,9 +122,9 @@ void LeaseKeeper::Run() {
       RequireLeader(stream->context());
       Endpoint& ep = client_.endpoint(endpoint);
       stream->Begin(
-          [&ep](grpc::ClientContext* ctx, grpc::ClientBidiReactor<
-                                              etcdserverpb::LeaseKeepAliveRequest,
-                                              etcdserverpb::LeaseKeepAliveResponse>* reactor) {
+          [&ep](grpc::ClientContext* ctx,
+                grpc::ClientBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                                        etcdserverpb::LeaseKeepAliveResponse>* reactor) {
             ep.lease->async()->LeaseKeepAlive(ctx, reactor);
           },
           stream);

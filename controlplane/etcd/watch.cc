@@ -59,10 +59,10 @@ void Watch::Run() {
         absl::MutexLock lock(&mu_);
         if (r.canceled()) {
           if (r.compact_revision() > 0) {
-            end_ = absl::OutOfRangeError(StrCat(
-                "etcd watch on \"", options_.key, "\": revision ", next_revision_,
-                " has been compacted (the oldest left is ", r.compact_revision(),
-                "); re-read the current state and watch from its revision"));
+            end_ = absl::OutOfRangeError(
+                StrCat("etcd watch on \"", options_.key, "\": revision ", next_revision_,
+                       " has been compacted (the oldest left is ", r.compact_revision(),
+                       "); re-read the current state and watch from its revision"));
           }
           return;  // any other cancel (e.g. the member lost its leader): resume elsewhere
         }
@@ -76,8 +76,8 @@ void Watch::Run() {
           ev.type = e.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
                                                       : WatchEvent::Type::kPut;
           const auto& kv = e.kv();
-          ev.kv = KeyValue{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(),
-                           kv.version(), kv.lease()};
+          ev.kv = KeyValue{kv.key(),          kv.value(),   kv.create_revision(),
+                           kv.mod_revision(), kv.version(), kv.lease()};
           next_revision_ = std::max(next_revision_, kv.mod_revision() + 1);
           events.push_back(std::move(ev));
         }

@@ -29,7 +29,7 @@ struct WatchEvent {
 
 struct WatchOptions {
   std::string key;
-  std::string range_end;     // PrefixEnd(key) for a prefix; empty for the key alone
+  std::string range_end;       // PrefixEnd(key) for a prefix; empty for the key alone
   int64_t start_revision = 0;  // 0: from now on
 };
 

@@ -30,16 +30,15 @@ struct Candidate {
     o.name = "/test/leader";
     o.value = address;
     o.ttl_seconds = kTtl;
-    election = std::make_unique<Election>(
-        client, o,
-        Election::Callbacks{[this](const Leadership&) {
-                              absl::MutexLock lock(&mu);
-                              ++elected;
-                            },
-                            [this](absl::Status why) {
-                              absl::MutexLock lock(&mu);
-                              lost.push_back(why);
-                            }});
+    election = std::make_unique<Election>(client, o,
+                                          Election::Callbacks{[this](const Leadership&) {
+                                                                absl::MutexLock lock(&mu);
+                                                                ++elected;
+                                                              },
+                                                              [this](absl::Status why) {
+                                                                absl::MutexLock lock(&mu);
+                                                                lost.push_back(why);
+                                                              }});
   }
   int elected_count() {
     absl::MutexLock lock(&mu);
@@ -116,11 +115,10 @@ class EtcdElection : public ::testing::Test {
 TEST_F(EtcdElection, ExactlyOneLeaderWhoseAddressEveryoneSees) {
   absl::Mutex mu;
   std::vector<std::string> changes;
-  LeaderObserver observer(*client_, "/test/leader",
-                          [&](const std::optional<LeaderInfo>& l) {
-                            absl::MutexLock lock(&mu);
-                            changes.push_back(l ? l->value : "none");
-                          });
+  LeaderObserver observer(*client_, "/test/leader", [&](const std::optional<LeaderInfo>& l) {
+    absl::MutexLock lock(&mu);
+    changes.push_back(l ? l->value : "none");
+  });
   StartCandidates(3);
   int leader = WaitForOneLeader();
   ASSERT_GE(leader, 0);
@@ -151,8 +149,7 @@ TEST_F(EtcdElection, ExactlyOneLeaderWhoseAddressEveryoneSees) {
   }));
   auto took = std::chrono::steady_clock::now() - start;
   std::printf("[ measured ] hand-over after resign: %lld ms\n",
-              static_cast<long long>(
-                  std::chrono::duration_cast<milliseconds>(took).count()));
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(took).count()));
   EXPECT_NE(next, leader);
   EXPECT_TRUE(candidates_[leader]->losses().empty()) << "a resign is not a loss";
   ASSERT_TRUE(WaitFor([&] {
@@ -224,9 +221,9 @@ TEST_F(EtcdElection, APausedLeaderThatWakesUpCannotWrite) {
   a.FreezeForTest(false);
   ASSERT_TRUE(WaitFor([&] { return !candidates_[old]->losses().empty(); }, seconds(5)));
   std::printf("[ measured ] woken old leader knew it lost after %lld ms\n",
-              static_cast<long long>(std::chrono::duration_cast<milliseconds>(
-                                         std::chrono::steady_clock::now() - woke)
-                                         .count()));
+              static_cast<long long>(
+                  std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - woke)
+                      .count()));
   EXPECT_EQ(candidates_[old]->losses()[0].code(), absl::StatusCode::kAborted);
   EXPECT_FALSE(a.leading());
   EXPECT_FALSE(WaitFor([&] { return a.leading(); }, milliseconds(1000)));

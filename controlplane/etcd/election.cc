@@ -54,7 +54,8 @@ void Election::Start() {
 absl::Status Election::Resign() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (thread_.joinable()) thread_.join();
-  return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return resign_status_;
 }
 
 std::optional<Leadership> Election::leadership() const {
@@ -167,7 +168,12 @@ void Election::Run() {
     // This round's lease (and with it the key) goes now, so it does not stand in front of the
     // other candidates for a TTL: on resign, the next one takes over at once.
     absl::Status revoked = client_.RevokeLease(lease->id);
-    if (!revoked.ok() && !absl::IsNotFound(revoked)) {
+    if (absl::IsNotFound(revoked)) revoked = absl::OkStatus();  // it had expired already
+    if (stop_.HasBeenNotified()) {
+      absl::MutexLock lock(&mu_);
+      resign_status_ = revoked;
+    }
+    if (!revoked.ok()) {
       RELAY_LOG(kWarn, "etcd", "could not revoke lease ", lease->id, " (it expires in ",
                 lease->ttl_seconds, " s): ", revoked.message());
     }

@@ -74,7 +74,8 @@ class Election {
   // Campaigns in the background until Resign() or destruction.
   void Start();
   // Gives leadership up now (deletes the key, revokes the lease: the next candidate takes over
-  // at once) and stops campaigning.
+  // at once) and stops campaigning. An error says the lease could not be revoked (etcd
+  // unreachable): the next candidate then takes over when it expires, one TTL later.
   absl::Status Resign();
 
   // The leadership held, as far as this process knows.
@@ -115,6 +116,7 @@ class Election {
   bool key_deleted_ ABSL_GUARDED_BY(mu_) = false;  // the awaited (or own) key went
   bool frozen_ ABSL_GUARDED_BY(mu_) = false;
   LeaseKeeper* keeper_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current lease's, for freezing
+  absl::Status resign_status_ ABSL_GUARDED_BY(mu_);     // of revoking the last lease on stop
 };
 
 // Follows who leads election `name` (initial state, then every change, through a watch):

@@ -25,15 +25,12 @@ struct Endpoint {
   std::unique_ptr<etcdserverpb::Watch::Stub> watch;
 };
 
-// Streams that must end when their member loses its raft leader (a member cut off from the
-// quorum would otherwise keep a watch or keep-alive stream open and silent): etcd's
-// clientv3.WithRequireLeader.
-inline void RequireLeader(grpc::ClientContext* ctx) { ctx->AddMetadata("hasleader", "true"); }
-
 // A client bidi stream whose writes come from the owner's thread one at a time, and whose reads
 // go to `on_read` (on gRPC's threads, in order). The call is held open (AddHold) until the read
 // side has ended and no write is in flight. The owner keeps a shared_ptr, and must wait for
 // done() before it goes away (Cancel() makes that prompt).
+// Every stream carries etcd's `hasleader` metadata (clientv3.WithRequireLeader): a member cut off
+// from the quorum ends it, rather than keeping a watch or keep-alive stream open and silent.
 template <typename Req, typename Resp>
 class BidiStream : public grpc::ClientBidiReactor<Req, Resp> {
  public:
@@ -43,10 +40,9 @@ class BidiStream : public grpc::ClientBidiReactor<Req, Resp> {
              std::function<void(const grpc::Status&)> on_done)
       : on_read_(std::move(on_read)), on_done_(std::move(on_done)) {}
 
-  grpc::ClientContext* context() { return &context_; }
-
   void Begin(const StartFn& start, std::shared_ptr<BidiStream> self) {
     self_ = std::move(self);
+    context_.AddMetadata("hasleader", "true");
     start(&context_, this);
     this->AddHold();
     this->StartRead(&in_);

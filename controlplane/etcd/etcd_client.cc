@@ -176,6 +176,22 @@ std::string ParseEndpoint(std::string_view e, std::string* error) {
   return std::string(e);
 }
 
+// The Unary start function for `method` of the endpoint's `stub` with `req` and `resp`.
+template <typename Service, typename Req, typename Resp>
+std::function<void(Endpoint&, grpc::ClientContext*, std::function<void(grpc::Status)>)> Start(
+    std::unique_ptr<typename Service::Stub> Endpoint::*stub,
+    void (Service::StubInterface::async_interface::*method)(grpc::ClientContext*, const Req*, Resp*,
+                                                            std::function<void(grpc::Status)>),
+    const Req* req, Resp* resp) {
+  return [=](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
+    resp->Clear();
+    ((ep.*stub)->async()->*method)(ctx, req, resp, std::move(cb));
+  };
+}
+
+using KvCalls = etcdserverpb::KV::StubInterface::async_interface;
+using LeaseCalls = etcdserverpb::Lease::StubInterface::async_interface;
+
 }  // namespace
 
 Compare Compare::Absent(std::string key) { return CreateRevision(std::move(key), 0); }
@@ -331,12 +347,8 @@ absl::StatusOr<RangeResult> Client::Range(std::string_view key, const RangeOptio
   etcdserverpb::RangeRequest req;
   ToPb(key, options, &req);
   etcdserverpb::RangeResponse resp;
-  absl::Status st =
-      Unary("etcd range", true, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.kv->async()->Range(ctx, &req, &resp, std::move(cb));
-            });
+  absl::Status st = Unary("etcd range", true, timeout,
+                          Start<etcdserverpb::KV>(&Endpoint::kv, &KvCalls::Range, &req, &resp));
   if (!st.ok()) return st;
   return FromPb(resp);
 }
@@ -355,12 +367,8 @@ absl::StatusOr<int64_t> Client::Put(std::string_view key, std::string_view value
   req.set_value(std::string(value));
   req.set_lease(lease);
   etcdserverpb::PutResponse resp;
-  absl::Status st =
-      Unary("etcd put", true, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.kv->async()->Put(ctx, &req, &resp, std::move(cb));
-            });
+  absl::Status st = Unary("etcd put", true, timeout,
+                          Start<etcdserverpb::KV>(&Endpoint::kv, &KvCalls::Put, &req, &resp));
   if (!st.ok()) return st;
   return resp.header().revision();
 }
@@ -373,10 +381,7 @@ absl::StatusOr<int64_t> Client::Delete(std::string_view key, std::string_view ra
   etcdserverpb::DeleteRangeResponse resp;
   absl::Status st =
       Unary("etcd delete", true, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.kv->async()->DeleteRange(ctx, &req, &resp, std::move(cb));
-            });
+            Start<etcdserverpb::KV>(&Endpoint::kv, &KvCalls::DeleteRange, &req, &resp));
   if (!st.ok()) return st;
   return resp.deleted();
 }
@@ -405,12 +410,8 @@ absl::StatusOr<TxnResult> Client::Commit(const Txn& txn, Duration timeout) {
   etcdserverpb::TxnRequest req;
   ToPb(txn, &req);
   etcdserverpb::TxnResponse resp;
-  absl::Status st =
-      Unary("etcd txn", false, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
-            });
+  absl::Status st = Unary("etcd txn", false, timeout,
+                          Start<etcdserverpb::KV>(&Endpoint::kv, &KvCalls::Txn, &req, &resp));
   if (!st.ok()) return st;
   return FromPb(resp);
 }
@@ -421,12 +422,8 @@ absl::StatusOr<std::optional<TxnResult>> Client::CommitIf(const std::vector<Comp
   for (const auto& c : guard) ToPb(c, req.add_compare());
   ToPb(txn, req.add_success()->mutable_request_txn());
   etcdserverpb::TxnResponse resp;
-  absl::Status st =
-      Unary("etcd txn", false, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.kv->async()->Txn(ctx, &req, &resp, std::move(cb));
-            });
+  absl::Status st = Unary("etcd txn", false, timeout,
+                          Start<etcdserverpb::KV>(&Endpoint::kv, &KvCalls::Txn, &req, &resp));
   if (!st.ok()) return st;
   if (!resp.succeeded()) return std::optional<TxnResult>();
   if (resp.responses_size() != 1 || !resp.responses(0).has_response_txn()) {
@@ -442,9 +439,7 @@ absl::Status Client::Compact(int64_t revision, Duration timeout) {
   req.set_revision(revision);
   etcdserverpb::CompactionResponse resp;
   return Unary("etcd compact", true, timeout,
-               [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-                 ep.kv->async()->Compact(ctx, &req, &resp, std::move(cb));
-               });
+               Start<etcdserverpb::KV>(&Endpoint::kv, &KvCalls::Compact, &req, &resp));
 }
 
 absl::StatusOr<Lease> Client::GrantLease(int64_t ttl_seconds, Duration timeout) {
@@ -454,10 +449,7 @@ absl::StatusOr<Lease> Client::GrantLease(int64_t ttl_seconds, Duration timeout) 
   etcdserverpb::LeaseGrantResponse resp;
   absl::Status st =
       Unary("etcd lease grant", false, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.lease->async()->LeaseGrant(ctx, &req, &resp, std::move(cb));
-            });
+            Start<etcdserverpb::Lease>(&Endpoint::lease, &LeaseCalls::LeaseGrant, &req, &resp));
   if (!st.ok()) return st;
   if (!resp.error().empty())
     return absl::UnavailableError(StrCat("etcd lease grant: ", resp.error()));
@@ -470,9 +462,7 @@ absl::Status Client::RevokeLease(int64_t id, Duration timeout) {
   etcdserverpb::LeaseRevokeResponse resp;
   absl::Status st =
       Unary("etcd lease revoke", true, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              ep.lease->async()->LeaseRevoke(ctx, &req, &resp, std::move(cb));
-            });
+            Start<etcdserverpb::Lease>(&Endpoint::lease, &LeaseCalls::LeaseRevoke, &req, &resp));
   return st;
 }
 
@@ -480,12 +470,9 @@ absl::StatusOr<int64_t> Client::LeaseTimeToLive(int64_t id, Duration timeout) {
   etcdserverpb::LeaseTimeToLiveRequest req;
   req.set_id(id);
   etcdserverpb::LeaseTimeToLiveResponse resp;
-  absl::Status st =
-      Unary("etcd lease time-to-live", true, timeout,
-            [&](Endpoint& ep, grpc::ClientContext* ctx, std::function<void(grpc::Status)> cb) {
-              resp.Clear();
-              ep.lease->async()->LeaseTimeToLive(ctx, &req, &resp, std::move(cb));
-            });
+  absl::Status st = Unary(
+      "etcd lease time-to-live", true, timeout,
+      Start<etcdserverpb::Lease>(&Endpoint::lease, &LeaseCalls::LeaseTimeToLive, &req, &resp));
   if (!st.ok()) return st;
   if (resp.ttl() <= 0) return absl::NotFoundError(StrCat("etcd lease ", id, " has expired"));
   return resp.ttl();

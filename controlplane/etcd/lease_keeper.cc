@@ -119,7 +119,6 @@ void LeaseKeeper::Run() {
             absl::MutexLock lock(&mu_);
             stream_done_ = true;
           });
-      RequireLeader(stream->context());
       Endpoint& ep = client_.endpoint(endpoint);
       stream->Begin(
           [&ep](grpc::ClientContext* ctx,

@@ -92,7 +92,6 @@ void Watch::Run() {
       absl::MutexLock lock(&mu_);
       stream_done_ = true;
     });
-    RequireLeader(stream->context());
     Endpoint& ep = client_.endpoint(endpoint);
     stream->Begin(
         [&ep](grpc::ClientContext* ctx,

@@ -12,6 +12,13 @@ namespace relay::controlplane::etcd {
 using common::StrCat;
 using WatchStream = BidiStream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
 
+namespace {
+// A stream quiet for kProbeAfter is asked for progress; one that then stays quiet for
+// kProbeTimeout more is given up (about 3 s to leave a member that stopped answering).
+constexpr auto kProbeAfter = std::chrono::seconds(1);
+constexpr auto kProbeTimeout = std::chrono::seconds(2);
+}  // namespace
+
 Watch::Watch(Client& client, WatchOptions options, EventsFn on_events, EndFn on_end)
     : client_(client),
       options_(std::move(options)),
@@ -36,6 +43,11 @@ bool Watch::created() const {
   return created_;
 }
 
+int Watch::streams() const {
+  absl::MutexLock lock(&mu_);
+  return streams_;
+}
+
 bool Watch::WaitCreated(Duration timeout) const {
   absl::MutexLock lock(&mu_);
   auto cond = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return created_ || !end_.ok(); };
@@ -52,11 +64,13 @@ void Watch::Run() {
       absl::MutexLock lock(&mu_);
       stream_done_ = false;
       start = next_revision_;
+      ++streams_;
     }
     auto on_read = [this](const etcdserverpb::WatchResponse& r) {
       std::vector<WatchEvent> events;
       {
         absl::MutexLock lock(&mu_);
+        last_heard_ = std::chrono::steady_clock::now();
         if (r.canceled()) {
           if (r.compact_revision() > 0) {
             end_ = absl::OutOfRangeError(
@@ -81,8 +95,10 @@ void Watch::Run() {
           next_revision_ = std::max(next_revision_, kv.mod_revision() + 1);
           events.push_back(std::move(ev));
         }
-        if (r.events_size() == 0 && !r.created() && r.header().revision() > 0) {
-          // A progress notification: every event up to its revision has been sent.
+        // A progress notification of this watch (not the answer to a probe, watch id -1, which
+        // may overtake events still queued): every event up to its revision has been sent.
+        if (r.events_size() == 0 && !r.created() && r.watch_id() != -1 &&
+            r.header().revision() > 0) {
           next_revision_ = std::max(next_revision_, r.header().revision() + 1);
         }
       }
@@ -106,17 +122,38 @@ void Watch::Run() {
     create->set_progress_notify(true);
     stream->Write(req);
 
-    bool ended = false;
+    // A member that stops answering (paused, cut off without a reset) keeps the stream open
+    // and silent; gRPC's keepalive would notice after 13 s. A quiet stream is asked for
+    // progress instead, and one that does not answer that either is left for another member.
+    using Clock = std::chrono::steady_clock;
     {
       absl::MutexLock lock(&mu_);
-      auto cond = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stream_done_ || !end_.ok() || stop_.HasBeenNotified();
-      };
-      while (!mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Milliseconds(50))) {
-      }
-      ended = !end_.ok();
-      if (stream_done_ && created_) backoff = Duration(100);
+      last_heard_ = Clock::now();
     }
+    const auto opened = Clock::now();
+    auto last_probe = opened;
+    bool ended = false;
+    while (true) {
+      bool silent = false;
+      {
+        absl::MutexLock lock(&mu_);
+        auto cond = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stream_done_ || !end_.ok() || stop_.HasBeenNotified();
+        };
+        bool done = mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Milliseconds(50));
+        ended = !end_.ok();
+        if (done) break;
+        auto quiet = Clock::now() - last_heard_;
+        if (quiet > kProbeAfter + kProbeTimeout) break;
+        silent = quiet > kProbeAfter && Clock::now() - last_probe > kProbeAfter;
+      }
+      if (silent) {
+        etcdserverpb::WatchRequest probe;
+        probe.mutable_progress_request();
+        if (stream->Write(probe)) last_probe = Clock::now();
+      }
+    }
+    if (Clock::now() - opened > kProbeAfter) backoff = Duration(100);  // it was healthy a while
     stream->Cancel();
     stream->done().WaitForNotification();
     stream.reset();

@@ -1,12 +1,14 @@
 // File: watch.h
 // A watch on a key or a key range over etcd's Watch stream that survives a broken stream or a
 // lost member: it resumes on the next endpoint from the revision after the last one delivered,
-// so no event is missed or repeated. When the revision to resume from has been compacted away,
-// the watch ends with OUT_OF_RANGE: the caller re-reads the current state and watches again
-// from its revision.
-// Thread-safe. Destroy before the Client.
+// so no event is missed or repeated. A member that stops answering (paused) is left within about
+// 3 s: a quiet stream is asked for progress, and given up when that goes unanswered. When the
+// revision to resume from has been compacted away, the watch ends with OUT_OF_RANGE: the caller
+// re-reads the current state and watches again from its revision. Thread-safe. Destroy before the
+// Client.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,6 +52,8 @@ class Watch {
   int64_t next_revision() const;
   // True once etcd confirmed the first watch (events after its revision will all arrive).
   bool created() const;
+  // How many streams the watch has opened (1 while its first member stays healthy).
+  int streams() const;
   // Waits (bounded) until created().
   bool WaitCreated(Duration timeout) const;
 
@@ -66,6 +70,8 @@ class Watch {
   int64_t next_revision_ ABSL_GUARDED_BY(mu_);
   bool created_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point last_heard_ ABSL_GUARDED_BY(mu_);  // on this stream
   absl::Status end_ ABSL_GUARDED_BY(mu_);  // set when the watch cannot go on
 };
 

@@ -229,6 +229,9 @@ TEST(EtcdWatch, DeliversEventsInOrderAndReplaysFromARevision) {
   std::vector<std::string> want = {"put /w/a=1", "put /w/b=2", "del /w/a="};
   ASSERT_TRUE(WaitFor([&] { return live.size() >= want.size(); }));
   EXPECT_EQ(live.seen(), want);
+  // A quiet stream is probed for progress (about every second), and a healthy member answers:
+  // the watch stays on its stream.
+  EXPECT_FALSE(WaitFor([&] { return watch.streams() != 1; }, milliseconds(3500)));
 
   // A watch from an earlier revision gets exactly the history since then.
   Recorder replay;
@@ -262,6 +265,33 @@ TEST(EtcdWatch, ResumesOnAnotherMemberWithoutLosingOrRepeatingEvents) {
   }
   ASSERT_TRUE(WaitFor([&] { return seen.size() >= want.size(); }));
   EXPECT_EQ(seen.seen(), want);
+}
+
+TEST(EtcdWatch, LeavesAMemberThatStoppedAnswering) {
+  auto cluster = StartCluster(3);
+  ASSERT_TRUE(cluster);
+  // The paused member is a raft follower, first in the watch's list (where its stream starts);
+  // the writer does not know it.
+  int leader = cluster->RaftLeader();
+  ASSERT_GE(leader, 0);
+  int paused = (leader + 1) % 3;
+  auto endpoints = cluster->endpoints();
+  std::swap(endpoints[0], endpoints[paused]);
+  auto watcher = Connect(endpoints);
+  auto writer = Connect({cluster->endpoint(leader)});
+  ASSERT_TRUE(watcher && writer);
+  Recorder seen;
+  Watch watch(*watcher, WatchOptions{"/w/", PrefixEnd("/w/"), 0},
+              [&](const std::vector<WatchEvent>& e) { seen.Add(e); });
+  ASSERT_TRUE(watch.WaitCreated(seconds(5)));
+  ASSERT_TRUE(writer->Put("/w/1", "before").ok());
+  ASSERT_TRUE(WaitFor([&] { return seen.size() == 1; }));
+  cluster->Stop(paused);
+  ASSERT_TRUE(writer->Put("/w/2", "during").ok());
+  // gRPC's own keepalive would take 13 s; the watch's progress probe about 3 s.
+  EXPECT_TRUE(WaitFor([&] { return seen.size() == 2; }, seconds(8)));
+  cluster->Continue(paused);
+  EXPECT_EQ(seen.seen(), (std::vector<std::string>{"put /w/1=before", "put /w/2=during"}));
 }
 
 TEST(EtcdWatch, ACompactedRevisionEndsTheWatchWithOutOfRange) {

@@ -61,6 +61,10 @@ void LeaseKeeper::Run() {
   const auto ttl = std::chrono::duration_cast<Duration>(std::chrono::seconds(lease_.ttl_seconds));
   // A third of the TTL: two keep-alives may be lost before the lease is at risk.
   const auto interval = std::max(Duration(100), ttl / 3);
+  // A keep-alive is answered in milliseconds; one unanswered for half an interval means the
+  // member stopped answering (paused, cut off), and the next one goes to another member, with
+  // most of the TTL left.
+  const auto stalled = interval / 2;
   std::shared_ptr<KeepAliveStream> stream;
   size_t endpoint = client_.preferred_endpoint();
   auto next_send = Clock::now();
@@ -102,7 +106,7 @@ void LeaseKeeper::Run() {
       break;
     }
     // A stream that ended, or whose member stopped answering, is replaced on the next endpoint.
-    if (stream && (done || (waiting && now - oldest > interval))) {
+    if (stream && (done || (waiting && now - oldest > stalled))) {
       close();
       client_.EndpointFailed(endpoint);
       endpoint = (endpoint + 1) % client_.endpoint_count();

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -68,9 +69,12 @@ class EtcdElection : public ::testing::Test {
   }
 
   // Three candidates, each on its own client (as three replicas would be), started together.
-  void StartCandidates(int n) {
+  // `first`: the member every candidate's calls and streams start on.
+  void StartCandidates(int n, int first = 0) {
+    auto endpoints = cluster_->endpoints();
+    std::swap(endpoints[0], endpoints[first]);
     for (int i = 0; i < n; ++i) {
-      auto client = Client::Create(ClientOptions{cluster_->endpoints()});
+      auto client = Client::Create(ClientOptions{endpoints});
       ASSERT_TRUE(client.ok());
       clients_.push_back(std::move(*client));
       candidates_.push_back(
@@ -280,6 +284,22 @@ TEST_F(EtcdElection, OneMemberKilledKeepsTheLeader) {
   EXPECT_FALSE(WaitFor([&] { return Leaders() != std::vector<int>{leader}; }, seconds(4)));
   EXPECT_TRUE(candidates_[leader]->losses().empty());
   EXPECT_TRUE(candidates_[leader]->election->FencedPut("/test/state", "still here").ok());
+}
+
+TEST_F(EtcdElection, APausedMemberKeepsTheLeader) {
+  // A raft follower that stops answering (SIGSTOP) with every candidate's keep-alive stream on
+  // it: the streams move to another member well within the lease.
+  int raft_leader = cluster_->RaftLeader();
+  ASSERT_GE(raft_leader, 0);
+  int paused = (raft_leader + 1) % 3;
+  StartCandidates(2, paused);
+  int leader = WaitForOneLeader();
+  ASSERT_GE(leader, 0);
+  cluster_->Stop(paused);
+  EXPECT_FALSE(WaitFor([&] { return Leaders() != std::vector<int>{leader}; }, seconds(4)));
+  EXPECT_TRUE(candidates_[leader]->losses().empty());
+  EXPECT_TRUE(candidates_[leader]->election->FencedPut("/test/state", "still here").ok());
+  cluster_->Continue(paused);
 }
 
 }  // namespace

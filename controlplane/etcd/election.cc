@@ -47,8 +47,19 @@ Election::Election(Client& client, ElectionOptions options, Callbacks callbacks)
 
 Election::~Election() { (void)Resign(); }
 
-void Election::Start() {
+absl::Status Election::Start() {
+  if (options_.name.empty() || options_.value.empty()) {
+    return absl::InvalidArgumentError("election: the name and the value must not be empty");
+  }
+  if (options_.ttl_seconds < 1) {
+    return absl::InvalidArgumentError(
+        StrCat("election: the lease TTL must be at least 1 s (got ", options_.ttl_seconds, ")"));
+  }
+  if (thread_.joinable() || stop_.HasBeenNotified()) {
+    return absl::FailedPreconditionError("election: already started");
+  }
   thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
 }
 
 absl::Status Election::Resign() {

@@ -71,8 +71,9 @@ class Election {
   Election(const Election&) = delete;
   Election& operator=(const Election&) = delete;
 
-  // Campaigns in the background until Resign() or destruction.
-  void Start();
+  // Campaigns in the background until Resign() or destruction. InvalidArgument for an empty
+  // name or value, or a TTL below 1 s; FailedPrecondition when already started.
+  absl::Status Start();
   // Gives leadership up now (deletes the key, revokes the lease: the next candidate takes over
   // at once) and stops campaigning. An error says the lease could not be revoked (etcd
   // unreachable): the next candidate then takes over when it expires, one TTL later.

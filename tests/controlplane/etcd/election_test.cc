@@ -80,7 +80,7 @@ class EtcdElection : public ::testing::Test {
       candidates_.push_back(
           std::make_unique<Candidate>(*clients_.back(), "10.0.0." + std::to_string(i) + ":7000"));
     }
-    for (auto& c : candidates_) c->election->Start();
+    for (auto& c : candidates_) ASSERT_TRUE(c->election->Start().ok());
   }
 
   // The candidates that believe they lead.
@@ -115,6 +115,20 @@ class EtcdElection : public ::testing::Test {
   std::vector<std::unique_ptr<Client>> clients_;
   std::vector<std::unique_ptr<Candidate>> candidates_;
 };
+
+TEST(EtcdElectionOptions, BadOptionsAreRefusedClearly) {
+  auto client = Client::Create(ClientOptions{{"127.0.0.1:1"}});
+  ASSERT_TRUE(client.ok());
+  auto start = [&](ElectionOptions o) { return Election(**client, o, {}).Start(); };
+  EXPECT_EQ(start({"", "addr", 2}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(start({"/n", "", 2}).code(), absl::StatusCode::kInvalidArgument);
+  absl::Status ttl = start({"/n", "addr", 0});
+  EXPECT_EQ(ttl.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(ttl.message().find("TTL"), std::string::npos) << ttl;
+  Election twice(**client, {"/n", "addr", 2}, {});
+  ASSERT_TRUE(twice.Start().ok());
+  EXPECT_EQ(twice.Start().code(), absl::StatusCode::kFailedPrecondition);
+}
 
 TEST_F(EtcdElection, ExactlyOneLeaderWhoseAddressEveryoneSees) {
   absl::Mutex mu;

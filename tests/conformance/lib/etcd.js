@@ -167,6 +167,11 @@ async function startCluster(size = 3, timeoutMs = 20000) {
   }
 }
 
+// Members must not outlive the test process, even when it ends without after() running.
+process.on('exit', () => {
+  for (const c of clusters) for (const m of c.members) if (m.child && !m.exited) m.child.kill('SIGKILL');
+});
+
 // Kills every cluster started here (for after()).
 async function stopAll() {
   await Promise.all([...clusters].map((c) => c.close()));

@@ -78,7 +78,11 @@ void Watch::Run() {
                        " has been compacted (the oldest left is ", r.compact_revision(),
                        "); re-read the current state and watch from its revision"));
           }
-          return;  // any other cancel (e.g. the member lost its leader): resume elsewhere
+          // Any other cancel: this stream watches nothing any more; resume on another member.
+          RELAY_LOG(kDebug, "etcd", "watch on \"", options_.key,
+                    "\" cancelled by etcd: ", r.cancel_reason());
+          stream_done_ = true;
+          return;
         }
         if (r.created()) {
           created_ = true;

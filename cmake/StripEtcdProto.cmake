@@ -14,7 +14,4 @@ string(REGEX REPLACE "\\[\\(gogoproto\\.[^]]*\\]" "" text "${text}")
 if(text MATCHES "gogoproto|google\\.api")
   message(FATAL_ERROR "${IN}: an option this step does not know how to strip is left")
 endif()
-file(WRITE "${OUT}.tmp" "${text}")
-# Rewrite only on change, so an unchanged etcd install does not regenerate the stubs.
-file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
-file(REMOVE "${OUT}.tmp")
+file(WRITE "${OUT}" "${text}")

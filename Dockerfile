@@ -7,13 +7,18 @@
 #
 # Build stage: Debian's toolchain and -dev packages, a Release build of the four binaries only
 # (no tests, no bench), compiled through ccache on a cache mount so a rebuild on the same machine
-# recompiles only what changed.
+# recompiles only what changed. etcd's .proto files (proto/etcd generates C++ stubs from them)
+# are unpacked from golang-etcd-server-dev alone, without the Go sources it depends on.
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates ccache cmake g++ ninja-build pkg-config \
       libabsl-dev libboost-dev libgrpc++-dev libprotobuf-dev libsimdjson-dev libsqlite3-dev \
       libssl-dev protobuf-compiler protobuf-compiler-grpc zlib1g-dev \
+ && cd /tmp \
+ && apt-get download golang-etcd-server-dev \
+ && dpkg-deb -x golang-etcd-server-dev_*.deb / \
+ && rm golang-etcd-server-dev_*.deb \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

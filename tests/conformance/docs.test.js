@@ -189,4 +189,6 @@ const OTHER_TOOLS = new Set([
   'call-graph',  // perf record (docs/benchmarks.md)
   'test-force-exit', 'test-concurrency', 'test-reporter',  // node --test
   'deploy-hook',  // certbot (docs/tls.md)
+  'heartbeat-interval', 'election-timeout', 'auto-compaction-mode',  // etcd (docs/etcd.md)
+  'auto-compaction-retention',
 ]);

@@ -278,27 +278,30 @@ void ControlPlane::UpdateHealth() {
   absl::MutexLock lock(&health_mu_);
   transport::Readiness readiness = Readiness();
   if (readiness.ready && also_ready_) readiness = also_ready_();
-  if (serving_ == readiness.ready) return;
-  serving_ = readiness.ready;
+  // The node link and the admin service work while the control plane waits for its data planes
+  // to re-attach (they are how it stops waiting); only routing events does not.
+  const bool serving_nodes = !stopped_.load() && store_open_.load();
+  const std::pair<bool, bool> now{readiness.ready, serving_nodes};
+  if (serving_ == now) return;
+  serving_ = now;
   RELAY_LOG(kInfo, "controlplane", "gRPC health: ",
             readiness.ready ? std::string("SERVING")
                             : common::StrCat("NOT_SERVING (", readiness.reason, ")"));
   // Each server answers for "" (the whole server: what a Kubernetes gRPC probe asks without a
   // service name) and for the services it serves; any other name is NOT_FOUND.
-  auto set = [&](grpc::Server* server, std::vector<std::string> names) {
+  auto set = [&](grpc::Server* server, std::vector<std::string> names, bool serving) {
     if (server == nullptr || server->GetHealthCheckService() == nullptr) return;
-    for (const auto& name : names) {
-      server->GetHealthCheckService()->SetServingStatus(name, readiness.ready);
-    }
+    for (const auto& name : names) server->GetHealthCheckService()->SetServingStatus(name, serving);
   };
   const std::string channels = relay::v1::Channels::service_full_name();
   const std::string node_link = relay::v1::NodeLink::service_full_name();
   const std::string admin = relay::v1::Admin::service_full_name();
   if (internal_server_) {
-    set(server_.get(), {"", channels});
-    set(internal_server_.get(), {"", node_link, admin});
+    set(server_.get(), {"", channels}, readiness.ready);
+    set(internal_server_.get(), {"", node_link, admin}, serving_nodes);
   } else {
-    set(server_.get(), {"", channels, node_link, admin});
+    set(server_.get(), {"", channels}, readiness.ready);
+    set(server_.get(), {node_link, admin}, serving_nodes);
   }
 }
 

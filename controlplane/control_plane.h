@@ -190,7 +190,8 @@ class ControlPlane : private NodeHub::Handler {
   std::atomic<bool> store_open_{false};
   absl::Mutex health_mu_;
   transport::ReadinessCheck also_ready_ ABSL_GUARDED_BY(health_mu_);
-  std::optional<bool> serving_ ABSL_GUARDED_BY(health_mu_);  // what the health service says
+  // What the health service says: {routing events ("" and Channels), node link and admin}.
+  std::optional<std::pair<bool, bool>> serving_ ABSL_GUARDED_BY(health_mu_);
   std::string admin_token_;
   std::string in_process_node_token_;
   uint16_t grpc_port_ = 0;

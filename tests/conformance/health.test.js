@@ -169,6 +169,9 @@ test('relay: gRPC health SERVING, NOT_SERVING while its node drains; reflection 
   assert.strictEqual(drained.code, 0, drained.stderr);
   await h.waitFor(async () => (await health(s.grpcPort)) === 'NOT_SERVING', 10000, 'NOT_SERVING');
   assert.strictEqual(await health(s.grpcPort, 'relay.v1.Channels'), 'NOT_SERVING');
+  // The admin API (how an operator undrains) and the node link still serve.
+  assert.strictEqual(await health(s.grpcPort, 'relay.v1.Admin'), 'SERVING');
+  assert.strictEqual(await health(s.grpcPort, 'relay.v1.NodeLink'), 'SERVING');
   const ready = await get(s.httpPort, '/ready');
   assert.strictEqual(ready.status, 503);
   assert.match(ready.body.reason, /^draining/);

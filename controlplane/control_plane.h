@@ -106,6 +106,8 @@ class ControlPlane : private NodeHub::Handler {
   RouteGate* gate() { return gate_.get(); }
   // Null when webhooks are off.
   Webhooks* webhooks() { return webhooks_.get(); }
+  // Null when the lifecycle log is off (or before Start()).
+  LifecycleLog* lifecycle() { return lifecycle_.get(); }
   // Adds the control plane's metrics; any thread.
   void WriteMetrics(common::MetricsWriter& w) const;
 

@@ -358,6 +358,7 @@ absl::StatusOr<std::shared_ptr<LifecycleWatcher>> LifecycleLog::Watch(
 }
 
 void LifecycleLog::Close(const std::shared_ptr<LifecycleWatcher>& watcher) {
+  watcher->End(absl::CancelledError("closed"));  // a read still queued for it stops there
   absl::MutexLock lock(&mu_);
   auto it = apps_.find(watcher->app_id());
   if (it == apps_.end()) return;

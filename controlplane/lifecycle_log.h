@@ -80,8 +80,8 @@ class LifecycleWatcher : public std::enable_shared_from_this<LifecycleWatcher> {
                    size_t max_events, size_t max_bytes, std::function<void()> wake);
 
   // The next event in cursor order; once ended and drained, the status to end with. When nothing
-  // waits, `wake` is called (never under the caller's locks' thread stack of this call) once
-  // something does.
+  // waits, `wake` is called once something does (never from within Take: the caller may hold its
+  // own lock around it).
   Next Take();
   const std::string& app_id() const { return app_id_; }
 
@@ -132,7 +132,7 @@ class LifecycleLog {
                                                           LifecycleFilter filter,
                                                           std::optional<uint64_t> since,
                                                           std::function<void()> wake);
-  // The consumer is gone. Idempotent.
+  // The consumer is gone: forgets the watcher and stops its catch-up reads. Idempotent.
   void Close(const std::shared_ptr<LifecycleWatcher>& watcher);
   // Ends the app's watchers with `why`.
   void CloseApp(const std::string& app_id, const absl::Status& why);

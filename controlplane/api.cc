@@ -14,6 +14,7 @@
 #include "common/pusher_auth.h"
 #include "common/strings.h"
 #include "common/time.h"
+#include "controlplane/lifecycle_log.h"
 
 namespace relay::controlplane {
 
@@ -469,6 +470,45 @@ absl::StatusOr<std::shared_ptr<ChannelWatcher>> Api::Watch(
   if (!watcher.ok()) return watcher.status();
   if (auto now = ResolveApp(app.id()); !now.ok()) {
     watch_->Close(*watcher);
+    return now.status();
+  }
+  return watcher;
+}
+
+absl::StatusOr<std::shared_ptr<LifecycleWatcher>> Api::WatchLifecycle(
+    const App& app, const relay::v1::WatchLifecycleEventsRequest& request,
+    std::function<void()> wake) {
+  if (lifecycle_ == nullptr) {
+    return absl::UnimplementedError(
+        "lifecycle event streams are off on this control plane (--lifecycle-retention-seconds 0)");
+  }
+  static const std::set<std::string> kNames = {
+      "channel_occupied", "channel_vacated", "member_added",      "member_removed",
+      "client_event",     "cache_miss",      "subscription_count"};
+  LifecycleFilter filter;
+  for (const auto& n : request.events()) {
+    if (!kNames.contains(n)) {
+      return absl::InvalidArgumentError(common::StrCat(
+          "unknown event type '", n,
+          "' (channel_occupied, channel_vacated, member_added, member_removed, client_event, "
+          "cache_miss, subscription_count)"));
+    }
+    filter.names.insert(n);
+  }
+  if (!request.prefix().empty()) {
+    std::string err = common::ChannelNameError(request.prefix(), false);
+    if (!err.empty()) {
+      return absl::InvalidArgumentError(
+          common::StrCat("invalid prefix '", request.prefix(), "': ", err));
+    }
+    filter.prefix = request.prefix();
+  }
+  std::optional<uint64_t> since;
+  if (request.has_since_cursor()) since = request.since_cursor();
+  auto watcher = lifecycle_->Watch(app.id(), std::move(filter), since, std::move(wake));
+  if (!watcher.ok()) return watcher.status();
+  if (auto now = ResolveApp(app.id()); !now.ok()) {
+    lifecycle_->Close(*watcher);
     return now.status();
   }
   return watcher;

@@ -22,6 +22,9 @@
 
 namespace relay::controlplane {
 
+class LifecycleLog;
+class LifecycleWatcher;
+
 // How a caller proved it may act for an app (other than an HTTP HMAC signature, which the
 // http-bridge verifies against common::AcceptedSecrets).
 struct Credentials {
@@ -147,6 +150,15 @@ class Api {
       std::function<void()> wake);
   // Null when watching is off.
   ChannelWatch* watch() const { return watch_; }
+  // The lifecycle log behind WatchLifecycleEvents (null: off). Set once, before the API serves.
+  void SetLifecycleLog(LifecycleLog* log) { lifecycle_ = log; }
+  LifecycleLog* lifecycle() const { return lifecycle_; }
+  // Opens a WatchLifecycleEvents watcher: event names and prefix validated (INVALID_ARGUMENT),
+  // the cursor checked by the log (OUT_OF_RANGE, INVALID_ARGUMENT), the app checked again after
+  // registering, as for Watch.
+  absl::StatusOr<std::shared_ptr<LifecycleWatcher>> WatchLifecycle(
+      const relay::v1::App& app, const relay::v1::WatchLifecycleEventsRequest& request,
+      std::function<void()> wake);
 
   ApiCounters& counters() { return counters_; }
 
@@ -189,6 +201,7 @@ class Api {
   ClusterState& cluster_;
   NodeHub& hub_;
   RouteGate* gate_ = nullptr;
+  LifecycleLog* lifecycle_ = nullptr;
   // Orders cache channel publishes with cache replies (InCacheOrder); cache_seq_ numbers them.
   absl::Mutex cache_mu_;
   uint64_t cache_seq_ ABSL_GUARDED_BY(cache_mu_) = 0;

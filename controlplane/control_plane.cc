@@ -113,6 +113,12 @@ absl::Status ControlPlane::Start() {
     if (auto st = webhooks_->Open(); !st.ok()) return st;
     webhooks_->Start();
   }
+  if (options_.lifecycle.retention.count() > 0) {
+    LifecycleLogOptions lifecycle = options_.lifecycle;
+    lifecycle.watch = options_.watch;
+    lifecycle_ = std::make_unique<LifecycleLog>(options_.data_dir, store_->writer(), lifecycle);
+    if (auto st = lifecycle_->Open(); !st.ok()) return st;
+  }
   NodeHubOptions hub_options = options_.hub;
   hub_options.authenticate = [this](std::string_view token) { return AuthenticateNode(token); };
   hub_options.credential_valid = [this](const std::string& id) {
@@ -141,6 +147,7 @@ absl::Status ControlPlane::Start() {
     }
   }
   api_->SetRouteGate(gate_.get());
+  api_->SetLifecycleLog(lifecycle_.get());
   store_->SetListener(
       [this](const relay::v1::App& app, bool removed) { OnAppChanged(app, removed); });
   channels_service_ = MakeChannelsService(*api_);
@@ -160,6 +167,7 @@ absl::Status ControlPlane::Start() {
       ExpireAbsentNodes();
       FlushSubscriptionCounts(false);
       PruneCacheMisses();
+      if (lifecycle_) lifecycle_->Tick();
     }
   });
   return absl::OkStatus();
@@ -315,6 +323,8 @@ void ControlPlane::Stop() {
     watch_->CloseAll(absl::UnavailableError(
         "the control plane is shutting down; watch again once it (or another one) is up"));
   }
+  // Lifecycle watchers likewise; what was recorded is committed (replayed after the restart).
+  if (lifecycle_) lifecycle_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (internal_server_) {
     internal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -336,10 +346,15 @@ void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
   } else if (!app.enabled()) {
     watch_->CloseApp(
         app.id(), absl::PermissionDeniedError(common::StrCat("app '", app.id(), "' is disabled")));
+    if (lifecycle_) {
+      lifecycle_->CloseApp(app.id(), absl::PermissionDeniedError(
+                                         common::StrCat("app '", app.id(), "' is disabled")));
+    }
   }
   relay::v1::ControlMessage msg;
   if (removed) {
     if (webhooks_) webhooks_->RemoveApp(app.id());
+    if (lifecycle_) lifecycle_->RemoveApp(app.id());
     msg.mutable_app_remove()->set_app_id(app.id());
   } else {
     *msg.mutable_app_upsert() = app;
@@ -498,7 +513,7 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
       }
       hub_->Send(node_id, std::move(msg));
     });
-    if (miss && webhooks_ && webhooks_->Wants(request.app_id(), "cache_miss")) {
+    if (miss && (lifecycle_ || (webhooks_ && webhooks_->Wants(request.app_id(), "cache_miss")))) {
       // One cache_miss webhook per channel per 5 s while it stays empty.
       int64_t now = common::NowUnixMs();
       bool emit = false;
@@ -511,7 +526,7 @@ void ControlPlane::OnSubscribe(const std::string& node_id,
         }
       }
       if (emit) {
-        webhooks_->Emit(request.app_id(), Webhooks::ChannelEvent("cache_miss", request.channel()));
+        Emit(request.app_id(), Webhooks::ChannelEvent("cache_miss", request.channel()));
       }
     }
     Apply(fx);
@@ -572,24 +587,28 @@ void ControlPlane::OnClientEvent(const std::string& node_id,
     watched.set_accepted_unix_us(common::NowUnixMicros());
     watch_->Publish(event.app_id(), std::move(watched));
   }
-  if (webhooks_) {
-    webhooks_->Emit(event.app_id(),
-                    Webhooks::ClientEvent(event.channel(), event.event(), event.data_json(),
-                                          event.socket_id(), event.user_id()));
+  if (webhooks_ || lifecycle_) {
+    Emit(event.app_id(), Webhooks::ClientEvent(event.channel(), event.event(), event.data_json(),
+                                               event.socket_id(), event.user_id()));
   }
   // The sender's node already delivered it locally.
   api_->Route(std::move(publish), node_id);
 }
 
+void ControlPlane::Emit(const std::string& app_id, const WebhookEvent& event) {
+  if (webhooks_) webhooks_->Emit(app_id, event);
+  if (lifecycle_) lifecycle_->Record(app_id, event);
+}
+
 void ControlPlane::EmitWebhooks(const Effects& fx) {
-  if (!webhooks_) return;
+  if (!webhooks_ && !lifecycle_) return;
   auto key = [](const auto& e) { return std::make_pair(e.app_id, e.channel); };
   for (const auto& c : fx.occupied) {
     {
       absl::MutexLock lock(&announce_mu_);
       if (announced_.erase(key(c)) > 0) continue;  // already announced with its first member
     }
-    webhooks_->Emit(c.app_id, Webhooks::ChannelEvent("channel_occupied", c.channel));
+    Emit(c.app_id, Webhooks::ChannelEvent("channel_occupied", c.channel));
   }
   for (const auto& m : fx.member_added) {
     bool announce = false;
@@ -598,12 +617,12 @@ void ControlPlane::EmitWebhooks(const Effects& fx) {
       announce = announced_.insert(key(m)).second;
     }
     if (announce) {
-      webhooks_->Emit(m.app_id, Webhooks::ChannelEvent("channel_occupied", m.channel));
+      Emit(m.app_id, Webhooks::ChannelEvent("channel_occupied", m.channel));
     }
-    webhooks_->Emit(m.app_id, Webhooks::MemberEvent("member_added", m.channel, m.user_id));
+    Emit(m.app_id, Webhooks::MemberEvent("member_added", m.channel, m.user_id));
   }
   for (const auto& m : fx.member_removed) {
-    webhooks_->Emit(m.app_id, Webhooks::MemberEvent("member_removed", m.channel, m.user_id));
+    Emit(m.app_id, Webhooks::MemberEvent("member_removed", m.channel, m.user_id));
     // A member that left before its node counted the subscription: close the announcement.
     bool close = false;
     {
@@ -611,10 +630,10 @@ void ControlPlane::EmitWebhooks(const Effects& fx) {
       close = announced_.contains(key(m)) &&
               cluster_.PresenceMembers(m.app_id, m.channel).empty() && announced_.erase(key(m)) > 0;
     }
-    if (close) webhooks_->Emit(m.app_id, Webhooks::ChannelEvent("channel_vacated", m.channel));
+    if (close) Emit(m.app_id, Webhooks::ChannelEvent("channel_vacated", m.channel));
   }
   for (const auto& c : fx.vacated) {
-    webhooks_->Emit(c.app_id, Webhooks::ChannelEvent("channel_vacated", c.channel));
+    Emit(c.app_id, Webhooks::ChannelEvent("channel_vacated", c.channel));
   }
 }
 
@@ -716,9 +735,7 @@ void ControlPlane::FlushSubscriptionCounts(bool force_all) {
 
 void ControlPlane::SendSubscriptionCount(const std::string& app_id, const std::string& channel,
                                          uint32_t count) {
-  if (webhooks_) {
-    webhooks_->Emit(app_id, Webhooks::SubscriptionCountEvent(channel, count));
-  }
+  if (webhooks_ || lifecycle_) Emit(app_id, Webhooks::SubscriptionCountEvent(channel, count));
   relay::v1::Publish p;
   p.set_app_id(app_id);
   p.add_channels(channel);

@@ -24,6 +24,7 @@
 #include "controlplane/cluster_state.h"
 #include "controlplane/connection_totals.h"
 #include "controlplane/grpc_metrics.h"
+#include "controlplane/lifecycle_log.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/route_gate.h"
 #include "controlplane/webhooks.h"
@@ -64,6 +65,9 @@ struct ControlPlaneOptions {
   WebhookOptions webhooks;
   // Bounds of the WatchChannelEvents streams (docs/grpc-api.md).
   ChannelWatchOptions watch;
+  // The lifecycle log behind WatchLifecycleEvents (docs/grpc-api.md); its `watch` is taken from
+  // `watch` above. Off when its retention is 0.
+  LifecycleLogOptions lifecycle;
 };
 
 class ControlPlane : private NodeHub::Handler {
@@ -102,6 +106,8 @@ class ControlPlane : private NodeHub::Handler {
   RouteGate* gate() { return gate_.get(); }
   // Null when webhooks are off.
   Webhooks* webhooks() { return webhooks_.get(); }
+  // Null when the lifecycle log is off (or before Start()).
+  LifecycleLog* lifecycle() { return lifecycle_.get(); }
   // Adds the control plane's metrics; any thread.
   void WriteMetrics(common::MetricsWriter& w) const;
 
@@ -165,6 +171,10 @@ class ControlPlane : private NodeHub::Handler {
   std::unique_ptr<Api> api_;
   std::unique_ptr<RouteGate> gate_;
   std::unique_ptr<Webhooks> webhooks_;
+  // After webhooks_ and store_: destroyed first (its jobs run on the store's writer).
+  std::unique_ptr<LifecycleLog> lifecycle_;
+  // A webhook event decided: to the webhook outboxes and the lifecycle log.
+  void Emit(const std::string& app_id, const WebhookEvent& event);
   // Presence channels whose channel_occupied webhook went out with their first member_added,
   // before the node's subscription count arrived (keeps occupied -> member_added order).
   absl::Mutex announce_mu_;

@@ -77,6 +77,26 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
               "WatchChannelEvents streams cut because they fell behind (slow consumers).",
               d(watch_->cut()));
   }
+  if (lifecycle_) {
+    LifecycleLog::Stats l = lifecycle_->stats();
+    w.Gauge("relay_lifecycle_log_events",
+            "Lifecycle events kept in the log (webhooks.db, every app) for WatchLifecycleEvents.",
+            d(l.events));
+    w.Counter("relay_lifecycle_events_pruned_total",
+              "Lifecycle events pruned from the log (retention or per-app cap).", d(l.pruned));
+    w.Counter("relay_lifecycle_events_dropped_total",
+              "Lifecycle events not recorded because the writer was too far behind (or a write "
+              "failed).",
+              d(l.dropped));
+    w.Gauge("relay_lifecycle_watchers", "WatchLifecycleEvents streams open now.", d(l.watchers));
+    w.Counter("relay_lifecycle_watch_events_total",
+              "Events handed to WatchLifecycleEvents streams (one per event and watcher).",
+              d(l.streamed));
+    w.Counter("relay_lifecycle_watchers_cut_total",
+              "WatchLifecycleEvents streams cut because they fell behind (they resume with their "
+              "cursor).",
+              d(l.cut));
+  }
   if (store_) w.Gauge("relay_apps", "Apps in the store.", d(store_->List().size()));
   Webhooks::Totals t;
   if (webhooks_) t = webhooks_->totals();

@@ -13,6 +13,7 @@
 #include "controlplane/channel_watch.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/finishing_reactor.h"
+#include "controlplane/lifecycle_log.h"
 #include "controlplane/node_hub.h"
 #include "controlplane/webhooks.h"
 #include "relay/v1/admin.grpc.pb.h"
@@ -51,18 +52,20 @@ std::string Bearer(const CallbackServerContext* ctx) {
   return {};
 }
 
-// One WatchChannelEvents call: writes its watcher's events one at a time (what waits meanwhile is
-// buffered, bounded, by the watcher) and finishes with the status the watcher ends with. Lives
-// until OnDone (self_); the watcher's wake callback holds only a weak reference.
-class WatchStream final
-    : public FinishingReactor<grpc::ServerWriteReactor<relay::v1::ChannelEvent>> {
+// One WatchChannelEvents or WatchLifecycleEvents call: writes its watcher's events one at a time
+// (what waits meanwhile is buffered, bounded, by the watcher) and finishes with the status the
+// watcher ends with. Lives until OnDone (self_); the watcher's wake callback holds only a weak
+// reference. `Watcher`: ChannelWatcher or LifecycleWatcher (Take() -> {event, end}).
+template <typename Watcher, typename Proto>
+class WatchStream final : public FinishingReactor<grpc::ServerWriteReactor<Proto>> {
  public:
-  explicit WatchStream(ChannelWatch& watch) : watch_(watch) {}
+  using Close = std::function<void(const std::shared_ptr<Watcher>&)>;
+  explicit WatchStream(Close close) : close_(std::move(close)) {}
 
   // The headers go out first: a caller that saw them is registered, so every event accepted
   // from then on reaches it.
-  void Start(std::shared_ptr<WatchStream> self, std::shared_ptr<ChannelWatcher> watcher) {
-    StartSendInitialMetadata();
+  void Start(std::shared_ptr<WatchStream> self, std::shared_ptr<Watcher> watcher) {
+    this->StartSendInitialMetadata();
     {
       absl::MutexLock lock(&mu_);
       self_ = std::move(self);
@@ -73,24 +76,24 @@ class WatchStream final
 
   // Starts the next write, or finishes, when no write is in flight.
   void Pump() {
-    ChannelWatcher::Event event;
+    typename Watcher::Event event;
     std::optional<absl::Status> end;
     {
       absl::MutexLock lock(&mu_);
-      if (watcher_ == nullptr || finished() || writing_ != nullptr) return;
-      ChannelWatcher::Next next = watcher_->Take();
+      if (watcher_ == nullptr || this->finished() || writing_ != nullptr) return;
+      typename Watcher::Next next = watcher_->Take();
       if (next.end) {
         end = std::move(next.end);
-      } else if (!next.event || !BeginStart()) {
+      } else if (!next.event || !this->BeginStart()) {
         return;  // nothing waits (the watcher wakes us), or the call is finishing
       } else {
         writing_ = std::move(next.event);
         event = writing_;
       }
     }
-    if (end) return FinishOnce(ToGrpc(*end));
-    StartWrite(event.get());
-    EndStart();
+    if (end) return this->FinishOnce(ToGrpc(*end));
+    this->StartWrite(event.get());
+    this->EndStart();
   }
 
   void OnWriteDone(bool ok) override {
@@ -98,36 +101,37 @@ class WatchStream final
       absl::MutexLock lock(&mu_);
       writing_.reset();
     }
-    if (!ok) return FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+    if (!ok) return this->FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
     Pump();
   }
 
-  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnCancel() override { this->FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     std::shared_ptr<WatchStream> self;
-    std::shared_ptr<ChannelWatcher> watcher;
+    std::shared_ptr<Watcher> watcher;
     {
       absl::MutexLock lock(&mu_);
       self = std::move(self_);
       watcher = std::move(watcher_);
     }
-    if (watcher != nullptr) watch_.Close(watcher);
+    if (watcher != nullptr) close_(watcher);
     // `self` may delete this on return.
   }
 
  private:
-  ChannelWatch& watch_;
+  const Close close_;
   absl::Mutex mu_;
   std::shared_ptr<WatchStream> self_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<ChannelWatcher> watcher_ ABSL_GUARDED_BY(mu_);
-  ChannelWatcher::Event writing_ ABSL_GUARDED_BY(mu_);  // the event being written
+  std::shared_ptr<Watcher> watcher_ ABSL_GUARDED_BY(mu_);
+  typename Watcher::Event writing_ ABSL_GUARDED_BY(mu_);  // the event being written
 };
 
-// A WatchChannelEvents call refused before it started: finishes at once with `status`.
-class RefusedWatch final : public grpc::ServerWriteReactor<relay::v1::ChannelEvent> {
+// A watch call refused before it started: finishes at once with `status`.
+template <typename Proto>
+class RefusedWatch final : public grpc::ServerWriteReactor<Proto> {
  public:
-  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
+  explicit RefusedWatch(grpc::Status status) { this->Finish(std::move(status)); }
   void OnDone() override { delete this; }
 };
 
@@ -238,22 +242,44 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   grpc::ServerWriteReactor<relay::v1::ChannelEvent>* WatchChannelEvents(
       CallbackServerContext* ctx, const relay::v1::WatchChannelEventsRequest* req) override {
     auto app = Authorize(ctx, req->app());
-    if (!app.ok()) return Refuse(app.status());
+    if (!app.ok()) return Refuse<relay::v1::ChannelEvent>(app.status());
     if (api_.watch() == nullptr) {
-      return Refuse(absl::UnimplementedError("channel event streams are off"));
+      return Refuse<relay::v1::ChannelEvent>(
+          absl::UnimplementedError("channel event streams are off"));
     }
-    auto stream = std::make_shared<WatchStream>(*api_.watch());
-    std::weak_ptr<WatchStream> weak = stream;
-    auto watcher = api_.Watch(*app, *req, [weak] {
+    ChannelWatch* watch = api_.watch();
+    return StartWatch<ChannelWatcher, relay::v1::ChannelEvent>(
+        [watch](const std::shared_ptr<ChannelWatcher>& w) { watch->Close(w); },
+        [&](std::function<void()> wake) { return api_.Watch(*app, *req, std::move(wake)); });
+  }
+  grpc::ServerWriteReactor<relay::v1::LifecycleEvent>* WatchLifecycleEvents(
+      CallbackServerContext* ctx, const relay::v1::WatchLifecycleEventsRequest* req) override {
+    auto app = Authorize(ctx, req->app());
+    if (!app.ok()) return Refuse<relay::v1::LifecycleEvent>(app.status());
+    LifecycleLog* log = api_.lifecycle();
+    return StartWatch<LifecycleWatcher, relay::v1::LifecycleEvent>(
+        [log](const std::shared_ptr<LifecycleWatcher>& w) { log->Close(w); },
+        [&](std::function<void()> wake) {
+          return api_.WatchLifecycle(*app, *req, std::move(wake));
+        });
+  }
+  // Opens a watcher with `open(wake)` and streams it, or refuses with open's error.
+  template <typename Watcher, typename Proto, typename Open>
+  grpc::ServerWriteReactor<Proto>* StartWatch(typename WatchStream<Watcher, Proto>::Close close,
+                                              Open open) {
+    auto stream = std::make_shared<WatchStream<Watcher, Proto>>(std::move(close));
+    std::weak_ptr<WatchStream<Watcher, Proto>> weak = stream;
+    absl::StatusOr<std::shared_ptr<Watcher>> watcher = open([weak] {
       if (auto s = weak.lock()) s->Pump();
     });
-    if (!watcher.ok()) return Refuse(watcher.status());
+    if (!watcher.ok()) return Refuse<Proto>(watcher.status());
     stream->Start(stream, std::move(*watcher));
     return stream.get();
   }
-  grpc::ServerWriteReactor<relay::v1::ChannelEvent>* Refuse(const absl::Status& st) {
+  template <typename Proto>
+  grpc::ServerWriteReactor<Proto>* Refuse(const absl::Status& st) {
     api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
-    return new RefusedWatch(ToGrpc(st));
+    return new RefusedWatch<Proto>(ToGrpc(st));
   }
 
   Api& api_;

@@ -643,14 +643,14 @@ WebhookEvent Webhooks::ClientEvent(const std::string& channel, const std::string
   w.Key("event").String(event).Key("data").String(data).Key("socket_id").String(socket_id);
   if (!user_id.empty()) w.Key("user_id").String(user_id);
   w.EndObject();
-  return {"client_event", channel, user_id, w.Take()};
+  return {"client_event", channel, user_id, w.Take(), event, data, socket_id};
 }
 
 WebhookEvent Webhooks::SubscriptionCountEvent(const std::string& channel, uint32_t count) {
   common::JsonWriter w;
   w.BeginObject().Key("name").String("subscription_count").Key("channel").String(channel);
   w.Key("subscription_count").Uint(count).EndObject();
-  return {"subscription_count", channel, "", w.Take()};
+  return {"subscription_count", channel, "", w.Take(), "", "", "", count};
 }
 
 }  // namespace relay::controlplane

@@ -66,6 +66,9 @@ struct WebhookEvent {
   std::string channel;
   std::string user_id;  // member_added/removed, client_event on presence
   std::string json;     // the complete event object
+  // The same, field by field, for the lifecycle log (lifecycle_log.h).
+  std::string event, data, socket_id;  // client_event
+  uint32_t subscription_count = 0;     // subscription_count
 };
 
 class Webhooks {

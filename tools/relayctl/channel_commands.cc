@@ -3,6 +3,8 @@
 #include <ctime>
 #include <iostream>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "common/channel.h"
 #include "common/json.h"
 #include "common/strings.h"
@@ -134,6 +136,13 @@ void WatchFlags(common::FlagSet& f, Options& o) {
   AppFlag(f, o);
   f.List("channel", &o.channels, "Watch this channel (repeatable)");
   f.String("prefix", &o.prefix, "Watch every channel whose name starts with this");
+  f.Bool("lifecycle", &o.lifecycle,
+         "Lifecycle events (occupied/vacated, members, client events, cache misses, counts) from "
+         "the durable log, with their cursors");
+  f.String("since", &o.since,
+           "With --lifecycle: resume after this cursor (0 = from the oldest event kept)");
+  f.String("events", &o.events,
+           "With --lifecycle: only these types (comma separated, e.g. member_added,member_removed)");
 }
 
 // RFC 3339 UTC with milliseconds.
@@ -196,17 +205,36 @@ void PrintEvent(const relay::v1::ChannelEvent& e, bool json) {
             << "  " << OneLine(e.data()) << from << std::endl;
 }
 
-// Streams until interrupted (Ctrl-C) or until the server ends the watch.
-int Watch(Invocation& in, grpc::ClientContext* ctx) {
-  if (!in.positional.empty()) return Usage("watch takes no arguments (--channel NAME, --prefix P)");
-  relay::v1::WatchChannelEventsRequest req;
-  req.set_app(in.opt.app);
-  for (const auto& ch : in.opt.channels) req.add_channels(ch);
-  req.set_prefix(in.opt.prefix);
-  auto reader = in.client.pub().WatchChannelEvents(ctx, req);
-  relay::v1::ChannelEvent e;
-  while (reader->Read(&e)) PrintEvent(e, in.globals.json);
-  grpc::Status st = reader->Finish();
+void PrintLifecycle(const relay::v1::LifecycleEvent& e, bool json) {
+  int64_t us = e.time_ms() * 1000;
+  if (json) {
+    common::JsonWriter w;
+    w.BeginObject().Key("cursor").Uint(e.cursor()).Key("time").String(FormatMicros(us));
+    w.Key("time_ms").Int(e.time_ms()).Key("name").String(e.name());
+    w.Key("channel").String(e.channel());
+    if (!e.user_id().empty()) w.Key("user_id").String(e.user_id());
+    if (e.name() == "client_event") {
+      w.Key("event").String(e.event()).Key("data").String(e.data());
+      w.Key("socket_id").String(e.socket_id());
+    }
+    if (e.name() == "subscription_count") w.Key("subscription_count").Uint(e.subscription_count());
+    w.EndObject();
+    std::cout << w.str() << std::endl;
+    return;
+  }
+  std::string detail;
+  if (!e.user_id().empty()) detail = common::StrCat("  user ", e.user_id());
+  if (e.name() == "client_event") {
+    detail = common::StrCat("  ", e.event(), "  ", OneLine(e.data()), "  (client ",
+                            e.socket_id(), e.user_id().empty() ? "" : " user ", e.user_id(), ")");
+  }
+  if (e.name() == "subscription_count") detail = common::StrCat("  ", e.subscription_count());
+  std::cout << "#" << e.cursor() << "  " << FormatMicros(us) << "  " << e.name() << "  "
+            << e.channel() << detail << std::endl;
+}
+
+// Prints how a watch ended; the exit code.
+int WatchEnded(const grpc::Status& st, Invocation& in) {
   if (st.ok()) return kExitOk;
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
     // The server's own reason (shutting down, too many watchers) or the transport's.
@@ -215,6 +243,45 @@ int Watch(Invocation& in, grpc::ClientContext* ctx) {
     return kExitUnavailable;
   }
   return Fail(st, in.globals);
+}
+
+int WatchLifecycle(Invocation& in, grpc::ClientContext* ctx) {
+  const Options& o = in.opt;
+  if (!o.channels.empty()) return Usage("--lifecycle takes --prefix P, not --channel");
+  relay::v1::WatchLifecycleEventsRequest req;
+  req.set_app(o.app);
+  req.set_prefix(o.prefix);
+  if (!o.since.empty()) {
+    uint64_t since = 0;
+    if (!absl::SimpleAtoi(common::AbslView(o.since), &since)) {
+      return Usage("--since takes a cursor (a number that watch --lifecycle printed)");
+    }
+    req.set_since_cursor(since);
+  }
+  for (absl::string_view t : absl::StrSplit(o.events, ',', absl::SkipWhitespace())) {
+    req.add_events(std::string(t));
+  }
+  auto reader = in.client.pub().WatchLifecycleEvents(ctx, req);
+  relay::v1::LifecycleEvent e;
+  while (reader->Read(&e)) PrintLifecycle(e, in.globals.json);
+  return WatchEnded(reader->Finish(), in);
+}
+
+// Streams until interrupted (Ctrl-C) or until the server ends the watch.
+int Watch(Invocation& in, grpc::ClientContext* ctx) {
+  if (!in.positional.empty()) return Usage("watch takes no arguments (--channel NAME, --prefix P)");
+  if (in.opt.lifecycle) return WatchLifecycle(in, ctx);
+  if (!in.opt.since.empty() || !in.opt.events.empty()) {
+    return Usage("--since and --events need --lifecycle");
+  }
+  relay::v1::WatchChannelEventsRequest req;
+  req.set_app(in.opt.app);
+  for (const auto& ch : in.opt.channels) req.add_channels(ch);
+  req.set_prefix(in.opt.prefix);
+  auto reader = in.client.pub().WatchChannelEvents(ctx, req);
+  relay::v1::ChannelEvent e;
+  while (reader->Read(&e)) PrintEvent(e, in.globals.json);
+  return WatchEnded(reader->Finish(), in);
 }
 
 }  // namespace

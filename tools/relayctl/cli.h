@@ -91,6 +91,9 @@ struct Options {
       expires, window, interval = "2s";
   std::vector<std::string> channels, headers;
   bool yes = false, watch = false, end_overlap = false, show_secret = false;
+  // watch --lifecycle [--since CURSOR] [--events a,b]
+  bool lifecycle = false;
+  std::string since, events;
   // String flags kept by name (apps update, webhooks add).
   std::map<std::string, std::string> settings;
 };

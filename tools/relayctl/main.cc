@@ -42,6 +42,10 @@ constexpr const char* kHelp = R"(Commands:
                                             on the app's channels (all of them without a
                                             filter) as it happens, until Ctrl-C; --json: one
                                             JSON object per line
+  watch --app APP --lifecycle [--since CURSOR] [--prefix P] [--events T1,T2]
+                                            Lifecycle events (the webhook types) from the
+                                            durable log, each with its cursor; --since resumes
+                                            after a cursor (0: the oldest kept)
   nodes list                                Attached data planes
   nodes drain NODE [--window 10s]           Move a node's clients away (closed with 4200 over
                                             the window, new ones refused; HTTP API stays up)

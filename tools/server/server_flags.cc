@@ -73,7 +73,9 @@ ControlPlaneFlags::ControlPlaneFlags()
       max_watchers(options.watch.max_watchers),
       max_watchers_per_app(options.watch.max_watchers_per_app),
       watch_buffer_events(options.watch.buffer_events),
-      watch_buffer_bytes(options.watch.buffer_bytes) {}
+      watch_buffer_bytes(options.watch.buffer_bytes),
+      lifecycle_retention_seconds(static_cast<uint64_t>(options.lifecycle.retention.count())),
+      lifecycle_max_events_per_app(options.lifecycle.max_events_per_app) {}
 
 void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("internal-host", &options.internal_host,
@@ -116,6 +118,11 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.Uint("watch-buffer-bytes", &watch_buffer_bytes,
              "Bytes that may wait for one WatchChannelEvents stream; beyond, it is cut as too "
              "slow (RESOURCE_EXHAUSTED)");
+  flags.Uint("lifecycle-retention-seconds", &lifecycle_retention_seconds,
+             "Keep lifecycle events (WatchLifecycleEvents, in <data-dir>/webhooks.db) this long "
+             "(0 = no lifecycle log or stream)");
+  flags.Uint("lifecycle-max-events-per-app", &lifecycle_max_events_per_app,
+             "Keep at most this many lifecycle events per app (the oldest are pruned first)");
 }
 
 absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
@@ -134,6 +141,14 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
   options.watch.max_watchers_per_app = max_watchers_per_app;
   options.watch.buffer_events = watch_buffer_events;
   options.watch.buffer_bytes = watch_buffer_bytes;
+  if (lifecycle_max_events_per_app == 0) {
+    return absl::InvalidArgumentError("--lifecycle-max-events-per-app must be positive");
+  }
+  if (lifecycle_retention_seconds > 10ull * 365 * 86400) {
+    return absl::InvalidArgumentError("--lifecycle-retention-seconds must be at most 10 years");
+  }
+  options.lifecycle.retention = std::chrono::seconds(lifecycle_retention_seconds);
+  options.lifecycle.max_events_per_app = lifecycle_max_events_per_app;
   options.host = listen.host;
   options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
   options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);

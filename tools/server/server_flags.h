@@ -58,6 +58,9 @@ struct ControlPlaneFlags {
   uint64_t max_watchers_per_app = 0;
   uint64_t watch_buffer_events = 0;
   uint64_t watch_buffer_bytes = 0;
+  // The lifecycle log of WatchLifecycleEvents (controlplane::LifecycleLogOptions).
+  uint64_t lifecycle_retention_seconds = 0;
+  uint64_t lifecycle_max_events_per_app = 0;
 
   ControlPlaneFlags();
   void Register(common::FlagSet& flags);

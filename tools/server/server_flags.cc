@@ -116,6 +116,9 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.Uint("watch-buffer-bytes", &watch_buffer_bytes,
              "Bytes that may wait for one WatchChannelEvents stream; beyond, it is cut as too "
              "slow (RESOURCE_EXHAUSTED)");
+  flags.Bool("console", &console,
+             "Serve the web console at /console/ on the HTTP API port (off by default; its API "
+             "takes the admin token: expose it only on a trusted network or behind TLS)");
 }
 
 absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {

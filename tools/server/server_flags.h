@@ -58,6 +58,8 @@ struct ControlPlaneFlags {
   uint64_t max_watchers_per_app = 0;
   uint64_t watch_buffer_events = 0;
   uint64_t watch_buffer_bytes = 0;
+  // --console: the web console under /console/ on the HTTP API port (console/, docs/console.md).
+  bool console = false;
 
   ControlPlaneFlags();
   void Register(common::FlagSet& flags);

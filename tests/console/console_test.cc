@@ -4,11 +4,7 @@
 // server as Server-Sent Events: an event published through the API arrives, the watcher limits
 // and the slow-consumer cut of WatchChannelEvents apply, and a browser that goes away releases
 // its watcher.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
 
@@ -18,6 +14,7 @@
 #include "console/console.h"
 #include "controlplane/control_plane.h"
 #include "http-bridge/http_api.h"
+#include "tests/testutil/raw_socket.h"
 #include "tests/testutil/wait_for.h"
 #include "transport/http_server.h"
 
@@ -95,53 +92,7 @@ class ConsoleTest : public ::testing::Test {
   std::unique_ptr<transport::HttpServer> http_;
 };
 
-// A raw HTTP client on a socket: every read is bounded (5 s), so a missing byte fails the test.
-class Socket {
- public:
-  explicit Socket(uint16_t port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{5, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~Socket() { Close(); }
-  bool connected() const { return connected_; }
-  void Send(const std::string& s) { (void)!write(fd_, s.data(), s.size()); }
-  // Reads until what was received contains `text`; false on timeout or close.
-  bool ReadUntil(const std::string& text) {
-    char buf[4096];
-    while (received_.find(text) == std::string::npos) {
-      ssize_t n = read(fd_, buf, sizeof buf);
-      if (n <= 0) return false;
-      received_.append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // Reads until the server closes; false on timeout.
-  bool ReadToEnd() {
-    char buf[4096];
-    for (;;) {
-      ssize_t n = read(fd_, buf, sizeof buf);
-      if (n == 0) return true;
-      if (n < 0) return false;
-      received_.append(buf, static_cast<size_t>(n));
-    }
-  }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  const std::string& received() const { return received_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string received_;
-};
+using Socket = testutil::RawSocket;
 
 std::string StreamRequest(const std::string& token, const std::string& query = "") {
   return common::StrCat("GET /console/api/apps/app-id/stream", query,
@@ -269,7 +220,7 @@ TEST_F(ConsoleTest, TheLiveLogStreamsEventsAsSseAndReleasesItsWatcherWhenTheBrow
   ASSERT_NE(port, 0);
   Socket s(port);
   ASSERT_TRUE(s.connected());
-  s.Send(StreamRequest(cp_->admin_token(), "?prefix=ord"));
+  ASSERT_TRUE(s.Send(StreamRequest(cp_->admin_token(), "?prefix=ord")));
   ASSERT_TRUE(s.ReadUntil("event: open\ndata: {\"sources\":[\"channel\"]}\n\n")) << s.received();
   EXPECT_EQ(s.received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << s.received();
   EXPECT_NE(s.received().find("Content-Type: text/event-stream"), std::string::npos);

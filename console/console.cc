@@ -476,9 +476,8 @@ absl::StatusOr<HttpResponse> Console::Stream(const relay::v1::App& app,
       if (found == nullptr) {
         std::string known;
         for (auto& s : sources_) common::StrAppend(&known, known.empty() ? "" : ", ", s->name());
-        return absl::InvalidArgumentError(common::StrCat("unknown log source '",
-                                                         std::string(name), "' (known: ", known,
-                                                         ")"));
+        return absl::InvalidArgumentError(
+            common::StrCat("unknown log source '", std::string(name), "' (known: ", known, ")"));
       }
       if (std::find(chosen.begin(), chosen.end(), found) == chosen.end()) chosen.push_back(found);
     }

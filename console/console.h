@@ -27,8 +27,8 @@ namespace relay::console {
 class LogFeed {
  public:
   struct Next {
-    std::string json;                  // one entry, a JSON object ("" when none)
-    std::optional<absl::Status> end;   // the feed ended (after the entries taken before)
+    std::string json;                 // one entry, a JSON object ("" when none)
+    std::optional<absl::Status> end;  // the feed ended (after the entries taken before)
   };
   // Releases what the feed holds (its watcher, its place against the source's limits).
   virtual ~LogFeed() = default;

@@ -228,7 +228,9 @@
     const appId = app;
     $('log-status').textContent = 'connecting';
     try {
-      const res = await fetch(`/console/api/apps/${enc(appId)}/stream`, {
+      const prefix = $('log-prefix').value.trim();
+      const query = prefix ? `?prefix=${enc(prefix)}` : '';
+      const res = await fetch(`/console/api/apps/${enc(appId)}/stream${query}`, {
         headers: { Authorization: 'Bearer ' + token, Accept: 'text/event-stream' },
         cache: 'no-store',
         signal: mine.abort.signal,
@@ -238,6 +240,11 @@
         let msg = res.statusText;
         try { msg = (await res.json()).error; } catch (e) { /* keep statusText */ }
         addEntry(el('li', `live log refused (${res.status}): ${msg}`, 'end'));
+        // A bad filter or a gone app stays refused: no retry until the filter changes.
+        if (res.status !== 429 && res.status < 500) {
+          $('log-status').textContent = 'refused';
+          return;
+        }
       } else {
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
@@ -282,5 +289,9 @@
   $('sign-out').addEventListener('click', () => signOut(''));
   $('publish-form').addEventListener('submit', publish);
   $('log-clear').addEventListener('click', () => $('log').replaceChildren());
+  $('log-filter').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    if (app) startLog();
+  });
   if (token) signIn();
 })();

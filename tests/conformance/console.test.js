@@ -139,6 +139,17 @@ test('in headless chromium: live counts, members, publish from the form, the SDK
     assert.match(entry, /"order":7/);
     assert.ok(await browser.eval("!!document.querySelector('#log li[data-event=\"from-console\"]')"));
 
+    // The channel prefix filter: a new stream that watches only `news-` channels.
+    await browser.eval(`document.getElementById('log-clear').click();
+      document.getElementById('log-prefix').value = 'news-';
+      document.getElementById('log-filter').requestSubmit(); true`);
+    await h.waitFor(async () => (await text('#log-status')) === 'live', 15000, 'the filtered live log');
+    await h.sdk(relay).trigger('orders', 'filtered-out', {});
+    await h.sdk(relay).trigger('news-today', 'headline', {});
+    await h.waitFor(() => browser.eval("!!document.querySelector('#log li[data-event=\"headline\"]')"), 15000,
+      'the news- event in the filtered log');
+    assert.strictEqual(await browser.eval("document.querySelectorAll('#log li.log-entry').length"), 1);
+
     // Nothing the page does is refused by its own Content-Security-Policy.
     const violations = browser.logEntries().filter((e) => /Content Security Policy/i.test(e.text));
     assert.deepStrictEqual(violations, []);

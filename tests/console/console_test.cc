@@ -118,9 +118,8 @@ TEST_F(ConsoleTest, TheApiTakesOnlyTheAdminToken) {
 
   HttpResponse apps = Call("GET", "/console/api/apps");
   ASSERT_EQ(apps.status, 200) << apps.body;
-  EXPECT_EQ(apps.body,
-            R"({"apps":[{"id":"app-id","key":"app-key","name":"default","enabled":true,)"
-            R"("connections":0,"channels":0}]})");
+  EXPECT_EQ(apps.body, R"({"apps":[{"id":"app-id","key":"app-key","name":"default","enabled":true,)"
+                       R"("connections":0,"channels":0}]})");
   EXPECT_EQ(apps.body.find("app-secret"), std::string::npos);
 }
 

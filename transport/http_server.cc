@@ -392,14 +392,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void ArmStreamTimer(std::chrono::seconds after) {
     uint64_t generation = ++timer_generation_;
     stream_timer_->expires_after(after);
-    stream_timer_->async_wait(
-        [self = this->shared_from_this(), generation](beast::error_code ec) {
-          if (ec || generation != self->timer_generation_ || self->stream_ended_) return;
-          if (self->writing_) return self->EndStream();
-          std::string keep_alive = self->body_stream_->KeepAlive();
-          if (keep_alive.empty()) return self->ArmStreamTimer(kStreamKeepAlive);
-          self->WriteStream(std::move(keep_alive), false);
-        });
+    stream_timer_->async_wait([self = this->shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->timer_generation_ || self->stream_ended_) return;
+      if (self->writing_) return self->EndStream();
+      std::string keep_alive = self->body_stream_->KeepAlive();
+      if (keep_alive.empty()) return self->ArmStreamTimer(kStreamKeepAlive);
+      self->WriteStream(std::move(keep_alive), false);
+    });
   }
 
   void EndStream() {

@@ -59,9 +59,9 @@ int Run(int argc, char** argv) {
   http_options.readiness = [&cp] { return cp.Readiness(); };
   std::optional<console::Console> web_console;
   if (cp_flags.console) web_console.emplace(cp);
-  transport::HttpServer http(std::move(http_options), pool,
-                             web_console ? web_console->Wrap(http_api.Handler())
-                                         : http_api.Handler());
+  transport::HttpServer http(
+      std::move(http_options), pool,
+      web_console ? web_console->Wrap(http_api.Handler()) : http_api.Handler());
   auto bound = http.Start();
   if (!bound.ok()) {
     std::cerr << kProgram << ": " << bound.status().message() << "\n";

@@ -75,8 +75,8 @@ int Run(int argc, char** argv) {
   dpo.also_ready = [&cp] { return cp.Readiness(); };
   std::optional<console::Console> web_console;
   if (cp_flags.console) web_console.emplace(cp);
-  dataplane::DataPlane dp(dpo, web_console ? web_console->Wrap(http_api.Handler())
-                                           : http_api.Handler());
+  dataplane::DataPlane dp(dpo,
+                          web_console ? web_console->Wrap(http_api.Handler()) : http_api.Handler());
   if (auto started = dp.Start(); !started.ok()) {
     std::cerr << kProgram << ": " << started.message() << "\n";
     return 1;
@@ -118,8 +118,8 @@ int Run(int argc, char** argv) {
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", cpo.internal_host, ":",
                                  cp.internal_grpc_port()),
-            web_console ? common::StrCat(", web console on ", tls ? "https://" : "http://",
-                                         host, ":", dp.port(), "/console/")
+            web_console ? common::StrCat(", web console on ", tls ? "https://" : "http://", host,
+                                         ":", dp.port(), "/console/")
                         : std::string(),
             ", data dir ", cpo.data_dir,
             *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",

@@ -7,7 +7,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/strings.h"
-#include "common/time.h"
+#include "controlplane/admin_ops.h"
 #include "controlplane/api.h"
 #include "controlplane/app_store.h"
 #include "controlplane/channel_watch.h"
@@ -299,14 +299,7 @@ class AdminService final : public relay::v1::Admin::CallbackService {
 
  private:
   absl::Status CheckToken(CallbackServerContext* ctx) const {
-    std::string given = Bearer(ctx);
-    if (given.empty()) {
-      return absl::UnauthenticatedError("missing admin token (authorization: Bearer <token>)");
-    }
-    if (!common::ConstantTimeEquals(given, token_)) {
-      return absl::UnauthenticatedError("invalid admin token");
-    }
-    return absl::OkStatus();
+    return CheckAdminToken(Bearer(ctx), token_);
   }
 
   template <typename Fn>
@@ -406,7 +399,7 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* ListApps(CallbackServerContext* ctx, const relay::v1::ListAppsRequest*,
                                relay::v1::ListAppsResponse* resp) override {
     return Run(ctx, [&] {
-      for (auto& a : store_.List()) *resp->add_apps() = std::move(a);
+      *resp = controlplane::ListApps(store_);
       return absl::OkStatus();
     });
   }
@@ -527,31 +520,9 @@ class AdminService final : public relay::v1::Admin::CallbackService {
   ServerUnaryReactor* GetStats(CallbackServerContext* ctx, const relay::v1::GetStatsRequest* req,
                                relay::v1::Stats* resp) override {
     return Run(ctx, [&] {
-      std::string app_id;
-      if (!req->app().empty()) {
-        auto a = store_.Find(req->app());
-        if (!a) return absl::NotFoundError(common::StrCat("app '", req->app(), "' not found"));
-        app_id = a->id();
-      }
-      auto nodes = hub_.Nodes();
-      resp->set_nodes(static_cast<uint32_t>(nodes.size()));
-      for (const auto& n : nodes) {
-        if (app_id.empty()) resp->set_connections(resp->connections() + n.load().connections());
-        resp->set_messages_in(resp->messages_in() + n.load().messages_in());
-        resp->set_messages_out(resp->messages_out() + n.load().messages_out());
-      }
-      if (!app_id.empty()) {
-        resp->set_connections(cluster_.AppConnections(app_id));
-        resp->set_channels(cluster_.ListChannels(app_id, "").size());
-      } else {
-        uint64_t channels = 0;
-        for (const auto& a : store_.List()) channels += cluster_.ListChannels(a.id(), "").size();
-        resp->set_channels(channels);
-      }
-      resp->set_publish_commands(api_.counters().publish_commands.load());
-      resp->set_api_events(api_.counters().events.load());
-      resp->set_api_errors(api_.counters().errors.load());
-      resp->set_unix_ms(common::NowUnixMs());
+      auto stats = controlplane::GetStats(store_, cluster_, hub_, api_, *req);
+      if (!stats.ok()) return stats.status();
+      *resp = std::move(*stats);
       return absl::OkStatus();
     });
   }

@@ -23,19 +23,6 @@ using relay::v1::App;
 
 constexpr int64_t kTimestampWindowSeconds = 600;
 
-std::vector<std::string> SplitPath(std::string_view path) {
-  std::vector<std::string> parts;
-  for (absl::string_view p :
-       absl::StrSplit(absl::string_view(path.data(), path.size()), '/', absl::SkipEmpty())) {
-    std::string decoded;
-    if (!common::PercentDecode(std::string_view(p.data(), p.size()), &decoded)) {
-      decoded = std::string(p);
-    }
-    parts.push_back(std::move(decoded));
-  }
-  return parts;
-}
-
 std::string Param(const common::QueryParams& params, std::string_view name) {
   for (const auto& [k, v] : params) {
     if (k == name) return v;
@@ -365,6 +352,19 @@ const Route* FindRoute(std::string_view method, const std::vector<std::string>& 
 }
 
 }  // namespace
+
+std::vector<std::string> SplitPath(std::string_view path) {
+  std::vector<std::string> parts;
+  for (absl::string_view p :
+       absl::StrSplit(absl::string_view(path.data(), path.size()), '/', absl::SkipEmpty())) {
+    std::string decoded;
+    if (!common::PercentDecode(std::string_view(p.data(), p.size()), &decoded)) {
+      decoded = std::string(p);
+    }
+    parts.push_back(std::move(decoded));
+  }
+  return parts;
+}
 
 int HttpStatusFor(const absl::Status& st) {
   switch (st.code()) {

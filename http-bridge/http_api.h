@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -71,6 +72,10 @@ class HttpApi {
   static constexpr size_t kStatusSlots = 14;
   std::array<std::array<std::atomic<uint64_t>, kStatusSlots>, kRouteSlots> requests_{};
 };
+
+// The segments of a URL path, each percent-decoded (kept as given when that fails); empty
+// segments are skipped.
+std::vector<std::string> SplitPath(std::string_view path);
 
 // HTTP status for a canonical status code (400, 401, 403, 404, 413, 429, ...).
 int HttpStatusFor(const absl::Status& status);

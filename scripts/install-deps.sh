@@ -11,7 +11,8 @@ PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libp
       python3-yaml              # tests/deploy/check_deploy.py (k8s, compose, systemd files)
       podman runc debootstrap  # tests/container/run.sh: builds and runs the image
       etcd-server etcd-client  # control plane replicas: tests start their own etcd members
-      golang-etcd-server-dev)  # etcd's .proto files: proto/etcd generates C++ stubs from them
+      golang-etcd-server-dev   # etcd's .proto files: proto/etcd generates C++ stubs from them
+      chromium)                # headless browser: tests/conformance/console.test.js (web console)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,9 +4,11 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/read_size.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -114,6 +116,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     on_chunk_header_ = [](uint64_t, beast::string_view extensions, beast::error_code& ec) {
       if (extensions.size() > kMaxChunkExtension) ec = http::error::bad_chunk_extension;
     };
+  }
+
+  ~Session() {
+    // Destroyed with its io_context (the server stopped) while a stream was open.
+    if (body_stream_ && !stream_ended_) {
+      stream_ended_ = true;
+      {
+        absl::MutexLock lock(&wake_state_->mu);
+        wake_state_->ended = true;
+      }
+      body_stream_->Stop();
+    }
   }
 
   void Run() {
@@ -295,7 +309,108 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                                                ": this is a data plane; the HTTP API is served "
                                                "by the control plane (relay-controlplane --port)"));
     }
+    if (response.stream) return StartStream(std::move(response));
     Reply(std::move(response), req.keep_alive());
+  }
+
+  // A streamed response (HttpResponse::stream): the head, then the producer's bytes as it has
+  // them, one write at a time, until the stream ends or the peer goes; then the connection
+  // closes. Meanwhile a read waits for the peer's close (an SSE client sends nothing more).
+  void StartStream(HttpResponse response) {
+    body_stream_ = std::move(response.stream);
+    wake_state_ = std::make_shared<StreamWake>();
+    auto head = std::make_shared<http::response<http::empty_body>>();
+    head->result(static_cast<unsigned>(response.status));
+    head->version(11);
+    head->set(http::field::server, "relay");
+    head->set(http::field::content_type, response.content_type);
+    for (auto& [k, v] : response.headers) head->set(k, v);
+    head->keep_alive(false);  // no length: the body ends with the connection
+    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*head);
+    Tcp().expires_never();
+    stream_timer_.emplace(stream_.get_executor());
+    writing_ = true;
+    ArmStreamTimer(kStreamWriteTimeout);
+    http::async_write_header(
+        stream_, *serializer,
+        [self = this->shared_from_this(), head, serializer](beast::error_code ec, size_t) {
+          self->writing_ = false;
+          if (ec) return self->EndStream();
+          self->OnStreamHead();
+        });
+  }
+
+  void OnStreamHead() {
+    std::weak_ptr<Session> weak = this->weak_from_this();
+    body_stream_->Start([state = wake_state_, weak, executor = stream_.get_executor()] {
+      // Under the lock, so no post starts once the connection ended (its io_context may go).
+      absl::MutexLock lock(&state->mu);
+      if (state->ended) return;
+      net::post(executor, [weak] {
+        if (auto self = weak.lock()) self->PumpStream();
+      });
+    });
+    ReadUntilClosed();
+    ArmStreamTimer(kStreamKeepAlive);
+    PumpStream();
+  }
+
+  void ReadUntilClosed() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(std::min<size_t>(buffer_.max_size(), 4096)),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->EndStream();
+                              self->ReadUntilClosed();  // discarded
+                            });
+  }
+
+  void PumpStream() {
+    if (stream_ended_ || writing_) return;
+    ResponseStream::Pulled next = body_stream_->Pull();
+    if (next.bytes.empty()) {
+      if (next.end) EndStream();
+      return;  // the producer wakes us
+    }
+    WriteStream(std::move(next.bytes), next.end);
+  }
+
+  void WriteStream(std::string bytes, bool end) {
+    stream_out_ = std::move(bytes);
+    writing_ = true;
+    ArmStreamTimer(kStreamWriteTimeout);
+    net::async_write(stream_, net::buffer(stream_out_),
+                     [self = this->shared_from_this(), end](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       if (ec || end) return self->EndStream();
+                       self->ArmStreamTimer(kStreamKeepAlive);
+                       self->PumpStream();
+                     });
+  }
+
+  // While a write is in flight: the bound on it (a peer that stops reading is cut). Otherwise:
+  // when to write a keep-alive. Only the latest arming counts (`timer_generation_`).
+  void ArmStreamTimer(std::chrono::seconds after) {
+    uint64_t generation = ++timer_generation_;
+    stream_timer_->expires_after(after);
+    stream_timer_->async_wait([self = this->shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->timer_generation_ || self->stream_ended_) return;
+      if (self->writing_) return self->EndStream();
+      std::string keep_alive = self->body_stream_->KeepAlive();
+      if (keep_alive.empty()) return self->ArmStreamTimer(kStreamKeepAlive);
+      self->WriteStream(std::move(keep_alive), false);
+    });
+  }
+
+  void EndStream() {
+    if (stream_ended_) return;
+    stream_ended_ = true;
+    {
+      absl::MutexLock lock(&wake_state_->mu);
+      wake_state_->ended = true;
+    }
+    if (stream_timer_) stream_timer_->cancel();
+    body_stream_->Stop();
+    Close();
   }
 
   HttpResponse ReadyResponse() {
@@ -360,6 +475,21 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
     Tcp().socket().close(ec);
   }
+
+  // A streamed response's state (StartStream); on the connection's thread, but for StreamWake.
+  static constexpr std::chrono::seconds kStreamWriteTimeout{30};
+  static constexpr std::chrono::seconds kStreamKeepAlive{15};
+  struct StreamWake {
+    absl::Mutex mu;
+    bool ended ABSL_GUARDED_BY(mu) = false;
+  };
+  std::shared_ptr<ResponseStream> body_stream_;
+  std::shared_ptr<StreamWake> wake_state_;
+  std::optional<net::steady_timer> stream_timer_;
+  uint64_t timer_generation_ = 0;
+  std::string stream_out_;  // the write in flight
+  bool writing_ = false;
+  bool stream_ended_ = false;
 
   Stream stream_;
   // Bounded: holds at most one head, chunk header or trailer (plus read-ahead), never a body.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,11 +24,40 @@ struct HttpRequest {
   std::string_view Header(std::string_view name) const;
 };
 
+// The body of a response written as it is produced (Server-Sent Events) rather than at once.
+// The server writes the head, then asks Pull() for bytes whenever no write is in flight, so the
+// producer buffers (and bounds) whatever the peer is too slow to take; at most one write is
+// ever queued on the connection. The connection closes when the stream ends, its peer goes, a
+// write takes longer than 30 s, or the server's io_context stops.
+class ResponseStream {
+ public:
+  struct Pulled {
+    std::string bytes;  // write these (may be empty)
+    bool end = false;   // then close the connection: nothing more will come
+  };
+  virtual ~ResponseStream() = default;
+  // Once, on the connection's thread, before the first Pull(). `wake` may be called from any
+  // thread, outside the producer's own locks, once Pull() has something after it returned
+  // nothing; after the connection ended it does nothing.
+  virtual void Start(std::function<void()> wake) = 0;
+  // On the connection's thread. Nothing to write and no end: wait for `wake`.
+  virtual Pulled Pull() = 0;
+  // Written after 15 s without a write, so proxies keep an idle stream open and a peer that
+  // vanished is noticed (an SSE comment, ": keep-alive\n\n").
+  virtual std::string KeepAlive() = 0;
+  // Once, when the connection ended for any reason (also without Start()); the producer
+  // releases what it holds. On the connection's thread, or where the connection is destroyed.
+  virtual void Stop() = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, `body` is ignored: the head goes out without a length and the stream's bytes
+  // follow until it ends (the connection is not kept alive).
+  std::shared_ptr<ResponseStream> stream;
 };
 
 // Handles one request; called on an I/O thread, must not block.

@@ -1,11 +1,13 @@
 // relay-controlplane: apps, credentials, cluster state, the gRPC APIs and the HTTP API.
 #include <iostream>
+#include <optional>
 
 #include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
 #include "common/strings.h"
+#include "console/console.h"
 #include "controlplane/control_plane.h"
 #include "http-bridge/http_api.h"
 #include "tools/server/metrics_server.h"
@@ -55,7 +57,11 @@ int Run(int argc, char** argv) {
   transport::HttpServerOptions http_options{
       .host = listen.host, .port = static_cast<uint16_t>(listen.port), .tls = listen.tls};
   http_options.readiness = [&cp] { return cp.Readiness(); };
-  transport::HttpServer http(std::move(http_options), pool, http_api.Handler());
+  std::optional<console::Console> web_console;
+  if (cp_flags.console) web_console.emplace(cp);
+  transport::HttpServer http(
+      std::move(http_options), pool,
+      web_console ? web_console->Wrap(http_api.Handler()) : http_api.Handler());
   auto bound = http.Start();
   if (!bound.ok()) {
     std::cerr << kProgram << ": " << bound.status().message() << "\n";
@@ -80,6 +86,9 @@ int Run(int argc, char** argv) {
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", options.internal_host, ":",
                                  cp.internal_grpc_port()),
+            web_console ? common::StrCat(", web console on ", listen.tls ? "https://" : "http://",
+                                         listen.host, ":", *bound, "/console/")
+                        : std::string(),
             ", data dir ", options.data_dir,
             *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
                                            *metrics_port, "/metrics")

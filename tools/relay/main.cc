@@ -3,12 +3,14 @@
 // socket); the WebSocket port also serves the Pusher HTTP API.
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include "common/hangup.h"
 #include "common/io_pool.h"
 #include "common/log.h"
 #include "common/shutdown.h"
 #include "common/strings.h"
+#include "console/console.h"
 #include "controlplane/control_plane.h"
 #include "dataplane/data_plane.h"
 #include "http-bridge/http_api.h"
@@ -71,7 +73,10 @@ int Run(int argc, char** argv) {
   http_bridge::HttpApi http_api(cp.api(), cp_flags.TrustedProxies());
   // The one port answers /ready for the process: ready when both planes are.
   dpo.also_ready = [&cp] { return cp.Readiness(); };
-  dataplane::DataPlane dp(dpo, http_api.Handler());
+  std::optional<console::Console> web_console;
+  if (cp_flags.console) web_console.emplace(cp);
+  dataplane::DataPlane dp(dpo,
+                          web_console ? web_console->Wrap(http_api.Handler()) : http_api.Handler());
   if (auto started = dp.Start(); !started.ok()) {
     std::cerr << kProgram << ": " << started.message() << "\n";
     return 1;
@@ -113,6 +118,9 @@ int Run(int argc, char** argv) {
                 ? std::string()
                 : common::StrCat(", node link and admin gRPC on ", cpo.internal_host, ":",
                                  cp.internal_grpc_port()),
+            web_console ? common::StrCat(", web console on ", tls ? "https://" : "http://", host,
+                                         ":", dp.port(), "/console/")
+                        : std::string(),
             ", data dir ", cpo.data_dir,
             *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
                                            *metrics_port, "/metrics")

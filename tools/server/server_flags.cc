@@ -123,6 +123,9 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
              "(0 = no lifecycle log or stream)");
   flags.Uint("lifecycle-max-events-per-app", &lifecycle_max_events_per_app,
              "Keep at most this many lifecycle events per app (the oldest are pruned first)");
+  flags.Bool("console", &console,
+             "Serve the web console at /console/ on the HTTP API port (off by default; its API "
+             "takes the admin token: expose it only on a trusted network or behind TLS)");
 }
 
 absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {

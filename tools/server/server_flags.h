@@ -61,6 +61,8 @@ struct ControlPlaneFlags {
   // The lifecycle log of WatchLifecycleEvents (controlplane::LifecycleLogOptions).
   uint64_t lifecycle_retention_seconds = 0;
   uint64_t lifecycle_max_events_per_app = 0;
+  // --console: the web console under /console/ on the HTTP API port (console/, docs/console.md).
+  bool console = false;
 
   ControlPlaneFlags();
   void Register(common::FlagSet& flags);

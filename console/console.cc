@@ -12,6 +12,7 @@
 #include "common/strings.h"
 #include "console/assets.h"
 #include "controlplane/admin_ops.h"
+#include "controlplane/lifecycle_log.h"
 #include "http-bridge/http_api.h"
 
 namespace relay::console {
@@ -56,23 +57,25 @@ std::string ChannelEventJson(const relay::v1::ChannelEvent& e) {
   return w.Take();
 }
 
-class ChannelEventFeed final : public LogFeed {
+// A watcher of one of the watch methods as a log feed: its events as JSON, closed with the feed.
+template <typename Owner, typename Watcher, typename Event>
+class WatcherFeed final : public LogFeed {
  public:
-  ChannelEventFeed(controlplane::ChannelWatch& watch,
-                   std::shared_ptr<controlplane::ChannelWatcher> watcher)
-      : watch_(watch), watcher_(std::move(watcher)) {}
-  ~ChannelEventFeed() override { watch_.Close(watcher_); }
+  WatcherFeed(Owner& owner, std::shared_ptr<Watcher> watcher, std::string (*json)(const Event&))
+      : owner_(owner), watcher_(std::move(watcher)), json_(json) {}
+  ~WatcherFeed() override { owner_.Close(watcher_); }
 
   Next Take() override {
-    controlplane::ChannelWatcher::Next next = watcher_->Take();
+    typename Watcher::Next next = watcher_->Take();
     if (next.end) return {"", std::move(next.end)};
     if (!next.event) return {};
-    return {ChannelEventJson(*next.event), std::nullopt};
+    return {json_(*next.event), std::nullopt};
   }
 
  private:
-  controlplane::ChannelWatch& watch_;
-  const std::shared_ptr<controlplane::ChannelWatcher> watcher_;
+  Owner& owner_;
+  const std::shared_ptr<Watcher> watcher_;
+  std::string (*const json_)(const Event&);
 };
 
 class ChannelEventSource final : public LogSource {
@@ -91,7 +94,73 @@ class ChannelEventSource final : public LogSource {
     }
     auto watcher = api_.Watch(app, req, std::move(wake));
     if (!watcher.ok()) return watcher.status();
-    return std::make_unique<ChannelEventFeed>(*api_.watch(), std::move(*watcher));
+    return std::make_unique<WatcherFeed<controlplane::ChannelWatch, controlplane::ChannelWatcher,
+                                        relay::v1::ChannelEvent>>(
+        *api_.watch(), std::move(*watcher), &ChannelEventJson);
+  }
+
+ private:
+  controlplane::Api& api_;
+};
+
+std::string LifecycleEventJson(const relay::v1::LifecycleEvent& e) {
+  common::JsonWriter w;
+  w.BeginObject()
+      .Key("cursor")
+      .Int(static_cast<int64_t>(e.cursor()))
+      .Key("name")
+      .String(e.name())
+      .Key("channel")
+      .String(e.channel())
+      .Key("user_id")
+      .String(e.user_id())
+      .Key("event")
+      .String(e.event())
+      .Key("data")
+      .String(e.data())
+      .Key("socket_id")
+      .String(e.socket_id())
+      .Key("subscription_count")
+      .Int(e.subscription_count())
+      .Key("time_ms")
+      .Int(e.time_ms())
+      .EndObject();
+  return w.Take();
+}
+
+// Channels.WatchLifecycleEvents (Api::WatchLifecycle), live from the stream's start: `prefix`
+// and `events` (comma-separated types) as the request's. Without `events`, every type but
+// client_event, which the channel source already shows.
+class LifecycleSource final : public LogSource {
+ public:
+  explicit LifecycleSource(controlplane::Api& api) : api_(api) {}
+  std::string_view name() const override { return "lifecycle"; }
+
+  absl::StatusOr<std::unique_ptr<LogFeed>> Open(const relay::v1::App& app,
+                                                const common::QueryParams& params,
+                                                std::function<void()> wake) override {
+    relay::v1::WatchLifecycleEventsRequest req;
+    req.set_app(app.id());
+    bool events = false;
+    for (const auto& [k, v] : params) {
+      if (k == "prefix") req.set_prefix(v);
+      if (k != "events") continue;
+      events = true;
+      for (absl::string_view one : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        req.add_events(std::string(one));
+      }
+    }
+    if (!events) {
+      for (const char* type : {"channel_occupied", "channel_vacated", "member_added",
+                               "member_removed", "cache_miss", "subscription_count"}) {
+        req.add_events(type);
+      }
+    }
+    auto watcher = api_.WatchLifecycle(app, req, std::move(wake));
+    if (!watcher.ok()) return watcher.status();
+    return std::make_unique<WatcherFeed<controlplane::LifecycleLog, controlplane::LifecycleWatcher,
+                                        relay::v1::LifecycleEvent>>(
+        *api_.lifecycle(), std::move(*watcher), &LifecycleEventJson);
   }
 
  private:
@@ -257,6 +326,8 @@ std::unique_ptr<LogSource> MakeChannelEventSource(controlplane::Api& api) {
 
 Console::Console(controlplane::ControlPlane& cp) : cp_(cp) {
   AddSource(MakeChannelEventSource(cp.api()));
+  // The lifecycle log is off with --lifecycle-retention-seconds 0.
+  if (cp.api().lifecycle() != nullptr) AddSource(std::make_unique<LifecycleSource>(cp.api()));
 }
 
 void Console::AddSource(std::unique_ptr<LogSource> source) {

@@ -5,7 +5,9 @@
 // operation (controlplane/admin_ops.h, controlplane::Api), so validation, limits and auth live
 // there once; this layer adds only what is HTTP: paths, JSON, status codes, security headers.
 // The live log is an SSE stream merging the log sources (LogSource) it was asked for: the
-// channel events of Channels.WatchChannelEvents, and any source added with AddSource().
+// channel events of Channels.WatchChannelEvents, the lifecycle events of
+// Channels.WatchLifecycleEvents (when the lifecycle log is on), and any source added with
+// AddSource().
 // Thread-safe.
 #pragma once
 
@@ -58,7 +60,7 @@ std::unique_ptr<LogSource> MakeChannelEventSource(controlplane::Api& api);
 
 class Console {
  public:
-  // Serves `cp`'s apps; the channel event source is added.
+  // Serves `cp`'s apps; the channel event and lifecycle sources are added.
   explicit Console(controlplane::ControlPlane& cp);
   // Adds a live log source; before serving.
   void AddSource(std::unique_ptr<LogSource> source);

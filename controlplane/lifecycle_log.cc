@@ -314,17 +314,18 @@ void LifecycleLog::Commit() {
   for (const auto& w : wake) w->wake_();
 }
 
-absl::StatusOr<std::shared_ptr<LifecycleWatcher>> LifecycleLog::Watch(
-    const std::string& app_id, LifecycleFilter filter, std::optional<uint64_t> since,
-    std::function<void()> wake) {
+absl::StatusOr<std::shared_ptr<LifecycleWatcher>> LifecycleLog::Watch(const std::string& app_id,
+                                                                      LifecycleFilter filter,
+                                                                      std::optional<uint64_t> since,
+                                                                      std::function<void()> wake) {
   absl::MutexLock lock(&mu_);
   if (closed_ || db_ == nullptr) {
     return absl::UnavailableError("the control plane is shutting down; watch again later");
   }
   if (open_ >= options_.watch.max_watchers) {
-    return absl::UnavailableError(common::StrCat(
-        "this control plane has ", options_.watch.max_watchers,
-        " lifecycle watchers open, its limit (--max-watchers); try again later"));
+    return absl::UnavailableError(
+        common::StrCat("this control plane has ", options_.watch.max_watchers,
+                       " lifecycle watchers open, its limit (--max-watchers); try again later"));
   }
   AppLog& a = apps_[app_id];
   if (a.watchers.size() >= options_.watch.max_watchers_per_app) {
@@ -335,9 +336,9 @@ absl::StatusOr<std::shared_ptr<LifecycleWatcher>> LifecycleLog::Watch(
   uint64_t next = a.assigned + 1;
   if (since) {
     if (*since > a.assigned) {
-      return absl::InvalidArgumentError(common::StrCat(
-          "since_cursor ", *since, " was never given out: the last cursor of app '", app_id,
-          "' is ", a.assigned, "; resume with a cursor this stream sent"));
+      return absl::InvalidArgumentError(
+          common::StrCat("since_cursor ", *since, " was never given out: the last cursor of app '",
+                         app_id, "' is ", a.assigned, "; resume with a cursor this stream sent"));
     }
     if (*since != 0 && *since < a.pruned) {
       return absl::OutOfRangeError(common::StrCat(
@@ -466,10 +467,10 @@ void LifecycleLog::ReadPage(const std::shared_ptr<LifecycleWatcher>& w) {
       committed = a.committed;
     }
     if (next <= pruned) {
-      bool wake = w->End(absl::OutOfRangeError(common::StrCat(
-          "the lifecycle log was pruned past cursor ", next - 1, " while this stream caught up",
-          " (events up to ", pruned,
-          " are gone); reconcile from the channel queries, then watch again")));
+      bool wake = w->End(absl::OutOfRangeError(
+          common::StrCat("the lifecycle log was pruned past cursor ", next - 1,
+                         " while this stream caught up", " (events up to ", pruned,
+                         " are gone); reconcile from the channel queries, then watch again")));
       if (wake) w->wake_();
       return;
     }
@@ -559,8 +560,8 @@ void LifecycleLog::PruneNow() {
 
 void LifecycleLog::Prune() {
   const int64_t cutoff =
-      clock_.NowUnixMs() - std::chrono::duration_cast<std::chrono::milliseconds>(options_.retention)
-                               .count();
+      clock_.NowUnixMs() -
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.retention).count();
   std::vector<std::tuple<std::string, uint64_t, uint64_t>> logs;  // app, pruned, committed
   {
     absl::MutexLock lock(&mu_);

@@ -147,12 +147,12 @@ class LifecycleLog {
   void Flush();
 
   struct Stats {
-    uint64_t events = 0;     // events kept in the log now
-    uint64_t pruned = 0;     // events pruned since start
-    uint64_t dropped = 0;    // events not recorded because the writer was behind
-    uint64_t watchers = 0;   // WatchLifecycleEvents streams open now
-    uint64_t streamed = 0;   // events handed to streams
-    uint64_t cut = 0;        // streams cut for falling behind
+    uint64_t events = 0;    // events kept in the log now
+    uint64_t pruned = 0;    // events pruned since start
+    uint64_t dropped = 0;   // events not recorded because the writer was behind
+    uint64_t watchers = 0;  // WatchLifecycleEvents streams open now
+    uint64_t streamed = 0;  // events handed to streams
+    uint64_t cut = 0;       // streams cut for falling behind
   };
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 

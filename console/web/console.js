@@ -207,6 +207,19 @@
       $('log-status').classList.add('live');
     } else if (event === 'end') {
       addEntry(el('li', `stream ended (${value.source}, ${value.code}): ${value.error}`, 'end'));
+    } else if (event === 'lifecycle') {
+      // A lifecycle event (channel_occupied, member_added, ...), with its cursor.
+      const li = el('li');
+      li.className = 'log-entry lifecycle';
+      const when = value.time_ms ? new Date(value.time_ms) : new Date();
+      let detail = value.user_id || '';
+      if (value.name === 'subscription_count') detail = String(value.subscription_count);
+      if (value.name === 'client_event') detail = `${value.event} ${value.data}`;
+      li.append(el('span', when.toISOString().slice(11, 23) + ' '), el('span', 'lifecycle', 'src lifecycle'),
+        el('span', ` #${value.cursor} ${value.name} ${value.channel || ''} `), el('span', detail, 'data'));
+      li.dataset.event = value.name;
+      li.dataset.channel = value.channel || '';
+      addEntry(li);
     } else {
       const li = el('li');
       li.className = 'log-entry';

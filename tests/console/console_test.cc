@@ -220,7 +220,8 @@ TEST_F(ConsoleTest, TheLiveLogStreamsEventsAsSseAndReleasesItsWatcherWhenTheBrow
   Socket s(port);
   ASSERT_TRUE(s.connected());
   ASSERT_TRUE(s.Send(StreamRequest(cp_->admin_token(), "?prefix=ord")));
-  ASSERT_TRUE(s.ReadUntil("event: open\ndata: {\"sources\":[\"channel\"]}\n\n")) << s.received();
+  ASSERT_TRUE(s.ReadUntil("event: open\ndata: {\"sources\":[\"channel\",\"lifecycle\"]}\n\n"))
+      << s.received();
   EXPECT_EQ(s.received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << s.received();
   EXPECT_NE(s.received().find("Content-Type: text/event-stream"), std::string::npos);
   EXPECT_NE(s.received().find("Cache-Control: no-store"), std::string::npos);
@@ -235,6 +236,34 @@ TEST_F(ConsoleTest, TheLiveLogStreamsEventsAsSseAndReleasesItsWatcherWhenTheBrow
 
   s.Close();  // the browser tab closed
   EXPECT_TRUE(testutil::WaitFor([&] { return cp_->api().watch()->open() == 0; }));
+}
+
+// The lifecycle log (Channels.WatchLifecycleEvents) is the second source: its events carry their
+// cursor; client events are left to the channel source unless asked for; the prefix applies.
+TEST_F(ConsoleTest, TheLiveLogCarriesLifecycleEventsWithTheirCursor) {
+  uint16_t port = Serve();
+  ASSERT_NE(port, 0);
+  Socket s(port);
+  ASSERT_TRUE(s.Send(StreamRequest(cp_->admin_token(), "?sources=lifecycle&prefix=presence-")));
+  ASSERT_TRUE(s.ReadUntil("event: open\ndata: {\"sources\":[\"lifecycle\"]}\n\n")) << s.received();
+  auto record = [&](std::string name, std::string channel, std::string user) {
+    controlplane::WebhookEvent e;
+    e.name = std::move(name);
+    e.channel = std::move(channel);
+    e.user_id = std::move(user);
+    cp_->lifecycle()->Record("app-id", e);
+  };
+  record("channel_occupied", "orders", "");        // outside the prefix
+  record("client_event", "presence-room", "ann");  // shown by the channel source
+  record("member_added", "presence-room", "bob");
+  ASSERT_TRUE(
+      s.ReadUntil("event: lifecycle\ndata: {\"cursor\":3,\"name\":\"member_added\","
+                  "\"channel\":\"presence-room\",\"user_id\":\"bob\""))
+      << s.received();
+  EXPECT_EQ(s.received().find("orders"), std::string::npos);
+  EXPECT_EQ(s.received().find("client_event"), std::string::npos);
+  EXPECT_EQ(Call("GET", "/console/api/apps/app-id/stream?sources=lifecycle&events=bogus").status,
+            400);
 }
 
 TEST_F(ConsoleTest, TheLiveLogHasTheWatcherLimitsAndTheSlowConsumerCut) {

@@ -141,8 +141,9 @@ void WatchFlags(common::FlagSet& f, Options& o) {
          "the durable log, with their cursors");
   f.String("since", &o.since,
            "With --lifecycle: resume after this cursor (0 = from the oldest event kept)");
-  f.String("events", &o.events,
-           "With --lifecycle: only these types (comma separated, e.g. member_added,member_removed)");
+  f.String(
+      "events", &o.events,
+      "With --lifecycle: only these types (comma separated, e.g. member_added,member_removed)");
 }
 
 // RFC 3339 UTC with milliseconds.
@@ -225,8 +226,8 @@ void PrintLifecycle(const relay::v1::LifecycleEvent& e, bool json) {
   std::string detail;
   if (!e.user_id().empty()) detail = common::StrCat("  user ", e.user_id());
   if (e.name() == "client_event") {
-    detail = common::StrCat("  ", e.event(), "  ", OneLine(e.data()), "  (client ",
-                            e.socket_id(), e.user_id().empty() ? "" : " user ", e.user_id(), ")");
+    detail = common::StrCat("  ", e.event(), "  ", OneLine(e.data()), "  (client ", e.socket_id(),
+                            e.user_id().empty() ? "" : " user ", e.user_id(), ")");
   }
   if (e.name() == "subscription_count") detail = common::StrCat("  ", e.subscription_count());
   std::cout << "#" << e.cursor() << "  " << FormatMicros(us) << "  " << e.name() << "  "

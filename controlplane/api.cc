@@ -443,6 +443,16 @@ absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
   return result;
 }
 
+namespace {
+// A watch method's channel prefix: empty (every channel) or valid channel name characters.
+absl::Status CheckWatchPrefix(const std::string& prefix) {
+  if (prefix.empty()) return absl::OkStatus();
+  std::string err = common::ChannelNameError(prefix, false);
+  if (err.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(common::StrCat("invalid prefix '", prefix, "': ", err));
+}
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<ChannelWatcher>> Api::Watch(
     const App& app, const relay::v1::WatchChannelEventsRequest& request,
     std::function<void()> wake) {
@@ -458,14 +468,8 @@ absl::StatusOr<std::shared_ptr<ChannelWatcher>> Api::Watch(
     if (auto st = CheckChannel(c, false); !st.ok()) return st;
     filter.channels.insert(c);
   }
-  if (!request.prefix().empty()) {
-    std::string err = common::ChannelNameError(request.prefix(), false);
-    if (!err.empty()) {
-      return absl::InvalidArgumentError(
-          common::StrCat("invalid prefix '", request.prefix(), "': ", err));
-    }
-    filter.prefix = request.prefix();
-  }
+  if (auto st = CheckWatchPrefix(request.prefix()); !st.ok()) return st;
+  filter.prefix = request.prefix();
   auto watcher = watch_->Open(app.id(), std::move(filter), std::move(wake));
   if (!watcher.ok()) return watcher.status();
   if (auto now = ResolveApp(app.id()); !now.ok()) {
@@ -495,14 +499,8 @@ absl::StatusOr<std::shared_ptr<LifecycleWatcher>> Api::WatchLifecycle(
     }
     filter.names.insert(n);
   }
-  if (!request.prefix().empty()) {
-    std::string err = common::ChannelNameError(request.prefix(), false);
-    if (!err.empty()) {
-      return absl::InvalidArgumentError(
-          common::StrCat("invalid prefix '", request.prefix(), "': ", err));
-    }
-    filter.prefix = request.prefix();
-  }
+  if (auto st = CheckWatchPrefix(request.prefix()); !st.ok()) return st;
+  filter.prefix = request.prefix();
   std::optional<uint64_t> since;
   if (request.has_since_cursor()) since = request.since_cursor();
   auto watcher = lifecycle_->Watch(app.id(), std::move(filter), since, std::move(wake));

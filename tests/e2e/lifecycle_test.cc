@@ -10,6 +10,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/metrics.h"
 #include "controlplane/lifecycle_log.h"
 #include "relay/v1/public.grpc.pb.h"
@@ -99,9 +100,24 @@ TEST(WatchLifecycleEvents, WatchersCancelledWhileEventsAreRecordedLeaveNothingBe
   auto stub = Stub(cluster);
   std::atomic<bool> stop{false};
   std::vector<std::thread> recorders;
+  // Joined on every way out, so a failed assertion is reported rather than ending the process.
+  absl::Cleanup join = [&] {
+    stop = true;
+    for (auto& t : recorders) t.join();
+  };
+  // Some catch up from the oldest event, some follow live; half read, half never do.
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (int i = 0; i < 8; ++i) {
+    watches.push_back(Open(*stub, i % 4 == 0 ? std::optional<uint64_t>(0) : std::nullopt));
+  }
+  ASSERT_EQ(Metric(cluster, "relay_lifecycle_watchers"), 8);
+  // Recorders started after the watchers opened (the live ones see their events), each bounded so
+  // that all of them together stay under a watcher's buffer (5000 events): a watcher that reads is
+  // never cut for being slower than two threads recording in a tight loop.
+  constexpr int kPerRecorder = 2000;
   for (int t = 0; t < 2; ++t) {
     recorders.emplace_back([&, t] {
-      for (int i = 0; !stop.load(); ++i) {
+      for (int i = 0; i < kPerRecorder && !stop.load(); ++i) {
         cluster.cp().lifecycle()->Record(
             "app-id", controlplane::Webhooks::ChannelEvent("channel_occupied",
                                                            "c" + std::to_string(t * 1000 + i)));
@@ -109,12 +125,6 @@ TEST(WatchLifecycleEvents, WatchersCancelledWhileEventsAreRecordedLeaveNothingBe
       }
     });
   }
-  // Some catch up from the oldest event, some follow live; half read, half never do.
-  std::vector<std::unique_ptr<Watch>> watches;
-  for (int i = 0; i < 8; ++i) {
-    watches.push_back(Open(*stub, i % 4 == 0 ? std::optional<uint64_t>(0) : std::nullopt));
-  }
-  ASSERT_EQ(Metric(cluster, "relay_lifecycle_watchers"), 8);
   for (size_t i = 0; i < watches.size(); i += 2) {
     relay::v1::LifecycleEvent e;
     uint64_t last = 0;
@@ -133,8 +143,7 @@ TEST(WatchLifecycleEvents, WatchersCancelledWhileEventsAreRecordedLeaveNothingBe
     EXPECT_TRUE(code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::RESOURCE_EXHAUSTED)
         << code;
   }
-  stop = true;
-  for (auto& t : recorders) t.join();
+  std::move(join).Invoke();
   EXPECT_TRUE(WaitFor([&] { return Metric(cluster, "relay_lifecycle_watchers") == 0; }));
 }
 

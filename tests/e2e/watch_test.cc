@@ -8,6 +8,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/metrics.h"
 #include "relay/v1/public.grpc.pb.h"
 #include "tests/e2e/cluster.h"
@@ -90,9 +91,17 @@ TEST(WatchChannelEvents, WatchersCancelledWhileOthersPublishLeaveNothingBehind) 
   ASSERT_EQ(Metric(cluster, "relay_channel_watchers"), 8);
   std::atomic<bool> stop{false};
   std::vector<std::thread> publishers;
+  // Joined on every way out, so a failed assertion is reported rather than ending the process.
+  absl::Cleanup join = [&] {
+    stop = true;
+    for (auto& t : publishers) t.join();
+  };
+  // Bounded so that both together stay under a watcher's buffer (5000 events): a watcher that
+  // reads is never cut for being slower than two threads publishing in a tight loop.
+  constexpr int kPerPublisher = 2000;
   for (int t = 0; t < 2; ++t) {
     publishers.emplace_back([&, t] {
-      for (int i = 0; !stop.load(); ++i) {
+      for (int i = 0; i < kPerPublisher && !stop.load(); ++i) {
         (void)cluster.Trigger("c" + std::to_string(t), "e", std::to_string(i));
       }
     });
@@ -112,8 +121,7 @@ TEST(WatchChannelEvents, WatchersCancelledWhileOthersPublishLeaveNothingBehind) 
     EXPECT_TRUE(code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::RESOURCE_EXHAUSTED)
         << code;
   }
-  stop = true;
-  for (auto& t : publishers) t.join();
+  std::move(join).Invoke();
   EXPECT_TRUE(WaitFor([&] { return Metric(cluster, "relay_channel_watchers") == 0; }));
 }
 

@@ -1,96 +1,18 @@
 #include "controlplane/app_store.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
 #include <utility>
 
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "controlplane/node_validation.h"
+#include "controlplane/sqlite_backend.h"
 
 namespace relay::controlplane {
 namespace {
 
 using relay::v1::App;
-
-// Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
-constexpr const char* kMigrations[] = {
-    // 1: apps are stored as their serialized relay.v1.App, with id and key indexed.
-    "CREATE TABLE apps (id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, app BLOB NOT NULL);",
-    // 2: API tokens, stored hashed.
-    // (Parenthesized: one entry split over lines, which clang's -Wstring-concatenation would
-    // otherwise take for a missing comma.)
-    ("CREATE TABLE tokens (id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL,"
-     " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-     " last_used_ms INTEGER NOT NULL DEFAULT 0);"
-     "CREATE INDEX tokens_app ON tokens(app_id);"),
-    // 3: messages per app per UTC day (daily quotas survive restarts).
-    ("CREATE TABLE daily_usage (app_id TEXT NOT NULL, day TEXT NOT NULL,"
-     " messages INTEGER NOT NULL, PRIMARY KEY (app_id, day));"),
-    // 4: node credentials (NodeLink.Attach), stored hashed.
-    ("CREATE TABLE node_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, node_id TEXT NOT NULL,"
-     " hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);"),
-    // 5: the node registry: data planes attached and not known to be gone, which a restarted
-    // control plane waits for before it routes (route_gate.h).
-    "CREATE TABLE known_nodes (node_id TEXT PRIMARY KEY, attached_ms INTEGER NOT NULL);",
-};
-
-// RAII prepared statement.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  bool ok() const { return stmt_ != nullptr; }
-  Stmt& Bind(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& BindBlob(int i, const std::string& v) {
-    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& Bind(int i, int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  int Step() { return sqlite3_step(stmt_); }
-  std::string Text(int col) {
-    const auto* p = sqlite3_column_blob(stmt_, col);
-    int n = sqlite3_column_bytes(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p), n) : std::string();
-  }
-  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-absl::Status SqlError(sqlite3* db, std::string_view what) {
-  return absl::InternalError(common::StrCat(what, ": ", sqlite3_errmsg(db)));
-}
-
-// One transaction around several statements (writer thread).
-absl::Status InTransaction(sqlite3* db, std::string_view what,
-                           const std::function<bool()>& statements) {
-  if (sqlite3_exec(db, "BEGIN;", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return SqlError(db, what);
-  }
-  if (!statements()) {
-    auto st = SqlError(db, what);
-    sqlite3_exec(db, "ROLLBACK;", nullptr, nullptr, nullptr);
-    return st;
-  }
-  if (sqlite3_exec(db, "COMMIT;", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    auto st = SqlError(db, what);
-    sqlite3_exec(db, "ROLLBACK;", nullptr, nullptr, nullptr);
-    return st;
-  }
-  return absl::OkStatus();
-}
 
 bool ValidCredential(std::string_view s) {
   if (s.empty() || s.size() > 128) return false;
@@ -191,13 +113,17 @@ void StoreWriter::Run() {
 
 // --- AppStore ------------------------------------------------------------------------------
 
-AppStore::AppStore(sqlite3* db, const common::Clock& clock, size_t max_queued_writes)
-    : clock_(clock), db_(db), writer_(std::make_unique<StoreWriter>(max_queued_writes)) {}
+AppStore::AppStore(std::unique_ptr<StoreBackend> backend, const common::Clock& clock,
+                   size_t max_queued_writes)
+    : clock_(clock),
+      backend_(std::move(backend)),
+      writer_(std::make_unique<StoreWriter>(max_queued_writes)) {}
 
 AppStore::~AppStore() {
-  writer_.reset();  // runs what is queued, then joins: db_ is this thread's from here on
+  // Remote changes stop first: they are applied on the writer.
+  backend_->StopFollowing();
+  writer_.reset();  // runs what is queued, then joins: backend_ is this thread's from here on
   WriteBehind();    // counts and stamps a full queue refused
-  sqlite3_close(db_);
 }
 
 template <typename T>
@@ -220,107 +146,55 @@ void AppStore::OnWriter(std::function<absl::Status()> body, DoneStatus done) con
 absl::StatusOr<std::unique_ptr<AppStore>> AppStore::Open(const std::string& data_dir,
                                                          const common::Clock& clock,
                                                          size_t max_queued_writes) {
-  std::error_code ec;
-  bool created = std::filesystem::create_directories(data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        common::StrCat("cannot create data dir '", data_dir, "': ", ec.message()));
-  }
-  if (created) {
-    // Our own new directory: private, it holds the app secrets and the admin token.
-    ::chmod(data_dir.c_str(), 0700);
-  } else {
-    // The operator's directory: its mode is theirs to choose (it may be shared on purpose).
-    struct stat st {};
-    if (::stat(data_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
-      char mode[8];
-      std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
-      RELAY_LOG(kWarn, "controlplane", "data dir ", data_dir,
-                " is accessible to group or others "
-                "(mode ",
-                mode, "); it holds app secrets and the admin token");
-    }
-  }
-  std::string path = data_dir + "/relay.db";
-  sqlite3* db = nullptr;
-  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return absl::FailedPreconditionError(common::StrCat("cannot open ", path, ": ", msg));
-  }
-  ::chmod(path.c_str(), 0600);
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
-               nullptr);
-  std::unique_ptr<AppStore> store(new AppStore(db, clock, max_queued_writes));
-  if (auto st = store->Migrate(); !st.ok()) return st;
-  if (auto st = store->LoadAll(); !st.ok()) return st;
+  auto backend = SqliteBackend::Open(data_dir);
+  if (!backend.ok()) return backend.status();
+  return Open(std::move(*backend), clock, max_queued_writes);
+}
+
+absl::StatusOr<std::unique_ptr<AppStore>> AppStore::Open(std::unique_ptr<StoreBackend> backend,
+                                                         const common::Clock& clock,
+                                                         size_t max_queued_writes) {
+  auto snapshot = backend->LoadAll();
+  if (!snapshot.ok()) return snapshot.status();
+  std::unique_ptr<AppStore> store(new AppStore(std::move(backend), clock, max_queued_writes));
+  store->Replace(std::move(*snapshot));
+  StoreWriter* writer = store->writer_.get();
+  auto st = store->backend_->Follow(store.get(), [writer](std::function<void()> job) {
+    writer->SubmitUnbounded([job = std::move(job)](absl::Status admitted) {
+      if (admitted.ok()) job();
+    });
+  });
+  if (!st.ok()) return st;
   return store;
 }
 
-absl::Status AppStore::Migrate() {
-  if (sqlite3_exec(db_, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
-                   nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return SqlError(db_, "creating schema_version");
-  }
-  int64_t version = 0;
-  {
-    Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version;");
-    if (s.ok() && s.Step() == SQLITE_ROW) version = s.Int(0);
-  }
-  constexpr int64_t kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
-  if (version > kLatest) {
-    return absl::FailedPreconditionError(common::StrCat(
-        "the data dir was written by a newer Relay (schema ", version, " > ", kLatest, ")"));
-  }
-  for (int64_t v = version; v < kLatest; ++v) {
-    std::string sql = common::StrCat("BEGIN;", kMigrations[v],
-                                     "INSERT INTO schema_version VALUES (", v + 1, ");COMMIT;");
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-      auto st = SqlError(db_, common::StrCat("migration ", v + 1));
-      sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
-      return st;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status AppStore::LoadAll() {
+std::vector<relay::v1::App> AppStore::Replace(StoreSnapshot snapshot) {
   absl::MutexLock lock(&mu_);
-  Stmt s(db_, "SELECT app FROM apps;");
-  if (!s.ok()) return SqlError(db_, "loading apps");
-  while (s.Step() == SQLITE_ROW) {
-    App app;
-    if (!app.ParseFromString(s.Text(0))) {
-      return absl::DataLossError("an app record in relay.db is corrupt");
-    }
+  std::vector<App> gone;
+  for (const auto& [id, app] : apps_) gone.push_back(app);
+  apps_.clear();
+  key_to_id_.clear();
+  tokens_.clear();
+  // Last-used stamps of node credentials live in memory only: kept across a reload.
+  absl::flat_hash_map<std::string, int64_t> node_last_used;
+  for (const auto& [hash, t] : node_tokens_) node_last_used[t.id()] = t.last_used_unix_ms();
+  node_tokens_.clear();
+  for (auto& app : snapshot.apps) {
     revision_ = std::max(revision_, app.revision());
     key_to_id_[app.key()] = app.id();
     apps_[app.id()] = std::move(app);
   }
-  Stmt t(db_, "SELECT id, app_id, name, hash, created_ms, expires_ms, last_used_ms FROM tokens;");
-  if (!t.ok()) return SqlError(db_, "loading tokens");
-  while (t.Step() == SQLITE_ROW) {
-    relay::v1::ApiToken token;
-    token.set_id(t.Text(0));
-    token.set_app_id(t.Text(1));
-    token.set_name(t.Text(2));
-    token.set_created_unix_ms(t.Int(4));
-    token.set_expires_unix_ms(t.Int(5));
-    token.set_last_used_unix_ms(t.Int(6));
-    tokens_[t.Text(3)] = std::move(token);
+  for (auto& [hash, token] : snapshot.tokens) tokens_[hash] = std::move(token);
+  for (auto& [hash, token] : snapshot.node_tokens) {
+    if (auto it = node_last_used.find(token.id()); it != node_last_used.end()) {
+      token.set_last_used_unix_ms(it->second);
+    }
+    node_tokens_[hash] = std::move(token);
   }
-  Stmt n(db_, "SELECT id, name, node_id, hash, created_ms FROM node_tokens;");
-  if (!n.ok()) return SqlError(db_, "loading node credentials");
-  while (n.Step() == SQLITE_ROW) {
-    relay::v1::NodeToken t;
-    t.set_id(n.Text(0));
-    t.set_name(n.Text(1));
-    t.set_node_id(n.Text(2));
-    t.set_created_unix_ms(n.Int(4));
-    node_tokens_[n.Text(3)] = std::move(t);
-  }
-  return absl::OkStatus();
+  gone.erase(std::remove_if(gone.begin(), gone.end(),
+                            [&](const App& a) { return apps_.contains(a.id()); }),
+             gone.end());
+  return gone;
 }
 
 void AppStore::SetListener(Listener listener) {
@@ -335,18 +209,6 @@ void AppStore::Notify(const App& app, bool removed) {
     listener = listener_;
   }
   if (listener) listener(app, removed);
-}
-
-absl::Status AppStore::Persist(const App& app) {
-  Stmt s(db_,
-         "INSERT INTO apps (id, key, app) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET "
-         "key = excluded.key, app = excluded.app;");
-  std::string blob;
-  app.SerializeToString(&blob);
-  if (!s.ok() || s.Bind(1, app.id()).Bind(2, app.key()).BindBlob(3, blob).Step() != SQLITE_DONE) {
-    return SqlError(db_, "saving app");
-  }
-  return absl::OkStatus();
 }
 
 const App* AppStore::FindLocked(std::string_view id_or_key) const {
@@ -415,10 +277,10 @@ void AppStore::Create(const relay::v1::CreateAppRequest& request, Done<App> done
           }
           app.set_revision(revision_ + 1);
         }
-        if (auto st = Persist(app); !st.ok()) return st;
+        if (auto st = backend_->CreateApp(app); !st.ok()) return st;
         {
           absl::MutexLock lock(&mu_);
-          revision_ = app.revision();
+          revision_ = std::max(revision_, app.revision());
           key_to_id_[app.key()] = app.id();
           apps_[app.id()] = app;
         }
@@ -507,6 +369,7 @@ void AppStore::Delete(std::string_view id_or_key, DoneStatus done) {
   OnWriter(
       [this, id_or_key = std::string(id_or_key)]() -> absl::Status {
         App removed;
+        std::vector<std::string> token_ids;
         {
           absl::ReaderMutexLock lock(&mu_);
           const App* app = FindLocked(id_or_key);
@@ -514,14 +377,11 @@ void AppStore::Delete(std::string_view id_or_key, DoneStatus done) {
             return absl::NotFoundError(common::StrCat("app '", id_or_key, "' not found"));
           }
           removed = *app;
+          for (const auto& [hash, t] : tokens_) {
+            if (t.app_id() == removed.id()) token_ids.push_back(t.id());
+          }
         }
-        auto st = InTransaction(db_, "deleting app", [&] {
-          Stmt s(db_, "DELETE FROM apps WHERE id = ?1;");
-          Stmt t(db_, "DELETE FROM tokens WHERE app_id = ?1;");
-          return s.Bind(1, removed.id()).Step() == SQLITE_DONE &&
-                 t.Bind(1, removed.id()).Step() == SQLITE_DONE;
-        });
-        if (!st.ok()) return st;
+        if (auto st = backend_->DeleteApp(removed, token_ids); !st.ok()) return st;
         {
           absl::MutexLock lock(&mu_);
           key_to_id_.erase(removed.key());
@@ -551,10 +411,10 @@ absl::StatusOr<App> AppStore::ChangeOnWriter(std::string_view id_or_key,
     updated.set_revision(revision_ + 1);
   }
   if (auto st = change(updated); !st.ok()) return st;
-  if (auto st = Persist(updated); !st.ok()) return st;
+  if (auto st = backend_->UpdateApp(updated); !st.ok()) return st;
   {
     absl::MutexLock lock(&mu_);
-    revision_ = updated.revision();
+    revision_ = std::max(revision_, updated.revision());
     apps_[updated.id()] = updated;
   }
   Notify(updated, false);
@@ -636,18 +496,7 @@ void AppStore::CreateToken(std::string_view app, std::string name, uint64_t expi
         }
         out.set_secret(common::StrCat("rlt_", common::RandomHex(24)));
         std::string hash = common::Sha256Hex(out.secret());
-        Stmt s(db_,
-               "INSERT INTO tokens (id, app_id, name, hash, created_ms, expires_ms) "
-               "VALUES (?1, ?2, ?3, ?4, ?5, ?6);");
-        if (s.Bind(1, t->id())
-                .Bind(2, t->app_id())
-                .Bind(3, t->name())
-                .Bind(4, hash)
-                .Bind(5, t->created_unix_ms())
-                .Bind(6, t->expires_unix_ms())
-                .Step() != SQLITE_DONE) {
-          return SqlError(db_, "saving token");
-        }
+        if (auto st = backend_->CreateToken(hash, *t); !st.ok()) return st;
         absl::MutexLock lock(&mu_);
         tokens_[hash] = *t;
         return out;
@@ -691,8 +540,7 @@ void AppStore::RevokeToken(std::string_view token_id, DoneStatus done) {
         if (hash.empty()) {
           return absl::NotFoundError(common::StrCat("token '", token_id, "' not found"));
         }
-        Stmt s(db_, "DELETE FROM tokens WHERE id = ?1;");
-        if (s.Bind(1, token_id).Step() != SQLITE_DONE) return SqlError(db_, "revoking token");
+        if (auto st = backend_->DeleteToken(token_id); !st.ok()) return st;
         absl::MutexLock lock(&mu_);
         tokens_.erase(hash);
         return absl::OkStatus();
@@ -711,9 +559,13 @@ absl::flat_hash_map<std::string, uint64_t> AppStore::LoadUsage(const std::string
   (void)AwaitStatus([&](DoneStatus d) {
     OnWriter(
         [&]() {
-          Stmt s(db_, "SELECT app_id, messages FROM daily_usage WHERE day = ?1;");
-          s.Bind(1, day);
-          while (s.Step() == SQLITE_ROW) out[s.Text(0)] = static_cast<uint64_t>(s.Int(1));
+          auto stored = backend_->LoadUsage(day);
+          if (!stored.ok()) {
+            RELAY_LOG(kWarn, "app-store", "cannot read the daily usage of ", day, " from ",
+                      backend_->Describe(), ": ", stored.status().message());
+            return stored.status();
+          }
+          out = std::move(*stored);
           return absl::OkStatus();
         },
         std::move(d));
@@ -768,34 +620,8 @@ void AppStore::WriteBehind() {
     write_behind_scheduled_ = false;  // what comes from now on needs another run
   }
   if (usage.empty() && last_used.empty()) return;
-  std::string latest_day;
-  auto st = InTransaction(db_, "saving daily usage and token use", [&] {
-    for (const auto& [key, messages] : usage) {
-      Stmt s(db_,
-             "INSERT INTO daily_usage (app_id, day, messages) VALUES (?1, ?2, ?3) "
-             "ON CONFLICT(app_id, day) DO UPDATE SET messages = "
-             "MAX(messages, excluded.messages);");
-      if (s.Bind(1, key.second).Bind(2, key.first).Bind(3, static_cast<int64_t>(messages)).Step() !=
-          SQLITE_DONE) {
-        return false;
-      }
-      latest_day = std::max(latest_day, key.first);
-    }
-    for (const auto& [id, ms] : last_used) {
-      Stmt u(db_, "UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2;");
-      if (u.Bind(1, ms).Bind(2, id).Step() != SQLITE_DONE) return false;
-    }
-    return true;
-  });
-  if (!st.ok()) {
+  if (auto st = backend_->WriteBehind(usage, last_used); !st.ok()) {
     RELAY_LOG(kWarn, "controlplane", "cannot persist daily usage and token use: ", st.message());
-    return;
-  }
-  if (!latest_day.empty() && latest_day != usage_pruned_day_) {
-    // Keep a week of history; older rows serve no quota.
-    Stmt d(db_, "DELETE FROM daily_usage WHERE day < date(?1, '-7 days');");
-    d.Bind(1, latest_day).Step();
-    usage_pruned_day_ = latest_day;
   }
 }
 
@@ -843,17 +669,7 @@ void AppStore::CreateNodeToken(std::string name, std::string node_id,
       [this, out = std::move(out)]() -> absl::StatusOr<relay::v1::CreateNodeTokenResponse> {
         const auto& t = out.token();
         std::string hash = common::Sha256Hex(out.secret());
-        Stmt s(db_,
-               "INSERT INTO node_tokens (id, name, node_id, hash, created_ms) "
-               "VALUES (?1, ?2, ?3, ?4, ?5);");
-        if (s.Bind(1, t.id())
-                .Bind(2, t.name())
-                .Bind(3, t.node_id())
-                .Bind(4, hash)
-                .Bind(5, t.created_unix_ms())
-                .Step() != SQLITE_DONE) {
-          return SqlError(db_, "saving node credential");
-        }
+        if (auto st = backend_->CreateNodeToken(hash, t); !st.ok()) return st;
         absl::MutexLock lock(&mu_);
         node_tokens_[hash] = t;
         return out;
@@ -883,10 +699,7 @@ void AppStore::RevokeNodeToken(std::string_view token_id, DoneStatus done) {
         if (!NodeTokenExists(token_id)) {
           return absl::NotFoundError(common::StrCat("node credential '", token_id, "' not found"));
         }
-        Stmt s(db_, "DELETE FROM node_tokens WHERE id = ?1;");
-        if (s.Bind(1, token_id).Step() != SQLITE_DONE) {
-          return SqlError(db_, "revoking node credential");
-        }
+        if (auto st = backend_->DeleteNodeToken(token_id); !st.ok()) return st;
         absl::MutexLock lock(&mu_);
         absl::erase_if(node_tokens_, [&](const auto& t) { return t.second.id() == token_id; });
         return absl::OkStatus();
@@ -929,8 +742,13 @@ std::vector<std::string> AppStore::LoadKnownNodes() const {
   (void)AwaitStatus([&](DoneStatus d) {
     OnWriter(
         [&]() {
-          Stmt s(db_, "SELECT node_id FROM known_nodes ORDER BY node_id;");
-          while (s.Step() == SQLITE_ROW) out.push_back(s.Text(0));
+          auto stored = backend_->LoadKnownNodes();
+          if (!stored.ok()) {
+            RELAY_LOG(kWarn, "app-store", "cannot read the node registry from ",
+                      backend_->Describe(), ": ", stored.status().message());
+            return stored.status();
+          }
+          out = std::move(*stored);
           return absl::OkStatus();
         },
         std::move(d));
@@ -940,37 +758,83 @@ std::vector<std::string> AppStore::LoadKnownNodes() const {
 
 void AppStore::RememberNode(const std::string& node_id) {
   int64_t now = clock_.NowUnixMs();
-  OnWriter(
-      [this, node_id, now]() -> absl::Status {
-        Stmt s(db_, "INSERT OR REPLACE INTO known_nodes (node_id, attached_ms) VALUES (?1, ?2);");
-        if (s.Bind(1, node_id).Bind(2, now).Step() != SQLITE_DONE) {
-          return SqlError(db_, "recording an attached node");
-        }
-        return absl::OkStatus();
-      },
-      [node_id](absl::Status st) {
-        if (!st.ok()) {
-          RELAY_LOG(kWarn, "app-store", "cannot record node ", node_id,
-                    " in the node registry: ", st.message());
-        }
-      });
+  OnWriter([this, node_id, now]() -> absl::Status { return backend_->RememberNode(node_id, now); },
+           [node_id](absl::Status st) {
+             if (!st.ok()) {
+               RELAY_LOG(kWarn, "app-store", "cannot record node ", node_id,
+                         " in the node registry: ", st.message());
+             }
+           });
 }
 
 void AppStore::ForgetNode(const std::string& node_id) {
-  OnWriter(
-      [this, node_id]() -> absl::Status {
-        Stmt s(db_, "DELETE FROM known_nodes WHERE node_id = ?1;");
-        if (s.Bind(1, node_id).Step() != SQLITE_DONE) {
-          return SqlError(db_, "forgetting a node");
-        }
-        return absl::OkStatus();
-      },
-      [node_id](absl::Status st) {
-        if (!st.ok()) {
-          RELAY_LOG(kWarn, "app-store", "cannot remove node ", node_id,
-                    " from the node registry: ", st.message());
-        }
-      });
+  OnWriter([this, node_id]() -> absl::Status { return backend_->ForgetNode(node_id); },
+           [node_id](absl::Status st) {
+             if (!st.ok()) {
+               RELAY_LOG(kWarn, "app-store", "cannot remove node ", node_id,
+                         " from the node registry: ", st.message());
+             }
+           });
+}
+
+// --- Changes another replica made (writer thread) ---------------------------------------------
+
+void AppStore::RemoteAppPut(const App& app) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = apps_.find(app.id()); it != apps_.end() && it->second.key() != app.key()) {
+      key_to_id_.erase(it->second.key());
+    }
+    revision_ = std::max(revision_, app.revision());
+    key_to_id_[app.key()] = app.id();
+    apps_[app.id()] = app;
+  }
+  Notify(app, false);
+}
+
+void AppStore::RemoteAppDeleted(const std::string& id) {
+  App removed;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = apps_.find(id);
+    if (it == apps_.end()) return;
+    removed = std::move(it->second);
+    apps_.erase(it);
+    key_to_id_.erase(removed.key());
+    absl::erase_if(tokens_, [&](const auto& t) { return t.second.app_id() == id; });
+  }
+  Notify(removed, true);
+}
+
+void AppStore::RemoteTokenPut(const std::string& hash, const relay::v1::ApiToken& token) {
+  absl::MutexLock lock(&mu_);
+  tokens_[hash] = token;
+}
+
+void AppStore::RemoteTokenDeleted(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  absl::erase_if(tokens_, [&](const auto& t) { return t.second.id() == id; });
+}
+
+void AppStore::RemoteNodeTokenPut(const std::string& hash, const relay::v1::NodeToken& token) {
+  absl::MutexLock lock(&mu_);
+  relay::v1::NodeToken& t = node_tokens_[hash];
+  int64_t last_used = t.last_used_unix_ms();  // this replica's own attaches (memory only)
+  t = token;
+  t.set_last_used_unix_ms(std::max(last_used, token.last_used_unix_ms()));
+}
+
+void AppStore::RemoteNodeTokenDeleted(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  absl::erase_if(node_tokens_, [&](const auto& t) { return t.second.id() == id; });
+}
+
+void AppStore::RemoteReload(StoreSnapshot snapshot) {
+  std::vector<App> gone = Replace(std::move(snapshot));
+  // Every app is announced again (data planes ignore a revision they already have), and the
+  // ones that went as removed.
+  for (const App& app : gone) Notify(app, true);
+  for (const App& app : List()) Notify(app, false);
 }
 
 }  // namespace relay::controlplane

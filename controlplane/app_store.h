@@ -1,12 +1,15 @@
 // File: app_store.h
-// The app store: apps, their credentials, API tokens and node credentials, persisted in SQLite
-// under the data dir (schema migrations in app_store.cc), cached in memory. Every change is
-// reported to the listener so the control plane can push it to the data planes at once.
+// The app store: apps, their credentials, API tokens, node credentials, daily usage and the
+// node registry, persisted by a backend (store_backend.h: SQLite under the data dir by default,
+// or etcd shared by control plane replicas) and cached in memory. Every change, made here or
+// (etcd) by another replica and seen through the backend's watch, is reported to the listener
+// so the control plane can push it to the data planes at once.
 //
 // Threads. Reads (Find, List, VerifyToken, VerifyNodeToken, ...) are served from memory and never
 // wait for SQLite. Every write runs on the one StoreWriter thread, in the order it was asked for:
 // a change is decided and persisted there, and only then applied to memory and reported, so the
-// memory never shows what is not on disk and `mu_` is never held across SQLite I/O.
+// memory never shows what is not stored and `mu_` is never held across the backend's I/O.
+// Changes another replica made are applied on the writer thread too, in the order etcd made them.
 // Each write comes in two forms:
 //  - with a callback (for I/O and gRPC threads): it returns at once; the callback runs on the
 //    writer thread once the change is committed (or refused), or on the calling thread at once
@@ -15,8 +18,6 @@
 // Usage counts and last-used stamps are coalesced in memory and written behind (best effort).
 // Thread-safe.
 #pragma once
-
-#include <sqlite3.h>
 
 #include <deque>
 #include <functional>
@@ -32,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
+#include "controlplane/store_backend.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/types.pb.h"
 
@@ -60,6 +62,9 @@ class StoreWriter {
   using Job = std::function<void(absl::Status admitted)>;
 
   void Submit(Job job);
+  // Not bounded by the capacity (refused only while shutting down): for what must be applied
+  // whatever the load, like changes another replica already made.
+  void SubmitUnbounded(Job job) { Enqueue(std::move(job), false); }
   // Returns once every job submitted before has run. Not bounded by the capacity; blocks, so
   // never on an I/O thread. From the writer thread it returns at once.
   void Flush();
@@ -95,7 +100,7 @@ absl::StatusOr<T> AwaitResult(
 }
 absl::Status AwaitStatus(const std::function<void(std::function<void(absl::Status)>)>& start);
 
-class AppStore {
+class AppStore : private StoreBackend::Sink {
  public:
   // Called after an app was created or changed (`removed` false) or deleted (`removed` true),
   // on the writer thread, after the change is committed.
@@ -111,8 +116,20 @@ class AppStore {
   static absl::StatusOr<std::unique_ptr<AppStore>> Open(
       const std::string& data_dir, const common::Clock& clock = common::Clock::Real(),
       size_t max_queued_writes = kDefaultMaxQueuedWrites);
-  // Runs the writes still queued, then closes the database.
-  ~AppStore();
+  // On `backend` (EtcdBackend for replicas): loads everything, then follows the changes other
+  // processes make.
+  static absl::StatusOr<std::unique_ptr<AppStore>> Open(
+      std::unique_ptr<StoreBackend> backend, const common::Clock& clock = common::Clock::Real(),
+      size_t max_queued_writes = kDefaultMaxQueuedWrites);
+  // Runs the writes still queued, then closes the backend.
+  ~AppStore() override;
+
+  // Fencing (etcd backend only, store_backend.h): every write from now on commits only while
+  // `guard()`'s compares hold, else fails with FAILED_PRECONDITION ("not the leader ...") and
+  // writes nothing. False when the backend cannot fence (SQLite). Any thread.
+  bool SetFence(StoreBackend::Fence guard) { return backend_->SetFence(std::move(guard)); }
+  // "relay.db path" or "etcd prefix ..." (for logs).
+  std::string Describe() const { return backend_->Describe(); }
 
   void SetListener(Listener listener);
   // The writer shared with the webhook outbox (one SQLite writer per control plane).
@@ -181,7 +198,18 @@ class AppStore {
   void ForgetNode(const std::string& node_id);
 
  private:
-  AppStore(sqlite3* db, const common::Clock& clock, size_t max_queued_writes);
+  AppStore(std::unique_ptr<StoreBackend> backend, const common::Clock& clock,
+           size_t max_queued_writes);
+  // Replaces the cache with `snapshot`; returns the apps that are gone.
+  std::vector<relay::v1::App> Replace(StoreSnapshot snapshot);
+  // StoreBackend::Sink: changes another replica made (writer thread).
+  void RemoteAppPut(const relay::v1::App& app) override;
+  void RemoteAppDeleted(const std::string& id) override;
+  void RemoteTokenPut(const std::string& hash, const relay::v1::ApiToken& token) override;
+  void RemoteTokenDeleted(const std::string& id) override;
+  void RemoteNodeTokenPut(const std::string& hash, const relay::v1::NodeToken& token) override;
+  void RemoteNodeTokenDeleted(const std::string& id) override;
+  void RemoteReload(StoreSnapshot snapshot) override;
   // Runs `body` on the writer and hands its result to `done` (the refusal, when not admitted).
   template <typename T>
   void OnWriter(std::function<absl::StatusOr<T>()> body, Done<T> done) const;
@@ -190,10 +218,6 @@ class AppStore {
   // applies and publishes it.
   absl::StatusOr<relay::v1::App> ChangeOnWriter(
       std::string_view id_or_key, const std::function<absl::Status(relay::v1::App&)>& change);
-  absl::Status Migrate();
-  absl::Status LoadAll();
-  // Writer thread only (db_ is the writer's after Open).
-  absl::Status Persist(const relay::v1::App& app);
   // Writes the coalesced usage counts and last-used stamps (writer thread).
   void WriteBehind();
   // Queues WriteBehind unless it is queued already; false when the queue refused it.
@@ -204,9 +228,8 @@ class AppStore {
 
   const common::Clock& clock_;
   // Used only on the writer thread once Open has returned (Open itself runs before the writer
-  // has any job).
-  sqlite3* db_;
-  std::string usage_pruned_day_;  // writer thread: the day old usage rows were last pruned
+  // has any job); SetFence and Describe are thread-safe.
+  std::unique_ptr<StoreBackend> backend_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, relay::v1::App> apps_ ABSL_GUARDED_BY(mu_);

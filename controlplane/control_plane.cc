@@ -10,6 +10,7 @@
 #include <fstream>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "common/channel.h"
 #include "common/crypto.h"
 #include "common/frames.h"
@@ -17,6 +18,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/time.h"
+#include "controlplane/etcd_backend.h"
 #include "controlplane/grpc_services.h"
 #include "relay/v1/admin.grpc.pb.h"
 #include "relay/v1/node_link.grpc.pb.h"
@@ -82,9 +84,7 @@ absl::Status ControlPlane::Start() {
   auto lock = common::DirLock::Acquire(options_.data_dir);
   if (!lock.ok()) return lock.status();
   dir_lock_ = std::move(*lock);
-  auto store = AppStore::Open(options_.data_dir);
-  if (!store.ok()) return store.status();
-  store_ = std::move(*store);
+  if (auto st = OpenStore(); !st.ok()) return st;
   store_open_.store(true);
   if (auto st = RefuseWellKnownSecret(options_.host, *store_, options_.default_app_secret);
       !st.ok()) {
@@ -101,11 +101,15 @@ absl::Status ControlPlane::Start() {
     req.set_secret(options_.default_app_secret);
     req.mutable_features()->set_client_events(true);
     auto app = store_->Create(req);
-    if (!app.ok()) {
+    if (app.status().code() == absl::StatusCode::kAlreadyExists && etcd_) {
+      // Another replica on the same etcd prefix created it a moment ago.
+      RELAY_LOG(kInfo, "controlplane", "the default app was created by another control plane");
+    } else if (!app.ok()) {
       return absl::InvalidArgumentError(
           common::StrCat("cannot create the default app: ", app.status().message()));
+    } else {
+      created_default_app_ = true;
     }
-    created_default_app_ = true;
   }
   if (options_.webhook_post) {
     webhooks_ = std::make_unique<Webhooks>(options_.data_dir, *store_, options_.webhook_post,
@@ -171,6 +175,58 @@ absl::Status ControlPlane::Start() {
     }
   });
   return absl::OkStatus();
+}
+
+absl::Status ControlPlane::ConnectEtcd() {
+  if (options_.etcd_endpoints.empty()) return absl::OkStatus();
+  auto client = etcd::Client::Create(etcd::ClientOptions{options_.etcd_endpoints});
+  if (!client.ok()) return client.status();
+  etcd_ = std::move(*client);
+  return absl::OkStatus();
+}
+
+absl::Status ControlPlane::OpenStore() {
+  if (auto st = ConnectEtcd(); !st.ok()) return st;
+  if (!etcd_) {
+    auto store = AppStore::Open(options_.data_dir);
+    if (!store.ok()) return store.status();
+    store_ = std::move(*store);
+    return absl::OkStatus();
+  }
+  // etcd may still be electing its raft leader, or starting next to us: keep trying a while,
+  // each attempt bounded by the client's call timeout.
+  const auto deadline = std::chrono::steady_clock::now() + options_.etcd_connect_timeout;
+  absl::Status last;
+  for (int attempt = 0;; ++attempt) {
+    auto backend = EtcdBackend::Open(*etcd_, options_.etcd_prefix);
+    if (backend.ok()) {
+      auto store = AppStore::Open(std::move(*backend));
+      if (store.ok()) {
+        store_ = std::move(*store);
+        RELAY_LOG(kInfo, "controlplane", "app store on ", store_->Describe(), " (",
+                  absl::StrJoin(options_.etcd_endpoints, ","), ")");
+        return absl::OkStatus();
+      }
+      last = store.status();
+    } else {
+      last = backend.status();
+    }
+    // Only an unreachable etcd is worth waiting for.
+    if (last.code() != absl::StatusCode::kUnavailable &&
+        last.code() != absl::StatusCode::kDeadlineExceeded) {
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    if (attempt == 0) {
+      RELAY_LOG(kWarn, "controlplane", "etcd (", absl::StrJoin(options_.etcd_endpoints, ","),
+                ") not reachable yet: ", last.message(), "; retrying for up to ",
+                options_.etcd_connect_timeout.count(), " ms");
+    }
+    if (stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(250))) break;
+  }
+  return absl::UnavailableError(common::StrCat(
+      "cannot open the app store on etcd (", absl::StrJoin(options_.etcd_endpoints, ","),
+      ", prefix ", options_.etcd_prefix, "): ", last.message()));
 }
 
 absl::Status ControlPlane::StartServers() {

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
@@ -23,6 +25,7 @@
 #include "controlplane/channel_watch.h"
 #include "controlplane/cluster_state.h"
 #include "controlplane/connection_totals.h"
+#include "controlplane/etcd/etcd_client.h"
 #include "controlplane/grpc_metrics.h"
 #include "controlplane/lifecycle_log.h"
 #include "controlplane/node_hub.h"
@@ -47,6 +50,13 @@ struct ControlPlaneOptions {
   uint16_t internal_grpc_port = 0;
   bool internal_grpc_separate = false;
   std::string data_dir = "./relay-data";
+  // The app store on etcd (etcd_backend.h), shared by control plane replicas: the members'
+  // host:port; empty = SQLite in data_dir (the default). Keys go under `<etcd_prefix>/v1/`.
+  // The data dir still holds the admin token, the node credential file and webhooks.db.
+  std::vector<std::string> etcd_endpoints;
+  std::string etcd_prefix = "/relay";
+  // How long Start() keeps trying to reach etcd before it gives up.
+  std::chrono::milliseconds etcd_connect_timeout{10000};
   // Created on first start when the store has no app.
   std::string default_app_id = "app-id";
   std::string default_app_key = "app-key";
@@ -100,6 +110,8 @@ class ControlPlane : private NodeHub::Handler {
   bool created_default_app() const { return created_default_app_; }
   Api& api() { return *api_; }
   AppStore& store() { return *store_; }
+  // The etcd client when the store is on etcd (options.etcd_endpoints), else null.
+  etcd::Client* etcd() { return etcd_.get(); }
   ClusterState& cluster() { return cluster_; }
   NodeHub& hub() { return *hub_; }
   // Null before Start().
@@ -134,6 +146,10 @@ class ControlPlane : private NodeHub::Handler {
   std::optional<relay::v1::NodeToken> AuthenticateNode(std::string_view token);
   static constexpr char kInProcessCredential[] = "in-process";
   absl::Status StartServers();
+  // Creates etcd_ when options_.etcd_endpoints are set (the one place it is made).
+  absl::Status ConnectEtcd();
+  // The app store: SQLite in the data dir, or etcd (retried up to etcd_connect_timeout).
+  absl::Status OpenStore();
   // subscription_count events: every change for channels of up to 100 subscribers; above that at
   // most one per 5 s per channel, always ending with the latest value (Pusher's rule).
   void QueueSubscriptionCount(const std::string& app_id, const std::string& channel,
@@ -162,6 +178,8 @@ class ControlPlane : private NodeHub::Handler {
 
   ControlPlaneOptions options_;
   std::string instance_id_;
+  // Before store_: outlives it (the store's watch is made from it).
+  std::unique_ptr<etcd::Client> etcd_;
   std::unique_ptr<AppStore> store_;
   ClusterState cluster_;
   ConnectionTotals totals_;

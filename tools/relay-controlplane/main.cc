@@ -9,6 +9,7 @@
 #include "common/strings.h"
 #include "console/console.h"
 #include "controlplane/control_plane.h"
+#include "controlplane/store_import.h"
 #include "http-bridge/http_api.h"
 #include "tools/server/metrics_server.h"
 #include "tools/server/server_flags.h"
@@ -16,11 +17,42 @@
 
 namespace {
 
+// --import-sqlite: copies an SQLite store into etcd once and exits (docs/scaling.md).
+int ImportSqlite(const std::string& path, const relay::controlplane::ControlPlaneOptions& options) {
+  using namespace relay;
+  constexpr char kProgram[] = "relay-controlplane";
+  auto client =
+      controlplane::etcd::Client::Create(controlplane::etcd::ClientOptions{options.etcd_endpoints});
+  if (!client.ok()) {
+    std::cerr << kProgram << ": " << client.status().message() << "\n";
+    return 2;
+  }
+  auto summary = controlplane::ImportSqliteStore(path, **client, options.etcd_prefix);
+  if (!summary.ok()) {
+    std::cerr << kProgram << ": import of " << path << " failed: " << summary.status().message()
+              << "\n";
+    return 1;
+  }
+  const std::string prefix = options.etcd_prefix.empty() ? "/" : options.etcd_prefix;
+  if (summary->already_imported) {
+    std::cout << "etcd prefix " << prefix << " already holds the " << summary->apps
+              << " app(s) and " << summary->tokens << " API token(s) of " << path
+              << "; nothing to do\n";
+    return 0;
+  }
+  std::cout << "imported " << path << " into etcd prefix " << prefix << ": " << summary->apps
+            << " app(s), " << summary->tokens << " API token(s), " << summary->node_tokens
+            << " node credential(s), " << summary->usage_counts << " daily usage count(s), "
+            << summary->nodes << " node(s) of the node registry\n";
+  return 0;
+}
+
 int Run(int argc, char** argv) {
   using namespace relay;
   constexpr char kProgram[] = "relay-controlplane";
   server::ListenFlags listen(6002, 50051);
   server::ControlPlaneFlags cp_flags;
+  server::EtcdStoreFlags etcd_flags;
   server::LogFlags log_flags;
   server::MetricsFlags metrics_flags;
   common::FlagSet flags("relay-controlplane [flags]",
@@ -28,18 +60,21 @@ int Run(int argc, char** argv) {
                         "gRPC APIs (NodeLink, Channels, Admin) and the Pusher HTTP API.");
   listen.Register(flags, "HTTP API port", /*grpc=*/true);
   cp_flags.Register(flags);
+  etcd_flags.Register(flags);
   log_flags.Register(flags);
   metrics_flags.Register(flags);
   if (int code = server::ParseOrExit(flags, argc, argv, kProgram); code >= 0) return code;
   absl::Status st = log_flags.Apply();
   if (st.ok()) st = listen.LoadTls();
   if (st.ok()) st = cp_flags.Apply(listen);
+  if (st.ok()) st = etcd_flags.Apply(cp_flags.options);
   if (st.ok()) st = metrics_flags.Check();
   if (!st.ok()) {
     std::cerr << kProgram << ": " << st.message() << "\n";
     return 2;
   }
   const controlplane::ControlPlaneOptions& options = cp_flags.options;
+  if (!etcd_flags.import_sqlite.empty()) return ImportSqlite(etcd_flags.import_sqlite, options);
 
   common::ShutdownSignals signals;
   // SIGHUP reloads the TLS certificate (before any thread starts: see hangup.h).
@@ -90,6 +125,9 @@ int Run(int argc, char** argv) {
                                          listen.host, ":", *bound, "/console/")
                         : std::string(),
             ", data dir ", options.data_dir,
+            options.etcd_endpoints.empty()
+                ? std::string()
+                : common::StrCat(", store on etcd prefix ", options.etcd_prefix),
             *metrics_port ? common::StrCat(", metrics on http://", metrics_flags.host, ":",
                                            *metrics_port, "/metrics")
                           : std::string());

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -174,6 +175,55 @@ std::vector<std::string> ControlPlaneFlags::TrustedProxies() const {
     proxies.emplace_back(p);
   }
   return proxies;
+}
+
+void EtcdStoreFlags::Register(common::FlagSet& flags) {
+  flags.String("etcd-endpoints", &endpoints,
+               "Comma-separated host:port of etcd members: keep apps, credentials, tokens, usage "
+               "and the node registry in etcd, shared by control plane replicas (empty = SQLite "
+               "in --data-dir)");
+  flags.String("etcd-prefix", &prefix, "Key prefix of the store in etcd (keys under PREFIX/v1/)");
+  flags.String("import-sqlite", &import_sqlite,
+               "Copy the SQLite store at this path (relay.db, or a data dir) into etcd "
+               "(--etcd-endpoints), print a summary and exit; refused when etcd already has "
+               "other apps");
+}
+
+absl::Status EtcdStoreFlags::Apply(controlplane::ControlPlaneOptions& options) const {
+  options.etcd_endpoints.clear();
+  for (absl::string_view e : absl::StrSplit(endpoints, ',')) {
+    e = absl::StripAsciiWhitespace(e);
+    if (e.empty()) {
+      if (endpoints.empty()) break;
+      return absl::InvalidArgumentError(common::StrCat("--etcd-endpoints: an empty entry in '",
+                                                       endpoints, "' (expected host:port,...)"));
+    }
+    options.etcd_endpoints.emplace_back(e);
+  }
+  if (!options.etcd_endpoints.empty()) {
+    // The client's own parsing, so the flag accepts exactly what it can use.
+    auto client = controlplane::etcd::Client::Create(
+        controlplane::etcd::ClientOptions{options.etcd_endpoints});
+    if (!client.ok()) {
+      return absl::InvalidArgumentError(
+          common::StrCat("--etcd-endpoints: ", client.status().message()));
+    }
+  }
+  std::string p = prefix;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  if (p.empty() || p[0] != '/' || p.size() > 256 ||
+      !std::all_of(p.begin(), p.end(), [](char c) { return c > ' ' && c < 127; })) {
+    return absl::InvalidArgumentError(common::StrCat(
+        "--etcd-prefix: expected a key prefix starting with '/' (printable, no spaces, at most "
+        "256 characters), got '",
+        prefix, "'"));
+  }
+  if (p == "/") p.clear();
+  options.etcd_prefix = p;
+  if (!import_sqlite.empty() && options.etcd_endpoints.empty()) {
+    return absl::InvalidArgumentError("--import-sqlite needs --etcd-endpoints (where to copy to)");
+  }
+  return absl::OkStatus();
 }
 
 DataPlaneFlags::DataPlaneFlags()

@@ -80,6 +80,18 @@ struct ControlPlaneFlags {
   std::shared_ptr<controlplane::WebhookTargets> webhook_targets_;
 };
 
+// relay-controlplane's store on etcd (docs/scaling.md "Store on etcd"): --etcd-endpoints,
+// --etcd-prefix, and --import-sqlite (copy an SQLite store into etcd once, then exit).
+struct EtcdStoreFlags {
+  std::string endpoints;  // host:port,...; empty = SQLite in --data-dir
+  std::string prefix = "/relay";
+  std::string import_sqlite;
+
+  void Register(common::FlagSet& flags);
+  // Checks the values (an error names the flag) and sets options.etcd_endpoints/etcd_prefix.
+  absl::Status Apply(controlplane::ControlPlaneOptions& options) const;
+};
+
 // What a data plane needs for its clients: shards, limits, timeouts, compression, drain.
 struct DataPlaneFlags {
   dataplane::DataPlaneOptions options;

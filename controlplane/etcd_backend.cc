@@ -200,27 +200,19 @@ absl::Status EtcdBackend::DeleteApp(const App& app, const std::vector<std::strin
   return absl::OkStatus();
 }
 
-absl::Status EtcdBackend::CreateToken(const std::string& hash, const relay::v1::ApiToken& token) {
-  const std::string key = Key(kTokens, token.id());
-  relay::v1::StoredApiToken stored;
-  *stored.mutable_token() = token;
-  stored.set_secret_sha256(hash);
+absl::StatusOr<bool> EtcdBackend::PutIfAbsent(const std::string& key, std::string value,
+                                              std::vector<etcd::Compare> also) {
   etcd::Txn txn;
+  txn.compares = std::move(also);
   txn.compares.push_back(etcd::Compare::Absent(key));
-  // Not for an app another control plane deleted meanwhile.
-  txn.compares.push_back(Exists(Key(kApps, token.app_id())));
-  txn.success.push_back(etcd::TxnOp::Put(key, Serialize(stored)));
+  txn.success.push_back(etcd::TxnOp::Put(key, std::move(value)));
   auto result = Commit(txn);
   if (!result.ok()) return result.status();
-  if (!result->succeeded) {
-    return absl::NotFoundError(common::StrCat("app '", token.app_id(), "' not found"));
-  }
-  Saw(key, result->revision, true);
-  return absl::OkStatus();
+  if (result->succeeded) Saw(key, result->revision, true);
+  return result->succeeded;
 }
 
-absl::Status EtcdBackend::DeleteToken(const std::string& id) {
-  const std::string key = Key(kTokens, id);
+absl::Status EtcdBackend::DeleteKey(const std::string& key) {
   etcd::Txn txn;
   txn.success.push_back(etcd::TxnOp::Delete(key));
   auto result = Commit(txn);
@@ -229,33 +221,36 @@ absl::Status EtcdBackend::DeleteToken(const std::string& id) {
   return absl::OkStatus();
 }
 
+absl::Status EtcdBackend::CreateToken(const std::string& hash, const relay::v1::ApiToken& token) {
+  relay::v1::StoredApiToken stored;
+  *stored.mutable_token() = token;
+  stored.set_secret_sha256(hash);
+  // Not for an app another control plane deleted meanwhile.
+  auto created = PutIfAbsent(Key(kTokens, token.id()), Serialize(stored),
+                             {Exists(Key(kApps, token.app_id()))});
+  if (!created.ok()) return created.status();
+  if (!*created) return absl::NotFoundError(common::StrCat("app '", token.app_id(), "' not found"));
+  return absl::OkStatus();
+}
+
+absl::Status EtcdBackend::DeleteToken(const std::string& id) { return DeleteKey(Key(kTokens, id)); }
+
 absl::Status EtcdBackend::CreateNodeToken(const std::string& hash,
                                           const relay::v1::NodeToken& token) {
-  const std::string key = Key(kNodeTokens, token.id());
   relay::v1::StoredNodeToken stored;
   *stored.mutable_token() = token;
   stored.mutable_token()->clear_last_used_unix_ms();  // each replica's own, in memory
   stored.set_secret_sha256(hash);
-  etcd::Txn txn;
-  txn.compares.push_back(etcd::Compare::Absent(key));
-  txn.success.push_back(etcd::TxnOp::Put(key, Serialize(stored)));
-  auto result = Commit(txn);
-  if (!result.ok()) return result.status();
-  if (!result->succeeded) {
+  auto created = PutIfAbsent(Key(kNodeTokens, token.id()), Serialize(stored));
+  if (!created.ok()) return created.status();
+  if (!*created) {
     return absl::AlreadyExistsError(common::StrCat("node credential '", token.id(), "' exists"));
   }
-  Saw(key, result->revision, true);
   return absl::OkStatus();
 }
 
 absl::Status EtcdBackend::DeleteNodeToken(const std::string& id) {
-  const std::string key = Key(kNodeTokens, id);
-  etcd::Txn txn;
-  txn.success.push_back(etcd::TxnOp::Delete(key));
-  auto result = Commit(txn);
-  if (!result.ok()) return result.status();
-  Saw(key, result->revision, false);
-  return absl::OkStatus();
+  return DeleteKey(Key(kNodeTokens, id));
 }
 
 absl::Status EtcdBackend::WriteBehind(const UsageCounts& usage,
@@ -434,6 +429,7 @@ void EtcdBackend::Reload() {
     auto snapshot = Load(&revision);
     if (snapshot.ok()) {
       loaded_revision_ = revision;
+      reloads_.fetch_add(1);
       sink_->RemoteReload(std::move(*snapshot));
       break;
     }

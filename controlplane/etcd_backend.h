@@ -19,6 +19,7 @@
 // store_backend.h) except SetFence and StopFollowing.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,6 +46,8 @@ class EtcdBackend : public StoreBackend {
 
   // "/relay/v1/" for "/relay".
   const std::string& root() const { return root_; }
+  // Times everything was read again because the watch could not resume (compacted history).
+  int reloads() const { return reloads_.load(); }
 
   std::string Describe() const override;
   absl::StatusOr<StoreSnapshot> LoadAll() override;
@@ -73,6 +76,10 @@ class EtcdBackend : public StoreBackend {
   std::string Key(std::string_view kind, std::string_view name) const;
   // `txn` through the fence when one is set: FAILED_PRECONDITION when the fence refused.
   absl::StatusOr<etcd::TxnResult> Commit(const etcd::Txn& txn);
+  // Puts `value` at `key` if it is absent and every `also` compare holds; false when not.
+  absl::StatusOr<bool> PutIfAbsent(const std::string& key, std::string value,
+                                   std::vector<etcd::Compare> also = {});
+  absl::Status DeleteKey(const std::string& key);
   // Reads every key under the root (writer thread, or Open).
   absl::StatusOr<StoreSnapshot> Load(int64_t* revision);
   // The watch's events and end, on the writer thread.
@@ -105,6 +112,7 @@ class EtcdBackend : public StoreBackend {
   std::unique_ptr<etcd::Watch> watch_ ABSL_GUARDED_BY(watch_mu_);
   bool stopped_ ABSL_GUARDED_BY(watch_mu_) = false;
   absl::Notification stopping_;
+  std::atomic<int> reloads_{0};
 };
 
 }  // namespace relay::controlplane

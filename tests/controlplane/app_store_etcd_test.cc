@@ -313,6 +313,58 @@ TEST_F(AppStoreEtcdTest, AFenceThatNoLongerHoldsRefusesEveryWrite) {
   EXPECT_TRUE(store->Create(AppRequest("f3")).ok());
 }
 
+// A store whose etcd member froze while another store changed apps and the history was
+// compacted: its watch moves to another member, cannot resume from a compacted revision, and the
+// store reads everything again; it ends with the current state and its listener heard of each
+// change.
+TEST(AppStoreEtcdCompaction, AWatchThatCannotResumeReadsEverythingAgain) {
+  auto cluster = EtcdCluster::Start(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  // The follower prefers member 0 and falls back on member 1; the writer talks to member 1.
+  auto far =
+      etcd::Client::Create(etcd::ClientOptions{{(*cluster)->endpoint(0), (*cluster)->endpoint(1)}});
+  auto near = etcd::Client::Create(etcd::ClientOptions{{(*cluster)->endpoint(1)}});
+  ASSERT_TRUE(far.ok() && near.ok());
+  auto writer_backend = EtcdBackend::Open(**near, "/cmp");
+  auto follower_backend = EtcdBackend::Open(**far, "/cmp");
+  ASSERT_TRUE(writer_backend.ok() && follower_backend.ok());
+  EtcdBackend* follower_etcd = follower_backend->get();
+  auto writer = AppStore::Open(std::move(*writer_backend));
+  auto follower = AppStore::Open(std::move(*follower_backend));
+  ASSERT_TRUE(writer.ok() && follower.ok());
+  Changes seen;
+  (*follower)->SetListener(seen.listener());
+  relay::v1::CreateAppRequest req;
+  req.set_name("c1");
+  req.set_id("c1");
+  ASSERT_TRUE((*writer)->Create(req).ok());
+  ASSERT_TRUE(WaitFor([&] { return seen.Saw("changed c1 c1"); }, seconds(10)));
+
+  // Member 0 freezes; before the follower's watch gives up on it (a few seconds), the changes
+  // are made and the history they are in is compacted away.
+  (*cluster)->Stop(0);
+  req.set_name("c2");
+  req.set_id("c2");
+  ASSERT_TRUE((*writer)->Create(req).ok());
+  ASSERT_TRUE((*writer)->Delete("c1").ok());
+  auto head = (*near)->Put("/cmp-other/x", "y");
+  ASSERT_TRUE(head.ok());
+  ASSERT_TRUE((*near)->Compact(*head).ok());
+
+  EXPECT_TRUE(WaitFor([&] { return follower_etcd->reloads() > 0; }, seconds(30)));
+  EXPECT_TRUE(
+      WaitFor([&] { return (*follower)->Find("c2").has_value() && !(*follower)->Find("c1"); },
+              seconds(10)));
+  EXPECT_TRUE(seen.Saw("changed c2 c2"));
+  EXPECT_TRUE(seen.Saw("removed c1 c1"));
+  // And it follows again from there.
+  req.set_name("c3");
+  req.set_id("c3");
+  ASSERT_TRUE((*writer)->Create(req).ok());
+  EXPECT_TRUE(WaitFor([&] { return seen.Saw("changed c3 c3"); }, seconds(10)));
+  (*cluster)->Continue(0);
+}
+
 TEST_F(AppStoreEtcdTest, ImportCopiesAnSqliteStoreOnce) {
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("relay-import-" + common::RandomHex(6))).string();

@@ -320,10 +320,14 @@ TEST_F(AppStoreEtcdTest, AFenceThatNoLongerHoldsRefusesEveryWrite) {
 TEST(AppStoreEtcdCompaction, AWatchThatCannotResumeReadsEverythingAgain) {
   auto cluster = EtcdCluster::Start(3);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
-  // The follower prefers member 0 and falls back on member 1; the writer talks to member 1.
-  auto far =
-      etcd::Client::Create(etcd::ClientOptions{{(*cluster)->endpoint(0), (*cluster)->endpoint(1)}});
-  auto near = etcd::Client::Create(etcd::ClientOptions{{(*cluster)->endpoint(1)}});
+  // The follower prefers a member that is not the raft leader (frozen below without a raft
+  // election) and falls back on the leader, which the writer talks to.
+  const int leader = (*cluster)->RaftLeader();
+  ASSERT_GE(leader, 0);
+  const int frozen = (leader + 1) % 3;
+  auto far = etcd::Client::Create(
+      etcd::ClientOptions{{(*cluster)->endpoint(frozen), (*cluster)->endpoint(leader)}});
+  auto near = etcd::Client::Create(etcd::ClientOptions{{(*cluster)->endpoint(leader)}});
   ASSERT_TRUE(far.ok() && near.ok());
   auto writer_backend = EtcdBackend::Open(**near, "/cmp");
   auto follower_backend = EtcdBackend::Open(**far, "/cmp");
@@ -340,9 +344,9 @@ TEST(AppStoreEtcdCompaction, AWatchThatCannotResumeReadsEverythingAgain) {
   ASSERT_TRUE((*writer)->Create(req).ok());
   ASSERT_TRUE(WaitFor([&] { return seen.Saw("changed c1 c1"); }, seconds(10)));
 
-  // Member 0 freezes; before the follower's watch gives up on it (a few seconds), the changes
+  // The follower's member freezes; before its watch gives up on it (a few seconds), the changes
   // are made and the history they are in is compacted away.
-  (*cluster)->Stop(0);
+  (*cluster)->Stop(frozen);
   req.set_name("c2");
   req.set_id("c2");
   ASSERT_TRUE((*writer)->Create(req).ok());
@@ -362,7 +366,7 @@ TEST(AppStoreEtcdCompaction, AWatchThatCannotResumeReadsEverythingAgain) {
   req.set_id("c3");
   ASSERT_TRUE((*writer)->Create(req).ok());
   EXPECT_TRUE(WaitFor([&] { return seen.Saw("changed c3 c3"); }, seconds(10)));
-  (*cluster)->Continue(0);
+  (*cluster)->Continue(frozen);
 }
 
 TEST_F(AppStoreEtcdTest, ImportCopiesAnSqliteStoreOnce) {

@@ -128,6 +128,9 @@ class AppStore : private StoreBackend::Sink {
   // `guard()`'s compares hold, else fails with FAILED_PRECONDITION ("not the leader ...") and
   // writes nothing. False when the backend cannot fence (SQLite). Any thread.
   bool SetFence(StoreBackend::Fence guard) { return backend_->SetFence(std::move(guard)); }
+  // Stops applying changes other replicas make (etcd); those already queued still run on the
+  // writer (Flush it after this). Before the listener's targets go away. Blocks briefly.
+  void StopFollowing() { backend_->StopFollowing(); }
   // "relay.db path" or "etcd prefix ..." (for logs).
   std::string Describe() const { return backend_->Describe(); }
 

@@ -385,8 +385,12 @@ void ControlPlane::Stop() {
   if (internal_server_) {
     internal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
-  // Admin writes still queued run now, while the hub and webhooks their listener uses exist.
-  if (store_) store_->writer().Flush();
+  // Admin writes still queued run now, while the hub and webhooks their listener uses exist;
+  // changes from other replicas (etcd) stop first, so none reaches the listener afterwards.
+  if (store_) {
+    store_->StopFollowing();
+    store_->writer().Flush();
+  }
   if (webhooks_) webhooks_->Stop();
   dir_lock_.Release();
 }

@@ -407,12 +407,14 @@ void EtcdBackend::StartWatch(int64_t from_revision) {
 
 void EtcdBackend::StopFollowing() {
   std::unique_ptr<etcd::Watch> watch;
+  bool first;
   {
     absl::MutexLock lock(&watch_mu_);
+    first = !stopped_;
     stopped_ = true;
     watch = std::move(watch_);
   }
-  if (!stopping_.HasBeenNotified()) stopping_.Notify();
+  if (first) stopping_.Notify();
   watch.reset();  // joins its thread: no callback after this
 }
 

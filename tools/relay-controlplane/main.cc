@@ -21,6 +21,7 @@ int Run(int argc, char** argv) {
   constexpr char kProgram[] = "relay-controlplane";
   server::ListenFlags listen(6002, 50051);
   server::ControlPlaneFlags cp_flags;
+  cp_flags.replicas = true;
   server::LogFlags log_flags;
   server::MetricsFlags metrics_flags;
   common::FlagSet flags("relay-controlplane [flags]",

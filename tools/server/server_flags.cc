@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -77,6 +78,23 @@ ControlPlaneFlags::ControlPlaneFlags()
       lifecycle_retention_seconds(static_cast<uint64_t>(options.lifecycle.retention.count())),
       lifecycle_max_events_per_app(options.lifecycle.max_events_per_app) {}
 
+void ControlPlaneFlags::RegisterReplicaFlags(common::FlagSet& flags) {
+  flags.String("etcd-endpoints", &etcd_endpoints,
+               "Run as one of several control plane replicas on this etcd cluster (HOST:PORT of "
+               "each member, comma-separated): one leader is elected, the others follow (empty = a "
+               "single control plane)");
+  flags.String(
+      "etcd-prefix", &options.etcd_prefix,
+      "Prefix of every key this control plane keeps in etcd (replicas of one cluster share "
+      "it)");
+  flags.String("advertise-grpc", &options.advertise_grpc,
+               "HOST:PORT data planes reach this replica's node link at once it leads (default: "
+               "its internal gRPC address)");
+  flags.Uint("etcd-lease-ttl", &etcd_lease_ttl,
+             "Seconds of the leader's etcd lease: a leader that stops renewing it is replaced "
+             "this long after its last renewal");
+}
+
 void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("internal-host", &options.internal_host,
                "Address for --internal-grpc-port (the node link and the admin API)");
@@ -123,6 +141,7 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
              "(0 = no lifecycle log or stream)");
   flags.Uint("lifecycle-max-events-per-app", &lifecycle_max_events_per_app,
              "Keep at most this many lifecycle events per app (the oldest are pruned first)");
+  if (replicas) RegisterReplicaFlags(flags);
   flags.Bool("console", &console,
              "Serve the web console at /console/ on the HTTP API port (off by default; its API "
              "takes the admin token: expose it only on a trusted network or behind TLS)");
@@ -152,6 +171,27 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
   }
   options.lifecycle.retention = std::chrono::seconds(lifecycle_retention_seconds);
   options.lifecycle.max_events_per_app = lifecycle_max_events_per_app;
+  options.etcd_endpoints.clear();
+  for (absl::string_view e : absl::StrSplit(etcd_endpoints, ',', absl::SkipWhitespace())) {
+    std::string endpoint(absl::StripAsciiWhitespace(e));
+    if (endpoint.find(':') == std::string::npos) {
+      return absl::InvalidArgumentError(common::StrCat(
+          "--etcd-endpoints: '", endpoint, "' is not HOST:PORT (a comma list of etcd members)"));
+    }
+    options.etcd_endpoints.push_back(std::move(endpoint));
+  }
+  if (etcd_lease_ttl < 1 || etcd_lease_ttl > 3600) {
+    return absl::InvalidArgumentError("--etcd-lease-ttl must be from 1 to 3600 seconds");
+  }
+  options.etcd_lease_ttl_seconds = static_cast<int64_t>(etcd_lease_ttl);
+  if (options.etcd_prefix.empty() || options.etcd_prefix.front() != '/' ||
+      options.etcd_prefix.back() == '/') {
+    return absl::InvalidArgumentError(
+        "--etcd-prefix must start with '/' and not end with one (e.g. /relay)");
+  }
+  if (!options.advertise_grpc.empty() && options.advertise_grpc.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("--advertise-grpc must be HOST:PORT");
+  }
   options.host = listen.host;
   options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
   options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
@@ -247,7 +287,8 @@ absl::Status DataPlaneFlags::Apply(const ListenFlags& listen) {
 
 void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOptions& options) {
   flags.String("control-plane", &options.control_plane,
-               "The control plane's gRPC address HOST:PORT");
+               "The control plane's gRPC address HOST:PORT, or every replica's as a comma list "
+               "(the data plane attaches to the one that leads)");
   flags.Bool("control-plane-tls", &options.control_plane_tls, "Dial the control plane with TLS");
   flags.String("control-plane-ca", &options.control_plane_ca,
                "PEM roots trusted for the control plane's certificate (implies TLS)");

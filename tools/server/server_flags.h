@@ -63,6 +63,12 @@ struct ControlPlaneFlags {
   uint64_t lifecycle_max_events_per_app = 0;
   // --console: the web console under /console/ on the HTTP API port (console/, docs/console.md).
   bool console = false;
+  // Replicas (docs/scaling.md): registered only when `replicas` is set before Register()
+  // (relay-controlplane; the one-process relay has no replicas). --etcd-endpoints as given (a
+  // comma list) and --etcd-lease-ttl.
+  bool replicas = false;
+  std::string etcd_endpoints;
+  uint64_t etcd_lease_ttl = 2;
 
   ControlPlaneFlags();
   void Register(common::FlagSet& flags);
@@ -77,6 +83,7 @@ struct ControlPlaneFlags {
   std::vector<std::string> TrustedProxies() const;
 
  private:
+  void RegisterReplicaFlags(common::FlagSet& flags);
   std::shared_ptr<controlplane::WebhookTargets> webhook_targets_;
 };
 

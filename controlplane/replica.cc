@@ -49,24 +49,26 @@ absl::Status Replica::Start(std::string default_advertise) {
   observer_ =
       std::make_unique<etcd::LeaderObserver>(client_, StrCat(options_.prefix, "/v1/leader"));
   election_ = std::make_unique<etcd::Election>(client_, std::move(election), std::move(cb));
+  started_.store(true);  // observer_ and election_ are set: other threads may read them now
   return election_->Start();
 }
 
 void Replica::Stop() {
-  if (!election_) return;
+  if (!started_.load()) return;
   open_.store(false);
   if (auto st = election_->Resign(); !st.ok()) {
     RELAY_LOG(kWarn, "replica", "resigning: ", st.message());
   }
-  observer_.reset();
+  // observer_ stays until destruction: other threads may still ask who leads.
 }
 
 bool Replica::acting() const {
-  return open_.load() && election_ && election_->surely_leading().has_value();
+  // open_ is set by the election's thread, started after election_ was.
+  return open_.load() && election_->surely_leading().has_value();
 }
 
 std::string Replica::LeaderAddress() const {
-  if (acting() || !observer_) return {};
+  if (!started_.load() || acting()) return {};
   auto leader = observer_->leader();
   if (!leader || leader->value == options_.advertise) return {};
   return leader->value;
@@ -86,7 +88,7 @@ absl::Status Replica::CheckActing() const {
 }
 
 std::optional<etcd::Compare> Replica::Fence() const {
-  if (!election_) return std::nullopt;
+  if (!started_.load()) return std::nullopt;
   auto held = election_->leadership();
   if (!held) return std::nullopt;
   return etcd::Compare::CreateRevision(held->key, held->revision);
@@ -108,14 +110,14 @@ absl::StatusOr<std::vector<std::string>> Replica::LoadKnownNodes() {
 }
 
 absl::Status Replica::RememberNode(const std::string& node_id) {
-  if (!election_) return absl::FailedPreconditionError("replica: not started");
+  if (!started_.load()) return absl::FailedPreconditionError("replica: not started");
   return election_->FencedPut(NodeKey(node_id), "");
 }
 
 absl::Status Replica::ForgetNode(const std::string& node_id) {
   etcd::Txn txn;
   txn.success.push_back(etcd::TxnOp::Delete(NodeKey(node_id)));
-  if (!election_) return absl::FailedPreconditionError("replica: not started");
+  if (!started_.load()) return absl::FailedPreconditionError("replica: not started");
   return election_->FencedCommit(txn).status();
 }
 

@@ -86,7 +86,7 @@ class Replica {
 
   // Tests: behave like a paused process (etcd/election.h).
   void FreezeForTest(bool frozen) {
-    if (election_) election_->FreezeForTest(frozen);
+    if (started_.load()) election_->FreezeForTest(frozen);
   }
 
  private:
@@ -99,6 +99,7 @@ class Replica {
   std::unique_ptr<etcd::LeaderObserver> observer_;
   // Set once `gained` returned OK, cleared before `lost` runs.
   std::atomic<bool> open_{false};
+  std::atomic<bool> started_{false};  // Start() set observer_ and election_
   std::atomic<uint64_t> won_{0};
 };
 

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
@@ -375,6 +376,12 @@ std::string ControlLink::NextTarget() {
   return targets_[next_target_++ % targets_.size()];
 }
 
+namespace {
+// Snapshots of a large node take a while to apply; a replica silent for this long is not busy
+// but gone or paused.
+constexpr std::chrono::milliseconds kReplicaAttachTimeout{3000};
+}  // namespace
+
 void ControlLink::Run() {
   // One stub per address (the replicas of the list, and leaders they named); bounded, since a
   // follower may name any address.
@@ -419,6 +426,8 @@ void ControlLink::Run() {
       return heartbeat_interval_;
     };
     auto last_heartbeat = std::chrono::steady_clock::now();
+    const auto attempt_started = last_heartbeat;
+    bool cancelled_unwelcomed = false;
     while (true) {
       {
         absl::MutexLock lock(&mu_);
@@ -432,6 +441,9 @@ void ControlLink::Run() {
       }
       // A replicated leader that stopped speaking (paused, or cut off from us) is left for the
       // next one; the clients stay connected meanwhile.
+      // Likewise an attach to a replica that does not answer at all (a paused one, which a
+      // follower may still name as the leader until its lease expires): with a list of
+      // replicas, an attach not welcomed within kReplicaAttachTimeout moves on to the next.
       std::shared_ptr<LinkStream> current;
       std::chrono::milliseconds silence{0};
       {
@@ -439,7 +451,17 @@ void ControlLink::Run() {
         if (welcomed_) {
           current = current_;
           silence = silence_timeout_;
+        } else if (targets_.size() > 1 && !cancelled_unwelcomed &&
+                   std::chrono::steady_clock::now() - attempt_started > kReplicaAttachTimeout) {
+          current = current_;
         }
+      }
+      if (current && !silence.count()) {
+        RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " did not welcome this ",
+                  "node within ", kReplicaAttachTimeout.count(), " ms; trying the next replica");
+        cancelled_unwelcomed = true;
+        current->Cancel();
+        continue;
       }
       if (current && silence.count() > 0 && current->SilentFor(silence)) {
         RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " said nothing for ",

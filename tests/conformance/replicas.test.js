@@ -289,9 +289,11 @@ test('SIGSTOP of the leader past its lease, then SIGCONT: a follower takes over;
     leader.proc.child.kill('SIGCONT');
     leader.alive = true;
     const contAt = Date.now();
-    await h.waitFor(async () => (await ready(leader.httpPort)).status === 503, 5000, 'the old leader not ready');
-    const r = await ready(leader.httpPort);
-    assert.match(r.body, new RegExp(`follower \\(leader: 127\\.0\\.0\\.1:${next.grpcPort}\\)`));
+    const followerOfNext = new RegExp(`follower \\(leader: 127\\.0\\.0\\.1:${next.grpcPort}\\)`);
+    await h.waitFor(async () => {
+      const r = await ready(leader.httpPort);
+      return r.status === 503 && followerOfNext.test(r.body);
+    }, 5000, 'the woken old leader reporting itself a follower of the new one');
     const t = await rawTrigger(leader.httpPort, 'stop-leader', 'stray', {});
     assert.strictEqual(t.status, 503, JSON.stringify(t));
     const afterCont = pub.accepted.length;

@@ -192,6 +192,18 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
   if (!options.advertise_grpc.empty() && options.advertise_grpc.find(':') == std::string::npos) {
     return absl::InvalidArgumentError("--advertise-grpc must be HOST:PORT");
   }
+  if (!options.etcd_endpoints.empty() && options.advertise_grpc.empty()) {
+    // The default is the node link's listening address, which data planes elsewhere cannot
+    // dial when it is a wildcard.
+    const std::string& node_host = internal_grpc_port != 0 ? options.internal_host : listen.host;
+    if (node_host == "0.0.0.0" || node_host == "::" || node_host == "[::]" || node_host.empty()) {
+      return absl::InvalidArgumentError(common::StrCat(
+          "--advertise-grpc HOST:PORT is needed with --etcd-endpoints when the node link listens "
+          "on ",
+          node_host.empty() ? std::string("every address") : node_host,
+          " (data planes are sent to that address when this replica leads)"));
+    }
+  }
   options.host = listen.host;
   options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
   options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
@@ -308,6 +320,14 @@ void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOpti
 }
 
 absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const {
+  // One address, or every control plane replica's (docs/scaling.md).
+  for (absl::string_view t : absl::StrSplit(options.control_plane, ',')) {
+    if (absl::StripAsciiWhitespace(t).empty()) {
+      return absl::InvalidArgumentError(
+          common::StrCat("--control-plane: an empty address in '", options.control_plane,
+                         "' (HOST:PORT, or a comma list of every replica's)"));
+    }
+  }
   if (options.control_plane_tls_cert.empty() != options.control_plane_tls_key.empty()) {
     return absl::InvalidArgumentError(
         "--control-plane-tls-cert and --control-plane-tls-key must be given together");

@@ -369,11 +369,26 @@ std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& opt
 }  // namespace
 
 std::string ControlLink::NextTarget() {
+  const auto now = std::chrono::steady_clock::now();
+  // A replica just left for silence is likely paused: followers may name it as the leader
+  // until its lease expires, so it is skipped for a while (unless it is the only one).
+  auto suspect = [&](const std::string& t) { return t == suspect_ && now < suspect_until_; };
+  std::string redirect;
   {
     absl::MutexLock lock(&mu_);
-    if (!redirect_.empty()) return std::exchange(redirect_, std::string());
+    redirect = std::exchange(redirect_, std::string());
+  }
+  if (!redirect.empty() && !suspect(redirect)) return redirect;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const std::string& t = targets_[next_target_++ % targets_.size()];
+    if (!suspect(t)) return t;
   }
   return targets_[next_target_++ % targets_.size()];
+}
+
+void ControlLink::Suspect(const std::string& target) {
+  suspect_ = target;
+  suspect_until_ = std::chrono::steady_clock::now() + kSuspectFor;
 }
 
 namespace {
@@ -460,12 +475,14 @@ void ControlLink::Run() {
         RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " did not welcome this ",
                   "node within ", kReplicaAttachTimeout.count(), " ms; trying the next replica");
         cancelled_unwelcomed = true;
+        Suspect(target);
         current->Cancel();
         continue;
       }
       if (current && silence.count() > 0 && current->SilentFor(silence)) {
         RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " said nothing for ",
                   silence.count(), " ms; attaching to the leader again");
+        Suspect(target);
         current->Cancel();
         continue;
       }

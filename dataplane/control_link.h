@@ -82,6 +82,9 @@ class ControlLink {
                     const std::string& target);
   // Where the next attempt goes: the leader a follower named, else the next replica of the list.
   std::string NextTarget();
+  // Skips `target` for kSuspectFor (it stopped answering; Run()'s thread only).
+  void Suspect(const std::string& target);
+  static constexpr std::chrono::milliseconds kSuspectFor{5000};
   void OnWelcome(const relay::v1::Welcome& welcome);
   void CancelCurrent();
   // Stop(): sends a goodbye on a welcomed stream and waits (at most 1 s) for its end.
@@ -90,6 +93,8 @@ class ControlLink {
   ControlLinkOptions options_;
   std::vector<std::string> targets_;  // options_.target split at commas
   size_t next_target_ = 0;            // Run()'s thread only
+  std::string suspect_;               // Run()'s thread only (Suspect)
+  std::chrono::steady_clock::time_point suspect_until_;
   NodeState& state_;
   CommandHandler handler_;
   LoadFn load_;

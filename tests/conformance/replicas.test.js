@@ -17,10 +17,46 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
 const h = require('./lib/harness');
 const etcd = require('./lib/etcd');
 
-after(async () => { await h.stopAll(); await etcd.stopAll(); });
+const PROTO_ROOT = path.resolve(__dirname, '../../proto');
+const loadRelay = (file) => grpc.loadPackageDefinition(protoLoader.loadSync(path.join(PROTO_ROOT, file),
+  { includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: true })).relay.v1;
+const { Health } = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(__dirname, 'lib/proto/health.proto'),
+  { keepCase: true, enums: String, defaults: true })).grpc.health.v1;
+const stubs = [];
+const stubOf = (Service, port) => {
+  const s = new Service(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  stubs.push(s);
+  return s;
+};
+
+after(async () => { stubs.forEach((s) => s.close()); await h.stopAll(); await etcd.stopAll(); });
+
+// One unary gRPC call, bounded: resolves with { err, res }.
+function unary(stub, method, req, md = new grpc.Metadata()) {
+  return new Promise((resolve) => {
+    stub[method](req, md, { deadline: Date.now() + 5000 }, (err, res) => resolve({ err, res }));
+  });
+}
+
+// NodeLink.Attach with the node credential: resolves with the status and trailing metadata the
+// replica ended it with.
+function attach(port, token) {
+  const { NodeLink } = loadRelay('relay/v1/node_link.proto');
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  const call = stubOf(NodeLink, port).Attach(md, { deadline: Date.now() + 5000 });
+  return new Promise((resolve) => {
+    call.on('data', () => {});
+    call.on('error', () => {});
+    call.on('status', (st) => resolve(st));
+    call.write({ hello: { node_id: 'probe', address: '127.0.0.1:1' } });
+  });
+}
 
 const LEASE_TTL_S = 2;
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -227,6 +263,26 @@ test('exactly one replica leads; followers refuse the API with 503 + Retry-After
       assert.strictEqual(t.retryAfter, '1');
       assert.match(JSON.parse(t.body).error, /follower/);
     }
+    // gRPC: health NOT_SERVING, the public API UNAVAILABLE, the node link refused naming the
+    // leader in the `relay-leader` trailer; the leader SERVING.
+    const token = fs.readFileSync(path.join(cps[0].dataDir, 'node.token'), 'utf8').trim();
+    const { Channels } = loadRelay('relay/v1/public.proto');
+    for (const cp of cps) {
+      const hc = await unary(stubOf(Health, cp.grpcPort), 'Check', { service: '' });
+      assert.ifError(hc.err);
+      assert.strictEqual(hc.res.status, cp === leader ? 'SERVING' : 'NOT_SERVING');
+      if (cp === leader) continue;
+      const md = new grpc.Metadata();
+      md.set('x-relay-key', h.APP.key);
+      md.set('x-relay-secret', h.APP.secret);
+      const t = await unary(stubOf(Channels, cp.grpcPort), 'Trigger',
+        { app: h.APP.id, channels: ['one-leader'], name: 'x', data: '{}' }, md);
+      assert.strictEqual(t.err && t.err.code, grpc.status.UNAVAILABLE, String(t.err));
+      assert.match(t.err.details, /follower/);
+      const st = await attach(cp.grpcPort, token);
+      assert.strictEqual(st.code, grpc.status.UNAVAILABLE, st.details);
+      assert.deepStrictEqual(st.metadata.get('relay-leader'), [`127.0.0.1:${leader.grpcPort}`]);
+    }
     // Every data plane attached to the leader (the followers sent them there).
     for (const { dp } of dps) assert.match(dp.log(), /attached to control plane/);
     const got = subs.map((s) => seqs(s.ch));
@@ -295,11 +351,16 @@ test('SIGSTOP of the leader past its lease, then SIGCONT: a follower takes over;
     leader.proc.child.kill('SIGCONT');
     leader.alive = true;
     const contAt = Date.now();
+    // Its first answer after waking is already a refusal (its lease is over by its own clock).
+    const first = await rawTrigger(leader.httpPort, 'stop-leader', 'stray', {});
+    assert.strictEqual(first.status, 503, JSON.stringify(first));
+    const firstRefusalMs = Date.now() - contAt;
     const followerOfNext = new RegExp(`follower \\(leader: 127\\.0\\.0\\.1:${next.grpcPort}\\)`);
     await h.waitFor(async () => {
       const r = await ready(leader.httpPort);
       return r.status === 503 && followerOfNext.test(r.body);
     }, 5000, 'the woken old leader reporting itself a follower of the new one');
+    const namedAt = Date.now();
     const t = await rawTrigger(leader.httpPort, 'stop-leader', 'stray', {});
     assert.strictEqual(t.status, 503, JSON.stringify(t));
     const afterCont = pub.accepted.length;
@@ -317,7 +378,8 @@ test('SIGSTOP of the leader past its lease, then SIGCONT: a follower takes over;
     assert.strictEqual((await readyReplicas(cps)).length, 1);
     assert.match(leader.proc.log(), /no longer the leader/);
     console.log(`# SIGSTOP of the leader (lease ${LEASE_TTL_S} s): triggers accepted again ${failoverMs} ms after ` +
-      `the stop; the woken one refused within ${Date.now() - contAt} ms (${pub.refusals.length} refusals, ` +
+      `the stop; the woken one refused its first call ${firstRefusalMs} ms after SIGCONT and named the new leader ` +
+      `within ${namedAt - contAt} ms (${pub.refusals.length} refusals, ` +
       `${pub.unknown.length} unknown, ${fromStopped.size} of them sent to the stopped leader)`);
   } finally { subs.forEach((s) => s.c.disconnect()); }
 });

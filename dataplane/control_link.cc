@@ -461,6 +461,7 @@ void ControlLink::Run() {
       // replicas, an attach not welcomed within kReplicaAttachTimeout moves on to the next.
       std::shared_ptr<LinkStream> current;
       std::chrono::milliseconds silence{0};
+      bool unwelcomed_too_long = false;
       {
         absl::MutexLock lock(&mu_);
         if (welcomed_) {
@@ -469,9 +470,10 @@ void ControlLink::Run() {
         } else if (targets_.size() > 1 && !cancelled_unwelcomed &&
                    std::chrono::steady_clock::now() - attempt_started > kReplicaAttachTimeout) {
           current = current_;
+          unwelcomed_too_long = true;
         }
       }
-      if (current && !silence.count()) {
+      if (unwelcomed_too_long && current) {
         RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " did not welcome this ",
                   "node within ", kReplicaAttachTimeout.count(), " ms; trying the next replica");
         cancelled_unwelcomed = true;

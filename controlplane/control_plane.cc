@@ -564,6 +564,14 @@ void ControlPlane::StepDown(const absl::Status& why) {
   gate_->Reset({});
   hub_->DetachAll(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                "this control plane is no longer the leader; attach again"));
+  // Watchers would wait here for events only the next leader routes: they end, to watch again
+  // through the leader.
+  const absl::Status follow = absl::UnavailableError(
+      "this control plane is no longer the leader; watch again through the leader");
+  for (const auto& app : store_->List()) {
+    watch_->CloseApp(app.id(), follow);
+    if (lifecycle_) lifecycle_->CloseApp(app.id(), follow);
+  }
 }
 
 void ControlPlane::RememberNode(const std::string& node_id) {

@@ -392,3 +392,20 @@ test('SIGSTOP of the leader past its lease, then SIGCONT: a follower takes over;
       `${pub.unknown.length} unknown, ${fromStopped.size} of them sent to the stopped leader)`);
   } finally { subs.forEach((s) => s.c.disconnect()); }
 });
+
+test('bad replica flags: exit 2 with a message naming the flag', () => {
+  const { spawnSync } = require('node:child_process');
+  const dataDir = h.tempDir();
+  const run = (bin, args) => spawnSync(path.join(h.BIN, bin), args, { encoding: 'utf8', timeout: 10000 });
+  for (const [bin, args, flag] of [
+    ['relay-controlplane', ['--data-dir', dataDir, '--etcd-endpoints', 'no-port'], '--etcd-endpoints'],
+    ['relay-controlplane', ['--data-dir', dataDir, '--etcd-endpoints', '127.0.0.1:1', '--etcd-lease-ttl', '0'], '--etcd-lease-ttl'],
+    ['relay-controlplane', ['--data-dir', dataDir, '--etcd-endpoints', '127.0.0.1:1', '--etcd-prefix', 'relay/'], '--etcd-prefix'],
+    ['relay-controlplane', ['--data-dir', dataDir, '--host', '0.0.0.0', '--etcd-endpoints', '127.0.0.1:1'], '--advertise-grpc'],
+    ['relay-dataplane', ['--control-plane', '127.0.0.1:1,,127.0.0.1:2'], '--control-plane'],
+  ]) {
+    const r = run(bin, args);
+    assert.strictEqual(r.status, 2, `${bin} ${args.join(' ')}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(flag), r.stderr);
+  }
+});

@@ -148,6 +148,9 @@ absl::Status Api::ChargeMessages(const App& app, uint64_t messages, RateInfo* ra
 }
 
 absl::StatusOr<App> Api::ResolveApp(std::string_view app) const {
+  if (serving_) {
+    if (auto st = serving_(); !st.ok()) return st;
+  }
   auto found = store_.Find(app);
   if (!found) return absl::NotFoundError(common::StrCat("app '", app, "' not found"));
   if (!found->enabled()) {
@@ -265,6 +268,9 @@ absl::Status Api::CheckBacklog(const std::vector<std::string>& nodes) {
 }
 
 absl::Status Api::CheckUserRoutable(const App& app, const std::string& user_id) {
+  if (serving_) {
+    if (auto st = serving_(); !st.ok()) return st;
+  }
   if (gate_ != nullptr) {
     if (auto st = gate_->AdmitUser(app.id(), user_id); !st.ok()) return st;
   }
@@ -272,6 +278,9 @@ absl::Status Api::CheckUserRoutable(const App& app, const std::string& user_id) 
 }
 
 absl::Status Api::CheckRoutable(const App& app, const std::vector<std::string>& channels) {
+  if (serving_) {
+    if (auto st = serving_(); !st.ok()) return st;
+  }
   std::vector<std::string> plain;
   for (const auto& channel : channels) {
     std::string_view user = common::ServerToUserId(channel);

@@ -134,6 +134,10 @@ class Api {
   // The gate the event-sending operations ask before anything is charged or sent (null: none,
   // as in tests that build an Api alone). Set once, before the API serves.
   void SetRouteGate(RouteGate* gate) { gate_ = gate; }
+  // Asked by every operation (ResolveApp) and again just before an event is routed: an error
+  // refuses the call with it (a replica that does not lead: UNAVAILABLE with a retry hint).
+  // Set once, before the API serves.
+  void SetServingCheck(std::function<absl::Status()> check) { serving_ = std::move(check); }
   // Runs `fn` ordered with the cache channel publishes: a publish to a cache channel stores its
   // event and queues it to the nodes in one step, so a subscriber's cache read and reply made in
   // `fn` sees every event queued before and precedes on its node's stream every event queued
@@ -201,6 +205,7 @@ class Api {
   ClusterState& cluster_;
   NodeHub& hub_;
   RouteGate* gate_ = nullptr;
+  std::function<absl::Status()> serving_;
   LifecycleLog* lifecycle_ = nullptr;
   // Orders cache channel publishes with cache replies (InCacheOrder); cache_seq_ numbers them.
   absl::Mutex cache_mu_;

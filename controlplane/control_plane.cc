@@ -131,6 +131,10 @@ absl::Status ControlPlane::Start() {
   hub_options.attached = [this](const std::string& id) { store_->TouchNodeToken(id); };
   hub_options.require_client_certificate = !options_.node_link_client_ca.empty();
   hub_options.client_certificate_exempt = kInProcessCredential;
+  hub_options.redirect = [this]() -> std::optional<std::string> {
+    if (Acting()) return std::nullopt;
+    return replica_->LeaderAddress();
+  };
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   watch_ = std::make_unique<ChannelWatch>(options_.watch);
   api_ = std::make_unique<Api>(*store_, cluster_, *hub_, options_.limits, common::Clock::Real(),
@@ -138,7 +142,12 @@ absl::Status ControlPlane::Start() {
   // The nodes attached when the previous process stopped: nothing routes until they are back
   // or declared gone (no 2xx for an event their subscribers would miss).
   gate_ = std::make_unique<RouteGate>(options_.hub.liveness_timeout, common::Clock::Real());
-  {
+  if (auto st = OpenEtcd(); !st.ok()) return st;
+  if (replica_) {
+    // A replica takes the registry from etcd when it is elected (TakeOver); until then it is a
+    // follower: refuses the APIs (below) and every attach (hub_options.redirect).
+    api_->SetServingCheck([this] { return replica_->CheckActing(); });
+  } else {
     std::vector<std::string> known = store_->LoadKnownNodes();
     gate_->ExpectNodes(known);
     absl::MutexLock lock(&announce_mu_);
@@ -158,6 +167,13 @@ absl::Status ControlPlane::Start() {
   admin_service_ = MakeAdminService(*store_, cluster_, *hub_, *api_, webhooks_.get(), admin_token_);
 
   if (auto st = StartServers(); !st.ok()) return st;
+  if (replica_) {
+    if (auto st = replica_->Start(common::StrCat(
+            internal_server_ ? options_.internal_host : options_.host, ":", internal_grpc_port_));
+        !st.ok()) {
+      return st;
+    }
+  }
   UpdateHealth();
   sweeper_ = std::thread([this] {
     constexpr int kTicksPerSweep = 5;  // 500 ms
@@ -166,6 +182,9 @@ absl::Status ControlPlane::Start() {
         absl::FromChrono(ConnectionTotals::kFlushInterval))) {
       FlushConnectionTotals();
       UpdateHealth();
+      // A replicated leader speaks at least every 500 ms (an empty message), so that its data
+      // planes notice a paused leader within Welcome.silence_timeout_ms and go to the next one.
+      if (replica_ && tick % 5 == 0 && Acting()) Broadcast(relay::v1::ControlMessage());
       if (++tick % kTicksPerSweep != 0) continue;
       hub_->SweepDeadNodes();
       ExpireAbsentNodes();
@@ -178,7 +197,7 @@ absl::Status ControlPlane::Start() {
 }
 
 absl::Status ControlPlane::ConnectEtcd() {
-  if (options_.etcd_endpoints.empty()) return absl::OkStatus();
+  if (options_.etcd_endpoints.empty() || etcd_) return absl::OkStatus();
   auto client = etcd::Client::Create(etcd::ClientOptions{options_.etcd_endpoints});
   if (!client.ok()) return client.status();
   etcd_ = std::move(*client);
@@ -326,10 +345,12 @@ std::shared_ptr<grpc::Channel> ControlPlane::InProcessChannel() {
 transport::Readiness ControlPlane::Readiness() const {
   if (stopped_.load()) return {false, "stopping"};
   if (!store_open_.load()) return {false, "the store is not open"};
+  // Replicas: only the leader serves; a load balancer in front of every replica sends traffic
+  // where /ready (and the gRPC health) says SERVING (docs/scaling.md).
+  if (replica_ && !replica_->acting()) return {false, replica_->Role()};
   if (size_t n = gate_ ? gate_->awaiting() : 0; n > 0) {
     return {false, common::StrCat("waiting for ", n, " data planes to re-attach")};
   }
-  // Issue #14 (replicas) adds the role here: a replica not allowed to serve is not ready.
   return {};
 }
 
@@ -373,6 +394,12 @@ void ControlPlane::Stop() {
   if (stopped_.exchange(true)) return;
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (sweeper_.joinable()) sweeper_.join();
+  // Resigned first: the next replica takes over at once, while this one closes its streams.
+  if (replica_) {
+    replica_->Stop();
+    // Resigned: no more store writes, and none that asks the replica (gone before the store).
+    store_->SetFence([fence = NeverHolds()] { return std::vector<etcd::Compare>{fence}; });
+  }
   if (hub_) hub_->CloseAll();
   // Watchers get what waits for them, then UNAVAILABLE, before the server's shutdown deadline.
   if (watch_) {
@@ -425,6 +452,9 @@ void ControlPlane::OnAppChanged(const relay::v1::App& app, bool removed) {
 
 void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHello& /*hello*/,
                             const relay::v1::NodeSnapshot& snapshot) {
+  // Refused at Attach unless leading; one that raced the loss of leadership is ended by
+  // StepDown without a welcome.
+  if (!Acting()) return;
   absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);  // its next connection totals are complete
   Effects fx = cluster_.ApplySnapshot(node_id, snapshot);
@@ -435,11 +465,15 @@ void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHel
   }
   node_attaches_.fetch_add(1, std::memory_order_relaxed);
   if (!first_attach) node_reattaches_.fetch_add(1, std::memory_order_relaxed);
+  bool remember = false;
   {
     absl::MutexLock lock(&announce_mu_);
     departing_.erase(node_id);
-    if (known_nodes_.insert(node_id).second) store_->RememberNode(node_id);
+    remember = known_nodes_.insert(node_id).second;
   }
+  // Written before the node routes: a leader that dies next is succeeded by one that waits
+  // for this node too.
+  if (remember) RememberNode(node_id);
   // Its snapshot is applied: what it serves routes again.
   gate_->Attached(node_id);
   // A node's first attach to this control plane brings state that clients already know: a
@@ -457,6 +491,12 @@ void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHel
       std::max<uint32_t>(100, static_cast<uint32_t>(options_.hub.liveness_timeout.count() / 3));
   welcome.set_heartbeat_interval_ms(interval_ms);
   welcome.set_heartbeat_interval_seconds(std::max<uint32_t>(1, interval_ms / 1000));
+  if (replica_) {
+    // The lease's length: a paused leader is left by its nodes about when its successor is
+    // elected (the sweeper sends at least every 500 ms).
+    welcome.set_silence_timeout_ms(
+        static_cast<uint32_t>(std::max<int64_t>(1500, options_.etcd_lease_ttl_seconds * 1000)));
+  }
   // Sent under order_mu_, like app changes (OnAppChanged): a change made after the app list
   // above was read reaches the node after the welcome, never before it.
   relay::v1::ControlMessage msg;
@@ -465,6 +505,8 @@ void ControlPlane::OnAttach(const std::string& node_id, const relay::v1::NodeHel
 }
 
 void ControlPlane::OnNodeMessage(const std::string& node_id, const relay::v1::NodeMessage& msg) {
+  // A replica that no longer leads (or was paused past its lease) decides nothing more.
+  if (!Acting()) return;
   switch (msg.body_case()) {
     case relay::v1::NodeMessage::kDelta: {
       absl::MutexLock order(&order_mu_);
@@ -503,10 +545,19 @@ void ControlPlane::OnDetach(const std::string& node_id) {
   absl::MutexLock order(&order_mu_);
   totals_.Reset(node_id);
   bool departed = false;
+  bool forget = false;
+  const bool acting = Acting();
   {
     absl::MutexLock lock(&announce_mu_);
     departed = departing_.erase(node_id) > 0;
-    if (departed && known_nodes_.erase(node_id) > 0) store_->ForgetNode(node_id);
+    forget = acting && departed && known_nodes_.erase(node_id) > 0;
+  }
+  if (forget) ForgetNode(node_id);
+  // A replica that stopped leading forgets the node's state and decides nothing: the leader
+  // now in charge has (or will have) the node's snapshot, and announces what changed.
+  if (!acting) {
+    cluster_.RemoveNode(node_id);
+    return;
   }
   // A node that may come back keeps its channels and users unroutable until it does or times
   // out: a publish for them is refused rather than answered 2xx while its subscribers are cut
@@ -526,12 +577,101 @@ void ControlPlane::OnDetach(const std::string& node_id) {
   Apply(std::move(fx));
 }
 
+absl::Status ControlPlane::OpenEtcd() {
+  if (options_.etcd_endpoints.empty()) return absl::OkStatus();
+  if (auto st = ConnectEtcd(); !st.ok()) return st;
+  ReplicaOptions r;
+  r.prefix = options_.etcd_prefix;
+  r.lease_ttl_seconds = options_.etcd_lease_ttl_seconds;
+  r.advertise = options_.advertise_grpc;  // else the internal address, once bound (Start)
+  Replica::Callbacks cb;
+  cb.gained = [this] { return TakeOver(); };
+  cb.lost = [this](const absl::Status& why) { StepDown(why); };
+  replica_ = std::make_unique<Replica>(*etcd_, std::move(r), std::move(cb));
+  // Every write to the store on etcd is the leader's, fenced by its leadership: a replica that
+  // does not lead (or was paused past its lease) writes nothing (docs/scaling.md).
+  store_->SetFence([this]() -> std::vector<etcd::Compare> {
+    if (auto fence = replica_->Fence()) return {*fence};
+    return {NeverHolds()};
+  });
+  return absl::OkStatus();
+}
+
+etcd::Compare ControlPlane::NeverHolds() const {
+  // No key has a negative create revision.
+  return etcd::Compare::CreateRevision(options_.etcd_prefix + "/v1/leader", -1);
+}
+
+absl::Status ControlPlane::TakeOver() {
+  auto known = replica_->LoadKnownNodes();
+  if (!known.ok()) return known.status();
+  absl::MutexLock order(&order_mu_);
+  // What an earlier term left: nodes it had are announced as fresh attaches again (their
+  // first attach to this leader re-announces nothing, see OnAttach).
+  gate_->Reset(*known);
+  {
+    absl::MutexLock lock(&announce_mu_);
+    attached_before_.clear();
+    departing_.clear();
+    known_nodes_ = std::set<std::string>(known->begin(), known->end());
+  }
+  {
+    absl::MutexLock lock(&count_mu_);
+    count_throttle_.clear();
+  }
+  RELAY_LOG(kInfo, "controlplane", "elected leader: waiting for ", known->size(),
+            " data plane(s) of the node registry to attach before routing events, for at most ",
+            options_.hub.liveness_timeout.count(), " ms");
+  return absl::OkStatus();
+}
+
+void ControlPlane::StepDown(const absl::Status& why) {
+  RELAY_LOG(kWarn, "controlplane", "stepping down to follower: ", why.message(),
+            "; ending every node stream");
+  {
+    absl::MutexLock lock(&announce_mu_);
+    known_nodes_.clear();  // the next leader's now; read again from etcd if re-elected
+  }
+  gate_->Reset({});
+  hub_->DetachAll(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "this control plane is no longer the leader; attach again"));
+  // Watchers would wait here for events only the next leader routes: they end, to watch again
+  // through the leader.
+  const absl::Status follow = absl::UnavailableError(
+      "this control plane is no longer the leader; watch again through the leader");
+  for (const auto& app : store_->List()) {
+    watch_->CloseApp(app.id(), follow);
+    if (lifecycle_) lifecycle_->CloseApp(app.id(), follow);
+  }
+}
+
+void ControlPlane::RememberNode(const std::string& node_id) {
+  if (!replica_) return store_->RememberNode(node_id);
+  if (auto st = replica_->RememberNode(node_id); !st.ok()) {
+    RELAY_LOG(kWarn, "controlplane", "cannot record data plane ", node_id,
+              " in the node registry: ", st.message());
+  }
+}
+
+void ControlPlane::ForgetNode(const std::string& node_id) {
+  if (!replica_) return store_->ForgetNode(node_id);
+  if (auto st = replica_->ForgetNode(node_id); !st.ok()) {
+    RELAY_LOG(kWarn, "controlplane", "cannot remove data plane ", node_id,
+              " from the node registry: ", st.message());
+  }
+}
+
 void ControlPlane::ExpireAbsentNodes() {
+  if (!Acting()) return;  // the registry is the leader's
   for (const auto& node : gate_->Expire()) {
     RELAY_LOG(kWarn, "controlplane", "data plane ", node, " did not come back within ",
               options_.hub.liveness_timeout.count(), " ms; routing without it");
-    absl::MutexLock lock(&announce_mu_);
-    if (known_nodes_.erase(node) > 0) store_->ForgetNode(node);
+    bool forget = false;
+    {
+      absl::MutexLock lock(&announce_mu_);
+      forget = known_nodes_.erase(node) > 0;
+    }
+    if (forget) ForgetNode(node);
   }
 }
 
@@ -698,6 +838,7 @@ void ControlPlane::EmitWebhooks(const Effects& fx) {
 }
 
 void ControlPlane::Apply(const Effects& fx) {
+  if (!Acting()) return;  // a deposed leader announces nothing
   totals_.Changed(fx.connections_changed);
   EmitWebhooks(fx);
   auto member_frame = [](const Effects::Member& m, bool added) {

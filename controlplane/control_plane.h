@@ -29,6 +29,7 @@
 #include "controlplane/grpc_metrics.h"
 #include "controlplane/lifecycle_log.h"
 #include "controlplane/node_hub.h"
+#include "controlplane/replica.h"
 #include "controlplane/route_gate.h"
 #include "controlplane/webhooks.h"
 #include "transport/http_types.h"
@@ -78,6 +79,14 @@ struct ControlPlaneOptions {
   // The lifecycle log behind WatchLifecycleEvents (docs/grpc-api.md); its `watch` is taken from
   // `watch` above. Off when its retention is 0.
   LifecycleLogOptions lifecycle;
+  // Replicas (docs/scaling.md): with etcd endpoints this control plane is one of N replicas that
+  // elect one leader through etcd (`<etcd_prefix>/v1/leader`); empty = a single control plane.
+  std::vector<std::string> etcd_endpoints;
+  std::string etcd_prefix = "/relay";
+  // host:port this replica proclaims as the leader's node link address for data planes; empty =
+  // its internal gRPC host:port.
+  std::string advertise_grpc;
+  int64_t etcd_lease_ttl_seconds = 2;
 };
 
 class ControlPlane : private NodeHub::Handler {
@@ -116,6 +125,8 @@ class ControlPlane : private NodeHub::Handler {
   NodeHub& hub() { return *hub_; }
   // Null before Start().
   RouteGate* gate() { return gate_.get(); }
+  // Null unless replicated (etcd_endpoints set).
+  Replica* replica() { return replica_.get(); }
   // Null when webhooks are off.
   Webhooks* webhooks() { return webhooks_.get(); }
   // Null when the lifecycle log is off (or before Start()).
@@ -146,7 +157,8 @@ class ControlPlane : private NodeHub::Handler {
   std::optional<relay::v1::NodeToken> AuthenticateNode(std::string_view token);
   static constexpr char kInProcessCredential[] = "in-process";
   absl::Status StartServers();
-  // Creates etcd_ when options_.etcd_endpoints are set (the one place it is made).
+  // Creates etcd_ when options_.etcd_endpoints are set and it is not made yet (the one place
+  // it is made; the store and the replica share it).
   absl::Status ConnectEtcd();
   // The app store: SQLite in the data dir, or etcd (retried up to etcd_connect_timeout).
   absl::Status OpenStore();
@@ -208,6 +220,24 @@ class ControlPlane : private NodeHub::Handler {
   // Forgets nodes the gate declared gone (sweeper).
   void ExpireAbsentNodes();
   void EmitWebhooks(const Effects& effects);
+  // Replicas. The etcd client (null when not replicated), made in one place so that the store
+  // and the election share it.
+  absl::Status OpenEtcd();
+  // A compare no key satisfies: the store's fence while this replica cannot lead.
+  etcd::Compare NeverHolds() const;
+  // Whether this control plane may act on the cluster now: always when not replicated, else
+  // only while it leads (Replica::acting).
+  bool Acting() const { return !replica_ || replica_->acting(); }
+  // Leadership gained: the node registry from etcd, the route gate closed until those nodes
+  // re-attach, no leftover of an earlier term.
+  absl::Status TakeOver();
+  // Leadership lost: every node stream ends; nothing more is sent or decided.
+  void StepDown(const absl::Status& why);
+  // The node registry: etcd when replicated (fenced), else the app store.
+  void RememberNode(const std::string& node_id);
+  void ForgetNode(const std::string& node_id);
+  // (etcd_ is declared before store_, which it must outlive.)
+  std::unique_ptr<Replica> replica_;
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;

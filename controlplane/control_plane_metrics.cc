@@ -44,6 +44,15 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
     w.Sample("relay_quota_refused_total", {{"quota", "daily_messages"}},
              d(c.daily_quota_refused.load()));
   }
+  if (replica_) {
+    w.Gauge("relay_controlplane_leader",
+            "1 while this control plane replica leads (and may act), 0 while it follows "
+            "(docs/scaling.md).",
+            d(replica_->acting() ? 1 : 0));
+    w.Family("relay_controlplane_elections_won_total", "counter",
+             "Times this replica was elected leader and took over.");
+    w.Sample("relay_controlplane_elections_won_total", {}, d(replica_->elections_won()));
+  }
   if (gate_) {
     w.Gauge("relay_nodes_awaited",
             "Data planes of the node registry this control plane waits for after a restart "

@@ -335,6 +335,17 @@ grpc::ServerBidiReactor<NodeMessage, ControlMessage>* NodeHub::Attach(
                      "this control plane requires a client certificate on the node link "
                      "(relay-dataplane --control-plane-tls-cert/--control-plane-tls-key)"));
   }
+  if (options_.redirect) {
+    if (std::optional<std::string> leader = options_.redirect()) {
+      context->AddTrailingMetadata("relay-leader", *leader);
+      return new RefusedStream(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          leader->empty() ? "this control plane is a follower and no leader is known yet; retry"
+                          : absl::StrCat("this control plane is a follower; attach to the leader "
+                                         "at ",
+                                         *leader)));
+    }
+  }
   auto stream = std::make_shared<NodeStream>(this, options_, std::move(*credential));
   {
     absl::MutexLock lock(&mu_);
@@ -504,6 +515,16 @@ void NodeHub::CloseAll() {
     for (auto& [ptr, s] : unattached_) all.push_back(s);
   }
   for (auto& s : all) s->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+}
+
+void NodeHub::DetachAll(const grpc::Status& status) {
+  std::vector<std::shared_ptr<NodeStream>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, s] : nodes_) all.push_back(s);
+    for (auto& [ptr, s] : unattached_) all.push_back(s);
+  }
+  for (auto& s : all) s->FinishOnce(status);
 }
 
 uint64_t NodeHub::commands_sent() const { return commands_sent_.load(); }

@@ -46,6 +46,10 @@ struct NodeHubOptions {
   std::string client_certificate_exempt;
   // Called once a stream attached with the credential (records its last use).
   std::function<void(const std::string& credential_id)> attached;
+  // Replicas: asked at every Attach (after its credential checks). nullopt: attach here;
+  // otherwise this control plane does not lead and the Attach ends UNAVAILABLE with trailing
+  // metadata `relay-leader: <the value>` (the leader's address, empty when unknown).
+  std::function<std::optional<std::string>()> redirect;
   // What a node may send (node_validation.h).
   NodeLimits limits;
 };
@@ -104,6 +108,9 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   void SweepDeadNodes();
   // Finishes every stream (shutdown).
   void CloseAll();
+  // Finishes every stream with `status` and keeps serving Attach (a replica that stopped
+  // leading: its nodes go to the next leader; redirect refuses them here meanwhile).
+  void DetachAll(const grpc::Status& status);
   // Cuts off every node attached with the credential `token_id` (it was revoked).
   void DisconnectCredential(const std::string& token_id);
   uint64_t commands_sent() const;

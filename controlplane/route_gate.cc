@@ -46,6 +46,18 @@ void RouteGate::ExpectNodes(const std::vector<std::string>& node_ids) {
   Publish();
 }
 
+void RouteGate::Reset(const std::vector<std::string>& node_ids) {
+  {
+    absl::MutexLock lock(&mu_);
+    absent_.clear();
+    blocked_channels_.clear();
+    blocked_users_.clear();
+    expired_.clear();
+    Publish();
+  }
+  ExpectNodes(node_ids);
+}
+
 void RouteGate::ForgetLocked(const std::string& node_id) {
   auto it = absent_.find(node_id);
   if (it == absent_.end()) return;

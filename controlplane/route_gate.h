@@ -42,6 +42,9 @@ class RouteGate {
 
   // At startup: the nodes that were attached when the previous process stopped.
   void ExpectNodes(const std::vector<std::string>& node_ids);
+  // A replica elected leader (replica.h): forgets every absent node of an earlier term and
+  // awaits `node_ids` (the registry in etcd), as ExpectNodes after a restart.
+  void Reset(const std::vector<std::string>& node_ids);
   // The node's snapshot is applied: it routes again.
   void Attached(const std::string& node_id);
   // The node's stream ended without a goodbye. `keys`: what it last reported.

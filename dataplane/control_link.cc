@@ -3,10 +3,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include <fstream>
+#include <map>
 #include <random>
+#include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/node_link_limits.h"
+#include "common/strings.h"
 #include "dataplane/uplink_queue.h"
 #include "relay/v1/node_link.grpc.pb.h"
 
@@ -19,10 +24,14 @@ using relay::v1::NodeMessage;
 // reactor holds the call open (AddHold) until the read side has ended and no write is in flight.
 class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
  public:
-  explicit LinkStream(ControlLink* link) : link_(link) {}
+  LinkStream(ControlLink* link, std::string target) : link_(link), target_(std::move(target)) {}
 
   void Begin(relay::v1::NodeLink::Stub* stub, std::shared_ptr<LinkStream> self) {
     self_ = std::move(self);
+    {
+      absl::MutexLock lock(&mu_);
+      last_read_ = std::chrono::steady_clock::now();
+    }
     if (!link_->options_.token.empty()) {
       context_.AddMetadata("authorization", "Bearer " + link_->options_.token);
     }
@@ -92,6 +101,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
       {
         absl::MutexLock lock(&mu_);
         in_seq_ = in_.seq();
+        last_read_ = std::chrono::steady_clock::now();
       }
       // The handler applies the welcome (the app table) before the attach is counted, so that
       // whoever waits for attaches() sees the apps too.
@@ -131,12 +141,20 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     if (!wait) ResumeRead();
   }
 
+  // Whether nothing came from the control plane for longer than `limit` while this end was
+  // reading (a read held back for room does not count).
+  bool SilentFor(std::chrono::milliseconds limit) {
+    absl::MutexLock lock(&mu_);
+    return !paused_ && std::chrono::steady_clock::now() - last_read_ > limit;
+  }
+
   // Starts the read that ReadNext() held back, once.
   void ResumeRead() {
     {
       absl::MutexLock lock(&mu_);
       if (!paused_) return;
       paused_ = false;
+      last_read_ = std::chrono::steady_clock::now();
     }
     StartRead(&in_);
   }
@@ -151,10 +169,16 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     // ClientContext, which may drop the last reference to the channel; a channel released on
     // this gRPC callback thread would tear down gRPC's callback threads from one of them (the
     // thread cannot join itself, and its completion queue is freed under it).
+    std::optional<std::string> leader;
+    const auto& trailers = context_.GetServerTrailingMetadata();
+    if (auto it = trailers.find("relay-leader"); it != trailers.end()) {
+      leader.emplace(it->second.data(), it->second.size());
+    }
     ControlLink* link = link_;
     bool welcomed = welcomed_;
+    std::string target = target_;
     self_.reset();
-    link->OnStreamDone(welcomed, status);
+    link->OnStreamDone(welcomed, status, std::move(leader), target);
   }
 
   void Cancel() {
@@ -172,6 +196,7 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   static constexpr size_t kMaxOutboxBytes = 128u << 20;
 
   ControlLink* link_;
+  const std::string target_;
   std::shared_ptr<LinkStream> self_;
   grpc::ClientContext context_;
   ControlMessage in_;
@@ -183,7 +208,8 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
-  bool paused_ ABSL_GUARDED_BY(mu_) = false;     // a read is held back (ReadNext)
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;  // a read is held back (ReadNext)
+  std::chrono::steady_clock::time_point last_read_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;  // Cancel() was called: never hold reads back
 };
 
@@ -195,7 +221,12 @@ ControlLink::ControlLink(ControlLinkOptions options, NodeState& state, CommandHa
       load_(std::move(load)),
       on_detach_(std::move(on_detach)),
       wait_for_room_(std::move(wait_for_room)),
-      heartbeat_interval_(options_.heartbeat_interval) {}
+      heartbeat_interval_(options_.heartbeat_interval) {
+  for (absl::string_view t : absl::StrSplit(options_.target, ',', absl::SkipWhitespace())) {
+    targets_.emplace_back(absl::StripAsciiWhitespace(t));
+  }
+  if (targets_.empty()) targets_.push_back(options_.target);
+}
 
 ControlLink::~ControlLink() { Stop(); }
 
@@ -255,17 +286,32 @@ void ControlLink::OnWelcome(const relay::v1::Welcome& welcome) {
   absl::MutexLock lock(&mu_);
   ++attaches_;
   welcomed_ = true;
+  silence_timeout_ = std::chrono::milliseconds(welcome.silence_timeout_ms());
   if (welcome.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = std::min(options_.heartbeat_interval,
                                    std::chrono::milliseconds(welcome.heartbeat_interval_ms()));
   }
 }
 
-void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
+void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status,
+                               std::optional<std::string> leader, const std::string& target) {
   state_.Detach();
   if (on_detach_) on_detach_();
   absl::MutexLock lock(&mu_);
   stream_done_ = true;
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && leader) {
+    // A follower replica: the next attempt goes to the leader it named (none known yet: on
+    // round the list, with backoff).
+    if (!leader->empty() && *leader != target) redirect_ = *leader;
+    std::string note = leader->empty()
+                           ? common::StrCat(target, " is a follower; no leader yet")
+                           : common::StrCat(target, " is a follower; the leader is ", *leader);
+    if (note != last_refusal_) {
+      RELAY_LOG(kInfo, "control-link", "control plane at ", note);
+      last_refusal_ = std::move(note);
+    }
+    return;
+  }
   // Refusals say what the operator must fix (credential, node id, a rule this node broke);
   // each distinct one is logged once, not on every retry.
   auto code = status.error_code();
@@ -274,7 +320,7 @@ void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
       code == grpc::StatusCode::ALREADY_EXISTS || code == grpc::StatusCode::INVALID_ARGUMENT;
   if (refused && status.error_message() != last_refusal_) {
     last_refusal_ = status.error_message();
-    RELAY_LOG(kError, "control-link", "the control plane at ", options_.target,
+    RELAY_LOG(kError, "control-link", "the control plane at ", target,
               " refused this node: ", status.error_message(),
               code == grpc::StatusCode::UNAUTHENTICATED &&
                       status.error_message().find("certificate") == std::string::npos
@@ -287,8 +333,9 @@ void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status) {
 
 namespace {
 
-// The channel to the control plane: the one given (in-process), or one dialled to the target.
-std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& options) {
+// The channel to the control plane: the one given (in-process), or one dialled to `target`.
+std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& options,
+                                                   const std::string& target) {
   if (options.channel) return options.channel;
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -296,6 +343,9 @@ std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& opt
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.max_backoff.count()));
+  // A replica that was down is tried again on our own backoff, not gRPC's 1 s minimum.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.min_backoff.count()));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.min_backoff.count()));
   // Explicit on both ends of the node link (node_link.proto).
   args.SetMaxReceiveMessageSize(common::kNodeLinkMaxMessageBytes);
   args.SetMaxSendMessageSize(common::kNodeLinkMaxMessageBytes);
@@ -313,23 +363,61 @@ std::shared_ptr<grpc::Channel> ControlPlaneChannel(const ControlLinkOptions& opt
     }
     creds = grpc::SslCredentials(ssl);
   }
-  return grpc::CreateCustomChannel(options.target, creds, args);
+  return grpc::CreateCustomChannel(target, creds, args);
 }
 
 }  // namespace
 
+std::string ControlLink::NextTarget() {
+  const auto now = std::chrono::steady_clock::now();
+  // A replica just left for silence is likely paused: followers may name it as the leader
+  // until its lease expires, so it is skipped for a while (unless it is the only one).
+  auto suspect = [&](const std::string& t) { return t == suspect_ && now < suspect_until_; };
+  std::string redirect;
+  {
+    absl::MutexLock lock(&mu_);
+    redirect = std::exchange(redirect_, std::string());
+  }
+  if (!redirect.empty() && !suspect(redirect)) return redirect;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const std::string& t = targets_[next_target_++ % targets_.size()];
+    if (!suspect(t)) return t;
+  }
+  return targets_[next_target_++ % targets_.size()];
+}
+
+void ControlLink::Suspect(const std::string& target) {
+  suspect_ = target;
+  suspect_until_ = std::chrono::steady_clock::now() + kSuspectFor;
+}
+
+namespace {
+// Snapshots of a large node take a while to apply; a replica silent for this long is not busy
+// but gone or paused.
+constexpr std::chrono::milliseconds kReplicaAttachTimeout{3000};
+}  // namespace
+
 void ControlLink::Run() {
-  auto stub = relay::v1::NodeLink::NewStub(ControlPlaneChannel(options_));
+  // One stub per address (the replicas of the list, and leaders they named); bounded, since a
+  // follower may name any address.
+  std::map<std::string, std::unique_ptr<relay::v1::NodeLink::Stub>> stubs;
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.min_backoff;
   bool logged_unreachable = false;
+  size_t failed_in_round = 0;  // the backoff grows once per round of the replica list
+  size_t redirects = 0;        // followed without waiting since the last wait
 
   while (!stop_.HasBeenNotified()) {
-    auto stream = std::make_shared<LinkStream>(this);
+    const std::string target = NextTarget();
+    if (!stubs.contains(target) && stubs.size() >= targets_.size() + 8) stubs.clear();
+    auto& stub = stubs[target];
+    if (!stub) stub = relay::v1::NodeLink::NewStub(ControlPlaneChannel(options_, target));
+    auto stream = std::make_shared<LinkStream>(this, target);
     {
       absl::MutexLock lock(&mu_);
       stream_done_ = false;
       welcomed_ = false;
+      silence_timeout_ = std::chrono::milliseconds(0);
       current_ = stream;
     }
     stream->Begin(stub.get(), stream);
@@ -353,6 +441,8 @@ void ControlLink::Run() {
       return heartbeat_interval_;
     };
     auto last_heartbeat = std::chrono::steady_clock::now();
+    const auto attempt_started = last_heartbeat;
+    bool cancelled_unwelcomed = false;
     while (true) {
       {
         absl::MutexLock lock(&mu_);
@@ -364,6 +454,41 @@ void ControlLink::Run() {
         CancelCurrent();
         continue;
       }
+      // A replicated leader that stopped speaking (paused, or cut off from us) is left for the
+      // next one; the clients stay connected meanwhile.
+      // Likewise an attach to a replica that does not answer at all (a paused one, which a
+      // follower may still name as the leader until its lease expires): with a list of
+      // replicas, an attach not welcomed within kReplicaAttachTimeout moves on to the next.
+      std::shared_ptr<LinkStream> current;
+      std::chrono::milliseconds silence{0};
+      bool unwelcomed_too_long = false;
+      {
+        absl::MutexLock lock(&mu_);
+        if (welcomed_) {
+          current = current_;
+          silence = silence_timeout_;
+        } else if (targets_.size() > 1 && !cancelled_unwelcomed &&
+                   std::chrono::steady_clock::now() - attempt_started > kReplicaAttachTimeout) {
+          current = current_;
+          unwelcomed_too_long = true;
+        }
+      }
+      if (unwelcomed_too_long && current) {
+        RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " did not welcome this ",
+                  "node within ", kReplicaAttachTimeout.count(), " ms; trying the next replica");
+        cancelled_unwelcomed = true;
+        Suspect(target);
+        current->Cancel();
+        continue;
+      }
+      if (current && silence.count() > 0 && current->SilentFor(silence)) {
+        RELAY_LOG(kWarn, "control-link", "the control plane at ", target, " said nothing for ",
+                  silence.count(), " ms; attaching to the leader again");
+        Suspect(target);
+        current->Cancel();
+        continue;
+      }
+      current.reset();
       // The interval can shrink when the welcome arrives, so compare against it every time.
       if (std::chrono::steady_clock::now() - last_heartbeat >= interval()) {
         NodeMessage hb;
@@ -373,27 +498,39 @@ void ControlLink::Run() {
       }
     }
     bool welcomed;
+    bool redirected;
     {
       absl::MutexLock lock(&mu_);
       welcomed = welcomed_;
+      redirected = !redirect_.empty();
       current_.reset();
     }
     if (stop_.HasBeenNotified() || leaving_.load()) break;
     if (welcomed) {
       backoff = options_.min_backoff;  // a healthy attach resets the backoff
+      failed_in_round = 0;
+      redirects = 0;
       logged_unreachable = false;
-      RELAY_LOG(kWarn, "control-link", "lost the control plane at ", options_.target,
+      RELAY_LOG(kWarn, "control-link", "lost the control plane at ", target,
                 "; re-attaching (clients stay connected)");
+    } else if (redirected && redirects < targets_.size() + 1) {
+      // A follower named the leader: go there now (bounded, should followers disagree).
+      ++redirects;
+      continue;
     } else if (!logged_unreachable) {
-      RELAY_LOG(kWarn, "control-link", "control plane at ", options_.target,
-                " unreachable; retrying with backoff");
+      RELAY_LOG(kWarn, "control-link", "control plane at ", target,
+                " unreachable or not leading; retrying with backoff");
       logged_unreachable = true;
     }
+    redirects = 0;
     // "Equal jitter": wait a random time in [backoff/2, backoff], so nodes cut off together do
     // not all come back at once, and none waits less than half the backoff.
     std::uniform_int_distribution<int64_t> dist(backoff.count() / 2, backoff.count());
     stop_.WaitForNotificationWithTimeout(absl::Milliseconds(dist(rng)));
-    backoff = std::min(backoff * 2, options_.max_backoff);
+    if (welcomed || ++failed_in_round >= targets_.size()) {
+      failed_in_round = 0;
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
   }
 }
 

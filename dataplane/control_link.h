@@ -3,6 +3,10 @@
 // snapshot (through NodeState), forwards state up and hands every command down to the handler.
 // Re-attaches with exponential backoff and jitter whenever the stream ends; client connections
 // are never affected by the link's state.
+// Replicas (docs/scaling.md): `target` may list every control plane replica (comma-separated).
+// Attempts go round the list; a follower refuses the attach with UNAVAILABLE and trailing
+// metadata `relay-leader: <address>`, and the next attempt goes straight there. A leader that
+// promised to speak (Welcome.silence_timeout_ms) and falls silent for longer is left.
 // Thread-safe. Owned by DataPlane.
 #pragma once
 
@@ -10,8 +14,10 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -28,7 +34,7 @@ namespace relay::dataplane {
 class LinkStream;
 
 struct ControlLinkOptions {
-  std::string target;    // host:port of the control plane's gRPC
+  std::string target;    // host:port of the control plane's gRPC (or a comma list of replicas)
   bool tls = false;      // dial with TLS
   std::string tls_ca;    // PEM file of trusted roots for TLS ("" = the system's)
   std::string tls_cert;  // PEM files of a client certificate (mTLS; implies TLS)
@@ -71,13 +77,24 @@ class ControlLink {
  private:
   friend class LinkStream;
   void Run();
-  void OnStreamDone(bool welcomed, const grpc::Status& status);
+  // `leader`: the `relay-leader` trailer of a refused attach (nullopt when absent).
+  void OnStreamDone(bool welcomed, const grpc::Status& status, std::optional<std::string> leader,
+                    const std::string& target);
+  // Where the next attempt goes: the leader a follower named, else the next replica of the list.
+  std::string NextTarget();
+  // Skips `target` for kSuspectFor (it stopped answering; Run()'s thread only).
+  void Suspect(const std::string& target);
+  static constexpr std::chrono::milliseconds kSuspectFor{5000};
   void OnWelcome(const relay::v1::Welcome& welcome);
   void CancelCurrent();
   // Stop(): sends a goodbye on a welcomed stream and waits (at most 1 s) for its end.
   void SayGoodbye();
 
   ControlLinkOptions options_;
+  std::vector<std::string> targets_;  // options_.target split at commas
+  size_t next_target_ = 0;            // Run()'s thread only
+  std::string suspect_;               // Run()'s thread only (Suspect)
+  std::chrono::steady_clock::time_point suspect_until_;
   NodeState& state_;
   CommandHandler handler_;
   LoadFn load_;
@@ -94,6 +111,10 @@ class ControlLink {
   std::shared_ptr<LinkStream> current_ ABSL_GUARDED_BY(mu_);
   // The last refusal logged (credential or rules), so a refused node logs each reason once.
   std::string last_refusal_ ABSL_GUARDED_BY(mu_);
+  // The leader named by the last refused attach ("" = none): the next attempt goes there.
+  std::string redirect_ ABSL_GUARDED_BY(mu_);
+  // Welcome.silence_timeout_ms of the current stream (0: the control plane promised nothing).
+  std::chrono::milliseconds silence_timeout_ ABSL_GUARDED_BY(mu_){0};
 };
 
 }  // namespace relay::dataplane

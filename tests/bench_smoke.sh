@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Smoke run of relay-bench against a fresh relay (seconds): checks the tool still works end to
-# end and that every scenario reports deliveries, without asserting any speed.
+# end and that every scenario reports deliveries (on Relay, and on the physical reference
+# relay-reference for the scenarios it implements), without asserting any speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(tools/bench/compare.sh quick)
 echo "$out"
 node -e '
 const lines = require("fs").readFileSync(0, "utf8").trim().split("\n").map(JSON.parse);
-const want = ["connect", "fanout", "presence", "client-events"];
-for (const w of want) {
-  const r = lines.find((l) => l.result && l.result.scenario === w);
-  if (!r) { console.error("bench smoke: no result for " + w); process.exit(1); }
+const want = [["relay", "connect"], ["relay", "fanout"], ["relay", "presence"],
+              ["relay", "client-events"], ["reference", "connect"], ["reference", "fanout"]];
+for (const [t, w] of want) {
+  const r = lines.find((l) => l.target === t && l.result && l.result.scenario === w);
+  if (!r) { console.error("bench smoke: no result for " + t + " " + w); process.exit(1); }
   const x = r.result;
   const ok = w === "connect" ? x.established > 0 && x.failed === 0
            : w === "presence" ? x.members_joined > 0 && x.not_joined === 0

@@ -74,6 +74,15 @@ std::optional<Leadership> Election::leadership() const {
   return leadership_;
 }
 
+std::optional<Leadership> Election::surely_leading() const {
+  absl::MutexLock lock(&mu_);
+  if (!leadership_ || keeper_ == nullptr ||
+      std::chrono::steady_clock::now() >= keeper_->alive_until()) {
+    return std::nullopt;
+  }
+  return leadership_;
+}
+
 void Election::FreezeForTest(bool frozen) {
   absl::MutexLock lock(&mu_);
   frozen_ = frozen;

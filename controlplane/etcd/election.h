@@ -82,6 +82,10 @@ class Election {
   // The leadership held, as far as this process knows.
   std::optional<Leadership> leadership() const;
   bool leading() const { return leadership().has_value(); }
+  // The leadership held, only while its lease is surely alive in etcd by this process's clock
+  // (LeaseKeeper::alive_until): a process that was paused past its lease and has just woken up
+  // gets nullopt here at once, before its keeper notices and `lost` runs.
+  std::optional<Leadership> surely_leading() const;
 
   // `txn` only while this candidate still leads in etcd. FAILED_PRECONDITION when it does not
   // (locally known, or refused by etcd); other errors as Client::Commit.

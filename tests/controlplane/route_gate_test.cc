@@ -150,5 +150,25 @@ TEST(RetryLaterErrorTest, CarriesItsHintAndOtherStatusesHaveNone) {
   EXPECT_EQ(RetryAfterSeconds(absl::OkStatus()), 0);
 }
 
+// A replica elected leader (replica.h): what an earlier term left goes, the registry read from
+// etcd is awaited.
+TEST_F(RouteGateTest, ResetForgetsAnEarlierTermAndAwaitsTheRegistry) {
+  NodeKeys keys;
+  keys.channels.insert({"app", "room"});
+  gate_.Detached("old", keys);
+  gate_.ExpectNodes({"gone"});
+  gate_.Reset({"a", "b"});
+  EXPECT_EQ(gate_.awaiting(), 2u);
+  EXPECT_EQ(gate_.detached(), 0u);
+  EXPECT_FALSE(Routes("other"));
+  gate_.Attached("a");
+  gate_.Attached("b");
+  EXPECT_TRUE(Routes("room"));  // the earlier term's detached node no longer blocks it
+  EXPECT_TRUE(gate_.Expire().empty());
+  gate_.Reset({});
+  EXPECT_EQ(gate_.awaiting(), 0u);
+  EXPECT_TRUE(Routes("room"));
+}
+
 }  // namespace
 }  // namespace relay::controlplane

@@ -8,6 +8,11 @@
 #                                      (only these scenarios, each alternated that many times)
 #   COMPARE_TARGETS='relay split' tools/bench/compare.sh   (only these targets)
 #
+# Targets: relay (one process), split (relay-controlplane + relay-dataplane), soketi, and
+# reference: relay-reference, the physical reference (tools/bench/reference.cc: accept, upgrade,
+# subscribe, one shared frame written to every subscriber, nothing else), run only for the
+# connect and fanout scenarios, the ones it implements.
+#
 # A before/after claim needs both builds measured in the same session, alternated (check out the
 # old one with `git worktree add` and run its own copy of this script): the machine's speed
 # differs from day to day by more than most changes do (docs/benchmarks.md, 2026-12-03).
@@ -27,7 +32,7 @@ PORT=${RELAY_BENCH_PORT:-$(free_port)}
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
 WORK=$(mktemp -d)
-trap 'pkill -f "$BIN/relay --port $PORT" 2>/dev/null || true; pkill -f "$BIN/relay-controlplane --port $HTTP_PORT" 2>/dev/null || true; pkill -f "$BIN/relay-dataplane --port $PORT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'pkill -f "$BIN/relay --port $PORT" 2>/dev/null || true; pkill -f "$BIN/relay-reference --port $PORT" 2>/dev/null || true; pkill -f "$BIN/relay-controlplane --port $HTTP_PORT" 2>/dev/null || true; pkill -f "$BIN/relay-dataplane --port $PORT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
@@ -60,6 +65,13 @@ stop_split() {
   sleep 1
 }
 
+start_reference() {
+  "$BIN/relay-reference" --port "$PORT" --threads "$(nproc)" >"$WORK/reference.log" 2>&1 &
+  wait_port "$PORT"
+  RELAY_PID=$(pgrep -f "$BIN/relay-reference --port $PORT" | head -1)
+}
+stop_reference() { pkill -INT -f "$BIN/relay-reference --port $PORT" || true; sleep 1; }
+
 run() {  # run TARGET SCENARIO ARGS...
   local target=$1; shift
   local cmd
@@ -79,7 +91,7 @@ if [[ $QUICK == quick ]]; then
              "fanout --connections 100 --channels 10 --rate 50 --duration 1"
              "presence --connections 50 --channels 5 --duration 1"
              "client-events --connections 20 --channels 5 --rate 50 --duration 1")
-  TARGETS=(relay)
+  TARGETS=(relay reference)
 else
   SCENARIOS=("connect --connections 10000 --connect-rate 2000 --hold 2"
              "connect --connections 10000 --connect-rate 30000"
@@ -100,11 +112,12 @@ fi
 for s in "${SCENARIOS[@]}"; do
   for _ in $(seq 1 "${COMPARE_ROUNDS:-1}"); do
   for target in "${TARGETS[@]}"; do
+    [[ $target != reference || $s == connect* || $s == fanout* ]] || continue
     # A fresh server for every run, so runs do not inherit each other's state.
-    case $target in relay) start_relay ;; split) start_split ;; esac
+    case $target in relay) start_relay ;; split) start_split ;; reference) start_reference ;; esac
     # shellcheck disable=SC2086
     run "$target" $s
-    case $target in relay) stop_relay ;; split) stop_split ;; esac
+    case $target in relay) stop_relay ;; split) stop_split ;; reference) stop_reference ;; esac
   done
   done
 done

@@ -52,6 +52,7 @@ int Run(int argc, char** argv) {
   constexpr char kProgram[] = "relay-controlplane";
   server::ListenFlags listen(6002, 50051);
   server::ControlPlaneFlags cp_flags;
+  cp_flags.replicas = true;
   server::EtcdStoreFlags etcd_flags;
   server::LogFlags log_flags;
   server::MetricsFlags metrics_flags;

@@ -78,6 +78,23 @@ ControlPlaneFlags::ControlPlaneFlags()
       lifecycle_retention_seconds(static_cast<uint64_t>(options.lifecycle.retention.count())),
       lifecycle_max_events_per_app(options.lifecycle.max_events_per_app) {}
 
+void ControlPlaneFlags::RegisterReplicaFlags(common::FlagSet& flags) {
+  flags.String("etcd-endpoints", &etcd_endpoints,
+               "Run as one of several control plane replicas on this etcd cluster (HOST:PORT of "
+               "each member, comma-separated): one leader is elected, the others follow (empty = a "
+               "single control plane)");
+  flags.String(
+      "etcd-prefix", &options.etcd_prefix,
+      "Prefix of every key this control plane keeps in etcd (replicas of one cluster share "
+      "it)");
+  flags.String("advertise-grpc", &options.advertise_grpc,
+               "HOST:PORT data planes reach this replica's node link at once it leads (default: "
+               "its internal gRPC address)");
+  flags.Uint("etcd-lease-ttl", &etcd_lease_ttl,
+             "Seconds of the leader's etcd lease: a leader that stops renewing it is replaced "
+             "this long after its last renewal");
+}
+
 void ControlPlaneFlags::Register(common::FlagSet& flags) {
   flags.String("internal-host", &options.internal_host,
                "Address for --internal-grpc-port (the node link and the admin API)");
@@ -124,6 +141,7 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
              "(0 = no lifecycle log or stream)");
   flags.Uint("lifecycle-max-events-per-app", &lifecycle_max_events_per_app,
              "Keep at most this many lifecycle events per app (the oldest are pruned first)");
+  if (replicas) RegisterReplicaFlags(flags);
   flags.Bool("console", &console,
              "Serve the web console at /console/ on the HTTP API port (off by default; its API "
              "takes the admin token: expose it only on a trusted network or behind TLS)");
@@ -153,6 +171,39 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
   }
   options.lifecycle.retention = std::chrono::seconds(lifecycle_retention_seconds);
   options.lifecycle.max_events_per_app = lifecycle_max_events_per_app;
+  options.etcd_endpoints.clear();
+  for (absl::string_view e : absl::StrSplit(etcd_endpoints, ',', absl::SkipWhitespace())) {
+    std::string endpoint(absl::StripAsciiWhitespace(e));
+    if (endpoint.find(':') == std::string::npos) {
+      return absl::InvalidArgumentError(common::StrCat(
+          "--etcd-endpoints: '", endpoint, "' is not HOST:PORT (a comma list of etcd members)"));
+    }
+    options.etcd_endpoints.push_back(std::move(endpoint));
+  }
+  if (etcd_lease_ttl < 1 || etcd_lease_ttl > 3600) {
+    return absl::InvalidArgumentError("--etcd-lease-ttl must be from 1 to 3600 seconds");
+  }
+  options.etcd_lease_ttl_seconds = static_cast<int64_t>(etcd_lease_ttl);
+  if (options.etcd_prefix.empty() || options.etcd_prefix.front() != '/' ||
+      options.etcd_prefix.back() == '/') {
+    return absl::InvalidArgumentError(
+        "--etcd-prefix must start with '/' and not end with one (e.g. /relay)");
+  }
+  if (!options.advertise_grpc.empty() && options.advertise_grpc.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("--advertise-grpc must be HOST:PORT");
+  }
+  if (!options.etcd_endpoints.empty() && options.advertise_grpc.empty()) {
+    // The default is the node link's listening address, which data planes elsewhere cannot
+    // dial when it is a wildcard.
+    const std::string& node_host = internal_grpc_port != 0 ? options.internal_host : listen.host;
+    if (node_host == "0.0.0.0" || node_host == "::" || node_host == "[::]" || node_host.empty()) {
+      return absl::InvalidArgumentError(common::StrCat(
+          "--advertise-grpc HOST:PORT is needed with --etcd-endpoints when the node link listens "
+          "on ",
+          node_host.empty() ? std::string("every address") : node_host,
+          " (data planes are sent to that address when this replica leads)"));
+    }
+  }
   options.host = listen.host;
   options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
   options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
@@ -178,30 +229,15 @@ std::vector<std::string> ControlPlaneFlags::TrustedProxies() const {
 }
 
 void EtcdStoreFlags::Register(common::FlagSet& flags) {
-  flags.String("etcd-endpoints", &endpoints,
-               "Comma-separated host:port of etcd members: keep apps, credentials, tokens, usage "
-               "and the node registry in etcd, shared by control plane replicas (empty = SQLite "
-               "in --data-dir)");
-  flags.String("etcd-prefix", &prefix, "Key prefix of the store in etcd (keys under PREFIX/v1/)");
   flags.String("import-sqlite", &import_sqlite,
                "Copy the SQLite store at this path (relay.db, or a data dir) into etcd "
-               "(--etcd-endpoints), print a summary and exit; refused when etcd already has "
-               "other apps");
+               "(--etcd-endpoints, --etcd-prefix), print a summary and exit; refused when etcd "
+               "already has other apps");
 }
 
-absl::Status EtcdStoreFlags::Apply(controlplane::ControlPlaneOptions& options) const {
-  options.etcd_endpoints.clear();
-  for (absl::string_view e : absl::StrSplit(endpoints, ',')) {
-    e = absl::StripAsciiWhitespace(e);
-    if (e.empty()) {
-      if (endpoints.empty()) break;
-      return absl::InvalidArgumentError(common::StrCat("--etcd-endpoints: an empty entry in '",
-                                                       endpoints, "' (expected host:port,...)"));
-    }
-    options.etcd_endpoints.emplace_back(e);
-  }
+absl::Status EtcdStoreFlags::Apply(const controlplane::ControlPlaneOptions& options) const {
   if (!options.etcd_endpoints.empty()) {
-    // The client's own parsing, so the flag accepts exactly what it can use.
+    // The etcd client's own parsing, so the flag accepts exactly what it can use.
     auto client = controlplane::etcd::Client::Create(
         controlplane::etcd::ClientOptions{options.etcd_endpoints});
     if (!client.ok()) {
@@ -209,17 +245,6 @@ absl::Status EtcdStoreFlags::Apply(controlplane::ControlPlaneOptions& options) c
           common::StrCat("--etcd-endpoints: ", client.status().message()));
     }
   }
-  std::string p = prefix;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  if (p.empty() || p[0] != '/' || p.size() > 256 ||
-      !std::all_of(p.begin(), p.end(), [](char c) { return c > ' ' && c < 127; })) {
-    return absl::InvalidArgumentError(common::StrCat(
-        "--etcd-prefix: expected a key prefix starting with '/' (printable, no spaces, at most "
-        "256 characters), got '",
-        prefix, "'"));
-  }
-  if (p == "/") p.clear();
-  options.etcd_prefix = p;
   if (!import_sqlite.empty() && options.etcd_endpoints.empty()) {
     return absl::InvalidArgumentError("--import-sqlite needs --etcd-endpoints (where to copy to)");
   }
@@ -297,7 +322,8 @@ absl::Status DataPlaneFlags::Apply(const ListenFlags& listen) {
 
 void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOptions& options) {
   flags.String("control-plane", &options.control_plane,
-               "The control plane's gRPC address HOST:PORT");
+               "The control plane's gRPC address HOST:PORT, or every replica's as a comma list "
+               "(the data plane attaches to the one that leads)");
   flags.Bool("control-plane-tls", &options.control_plane_tls, "Dial the control plane with TLS");
   flags.String("control-plane-ca", &options.control_plane_ca,
                "PEM roots trusted for the control plane's certificate (implies TLS)");
@@ -317,6 +343,14 @@ void ControlLinkFlags::Register(common::FlagSet& flags, dataplane::DataPlaneOpti
 }
 
 absl::Status ControlLinkFlags::Apply(dataplane::DataPlaneOptions& options) const {
+  // One address, or every control plane replica's (docs/scaling.md).
+  for (absl::string_view t : absl::StrSplit(options.control_plane, ',')) {
+    if (absl::StripAsciiWhitespace(t).empty()) {
+      return absl::InvalidArgumentError(
+          common::StrCat("--control-plane: an empty address in '", options.control_plane,
+                         "' (HOST:PORT, or a comma list of every replica's)"));
+    }
+  }
   if (options.control_plane_tls_cert.empty() != options.control_plane_tls_key.empty()) {
     return absl::InvalidArgumentError(
         "--control-plane-tls-cert and --control-plane-tls-key must be given together");

@@ -63,6 +63,12 @@ struct ControlPlaneFlags {
   uint64_t lifecycle_max_events_per_app = 0;
   // --console: the web console under /console/ on the HTTP API port (console/, docs/console.md).
   bool console = false;
+  // Replicas (docs/scaling.md): registered only when `replicas` is set before Register()
+  // (relay-controlplane; the one-process relay has no replicas). --etcd-endpoints as given (a
+  // comma list) and --etcd-lease-ttl.
+  bool replicas = false;
+  std::string etcd_endpoints;
+  uint64_t etcd_lease_ttl = 2;
 
   ControlPlaneFlags();
   void Register(common::FlagSet& flags);
@@ -77,19 +83,18 @@ struct ControlPlaneFlags {
   std::vector<std::string> TrustedProxies() const;
 
  private:
+  void RegisterReplicaFlags(common::FlagSet& flags);
   std::shared_ptr<controlplane::WebhookTargets> webhook_targets_;
 };
 
-// relay-controlplane's store on etcd (docs/scaling.md "Store on etcd"): --etcd-endpoints,
-// --etcd-prefix, and --import-sqlite (copy an SQLite store into etcd once, then exit).
+// relay-controlplane's store on etcd (docs/scaling.md "Store on etcd"): --import-sqlite (copy an
+// SQLite store into etcd once, then exit). --etcd-endpoints and --etcd-prefix are
+// ControlPlaneFlags' (replicas); Apply also checks each endpoint the way the etcd client parses it.
 struct EtcdStoreFlags {
-  std::string endpoints;  // host:port,...; empty = SQLite in --data-dir
-  std::string prefix = "/relay";
   std::string import_sqlite;
 
   void Register(common::FlagSet& flags);
-  // Checks the values (an error names the flag) and sets options.etcd_endpoints/etcd_prefix.
-  absl::Status Apply(controlplane::ControlPlaneOptions& options) const;
+  absl::Status Apply(const controlplane::ControlPlaneOptions& options) const;
 };
 
 // What a data plane needs for its clients: shards, limits, timeouts, compression, drain.

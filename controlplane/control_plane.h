@@ -51,12 +51,9 @@ struct ControlPlaneOptions {
   uint16_t internal_grpc_port = 0;
   bool internal_grpc_separate = false;
   std::string data_dir = "./relay-data";
-  // The app store on etcd (etcd_backend.h), shared by control plane replicas: the members'
-  // host:port; empty = SQLite in data_dir (the default). Keys go under `<etcd_prefix>/v1/`.
-  // The data dir still holds the admin token, the node credential file and webhooks.db.
-  std::vector<std::string> etcd_endpoints;
-  std::string etcd_prefix = "/relay";
-  // How long Start() keeps trying to reach etcd before it gives up.
+  // With etcd_endpoints (below) the app store is on etcd too (etcd_backend.h), shared by the
+  // replicas under `<etcd_prefix>/v1/`; the data dir still holds the admin token, the node
+  // credential file and webhooks.db. How long Start() keeps trying to reach etcd:
   std::chrono::milliseconds etcd_connect_timeout{10000};
   // Created on first start when the store has no app.
   std::string default_app_id = "app-id";

@@ -211,8 +211,11 @@ async function flush(cps, channel, subs) {
 async function startReplicated(channel) {
   const cluster = await etcd.startCluster(3);
   const seed = h.tempDir();
+  // The seeder makes the default app and node credential in the etcd store the replicas share
+  // (its node.token is what the data planes present).
   const { proc: seeder } = await h.startOnFreePorts('relay-controlplane', 2,
-    ([p, g]) => ['--port', p, '--grpc-port', g, '--data-dir', seed], 'controlplane ready');
+    ([p, g]) => ['--port', p, '--grpc-port', g, '--data-dir', seed, '--etcd-endpoints', cluster.endpointsFlag],
+    'controlplane ready');
   const exited = new Promise((resolve) => seeder.child.once('exit', resolve));
   seeder.child.kill('SIGTERM');
   await exited;

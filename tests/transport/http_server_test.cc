@@ -144,18 +144,12 @@ TEST(HttpServer, AnswersGivenLaterFromAnotherThread) {
   ASSERT_TRUE(port.ok()) << port.status();
   pool.Start("http-test");
   Client waiter(*port), other(*port), dropped(*port);
-  ASSERT_TRUE(waiter.Send("GET /later HTTP/1.1
-Host: x
-
-"));
+  ASSERT_TRUE(waiter.Send("GET /later HTTP/1.1\r\nHost: x\r\n\r\n"));
   ASSERT_TRUE(testutil::WaitFor([&] {
     std::lock_guard lock(mu);
     return waiting.size() == 1;
   }));
-  ASSERT_TRUE(other.Send("GET /now HTTP/1.1
-Host: x
-
-"));
+  ASSERT_TRUE(other.Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n"));
   EXPECT_EQ(other.ReadResponse(), "200 now");
   std::thread([&] {
     std::lock_guard lock(mu);
@@ -163,15 +157,9 @@ Host: x
     waiting[0](HttpResponse{500, "twice", "text/plain"});  // only the first answer counts
   }).join();
   EXPECT_EQ(waiter.ReadResponse(), "202 later");
-  ASSERT_TRUE(waiter.Send("GET /now HTTP/1.1
-Host: x
-
-"));
+  ASSERT_TRUE(waiter.Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n"));
   EXPECT_EQ(waiter.ReadResponse(), "200 now");
-  ASSERT_TRUE(dropped.Send("GET /drop HTTP/1.1
-Host: x
-
-"));
+  ASSERT_TRUE(dropped.Send("GET /drop HTTP/1.1\r\nHost: x\r\n\r\n"));
   EXPECT_EQ(dropped.ReadResponse(), "");
   server.StopAccepting();
   pool.Stop();

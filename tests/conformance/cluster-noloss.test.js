@@ -9,6 +9,8 @@
 // data plane with subscribers acknowledged the event (docs/scaling.md, "No false 2xx"), so a
 // trigger answered a moment before the kill has reached the data planes even if the dying
 // process still held it in its write queue a moment earlier.
+// A data plane that stops reading (SIGSTOP) gets the trigger refused after --ack-timeout-ms with
+// 503 + Retry-After, never a 2xx it did not confirm.
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
@@ -214,4 +216,33 @@ test('a data plane that shuts down cleanly says goodbye and is not waited for', 
     assert.strictEqual(r.status, 200);
     assert.deepStrictEqual((await got).data, { seq: 0 });
   } finally { sub.c.disconnect(); }
+});
+
+test('a data plane that does not confirm an event in time gets it refused with 503, never 2xx', async () => {
+  const nodes = await h.startCluster(2, ['--trigger-rate-limit', '0', '--ack-timeout-ms', '500']);
+  const subs = [await subscribed(nodes[0], 'seq-e'), await subscribed(nodes[1], 'seq-e')];
+  try {
+    const received = subs.map((s) => seqs(s.ch));
+    assert.strictEqual((await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 0 })).status, 200);
+    // n2 hangs: its stream stays open (no refusal before sending) but nothing is acknowledged.
+    nodes[1].dp.child.kill('SIGSTOP');
+    const started = Date.now();
+    const r = await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 1 });
+    const waited = Date.now() - started;
+    nodes[1].dp.child.kill('SIGCONT');
+    assert.strictEqual(r.status, 503, JSON.stringify(r));
+    assert.strictEqual(r.retryAfter, '1');
+    assert.match(r.text, /did not confirm the event within 500 ms; it may have reached some subscribers/);
+    assert.ok(waited >= 450 && waited < 5000, `answered after ${waited} ms`);
+    // Once n2 reads again, triggers are answered 2xx and reach both nodes.
+    await h.waitFor(async () => (await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 2 })).status === 200,
+      10000, 'a 2xx after SIGCONT');
+    await h.flush(nodes[0], 'seq-e', subs.map((s) => s.ch));
+    // seq 1 reached n1 at once and n2 after SIGCONT (the refusal said it may have); 2 may have
+    // been tried more than once before a 2xx, so only its presence is checked.
+    for (const got of received) {
+      assert.deepStrictEqual(got.slice(0, 2), [0, 1], JSON.stringify(got));
+      assert.ok(got.includes(2), JSON.stringify(got));
+    }
+  } finally { subs.forEach((s) => s.c.disconnect()); }
 });

@@ -14,6 +14,7 @@
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
+const fs = require('node:fs');
 const http = require('node:http');
 const h = require('./lib/harness');
 
@@ -90,6 +91,14 @@ function assertDelivered(got, pub) {
   const expected = got.filter((seq) => !pub.unknown.includes(seq));
   assert.deepStrictEqual(expected, pub.accepted);
   assert.strictEqual(new Set(got).size, got.length, `a duplicate in ${got}`);
+}
+
+// Whether every thread of process `pid` is stopped (state T in /proc).
+function stopped(pid) {
+  const dir = `/proc/${pid}/task`;
+  return fs.readdirSync(dir).every((t) => {
+    try { return / T /.test(fs.readFileSync(`${dir}/${t}/stat`, 'utf8').replace(/^.*\)/, ')')); } catch { return true; }
+  });
 }
 
 const attaches = (node) => (node.dp.log().match(/attached to control plane/g) || []).length;
@@ -226,6 +235,8 @@ test('a data plane that does not confirm an event in time gets it refused with 5
     assert.strictEqual((await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 0 })).status, 200);
     // n2 hangs: its stream stays open (no refusal before sending) but nothing is acknowledged.
     nodes[1].dp.child.kill('SIGSTOP');
+    // kill() only queues the signal: wait until every thread of n2 is stopped.
+    await h.waitFor(() => stopped(nodes[1].dp.child.pid), 5000, 'n2 stopped');
     const started = Date.now();
     const r = await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 1 });
     const waited = Date.now() - started;

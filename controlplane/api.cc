@@ -221,7 +221,8 @@ InfoAttrs Api::ForEvent(InfoAttrs asked, std::string_view channel) {
   return out;
 }
 
-size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node, size_t* failed) {
+size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node, size_t* failed,
+                  const std::shared_ptr<AckWait>& acks) {
   std::vector<std::string> channels(publish.channels().begin(), publish.channels().end());
   std::vector<std::string> nodes = cluster_.NodesWithInterest(publish.app_id(), channels);
   std::erase(nodes, origin_node);
@@ -233,7 +234,7 @@ size_t Api::Route(relay::v1::Publish publish, std::string_view origin_node, size
     } else {
       *msg.mutable_publish() = publish;
     }
-    if (hub_.Send(nodes[i], std::move(msg))) {
+    if (hub_.Send(nodes[i], std::move(msg), acks)) {
       ++sent;
     } else if (failed != nullptr) {
       ++*failed;
@@ -310,7 +311,7 @@ absl::Status PartlySent() {
 
 absl::Status Api::Publish(const App& app, const std::vector<std::string>& channels,
                           const std::string& name, const std::string& data,
-                          const std::string& socket_id) {
+                          const std::string& socket_id, const std::shared_ptr<AckWait>& acks) {
   relay::v1::Publish publish;
   publish.set_app_id(app.id());
   publish.set_accepted_unix_us(common::NowUnixMicros());
@@ -328,7 +329,7 @@ absl::Status Api::Publish(const App& app, const std::vector<std::string>& channe
       r.set_name(name);
       r.set_data(data);
       r.set_socket_id(socket_id);
-      if (auto st = DeliverToUser(app, r); !st.ok()) result = st;
+      if (auto st = DeliverToUser(app, r, acks); !st.ok()) result = st;
       continue;
     }
     if (common::ClassifyChannel(channel).is_cache) cache_channels.push_back(channel);
@@ -350,7 +351,7 @@ absl::Status Api::Publish(const App& app, const std::vector<std::string>& channe
   if (publish.channels_size() == 0) return result;
   size_t failed = 0;
   if (cache_channels.empty()) {
-    Route(std::move(publish), {}, &failed);
+    Route(std::move(publish), {}, &failed, acks);
   } else {
     // Stored and queued in one step (InCacheOrder): two publishes racing each other are cached
     // in the order in which they reach the nodes.
@@ -359,13 +360,13 @@ absl::Status Api::Publish(const App& app, const std::vector<std::string>& channe
     for (const auto& channel : cache_channels) {
       cluster_.StoreCache(app.id(), channel, name, data, app.features().cache_ttl_seconds(), seq);
     }
-    Route(std::move(publish), {}, &failed);
+    Route(std::move(publish), {}, &failed, acks);
   }
   return failed > 0 ? PartlySent() : result;
 }
 
 absl::StatusOr<TriggerResult> Api::Trigger(const App& app, const relay::v1::TriggerRequest& request,
-                                           RateInfo* rate) {
+                                           RateInfo* rate, const std::shared_ptr<AckWait>& acks) {
   if (request.channels().empty()) {
     return absl::InvalidArgumentError("at least one channel is required");
   }
@@ -401,7 +402,7 @@ absl::StatusOr<TriggerResult> Api::Trigger(const App& app, const relay::v1::Trig
   if (auto st = CheckRoutable(app, channels); !st.ok()) return st;
   // A message is one event on one (distinct) channel.
   if (auto st = ChargeMessages(app, channels.size(), rate); !st.ok()) return st;
-  if (auto st = Publish(app, channels, request.name(), request.data(), request.socket_id());
+  if (auto st = Publish(app, channels, request.name(), request.data(), request.socket_id(), acks);
       !st.ok()) {
     return st;
   }
@@ -410,7 +411,8 @@ absl::StatusOr<TriggerResult> Api::Trigger(const App& app, const relay::v1::Trig
 
 absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
                                                      const relay::v1::TriggerBatchRequest& request,
-                                                     RateInfo* rate) {
+                                                     RateInfo* rate,
+                                                     const std::shared_ptr<AckWait>& acks) {
   if (request.batch().empty()) return absl::InvalidArgumentError("batch is empty");
   if (static_cast<size_t>(request.batch_size()) > kMaxBatchSize) {
     return absl::InvalidArgumentError(
@@ -444,7 +446,7 @@ absl::StatusOr<TriggerBatchResult> Api::TriggerBatch(const App& app,
       *result.proto.add_batch() = view.info;
       result.batch.push_back(std::move(view));
     }
-    if (auto st = Publish(app, {e.channel()}, e.name(), e.data(), e.socket_id()); !st.ok()) {
+    if (auto st = Publish(app, {e.channel()}, e.name(), e.data(), e.socket_id(), acks); !st.ok()) {
       failed = st;  // the other items still go out: they were charged
     }
   }
@@ -571,18 +573,30 @@ absl::StatusOr<relay::v1::ListPresenceUsersResponse> Api::ListPresenceUsers(
   return response;
 }
 
+absl::StatusOr<std::shared_ptr<AckWait>> Api::BeginAcks() {
+  auto wait = hub_.acks().Begin();
+  if (wait == nullptr) {
+    return RetryLaterError(
+        "too many requests are waiting for the data planes to confirm their events; nothing "
+        "was sent, retry shortly",
+        1);
+  }
+  return wait;
+}
+
 absl::Status Api::SendToUser(const App& app, const relay::v1::SendToUserRequest& request,
-                             RateInfo* rate) {
+                             RateInfo* rate, const std::shared_ptr<AckWait>& acks) {
   if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
   if (auto st = ValidateEvent(app, request.name(), request.data(), request.socket_id()); !st.ok()) {
     return st;
   }
   if (auto st = CheckUserRoutable(app, request.user_id()); !st.ok()) return st;
   if (auto st = ChargeMessages(app, 1, rate); !st.ok()) return st;
-  return DeliverToUser(app, request);
+  return DeliverToUser(app, request, acks);
 }
 
-absl::Status Api::DeliverToUser(const App& app, const relay::v1::SendToUserRequest& request) {
+absl::Status Api::DeliverToUser(const App& app, const relay::v1::SendToUserRequest& request,
+                                const std::shared_ptr<AckWait>& acks) {
   bool failed = false;
   for (const auto& node : cluster_.NodesWithUser(app.id(), request.user_id())) {
     relay::v1::ControlMessage msg;
@@ -592,7 +606,7 @@ absl::Status Api::DeliverToUser(const App& app, const relay::v1::SendToUserReque
     s->set_event(request.name());
     s->set_data(request.data());
     s->set_exclude_socket_id(request.socket_id());
-    if (hub_.Send(node, std::move(msg))) {
+    if (hub_.Send(node, std::move(msg), acks)) {
       counters_.publish_commands.fetch_add(1, std::memory_order_relaxed);
     } else {
       failed = true;
@@ -602,7 +616,8 @@ absl::Status Api::DeliverToUser(const App& app, const relay::v1::SendToUserReque
 }
 
 absl::Status Api::TerminateUserConnections(
-    const App& app, const relay::v1::TerminateUserConnectionsRequest& request) {
+    const App& app, const relay::v1::TerminateUserConnectionsRequest& request,
+    const std::shared_ptr<AckWait>& acks) {
   if (request.user_id().empty()) return absl::InvalidArgumentError("user_id is required");
   if (auto st = CheckUserRoutable(app, request.user_id()); !st.ok()) return st;
   bool failed = false;
@@ -610,7 +625,7 @@ absl::Status Api::TerminateUserConnections(
     relay::v1::ControlMessage msg;
     msg.mutable_terminate_user()->set_app_id(app.id());
     msg.mutable_terminate_user()->set_user_id(request.user_id());
-    failed |= !hub_.Send(node, std::move(msg));
+    failed |= !hub_.Send(node, std::move(msg), acks);
   }
   return failed ? PartlySent() : absl::OkStatus();
 }

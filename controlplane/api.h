@@ -101,12 +101,18 @@ class Api {
   // The event-sending operations validate the request, then charge its messages to the app's
   // backend event rate and daily quota (see ChargeMessages), then publish. `rate`, when given,
   // receives the figures of the limit that refused (for X-RateLimit-* headers).
+  //
+  // `acks`, when given (BeginAcks), collects every command the request queues to a node; the
+  // caller answers OK only once it settles OK (AckWait::Seal): the nodes have received the
+  // event. Without it, OK means queued to the nodes' streams.
   absl::StatusOr<TriggerResult> Trigger(const relay::v1::App& app,
                                         const relay::v1::TriggerRequest& request,
-                                        RateInfo* rate = nullptr);
+                                        RateInfo* rate = nullptr,
+                                        const std::shared_ptr<AckWait>& acks = nullptr);
   absl::StatusOr<TriggerBatchResult> TriggerBatch(const relay::v1::App& app,
                                                   const relay::v1::TriggerBatchRequest& request,
-                                                  RateInfo* rate = nullptr);
+                                                  RateInfo* rate = nullptr,
+                                                  const std::shared_ptr<AckWait>& acks = nullptr);
   absl::StatusOr<ListChannelsResult> ListChannels(
       const relay::v1::App& app, const relay::v1::ListChannelsRequest& request) const;
   absl::StatusOr<ChannelView> GetChannel(const relay::v1::App& app,
@@ -114,9 +120,13 @@ class Api {
   absl::StatusOr<relay::v1::ListPresenceUsersResponse> ListPresenceUsers(
       const relay::v1::App& app, const relay::v1::ListPresenceUsersRequest& request) const;
   absl::Status SendToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request,
-                          RateInfo* rate = nullptr);
+                          RateInfo* rate = nullptr, const std::shared_ptr<AckWait>& acks = nullptr);
   absl::Status TerminateUserConnections(const relay::v1::App& app,
-                                        const relay::v1::TerminateUserConnectionsRequest& request);
+                                        const relay::v1::TerminateUserConnectionsRequest& request,
+                                        const std::shared_ptr<AckWait>& acks = nullptr);
+  // A wait for the acks of one event-sending request, taken before anything else is done for
+  // it; UNAVAILABLE (Retry-After) when too many requests wait already (nothing is sent then).
+  absl::StatusOr<std::shared_ptr<AckWait>> BeginAcks();
   absl::StatusOr<relay::v1::AuthorizeChannelResponse> AuthorizeChannel(
       const relay::v1::App& app, const relay::v1::AuthorizeChannelRequest& request) const;
   absl::StatusOr<relay::v1::AuthenticateUserResponse> AuthenticateUser(
@@ -128,8 +138,9 @@ class Api {
   // are not counted in publish_commands, which counts the control plane's own commands.
   // `failed`, when given, receives the number of interested nodes the command could not be
   // queued to (their stream ended or overflowed meanwhile).
+  // `acks`: see Trigger.
   size_t Route(relay::v1::Publish publish, std::string_view origin_node = {},
-               size_t* failed = nullptr);
+               size_t* failed = nullptr, const std::shared_ptr<AckWait>& acks = nullptr);
 
   // The gate the event-sending operations ask before anything is charged or sent (null: none,
   // as in tests that build an Api alone). Set once, before the API serves.
@@ -188,11 +199,11 @@ class Api {
   absl::Status ChargeMessages(const relay::v1::App& app, uint64_t messages, RateInfo* rate);
   // Delivers an already validated and charged event to a user's connections; UNAVAILABLE when
   // a node's stream ended meanwhile.
-  absl::Status DeliverToUser(const relay::v1::App& app,
-                             const relay::v1::SendToUserRequest& request);
+  absl::Status DeliverToUser(const relay::v1::App& app, const relay::v1::SendToUserRequest& request,
+                             const std::shared_ptr<AckWait>& acks);
   absl::Status Publish(const relay::v1::App& app, const std::vector<std::string>& channels,
                        const std::string& name, const std::string& data,
-                       const std::string& socket_id);
+                       const std::string& socket_id, const std::shared_ptr<AckWait>& acks);
   // OK when every node that may have subscribers of `channels` (server-to-user channels: the
   // user's connections) can be sent to now; UNAVAILABLE with a retry hint otherwise (the route
   // gate is closed for them, or a node's outbox is backlogged). Asked before charging.

@@ -25,6 +25,25 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
              d(c.invalid_messages.load()));
     w.Sample("relay_node_link_refused_total", {{"reason", "takeover"}},
              d(c.takeovers_refused.load()));
+    const AckTracker& acks = hub_->acks();
+    w.Gauge("relay_publish_ack_waiting",
+            "Event-sending requests waiting for the data planes to confirm their events now.",
+            d(acks.waiting()));
+    w.Family("relay_publish_ack_wait_seconds", "histogram",
+             "Time from an event-sending request's start to the last data plane's ack, for "
+             "requests answered 2xx after waiting for acks.");
+    w.Histogram("relay_publish_ack_wait_seconds", {}, acks.WaitTimes());
+    w.Family("relay_publishes_unacked_total", "counter",
+             "Event-sending requests refused with 503 for want of the data planes' acks, by "
+             "reason (stream_ended: a target node's stream ended before its ack, the event may "
+             "have reached some nodes; timeout: no ack within --ack-timeout-ms, likewise; "
+             "too_many_waiting: --max-ack-waits requests were waiting already, nothing sent).");
+    w.Sample("relay_publishes_unacked_total", {{"reason", "stream_ended"}},
+             d(acks.refused(AckRefusal::kStreamEnded)));
+    w.Sample("relay_publishes_unacked_total", {{"reason", "timeout"}},
+             d(acks.refused(AckRefusal::kTimeout)));
+    w.Sample("relay_publishes_unacked_total", {{"reason", "too_many_waiting"}},
+             d(acks.refused(AckRefusal::kTooManyWaiting)));
   }
   if (api_) {
     const ApiCounters& c = api_->counters();

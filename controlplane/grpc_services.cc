@@ -164,6 +164,37 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
     return Done(ctx, st);
   }
 
+  // An event-sending call (trigger, batch, send-to-user, terminate): answered OK only once every
+  // data plane it queued commands to has acknowledged them (ack_wait.h). Meanwhile no thread
+  // waits: the answer is finished by whichever thread settles the wait.
+  template <typename Fn>
+  ServerUnaryReactor* RunAcked(CallbackServerContext* ctx, const std::string& app, Fn fn) {
+    auto* reactor = ctx->DefaultReactor();
+    auto resolved = Authorize(ctx, app);
+    absl::Status st = resolved.status();
+    std::shared_ptr<AckWait> wait;
+    if (st.ok()) {
+      auto begun = api_.BeginAcks();
+      st = begun.status();
+      if (st.ok()) {
+        wait = std::move(*begun);
+        st = fn(*resolved, wait);
+      }
+    }
+    if (st.ok()) {
+      auto* counters = &api_.counters();
+      auto outcome = wait->Seal([reactor, counters](absl::Status s) {
+        if (!s.ok()) counters->errors.fetch_add(1, std::memory_order_relaxed);
+        reactor->Finish(ToGrpc(s));
+      });
+      if (!outcome) return reactor;
+      st = *outcome;
+    }
+    if (!st.ok()) api_.counters().errors.fetch_add(1, std::memory_order_relaxed);
+    reactor->Finish(ToGrpc(st));
+    return reactor;
+  }
+
   template <typename T>
   static absl::Status Assign(absl::StatusOr<T> result, T* out) {
     if (!result.ok()) return result.status();
@@ -182,15 +213,15 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   // quota still apply), see docs/http-api.md.
   ServerUnaryReactor* Trigger(CallbackServerContext* ctx, const relay::v1::TriggerRequest* req,
                               relay::v1::TriggerResponse* resp) override {
-    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return Assign(api_.Trigger(a, *req), resp, &TriggerResult::proto);
+    return RunAcked(ctx, req->app(), [&](const relay::v1::App& a, const auto& acks) {
+      return Assign(api_.Trigger(a, *req, nullptr, acks), resp, &TriggerResult::proto);
     });
   }
   ServerUnaryReactor* TriggerBatch(CallbackServerContext* ctx,
                                    const relay::v1::TriggerBatchRequest* req,
                                    relay::v1::TriggerBatchResponse* resp) override {
-    return Run(ctx, req->app(), [&](const relay::v1::App& a) {
-      return Assign(api_.TriggerBatch(a, *req), resp, &TriggerBatchResult::proto);
+    return RunAcked(ctx, req->app(), [&](const relay::v1::App& a, const auto& acks) {
+      return Assign(api_.TriggerBatch(a, *req, nullptr, acks), resp, &TriggerBatchResult::proto);
     });
   }
   ServerUnaryReactor* ListChannels(CallbackServerContext* ctx,
@@ -217,13 +248,16 @@ class ChannelsService final : public relay::v1::Channels::CallbackService {
   ServerUnaryReactor* SendToUser(CallbackServerContext* ctx,
                                  const relay::v1::SendToUserRequest* req,
                                  relay::v1::SendToUserResponse*) override {
-    return Run(ctx, req->app(), [&](const relay::v1::App& a) { return api_.SendToUser(a, *req); });
+    return RunAcked(ctx, req->app(), [&](const relay::v1::App& a, const auto& acks) {
+      return api_.SendToUser(a, *req, nullptr, acks);
+    });
   }
   ServerUnaryReactor* TerminateUserConnections(
       CallbackServerContext* ctx, const relay::v1::TerminateUserConnectionsRequest* req,
       relay::v1::TerminateUserConnectionsResponse*) override {
-    return Run(ctx, req->app(),
-               [&](const relay::v1::App& a) { return api_.TerminateUserConnections(a, *req); });
+    return RunAcked(ctx, req->app(), [&](const relay::v1::App& a, const auto& acks) {
+      return api_.TerminateUserConnections(a, *req, acks);
+    });
   }
   ServerUnaryReactor* AuthorizeChannel(CallbackServerContext* ctx,
                                        const relay::v1::AuthorizeChannelRequest* req,

@@ -30,7 +30,7 @@ class NodeStream : public FinishingReactor<grpc::ServerBidiReactor<NodeMessage, 
 
   int64_t started_ms() const { return started_ms_; }
 
-  bool Enqueue(ControlMessage msg) {
+  bool Enqueue(ControlMessage msg, const std::shared_ptr<AckWait>& wait = nullptr) {
     const ControlMessage* to_write = nullptr;
     bool overflow = false;
     {
@@ -41,11 +41,16 @@ class NodeStream : public FinishingReactor<grpc::ServerBidiReactor<NodeMessage, 
       msg.set_seq(out_seq_ + 1);
       msg.set_ack(in_seq_.load());
       size_t bytes = msg.ByteSizeLong();
+      // Commands awaited and not acknowledged count like queued ones: a node that reads but
+      // never acks is cut off at the same bound.
       if (outbox_.size() >= options_.max_outbox_messages ||
-          outbox_bytes_ + bytes > options_.max_outbox_bytes) {
+          outbox_bytes_ + bytes > options_.max_outbox_bytes ||
+          (wait && ledger_.waiting() >= options_.max_outbox_messages)) {
         overflow = true;
       } else {
         ++out_seq_;
+        // Here, where seqs are assigned, so that the ledger's seqs stay in order.
+        if (wait) ledger_.Watch(out_seq_, wait);
         outbox_bytes_ += bytes;
         outbox_.push_back(std::move(msg));
         if (!writing_ && BeginStart()) {
@@ -92,6 +97,15 @@ class NodeStream : public FinishingReactor<grpc::ServerBidiReactor<NodeMessage, 
     }
     last_rx_ms_ = common::NowUnixMs();
     in_seq_ = in_.seq();
+    if (in_.ack() > 0) {
+      // Never beyond what was sent: a node cannot confirm a command it was not given.
+      uint64_t sent;
+      {
+        absl::MutexLock lock(&mu_);
+        sent = out_seq_;
+      }
+      ledger_.Acked(std::min(in_.ack(), sent));
+    }
     if (auto st = Handle(); !st.ok()) {
       if (st.code() == absl::StatusCode::kCancelled) {  // a goodbye: the node leaves cleanly
         FinishOnce(grpc::Status::OK);
@@ -200,6 +214,8 @@ class NodeStream : public FinishingReactor<grpc::ServerBidiReactor<NodeMessage, 
   }
 
   void OnDone() override {
+    // Commands not acknowledged by now never will be: their requests are refused.
+    ledger_.End();
     hub_->ForgetUnattached(this);
     // A stream replaced by a newer attach of the same node withdraws nothing: the newer
     // snapshot already replaced what this one reported, and may have been applied before this
@@ -272,9 +288,12 @@ class NodeStream : public FinishingReactor<grpc::ServerBidiReactor<NodeMessage, 
   size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t out_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Commands requests wait for that the node has not acknowledged yet.
+  AckLedger ledger_;
 };
 
-NodeHub::NodeHub(NodeHubOptions options, Handler* handler) : options_(options), handler_(handler) {}
+NodeHub::NodeHub(NodeHubOptions options, Handler* handler)
+    : options_(options), handler_(handler), acks_(options_.acks) {}
 
 NodeHub::~NodeHub() { CloseAll(); }
 
@@ -416,7 +435,8 @@ bool NodeHub::Unregister(const std::string& node_id, const NodeStream* stream) {
   return false;
 }
 
-bool NodeHub::Send(const std::string& node_id, ControlMessage msg) {
+bool NodeHub::Send(const std::string& node_id, ControlMessage msg,
+                   const std::shared_ptr<AckWait>& wait) {
   std::shared_ptr<NodeStream> stream;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -424,7 +444,7 @@ bool NodeHub::Send(const std::string& node_id, ControlMessage msg) {
     if (it == nodes_.end()) return false;
     stream = it->second;
   }
-  return stream->Enqueue(std::move(msg));
+  return stream->Enqueue(std::move(msg), wait);
 }
 
 std::vector<std::string> NodeHub::NodeIds() const {
@@ -515,6 +535,9 @@ void NodeHub::CloseAll() {
     for (auto& [ptr, s] : unattached_) all.push_back(s);
   }
   for (auto& s : all) s->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+  // Requests waiting for acks are answered now (refused), while the servers that answer them
+  // still run; later ones are refused at once.
+  acks_.Stop();
 }
 
 void NodeHub::DetachAll(const grpc::Status& status) {

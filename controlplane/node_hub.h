@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "controlplane/ack_wait.h"
 #include "controlplane/node_validation.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/node_link.grpc.pb.h"
@@ -52,6 +53,8 @@ struct NodeHubOptions {
   std::function<std::optional<std::string>()> redirect;
   // What a node may send (node_validation.h).
   NodeLimits limits;
+  // How long an event-sending request waits for the nodes' acks, and how many may wait.
+  AckTrackerOptions acks;
 };
 
 // Counters of refused node link traffic (relaxed atomics).
@@ -91,7 +94,12 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
       grpc::CallbackServerContext* context) override;
 
   // Queues a message for a node (seq and ack are filled in). False when it is not attached.
-  bool Send(const std::string& node_id, relay::v1::ControlMessage msg);
+  // With `wait`, the request it belongs to waits until the node acknowledges the message (or
+  // fails if the node's stream ends first; see ack_wait.h).
+  bool Send(const std::string& node_id, relay::v1::ControlMessage msg,
+            const std::shared_ptr<AckWait>& wait = nullptr);
+  // The waits of event-sending requests for the nodes' acks.
+  AckTracker& acks() { return acks_; }
   // Ids of attached nodes.
   std::vector<std::string> NodeIds() const;
   // Whether the node has a registered stream.
@@ -146,6 +154,7 @@ class NodeHub final : public relay::v1::NodeLink::CallbackService {
   absl::flat_hash_map<const NodeStream*, std::shared_ptr<NodeStream>> unattached_
       ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  AckTracker acks_;
 };
 
 }  // namespace relay::controlplane

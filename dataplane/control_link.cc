@@ -65,10 +65,35 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     {
       absl::MutexLock lock(&mu_);
       if (finished_ || writing_) return;
-      to_write = outbox_.StartWrite();
+      to_write = NextWrite();
       writing_ = to_write != nullptr;
     }
     if (to_write != nullptr) StartWrite(to_write);
+  }
+
+  // Confirms the commands handled so far (NodeMessage.ack): the control plane answers an
+  // event-sending request only once every node it was sent to has confirmed it. The ack rides
+  // on the next message written; when there is nothing to write, a message of its own (no
+  // body) carries it. Coalesced by the write pipeline: while a write is in flight, the commands
+  // handled meanwhile are all confirmed by the next write, so a burst of N commands costs far
+  // fewer than N ack writes, and an idle link still confirms each command at once.
+  void Ack() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || writing_ || ack_written_ >= in_seq_) return;
+    }
+    Flush();
+  }
+
+  // The next message to write, carrying the latest ack; an ack of its own when nothing is
+  // queued but commands handled since the last write are unconfirmed.
+  const NodeMessage* NextWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (outbox_.messages() == 0 && ack_written_ < in_seq_ && !outbox_.in_flight()) {
+      if (outbox_.Push(NodeMessage(), in_seq_) == 0) return nullptr;
+    }
+    const NodeMessage* next = outbox_.StartWrite(in_seq_);
+    if (next != nullptr) ack_written_ = next->ack();
+    return next;
   }
 
   uint64_t Enqueue(NodeMessage msg) {
@@ -84,8 +109,9 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
       absl::MutexLock lock(&mu_);
       outbox_.WriteDone();
       if (!ok) finished_ = true;
-      // Everything queued meanwhile (merged into one delta where possible) goes out next.
-      if (!finished_) next = outbox_.StartWrite();
+      // Everything queued meanwhile (merged into one delta where possible) goes out next, and
+      // with it the ack of the commands handled meanwhile.
+      if (!finished_) next = NextWrite();
       if (next == nullptr) {
         writing_ = false;
         release = finished_ && read_done_ && !hold_released_;
@@ -100,7 +126,6 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
     if (ok) {
       {
         absl::MutexLock lock(&mu_);
-        in_seq_ = in_.seq();
         last_read_ = std::chrono::steady_clock::now();
       }
       // The handler applies the welcome (the app table) before the attach is counted, so that
@@ -110,6 +135,12 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
         welcomed_ = true;
         link_->OnWelcome(in_.welcome());
       }
+      // Handled (handed to the shards): only now may an ack confirm it.
+      {
+        absl::MutexLock lock(&mu_);
+        in_seq_ = in_.seq();
+      }
+      Ack();
       ReadNext();
       return;
     }
@@ -203,7 +234,8 @@ class LinkStream : public grpc::ClientBidiReactor<NodeMessage, ControlMessage> {
   bool welcomed_ = false;
   absl::Mutex mu_;
   UplinkQueue outbox_ ABSL_GUARDED_BY(mu_){kMaxOutboxMessages, kMaxOutboxBytes};
-  uint64_t in_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t in_seq_ ABSL_GUARDED_BY(mu_) = 0;       // the last command handled
+  uint64_t ack_written_ ABSL_GUARDED_BY(mu_) = 0;  // the ack of the last message written
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;

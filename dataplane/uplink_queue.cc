@@ -92,11 +92,13 @@ uint64_t UplinkQueue::Push(NodeMessage msg, uint64_t ack) {
   return next_seq_;
 }
 
-const NodeMessage* UplinkQueue::StartWrite() {
+const NodeMessage* UplinkQueue::StartWrite(uint64_t ack) {
   if (in_flight_ || queue_.empty()) return nullptr;
   in_flight_ = true;
   if (queue_.size() == 1) open_ = false;  // the open delta itself is now being written
-  return &queue_.front().msg;
+  NodeMessage& msg = queue_.front().msg;
+  if (ack > msg.ack()) msg.set_ack(ack);
+  return &msg;
 }
 
 void UplinkQueue::WriteDone() {

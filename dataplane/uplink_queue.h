@@ -34,7 +34,9 @@ class UplinkQueue {
   uint64_t Push(relay::v1::NodeMessage msg, uint64_t ack);
   // Marks the oldest queued message in flight and returns it (stable until WriteDone); null when
   // the queue is empty or a message is already in flight.
-  const relay::v1::NodeMessage* StartWrite();
+  // Its ack is raised to `ack`: a message confirms what was handled when it is written, not
+  // only what was handled when it was queued.
+  const relay::v1::NodeMessage* StartWrite(uint64_t ack = 0);
   // The in-flight message was written (or the stream failed): forgets it.
   void WriteDone();
 

@@ -113,6 +113,14 @@ struct Call {
   const App& app;
   std::vector<std::string> args;  // the path segments matched by "{}", in order
   controlplane::RateInfo* rate;
+  std::shared_ptr<controlplane::AckWait>* acks;
+
+  // An event-sending endpoint's wait for the data planes' acks (kept in `acks` for Handle).
+  absl::StatusOr<std::shared_ptr<controlplane::AckWait>> BeginAcks() const {
+    auto wait = api.BeginAcks();
+    if (wait.ok()) *acks = *wait;
+    return wait;
+  }
 };
 
 // The endpoints: each turns its request into one Api call and renders the answer as the body
@@ -149,7 +157,9 @@ absl::StatusOr<std::string> PostEvents(const Call& call) {
   } else {
     return absl::InvalidArgumentError("missing 'channels' (array) or 'channel' (string)");
   }
-  auto r = call.api.Trigger(call.app, t, call.rate);
+  auto acks = call.BeginAcks();
+  if (!acks.ok()) return acks.status();
+  auto r = call.api.Trigger(call.app, t, call.rate, *acks);
   if (!r.ok()) return r.status();
   if (info.empty()) return std::string("{}");
   common::JsonWriter w;
@@ -182,7 +192,9 @@ absl::StatusOr<std::string> PostBatchEvents(const Call& call) {
       return st;
     }
   }
-  auto r = call.api.TriggerBatch(call.app, b, call.rate);
+  auto acks = call.BeginAcks();
+  if (!acks.ok()) return acks.status();
+  auto r = call.api.TriggerBatch(call.app, b, call.rate, *acks);
   if (!r.ok()) return r.status();
   if (!r->proto.has_info()) return std::string("{}");
   common::JsonWriter w;
@@ -238,7 +250,9 @@ absl::StatusOr<std::string> GetChannelUsers(const Call& call) {
 absl::StatusOr<std::string> PostTerminateConnections(const Call& call) {
   relay::v1::TerminateUserConnectionsRequest t;
   t.set_user_id(call.args[0]);
-  if (auto st = call.api.TerminateUserConnections(call.app, t); !st.ok()) return st;
+  auto acks = call.BeginAcks();
+  if (!acks.ok()) return acks.status();
+  if (auto st = call.api.TerminateUserConnections(call.app, t, *acks); !st.ok()) return st;
   return std::string("{}");
 }
 
@@ -254,7 +268,9 @@ absl::StatusOr<std::string> PostUserEvents(const Call& call) {
     return st;
   }
   s.set_user_id(call.args[0]);
-  if (auto st = call.api.SendToUser(call.app, s, call.rate); !st.ok()) return st;
+  auto acks = call.BeginAcks();
+  if (!acks.ok()) return acks.status();
+  if (auto st = call.api.SendToUser(call.app, s, call.rate, *acks); !st.ok()) return st;
   return std::string("{}");
 }
 
@@ -463,7 +479,8 @@ absl::Status HttpApi::Authenticate(const App& app, const HttpRequest& req,
 }
 
 absl::StatusOr<std::string> HttpApi::Serve(const HttpRequest& req, controlplane::RateInfo* rate,
-                                           size_t* route_index) {
+                                           size_t* route_index,
+                                           std::shared_ptr<controlplane::AckWait>* acks) {
   auto no_route = [&req] {
     return absl::NotFoundError(common::StrCat("No route for ", req.method, " ", req.path));
   };
@@ -499,13 +516,38 @@ absl::StatusOr<std::string> HttpApi::Serve(const HttpRequest& req, controlplane:
   if (route->sends_events) {
     if (auto st = api_.AdmitRequest(ClientIp(req), rate); !st.ok()) return st;
   }
-  return route->endpoint(Call{api_, req, params, *app, std::move(args), rate});
+  return route->endpoint(Call{api_, req, params, *app, std::move(args), rate, acks});
 }
 
 HttpResponse HttpApi::Handle(const HttpRequest& req) {
   controlplane::RateInfo rate;
   size_t route = std::size(kRoutes);
-  absl::StatusOr<std::string> body = Serve(req, &rate, &route);
+  std::shared_ptr<controlplane::AckWait> acks;
+  absl::StatusOr<std::string> body = Serve(req, &rate, &route, &acks);
+  if (!body.ok() || acks == nullptr) return Render(std::move(body), rate, route);
+  // Every command is queued; when nothing is left to wait for (no node had subscribers, or
+  // every ack is in, or a stream ended already) the outcome is known now.
+  if (!acks->Waiting()) {
+    if (absl::Status outcome = *acks->Seal(nullptr); !outcome.ok()) {
+      body = absl::StatusOr<std::string>(std::move(outcome));
+    }
+    return Render(std::move(body), rate, route);
+  }
+  HttpResponse later;
+  later.later = [this, acks, body = std::make_shared<std::string>(std::move(*body)), rate,
+                 route](std::function<void(HttpResponse)> answer) {
+    auto finish = [this, body, rate, route, answer](absl::Status outcome) {
+      answer(Render(outcome.ok() ? absl::StatusOr<std::string>(std::move(*body))
+                                 : absl::StatusOr<std::string>(std::move(outcome)),
+                    rate, route));
+    };
+    if (auto outcome = acks->Seal(finish)) finish(std::move(*outcome));
+  };
+  return later;
+}
+
+HttpResponse HttpApi::Render(absl::StatusOr<std::string> body, const controlplane::RateInfo& rate,
+                             size_t route) {
   HttpResponse r;
   if (body.ok()) {
     r = HttpResponse{200, std::move(*body)};

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <atomic>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,9 @@ class HttpApi {
   // X-Forwarded-For entry that is not itself a trusted proxy.
   std::string ClientIp(const HttpRequest& request) const;
 
+  // An event-sending request's 2xx is given only once the data planes acknowledged its events:
+  // the response is then answered later (HttpResponse::later), from the thread that settles its
+  // wait, with no thread waiting meanwhile.
   HttpResponse Handle(const HttpRequest& request);
 
   // Adds relay_http_requests_total (route, status); any thread.
@@ -55,8 +59,13 @@ class HttpApi {
  private:
   // Everything before the endpoint: the answer's body, or the error Handle maps to a status.
   // `route` is set to the index of the route that matched (kRoutes in http_api.cc), if any.
+  // `acks` receives the wait of an event-sending request (see controlplane::AckWait): its 2xx
+  // waits for the data planes' acks.
   absl::StatusOr<std::string> Serve(const HttpRequest& request, controlplane::RateInfo* rate,
-                                    size_t* route);
+                                    size_t* route, std::shared_ptr<controlplane::AckWait>* acks);
+  // The response for an endpoint's outcome, counted in requests_.
+  HttpResponse Render(absl::StatusOr<std::string> body, const controlplane::RateInfo& rate,
+                      size_t route);
   // HMAC signature, or key + secret headers, or a bearer token.
   absl::Status Authenticate(const relay::v1::App& app, const HttpRequest& request,
                             const common::QueryParams& params) const;

@@ -310,7 +310,36 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                                                "by the control plane (relay-controlplane --port)"));
     }
     if (response.stream) return StartStream(std::move(response));
+    if (response.later) return AnswerLater(std::move(response.later), req.keep_alive());
     Reply(std::move(response), req.keep_alive());
+  }
+
+  // A response the handler gives later (HttpResponse::later), from any thread: the answer is
+  // posted to the connection's thread. Until then the connection is kept alive by the answer
+  // function alone (no read is pending, no timer runs: the handler bounds the wait); dropping
+  // the function unanswered closes the connection.
+  void AnswerLater(std::function<void(std::function<void(HttpResponse)>)> later, bool keep_alive) {
+    struct Pending {
+      absl::Mutex mu;
+      std::shared_ptr<Session> session ABSL_GUARDED_BY(mu);
+    };
+    auto pending = std::make_shared<Pending>();
+    {
+      absl::MutexLock lock(&pending->mu);
+      pending->session = this->shared_from_this();
+    }
+    later([pending, keep_alive](HttpResponse response) {
+      std::shared_ptr<Session> session;
+      {
+        absl::MutexLock lock(&pending->mu);
+        session = std::move(pending->session);  // answered once
+      }
+      if (!session) return;
+      auto executor = session->stream_.get_executor();
+      net::post(executor,
+                [session = std::move(session), response = std::move(response),
+                 keep_alive]() mutable { session->Reply(std::move(response), keep_alive); });
+    });
   }
 
   // A streamed response (HttpResponse::stream): the head, then the producer's bytes as it has

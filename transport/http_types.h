@@ -58,6 +58,12 @@ struct HttpResponse {
   // When set, `body` is ignored: the head goes out without a length and the stream's bytes
   // follow until it ends (the connection is not kept alive).
   std::shared_ptr<ResponseStream> stream;
+  // When set, everything else is ignored and the answer comes later: the server calls `later`
+  // once, on the connection's thread, with `answer`, which the handler (or whatever it hands
+  // it to) calls once, from any thread, with the real response. No thread waits meanwhile; the
+  // connection reads nothing more until then. The handler must make sure `answer` is called
+  // (or dropped, which closes the connection) before the server's IoPool stops.
+  std::function<void(std::function<void(HttpResponse)> answer)> later;
 };
 
 // Handles one request; called on an I/O thread, must not block.

@@ -5,14 +5,16 @@
 // subscriber exactly once; every refusal carries Retry-After. A data plane that never comes back
 // holds the gate closed until the node timeout. The time from the restart to the first accepted
 // trigger is printed (docs/scaling.md quotes it).
-// The publisher pauses for the kill itself, with everything it was answered delivered: a trigger
-// answered 2xx a moment before a SIGKILL may still be queued inside the dying process (a 2xx
-// means queued to the data planes' streams, not acknowledged by them; docs/scaling.md, "What is
-// exact"), and that window is not what these tests measure. It resumes before the kill returns,
-// so it fires through the whole outage and restart.
+// The publisher fires continuously through the SIGKILL itself: a 2xx is given only once every
+// data plane with subscribers acknowledged the event (docs/scaling.md, "No false 2xx"), so a
+// trigger answered a moment before the kill has reached the data planes even if the dying
+// process still held it in its write queue a moment earlier.
+// A data plane that stops reading (SIGSTOP) gets the trigger refused after --ack-timeout-ms with
+// 503 + Retry-After, never a 2xx it did not confirm.
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
+const fs = require('node:fs');
 const http = require('node:http');
 const h = require('./lib/harness');
 
@@ -29,8 +31,9 @@ function trigger(port, channel, name, data) {
         'X-Relay-Key': h.APP.key, 'X-Relay-Secret': h.APP.secret,
       },
     }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'] }));
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], text }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (error) => resolve({ error }));
@@ -44,7 +47,8 @@ const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // answered 2xx. A refusal waits 20 ms (not the Retry-After: the test measures how soon the
 // control plane accepts again), so this is pacing, never synchronization. A request whose
 // connection broke after it was sent (the control plane was killed while answering) may or may
-// not have been published: its seq is `unknown` and the next one gets a new seq. (Retrying it
+// not have been published, and so may one refused because a data plane did not confirm it (503
+// "may have reached some subscribers"): its seq is `unknown` and the next one gets a new seq. (Retrying it
 // under the same seq could deliver it twice, and no Pusher API has an idempotency key.)
 function publisher(port, channel) {
   const p = {
@@ -52,11 +56,7 @@ function publisher(port, channel) {
   };
   p.done = (async () => {
     for (let seq = 0; !p.stopped;) {
-      if (p.held) await p.held;
-      let settled;
-      p.idle = new Promise((resolve) => { settled = resolve; });
       const r = await trigger(port, channel, 'seq', { seq });
-      settled();
       if (r.status === 200) {
         if (!p.firstAcceptedAt) p.firstAcceptedAt = Date.now();
         p.accepted.push(seq++);
@@ -67,6 +67,8 @@ function publisher(port, channel) {
         if (r.error.code !== 'ECONNREFUSED') p.unknown.push(seq++);
       } else if (r.status === 503 || r.status === 429) {
         p.refusals.push(r);
+        // Refused for want of a data plane's ack: it may have reached some subscribers.
+        if (/may have reached/.test(r.text)) p.unknown.push(seq++);
       } else {
         throw new Error(`unexpected HTTP ${r.status}`);
       }
@@ -74,12 +76,6 @@ function publisher(port, channel) {
     }
   })();
   p.stop = async () => { p.stopped = true; await p.done; };
-  // Holds the next request until resume(); resolves once none is in flight.
-  p.pause = async () => {
-    p.held = new Promise((resolve) => { p.resume = () => { p.held = null; resolve(); }; });
-    await p.idle;
-  };
-  p.resume = () => {};
   return p;
 }
 
@@ -95,6 +91,14 @@ function assertDelivered(got, pub) {
   const expected = got.filter((seq) => !pub.unknown.includes(seq));
   assert.deepStrictEqual(expected, pub.accepted);
   assert.strictEqual(new Set(got).size, got.length, `a duplicate in ${got}`);
+}
+
+// Whether every thread of process `pid` is stopped (state T in /proc).
+function stopped(pid) {
+  const dir = `/proc/${pid}/task`;
+  return fs.readdirSync(dir).every((t) => {
+    try { return / T /.test(fs.readFileSync(`${dir}/${t}/stat`, 'utf8').replace(/^.*\)/, ')')); } catch { return true; }
+  });
 }
 
 const attaches = (node) => (node.dp.log().match(/attached to control plane/g) || []).length;
@@ -126,11 +130,7 @@ test('after a control plane SIGKILL every trigger answered 2xx reaches every sub
     await h.waitFor(() => pub.accepted.length >= 20, 10000, '20 triggers before the kill');
 
     const n1Attaches = attaches(nodes[0]);
-    await pub.pause();
-    await h.flush(nodes[0], 'seq-a', subs.map((s) => s.ch));
-    const stopped = h.stopControlPlane(nodes[0]);
-    pub.resume();
-    await stopped;
+    await h.stopControlPlane(nodes[0]);
     // n2 cannot re-attach until SIGCONT: the restarted control plane must refuse meanwhile.
     nodes[1].dp.child.kill('SIGSTOP');
     const acceptedBefore = pub.accepted.length;
@@ -165,11 +165,7 @@ test('the control plane accepts again once its data planes re-attached: measured
     const received = subs.map((s) => seqs(s.ch));
     const pub = publisher(nodes[0].httpPort, 'seq-b');
     await h.waitFor(() => pub.accepted.length >= 10, 10000, '10 triggers before the kill');
-    await pub.pause();
-    await h.flush(nodes[0], 'seq-b', subs.map((s) => s.ch));
-    const stopped = h.stopControlPlane(nodes[0]);
-    pub.resume();
-    await stopped;
+    await h.stopControlPlane(nodes[0]);
     const acceptedBefore = pub.accepted.length;
     const errorsBefore = pub.connectionErrors;
     const restartedAt = Date.now();
@@ -229,4 +225,35 @@ test('a data plane that shuts down cleanly says goodbye and is not waited for', 
     assert.strictEqual(r.status, 200);
     assert.deepStrictEqual((await got).data, { seq: 0 });
   } finally { sub.c.disconnect(); }
+});
+
+test('a data plane that does not confirm an event in time gets it refused with 503, never 2xx', async () => {
+  const nodes = await h.startCluster(2, ['--trigger-rate-limit', '0', '--ack-timeout-ms', '500']);
+  const subs = [await subscribed(nodes[0], 'seq-e'), await subscribed(nodes[1], 'seq-e')];
+  try {
+    const received = subs.map((s) => seqs(s.ch));
+    assert.strictEqual((await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 0 })).status, 200);
+    // n2 hangs: its stream stays open (no refusal before sending) but nothing is acknowledged.
+    nodes[1].dp.child.kill('SIGSTOP');
+    // kill() only queues the signal: wait until every thread of n2 is stopped.
+    await h.waitFor(() => stopped(nodes[1].dp.child.pid), 5000, 'n2 stopped');
+    const started = Date.now();
+    const r = await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 1 });
+    const waited = Date.now() - started;
+    nodes[1].dp.child.kill('SIGCONT');
+    assert.strictEqual(r.status, 503, JSON.stringify(r));
+    assert.strictEqual(r.retryAfter, '1');
+    assert.match(r.text, /did not confirm the event within 500 ms; it may have reached some subscribers/);
+    assert.ok(waited >= 450 && waited < 5000, `answered after ${waited} ms`);
+    // Once n2 reads again, triggers are answered 2xx and reach both nodes.
+    await h.waitFor(async () => (await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 2 })).status === 200,
+      10000, 'a 2xx after SIGCONT');
+    await h.flush(nodes[0], 'seq-e', subs.map((s) => s.ch));
+    // seq 1 reached n1 at once and n2 after SIGCONT (the refusal said it may have); 2 may have
+    // been tried more than once before a 2xx, so only its presence is checked.
+    for (const got of received) {
+      assert.deepStrictEqual(got.slice(0, 2), [0, 1], JSON.stringify(got));
+      assert.ok(got.includes(2), JSON.stringify(got));
+    }
+  } finally { subs.forEach((s) => s.c.disconnect()); }
 });

@@ -8,6 +8,7 @@
 
 #include <future>
 
+#include "controlplane/route_gate.h"
 #include "tests/testutil/raw_node.h"
 #include "tests/testutil/wait_for.h"
 
@@ -211,6 +212,65 @@ TEST_F(NodeHubTest, AttachedNodeExchangesMessagesAndDetachesWhenItsStreamEnds) {
   EXPECT_EQ(handler_.detached()[0], "n1");
   EXPECT_TRUE(hub_->NodeIds().empty());
   EXPECT_FALSE(hub_->Send("n1", ControlMessage()));
+}
+
+// A request waiting for a command is settled by the node's ack of that command's seq (an
+// empty message carries it); an ack of a seq never sent confirms only what was sent.
+TEST_F(NodeHubTest, AWaitIsSettledByTheNodesAck) {
+  Start();
+  RawNode node(port_, "good", "app-1");
+  ASSERT_TRUE(node.Attach("n1"));  // the welcome is seq 1
+  auto wait = hub_->acks().Begin();
+  ASSERT_TRUE(hub_->Send("n1", ControlMessage(), wait));
+  ASSERT_TRUE(hub_->Send("n1", ControlMessage(), wait));
+  ControlMessage got;
+  ASSERT_TRUE(node.Read(&got));
+  ASSERT_TRUE(node.Read(&got));
+  EXPECT_EQ(got.seq(), 3u);
+  std::promise<absl::Status> answered;
+  EXPECT_FALSE(wait->Seal([&](absl::Status s) { answered.set_value(s); }).has_value());
+  auto future = answered.get_future();
+  NodeMessage ack;
+  ack.set_seq(3);
+  ack.set_ack(2);  // the first command only
+  ASSERT_TRUE(node.Write(ack));
+  // The hub applies an ack before handing the message on: once the handler has it, it counted.
+  ASSERT_TRUE(WaitFor([&] { return handler_.messages().size() == 1; }));
+  EXPECT_EQ(future.wait_for(0s), std::future_status::timeout);
+  EXPECT_EQ(hub_->acks().waiting(), 1u);
+  ack.set_seq(4);
+  ack.set_ack(3);
+  ASSERT_TRUE(node.Write(ack));
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(future.get().ok());
+  EXPECT_EQ(hub_->acks().WaitTimes().count, 1u);
+
+  // An ack past what was sent (a buggy node) does not confirm commands sent later.
+  ack.set_seq(5);
+  ack.set_ack(1000);
+  ASSERT_TRUE(node.Write(ack));
+  ASSERT_TRUE(WaitFor([&] { return handler_.messages().size() == 3; }));
+  auto later = hub_->acks().Begin();
+  ASSERT_TRUE(hub_->Send("n1", ControlMessage(), later));
+  EXPECT_TRUE(later->Waiting());
+}
+
+TEST_F(NodeHubTest, AStreamEndingBeforeItsAckRefusesTheWaitingRequests) {
+  Start();
+  RawNode node(port_, "good", "app-1");
+  ASSERT_TRUE(node.Attach("n1"));
+  auto wait = hub_->acks().Begin();
+  ASSERT_TRUE(hub_->Send("n1", ControlMessage(), wait));
+  std::promise<absl::Status> answered;
+  EXPECT_FALSE(wait->Seal([&](absl::Status s) { answered.set_value(s); }).has_value());
+  node.Cancel();
+  auto future = answered.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  absl::Status st = future.get();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RetryAfterSeconds(st), 1);
+  EXPECT_EQ(hub_->acks().refused(AckRefusal::kStreamEnded), 1u);
+  EXPECT_EQ(hub_->acks().waiting(), 0u);
 }
 
 TEST_F(NodeHubTest, TheFirstMessagesMustBeHelloThenSnapshot) {

@@ -86,6 +86,23 @@ TEST(UplinkQueue, DeltasBehindAWriteInFlightMergeLatestValueWins) {
   EXPECT_EQ(q.bytes(), 0u);
 }
 
+// A message confirms what was handled by the time it is written, not only by the time it was
+// queued (the control plane answers publishes on these acks); an ack never goes back.
+TEST(UplinkQueue, AWriteCarriesTheLatestAck) {
+  UplinkQueue q(100, 1 << 20);
+  q.Push(Connections(1), 3);
+  const NodeMessage* first = q.StartWrite(9);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->ack(), 9u);
+  q.WriteDone();
+  q.Push(NodeMessage(), 12);  // an ack of its own: no body
+  const NodeMessage* second = q.StartWrite(10);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->ack(), 12u);
+  EXPECT_EQ(second->body_case(), NodeMessage::BODY_NOT_SET);
+  q.WriteDone();
+}
+
 TEST(UplinkQueue, OrderedEntriesKeepTheirOrder) {
   UplinkQueue q(100, 1 << 20);
   q.Push(Count("a", 1), 0);

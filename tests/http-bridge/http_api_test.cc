@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -74,6 +75,18 @@ class HttpApiTest : public ::testing::Test {
   }
 
   // A request authenticated with the key + secret headers (`secret` empty: none at all).
+  // The answer of a response given later (HttpResponse::later), as the server would take it.
+  static std::future<HttpResponse> Later(HttpResponse r) {
+    auto promise = std::make_shared<std::promise<HttpResponse>>();
+    auto future = promise->get_future();
+    if (!r.later) {
+      promise->set_value(std::move(r));
+    } else {
+      r.later([promise](HttpResponse answer) { promise->set_value(std::move(answer)); });
+    }
+    return future;
+  }
+
   HttpResponse Send(const std::string& method, const std::string& path,
                     const std::string& body = "", const std::string& secret = "app-secret") {
     HttpRequest r;
@@ -214,7 +227,21 @@ TEST_F(HttpApiTest, TriggerPrintsTheInfoTheApiGives) {
     testutil::RawNode n1(port, "any");
     ASSERT_TRUE(n1.Hello("n1") && n1.Snapshot("orders"));
     ASSERT_TRUE(testutil::WaitFor([&] { return hub_->NodeIds().size() == 1; }));
+    // The answer waits for n1's ack of the publish: none yet, so it comes later.
     r = Send("POST", "/apps/app-id/events", body);
+    ASSERT_TRUE(r.later);
+    auto answer = Later(std::move(r));
+    relay::v1::ControlMessage got;
+    while (n1.Read(&got) && !got.has_publish()) {
+    }
+    ASSERT_TRUE(got.has_publish());
+    EXPECT_EQ(answer.wait_for(0s), std::future_status::timeout);
+    relay::v1::NodeMessage ack;
+    ack.set_seq(3);
+    ack.set_ack(got.seq());
+    ASSERT_TRUE(n1.Write(ack));
+    ASSERT_EQ(answer.wait_for(5s), std::future_status::ready);
+    r = answer.get();
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, R"({"channels":{"presence-room":{"user_count":1,"subscription_count":2},)"
                       R"("news":{"subscription_count":0}}})");
@@ -225,6 +252,18 @@ TEST_F(HttpApiTest, TriggerPrintsTheInfoTheApiGives) {
     q.headers = {{"X-Relay-Key", "app-key"}, {"X-Relay-Secret", "app-secret"}};
     r = http_->Handle(q);
     EXPECT_EQ(r.body, R"({"occupied":true,"user_count":1,"subscription_count":2})");
+    // A publish whose node's stream ends before its ack is refused: it may have reached some.
+    // (One channel: the fixture's daily quota of 3 messages has 1 left.)
+    auto refused = Later(Send("POST", "/apps/app-id/events",
+                              R"({"name":"e","data":"{}","channel":"presence-room"})"));
+    while (n1.Read(&got) && !got.has_publish()) {
+    }
+    n1.Cancel();
+    ASSERT_EQ(refused.wait_for(5s), std::future_status::ready);
+    HttpResponse lost = refused.get();
+    EXPECT_EQ(lost.status, 503);
+    EXPECT_EQ(HeaderOf(lost, "Retry-After"), "1");
+    EXPECT_NE(lost.body.find("may have reached some subscribers"), std::string::npos) << lost.body;
   }
   server->Shutdown(std::chrono::system_clock::now() + 5s);
 }

@@ -17,6 +17,8 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/io_pool.h"
 #include "tests/testutil/wait_for.h"
@@ -115,6 +117,52 @@ TEST(HttpServer, ConnectionsOpenWhenTheServerIsDestroyedFinishTheirRequests) {
   // The pool goes with connections still open, one of them mid-request.
   pool.reset();
   EXPECT_EQ(late_mid.ReadResponse(), "");  // closed, not answered
+}
+
+// A response given later (HttpResponse::later) is answered from another thread, without
+// holding the connection's thread meanwhile (another connection is served while it waits), and
+// the connection stays alive for its next request; an answer function dropped unanswered closes
+// the connection.
+TEST(HttpServer, AnswersGivenLaterFromAnotherThread) {
+  common::IoPool pool(1);  // one thread: a blocked thread would stall the other connection
+  std::mutex mu;
+  std::vector<std::function<void(HttpResponse)>> waiting;
+  HttpServer server(HttpServerOptions{}, pool, [&](const HttpRequest& r) {
+    if (r.path == "/now") return HttpResponse{200, "now", "text/plain"};
+    HttpResponse later;
+    if (r.path == "/drop") {
+      later.later = [](std::function<void(HttpResponse)>) {};
+    } else {
+      later.later = [&](std::function<void(HttpResponse)> answer) {
+        std::lock_guard lock(mu);
+        waiting.push_back(std::move(answer));
+      };
+    }
+    return later;
+  });
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status();
+  pool.Start("http-test");
+  Client waiter(*port), other(*port), dropped(*port);
+  ASSERT_TRUE(waiter.Send("GET /later HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    std::lock_guard lock(mu);
+    return waiting.size() == 1;
+  }));
+  ASSERT_TRUE(other.Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(other.ReadResponse(), "200 now");
+  std::thread([&] {
+    std::lock_guard lock(mu);
+    waiting[0](HttpResponse{202, "later", "text/plain"});
+    waiting[0](HttpResponse{500, "twice", "text/plain"});  // only the first answer counts
+  }).join();
+  EXPECT_EQ(waiter.ReadResponse(), "202 later");
+  ASSERT_TRUE(waiter.Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(waiter.ReadResponse(), "200 now");
+  ASSERT_TRUE(dropped.Send("GET /drop HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(dropped.ReadResponse(), "");
+  server.StopAccepting();
+  pool.Stop();
 }
 
 TEST(HttpServer, DestroyingThePoolFirstIsClean) {

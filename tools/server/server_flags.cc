@@ -108,6 +108,12 @@ void ControlPlaneFlags::Register(common::FlagSet& flags) {
                "Secret of the app created on first start");
   flags.Uint("node-timeout-ms", &node_timeout_ms,
              "A data plane silent for this long is withdrawn from the cluster");
+  flags.Uint("ack-timeout-ms", &ack_timeout_ms,
+             "An event-sending request whose data planes have not all confirmed its events "
+             "after this long is refused with 503 (the event may have reached some of them)");
+  flags.Uint("max-ack-waits", &max_ack_waits,
+             "Event-sending requests that may wait for the data planes' confirmation at once "
+             "(beyond: 503, nothing sent)");
   flags.String("grpc-tls-cert", &options.grpc_tls_cert,
                "PEM certificate chain: serve gRPC over TLS");
   flags.String("grpc-tls-key", &options.grpc_tls_key, "PEM private key for --grpc-tls-cert");
@@ -153,6 +159,10 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
     return absl::InvalidArgumentError("--internal-grpc-port must be at most 65535");
   }
   if (node_timeout_ms == 0) return absl::InvalidArgumentError("--node-timeout-ms must be positive");
+  if (ack_timeout_ms == 0 || ack_timeout_ms > 60000) {
+    return absl::InvalidArgumentError("--ack-timeout-ms must be between 1 and 60000");
+  }
+  if (max_ack_waits == 0) return absl::InvalidArgumentError("--max-ack-waits must be positive");
   for (auto [value, name] : {std::pair{max_watchers, "--max-watchers"},
                              std::pair{max_watchers_per_app, "--max-watchers-per-app"},
                              std::pair{watch_buffer_events, "--watch-buffer-events"},
@@ -208,6 +218,8 @@ absl::Status ControlPlaneFlags::Apply(const ListenFlags& listen) {
   options.grpc_port = static_cast<uint16_t>(listen.grpc_port);
   options.internal_grpc_port = static_cast<uint16_t>(internal_grpc_port);
   options.hub.liveness_timeout = std::chrono::milliseconds(node_timeout_ms);
+  options.hub.acks.timeout = std::chrono::milliseconds(ack_timeout_ms);
+  options.hub.acks.max_waiting = max_ack_waits;
   options.limits.trigger_requests_per_minute = trigger_rate;
   // The configured ports now, the bound ones (port 0 picks one) once each server is up.
   webhook_targets_ =

@@ -49,6 +49,9 @@ struct ControlPlaneFlags {
   controlplane::ControlPlaneOptions options;
   uint64_t internal_grpc_port = 0;
   uint64_t node_timeout_ms = 15000;
+  // How long an event-sending request waits for the data planes' acks, and how many may wait.
+  uint64_t ack_timeout_ms = 2000;
+  uint64_t max_ack_waits = 10000;
   uint64_t trigger_rate = 0;
   std::string trusted_proxies;
   bool webhook_allow_link_local = false;

@@ -173,6 +173,9 @@ class ControlPlane : private NodeHub::Handler {
 
   ControlPlaneOptions options_;
   std::string instance_id_;
+  // The etcd client (null when not replicated; see OpenEtcd). Before everything that uses it
+  // (webhooks_, replica_): destroyed last.
+  std::unique_ptr<etcd::Client> etcd_;
   std::unique_ptr<AppStore> store_;
   ClusterState cluster_;
   ConnectionTotals totals_;
@@ -215,7 +218,6 @@ class ControlPlane : private NodeHub::Handler {
   // The node registry: etcd when replicated (fenced), else the app store.
   void RememberNode(const std::string& node_id);
   void ForgetNode(const std::string& node_id);
-  std::unique_ptr<etcd::Client> etcd_;
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;

@@ -174,8 +174,6 @@ class EtcdBackend : public WebhookBackend {
     hooks_ = options_.prefix + "/v1/webhooks/";
     outbox_ = options_.prefix + "/v1/outbox/";
     next_row_key_ = options_.prefix + "/v1/outbox_next_row";
-    // One operation of each transaction is kept for the row high-water mark.
-    options_.max_txn_ops = std::max<size_t>(2, options_.max_txn_ops) - 1;
   }
 
   std::string Describe() const override { return common::StrCat("etcd ", options_.prefix, "/v1/"); }
@@ -224,7 +222,7 @@ class EtcdBackend : public WebhookBackend {
   absl::Status AddEndpoint(const relay::v1::Webhook& hook) override {
     etcd::Txn txn;
     txn.success.push_back(etcd::TxnOp::Put(hooks_ + hook.id(), hook.SerializeAsString()));
-    return Write(txn, "cannot save the webhook");
+    return Write(txn, Guard(), "cannot save the webhook");
   }
 
   absl::Status RemoveEndpoint(const std::string& webhook_id) override {
@@ -232,7 +230,7 @@ class EtcdBackend : public WebhookBackend {
     txn.success.push_back(etcd::TxnOp::Delete(hooks_ + webhook_id));
     std::string events = outbox_ + webhook_id + "/";
     txn.success.push_back(etcd::TxnOp::Delete(events, etcd::PrefixEnd(events)));
-    return Write(txn, "cannot remove the webhook");
+    return Write(txn, Guard(), "cannot remove the webhook");
   }
 
   WebhookCommitResult Commit(const std::deque<WebhookOutboxWrite>& writes) override {
@@ -240,11 +238,16 @@ class EtcdBackend : public WebhookBackend {
     while (written < writes.size()) {
       // The next transaction: as many writes as fit, in order, each key once (etcd refuses a
       // transaction that names a key twice: an insert and its delete go in two).
+      auto guard = Guard();
+      // etcd gives a transaction nested under a guard the limit less the guard's size
+      // (max(compares, 1)); one operation is kept for the row mark.
+      size_t reserved = 1 + (guard ? std::max<size_t>(guard->size(), 1) : 0);
+      size_t max_ops = options_.max_txn_ops > reserved ? options_.max_txn_ops - reserved : 1;
       etcd::Txn txn;
       std::set<std::string> keys;
       size_t bytes = 0, end = written;
       int64_t max_row = 0;
-      for (; end < writes.size() && txn.success.size() < options_.max_txn_ops; ++end) {
+      for (; end < writes.size() && txn.success.size() < max_ops; ++end) {
         const WebhookOutboxWrite& w = writes[end];
         std::string key = outbox_ + w.endpoint + "/" + RowKeyPart(w.row);
         std::string value;
@@ -275,7 +278,16 @@ class EtcdBackend : public WebhookBackend {
       if (max_row > high_water_) {
         txn.success.push_back(etcd::TxnOp::Put(next_row_key_, std::to_string(max_row)));
       }
-      absl::Status st = Write(txn, "cannot write the outbox");
+      absl::Status st = Write(txn, guard, "cannot write the outbox");
+      if (st.code() == absl::StatusCode::kInvalidArgument) {
+        // Refused for what it is (an event over etcd's request size), not for etcd's state:
+        // writing it again would fail the same way and hold back every write after it.
+        RELAY_LOG(
+            kWarn, "webhooks", "etcd refused ", end - written,
+            " outbox writes, skipped (their events are delivered but not stored): ", st.message());
+        written = end;
+        continue;
+      }
       if (!st.ok()) {
         if (st.code() != absl::StatusCode::kFailedPrecondition) {
           // Retried by the caller (the writes are idempotent): whatever the cause, as UNAVAILABLE.
@@ -295,12 +307,21 @@ class EtcdBackend : public WebhookBackend {
                     const std::function<void(const etcd::KeyValue&)>& each) {
     std::string from = prefix;
     std::string end = etcd::PrefixEnd(prefix);
+    int64_t limit = options_.load_page;
     while (true) {
       etcd::RangeOptions ro;
       ro.range_end = end;
-      ro.limit = options_.load_page;
+      ro.limit = limit;
       ro.revision = revision;
       auto page = client_.Range(from, ro);
+      if (!page.ok() && limit > 1) {
+        // Perhaps entries larger than the page size assumes: a page over gRPC's 4 MiB message
+        // limit fails like an endpoint that does not answer (retried until the deadline, the
+        // last error not always naming the size). Smaller pages until one fits, or one entry
+        // per page fails too (etcd is down).
+        limit = std::max<int64_t>(1, limit / 4);
+        continue;
+      }
       if (!page.ok()) return page.status();
       if (revision == 0) revision = page->revision;
       for (const auto& kv : page->kvs) each(kv);
@@ -309,21 +330,33 @@ class EtcdBackend : public WebhookBackend {
     }
   }
 
-  // Commits `txn`, under the fence when there is one. FAILED_PRECONDITION when the fence
-  // refused (counted and logged: the caller is no longer the leader).
-  absl::Status Write(const etcd::Txn& txn, std::string_view what) {
+  // The fence's compares now, or nullopt without a fence.
+  std::optional<std::vector<etcd::Compare>> Guard() {
     std::function<std::vector<etcd::Compare>()> guard;
     {
       absl::MutexLock lock(&mu_);
       guard = guard_;
     }
+    if (!guard) return std::nullopt;
+    return guard();
+  }
+
+  // Commits `txn`, under `guard` when there is one. FAILED_PRECONDITION when the guard failed
+  // (logged: the caller is no longer the leader); UNAVAILABLE when etcd did not answer or
+  // refused the transaction.
+  absl::Status Write(const etcd::Txn& txn, const std::optional<std::vector<etcd::Compare>>& guard,
+                     std::string_view what) {
+    auto failed = [&](const absl::Status& st) {
+      std::string message = common::StrCat(what, ": ", st.message());
+      return st.code() == absl::StatusCode::kInvalidArgument ? absl::InvalidArgumentError(message)
+                                                             : absl::UnavailableError(message);
+    };
     if (!guard) {
       auto r = client_.Commit(txn);
-      if (!r.ok()) return absl::UnavailableError(common::StrCat(what, ": ", r.status().message()));
-      return absl::OkStatus();
+      return r.ok() ? absl::OkStatus() : failed(r.status());
     }
-    auto r = client_.CommitIf(guard(), txn);
-    if (!r.ok()) return absl::UnavailableError(common::StrCat(what, ": ", r.status().message()));
+    auto r = client_.CommitIf(*guard, txn);
+    if (!r.ok()) return failed(r.status());
     if (!r->has_value()) {
       RELAY_LOG(kWarn, "webhooks", what, ": ", kFenced);
       return absl::FailedPreconditionError(kFenced);

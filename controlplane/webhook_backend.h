@@ -60,7 +60,9 @@ struct WebhookCommitResult {
   // OK: all of them. FAILED_PRECONDITION: the fence refused (this process is no longer the
   // leader); nothing more will be written. UNAVAILABLE: the store did not answer; the writes
   // from `written` on may or may not be stored, and writing them again is harmless (puts of the
-  // same value, deletes). Other: the writes were dropped (logged by the backend).
+  // same value, deletes). Other: the writes were dropped (logged by the backend). etcd skips,
+  // logged, a transaction it refuses for its content (an event over its request size), so one
+  // such event cannot hold back the outbox.
   absl::Status status;
 };
 
@@ -88,11 +90,14 @@ struct EtcdWebhookOptions {
   std::string prefix = "/relay";
   // etcd refuses a transaction of more than --max-txn-ops (128 by default) operations, or a
   // request over --max-request-bytes (1.5 MiB): a run of writes is cut into transactions below
-  // both, committed in order.
+  // both, committed in order. Half a MiB keeps each well inside the client's 2 s call deadline
+  // on a slow disk (a transaction that times out is written again).
   size_t max_txn_ops = 128;
-  size_t max_txn_bytes = 1 << 20;
-  // Entries read per range request on Load (bounded responses whatever the outbox's size).
-  int64_t load_page = 500;
+  size_t max_txn_bytes = 512 * 1024;
+  // Entries read per range request on Load: a response stays under gRPC's 4 MiB message limit
+  // with events up to the data plane's default --max-frame-bytes (64 KiB); cut to a quarter
+  // after a failed page (larger frames configured), down to one entry.
+  int64_t load_page = 50;
 };
 
 // `client` must outlive the backend.

@@ -267,6 +267,14 @@ void Webhooks::FlushOutbox() {
   writer_.Flush();
 }
 
+absl::Status Webhooks::CountFenced(absl::Status st) {
+  if (st.code() == absl::StatusCode::kFailedPrecondition) {
+    absl::MutexLock lock(&mu_);
+    ++totals_.fenced_writes;
+  }
+  return st;
+}
+
 void Webhooks::Add(const std::string& app_id, relay::v1::Webhook hook,
                    std::function<void(absl::StatusOr<relay::v1::Webhook>)> done) {
   const std::string& url = hook.url();
@@ -299,13 +307,7 @@ void Webhooks::Add(const std::string& app_id, relay::v1::Webhook hook,
   hook = WithDefaults(std::move(hook));
   writer_.Submit([this, hook = std::move(hook), done = std::move(done)](absl::Status admitted) {
     if (!admitted.ok()) return done(admitted);
-    if (auto st = backend_->AddEndpoint(hook); !st.ok()) {
-      if (st.code() == absl::StatusCode::kFailedPrecondition) {
-        absl::MutexLock lock(&mu_);
-        ++totals_.fenced_writes;
-      }
-      return done(st);
-    }
+    if (auto st = CountFenced(backend_->AddEndpoint(hook)); !st.ok()) return done(st);
     {
       absl::MutexLock lock(&mu_);
       endpoints_[hook.id()].hook = hook;
@@ -354,13 +356,7 @@ void Webhooks::Remove(const std::string& webhook_id, std::function<void(absl::St
     }
     // Stored first: an endpoint the store still has must stay here too (the writer runs no
     // outbox commit meanwhile, so nothing of it lands after).
-    if (auto st = backend_->RemoveEndpoint(webhook_id); !st.ok()) {
-      if (st.code() == absl::StatusCode::kFailedPrecondition) {
-        absl::MutexLock lock(&mu_);
-        ++totals_.fenced_writes;
-      }
-      return done(st);
-    }
+    if (auto st = CountFenced(backend_->RemoveEndpoint(webhook_id)); !st.ok()) return done(st);
     {
       absl::MutexLock lock(&mu_);
       endpoints_.erase(webhook_id);

@@ -177,6 +177,8 @@ class Webhooks {
   void ScheduleCommit(bool now = false) ABSL_LOCKS_EXCLUDED(mu_);
   // Writer thread: commits the FIFO as it is now.
   void CommitOutbox() ABSL_LOCKS_EXCLUDED(mu_);
+  // An endpoint change's status, counted in fenced_writes when the fence refused it.
+  absl::Status CountFenced(absl::Status st) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits every outbox write queued so far before returning. Blocks: not on I/O threads.
   void FlushOutbox() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts `fn` on an owned thread; false when stopping (nothing started).

@@ -4,10 +4,21 @@
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
+const { execFile } = require('node:child_process');
+const path = require('node:path');
 const h = require('./lib/harness');
 const etcd = require('./lib/etcd');
 
 after(async () => { await h.stopAll(); await etcd.stopAll(); });
+
+// The keys under `prefix` in etcd, read with etcdctl (Debian's etcd-client).
+function etcdKeys(cluster, prefix) {
+  return new Promise((resolve) => {
+    execFile('etcdctl', ['--endpoints', cluster.endpointsFlag, 'get', '--prefix', '--keys-only', prefix],
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 5000 },
+      (err, stdout) => resolve(err ? [] : stdout.split('\n').filter((l) => l.length > 0)));
+  });
+}
 
 test('a second control plane on the same etcd prefix delivers the outbox of a SIGKILLed one', async () => {
   const cluster = await etcd.startCluster(1);
@@ -22,6 +33,11 @@ test('a second control plane on the same etcd prefix delivers the outbox of a SI
     // only come from the outbox in etcd.
     for (const name of ['cache-a', 'cache-b', 'cache-c']) await h.once(c.subscribe(name), 'pusher:cache_miss');
     await h.waitFor(() => rx.requests >= 1, 10000, 'a first (refused) attempt');
+    // All three are in etcd's outbox (a SIGKILL loses what was not yet stored).
+    let stored = [];
+    await h.waitFor(async () => (stored = await etcdKeys(cluster, '/conformance-webhooks/v1/outbox/')).length === 3,
+      10000, 'the three events stored in etcd');
+    assert.ok(stored.every((k) => /^\/conformance-webhooks\/v1\/outbox\/wh_[0-9a-f]+\/\d{20}$/.test(k)), stored.join(' '));
     assert.strictEqual(rx.events.length, 0);
     await h.stopControlPlane(first, 'SIGKILL');
 
@@ -40,12 +56,12 @@ test('a second control plane on the same etcd prefix delivers the outbox of a SI
     await h.waitFor(() => want.every((w) => rx.names().includes(w)), 20000, 'delivery by the second control plane');
     assert.deepStrictEqual(rx.names(), want, 'each once, in order');
     assert.strictEqual(rx.invalid, 0);
+    await h.waitFor(async () => (await etcdKeys(cluster, '/conformance-webhooks/v1/outbox/')).length === 0,
+      10000, 'delivered events leave etcd');
   } finally { c.disconnect(); rx.close(); }
 });
 
 test('bad --etcd-endpoints and --etcd-prefix are usage errors (exit 2)', async () => {
-  const { execFile } = require('node:child_process');
-  const path = require('node:path');
   const run = (args) => new Promise((resolve) => {
     execFile(path.join(h.BIN, 'relay-controlplane'), ['--data-dir', h.tempDir(), ...args], { timeout: 10000 },
       (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stderr }));

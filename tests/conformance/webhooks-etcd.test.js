@@ -1,15 +1,28 @@
 // Webhooks on etcd through the real binaries: relay-controlplane with --etcd-endpoints keeps the
-// webhook endpoints and the outbox in etcd, so another relay-controlplane on the same prefix (a
-// new leader, with its own data dir) delivers what the first one, SIGKILLed, had not.
+// webhook endpoints and the outbox in etcd, so another replica on the same prefix, elected when
+// the leader is SIGKILLed (with its own data dir), delivers what the first one had not.
 'use strict';
 const { test, after } = require('node:test');
 const assert = require('node:assert');
 const { execFile } = require('node:child_process');
+const http = require('node:http');
 const path = require('node:path');
 const h = require('./lib/harness');
 const etcd = require('./lib/etcd');
 
 after(async () => { await h.stopAll(); await etcd.stopAll(); });
+
+// GET /ready's status (0 when it does not answer).
+function ready(port) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/ready', timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(0));
+  });
+}
 
 // The keys under `prefix` in etcd, read with etcdctl (Debian's etcd-client).
 function etcdKeys(cluster, prefix) {
@@ -24,6 +37,8 @@ test('a second control plane on the same etcd prefix delivers the outbox of a SI
   const cluster = await etcd.startCluster(1);
   const flags = ['--etcd-endpoints', cluster.endpointsFlag, '--etcd-prefix', '/conformance-webhooks'];
   const first = await h.startSplit(flags);
+  // Alone on the prefix, it is elected: /ready once its data plane is attached.
+  await h.waitFor(async () => (await ready(first.httpPort)) === 200, 15000, 'the first control plane leads');
   const rx = await h.webhookReceiver(Infinity);  // the receiver is down for now
   const add = await h.relayctl(first, ['webhooks', 'add', '--app', 'app-id', '--url', rx.url, '--events', 'cache_miss']);
   assert.strictEqual(add.code, 0, add.stderr);
@@ -46,8 +61,10 @@ test('a second control plane on the same etcd prefix delivers the outbox of a SI
     const { ports: [httpPort, grpcPort] } = await h.startOnFreePorts('relay-controlplane', 2,
       ([p, g]) => ['--port', p, '--grpc-port', g, '--data-dir', dataDir, ...flags], 'controlplane ready');
     const second = { httpPort, grpcPort, dataDir };
-    const list = await h.relayctl(second, ['webhooks', 'list', '--app', 'app-id', '--json']);
-    assert.strictEqual(list.code, 0, list.stderr);
+    // Elected once the killed leader's lease (2 s) has expired: the admin API answers then.
+    let list;
+    await h.waitFor(async () => (list = await h.relayctl(second, ['webhooks', 'list', '--app', 'app-id', '--json'])).code === 0,
+      15000, 'the second control plane leads');
     const hooks = JSON.parse(list.stdout).webhooks;
     assert.strictEqual(hooks.length, 1);
     assert.strictEqual(hooks[0].url, rx.url);

@@ -175,6 +175,38 @@ TEST_F(WebhooksEtcd, ANewLeaderOnThePrefixDeliversWhatTheOldOneDidNot) {
   EXPECT_TRUE(Keys("outbox").empty());
 }
 
+// Replicas: a follower's Webhooks, opened before the leader queued anything, delivers nothing;
+// elected, it reloads what the leader left in etcd and delivers that.
+TEST_F(WebhooksEtcd, AFollowerDeliversNothingThenReloadsWhenElected) {
+  Local follower_cp;
+  Recorder up;
+  auto follower = Make(follower_cp, up.Post());
+  follower->SetActive(false);
+  follower->Start();
+  Local leader_cp;
+  std::string id;
+  {
+    Recorder down;
+    down.status = 500;
+    auto leader = Make(leader_cp, down.Post());
+    auto added = leader->Add("a1", Hook());
+    ASSERT_TRUE(added.ok()) << added.status();
+    id = added->id();
+    for (int i = 0; i < 5; ++i) {
+      leader->Emit("a1", Webhooks::ChannelEvent("channel_occupied", "c" + std::to_string(i)));
+    }
+    ASSERT_TRUE(WaitFor([&] { return Keys("outbox").size() == 5; }));
+  }
+  EXPECT_TRUE(follower->List("a1").empty());  // loaded before the endpoint existed
+  ASSERT_TRUE(follower->Reload().ok());
+  ASSERT_EQ(follower->List("a1").size(), 1u);
+  EXPECT_EQ(up.Count(), 0u);
+  follower->SetActive(true);
+  ASSERT_TRUE(WaitFor([&] { return follower->List("a1")[0].stats().delivered() == 5; }));
+  ExpectInOrder(up.All(), 0, 5);
+  ASSERT_TRUE(WaitFor([&] { return Keys("outbox").empty(); }));
+}
+
 // 1000 inserts of 12 KB (over etcd's 128 operations and 1.5 MiB per transaction, and over
 // gRPC's 4 MiB per load page) and deletes,
 // some of rows inserted in the same run: stored in order, and a run cut short (here by the

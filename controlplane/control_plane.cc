@@ -111,10 +111,27 @@ absl::Status ControlPlane::Start() {
       created_default_app_ = true;
     }
   }
+  // Before the webhooks: with etcd they live there.
+  if (auto st = OpenEtcd(); !st.ok()) return st;
   if (options_.webhook_post) {
-    webhooks_ = std::make_unique<Webhooks>(options_.data_dir, *store_, options_.webhook_post,
-                                           options_.webhooks);
+    if (etcd_) {
+      // Endpoints and outbox in etcd: whoever leads next delivers them (TakeOver reloads).
+      webhooks_ = std::make_unique<Webhooks>(
+          MakeEtcdWebhookBackend(*etcd_, EtcdWebhookOptions{.prefix = options_.etcd_prefix}),
+          *store_, options_.webhook_post, options_.webhooks);
+    } else {
+      webhooks_ = std::make_unique<Webhooks>(options_.data_dir, *store_, options_.webhook_post,
+                                             options_.webhooks);
+    }
     if (auto st = webhooks_->Open(); !st.ok()) return st;
+    if (replica_) {
+      webhooks_->SetActive(false);  // a follower until elected
+      webhooks_->SetFence([this, none = options_.etcd_prefix + "/v1/leader"] {
+        auto fence = replica_->Fence();
+        // Not leading: a compare that never holds (no key has create revision -1).
+        return std::vector<etcd::Compare>{fence ? *fence : etcd::Compare::CreateRevision(none, -1)};
+      });
+    }
     webhooks_->Start();
   }
   if (options_.lifecycle.retention.count() > 0) {
@@ -142,7 +159,6 @@ absl::Status ControlPlane::Start() {
   // The nodes attached when the previous process stopped: nothing routes until they are back
   // or declared gone (no 2xx for an event their subscribers would miss).
   gate_ = std::make_unique<RouteGate>(options_.hub.liveness_timeout, common::Clock::Real());
-  if (auto st = OpenEtcd(); !st.ok()) return st;
   if (replica_) {
     // A replica takes the registry from etcd when it is elected (TakeOver); until then it is a
     // follower: refuses the APIs (below) and every attach (hub_options.redirect).
@@ -605,6 +621,11 @@ etcd::Compare ControlPlane::NeverHolds() const {
 absl::Status ControlPlane::TakeOver() {
   auto known = replica_->LoadKnownNodes();
   if (!known.ok()) return known.status();
+  if (webhooks_) {
+    // The endpoints and outbox the previous leader left, delivered from now on.
+    if (auto st = webhooks_->Reload(); !st.ok()) return st;
+    webhooks_->SetActive(true);
+  }
   absl::MutexLock order(&order_mu_);
   // What an earlier term left: nodes it had are announced as fresh attaches again (their
   // first attach to this leader re-announces nothing, see OnAttach).
@@ -633,6 +654,7 @@ void ControlPlane::StepDown(const absl::Status& why) {
     known_nodes_.clear();  // the next leader's now; read again from etcd if re-elected
   }
   gate_->Reset({});
+  if (webhooks_) webhooks_->SetActive(false);  // the next leader delivers
   hub_->DetachAll(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                "this control plane is no longer the leader; attach again"));
   // Watchers would wait here for events only the next leader routes: they end, to watch again

@@ -187,7 +187,8 @@ class ControlPlane : private NodeHub::Handler {
 
   ControlPlaneOptions options_;
   std::string instance_id_;
-  // Before store_: outlives it (the store's watch is made from it).
+  // The etcd client (null when not replicated; see ConnectEtcd). Before everything that uses
+  // it (store_, webhooks_, replica_): destroyed last.
   std::unique_ptr<etcd::Client> etcd_;
   std::unique_ptr<AppStore> store_;
   ClusterState cluster_;
@@ -233,7 +234,6 @@ class ControlPlane : private NodeHub::Handler {
   // The node registry: etcd when replicated (fenced), else the app store.
   void RememberNode(const std::string& node_id);
   void ForgetNode(const std::string& node_id);
-  // (etcd_ is declared before store_, which it must outlive.)
   std::unique_ptr<Replica> replica_;
   std::unique_ptr<grpc::Service> channels_service_;
   std::unique_ptr<grpc::Service> admin_service_;

@@ -140,6 +140,13 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
            "over).");
   w.Sample("relay_webhook_events_dropped_total", {{"reason", "overflow"}}, d(t.dropped_overflow));
   w.Sample("relay_webhook_events_dropped_total", {{"reason", "expired"}}, d(t.dropped_expired));
+  w.Counter("relay_webhook_store_failures_total",
+            "Webhook outbox commits the store (etcd) did not take; retried in order.",
+            d(t.store_failures));
+  w.Counter("relay_webhook_fenced_writes_total",
+            "Webhook writes (outbox, endpoint changes) refused by the leader fence: this control "
+            "plane was no longer the leader.",
+            d(t.fenced_writes));
   grpc_metrics_.Write(w);
 }
 

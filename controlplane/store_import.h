@@ -1,8 +1,8 @@
 // File: store_import.h
 // Moves an SQLite app store (`<data dir>/relay.db`) into etcd once, for a single control plane
 // that becomes replicas (`relay-controlplane --etcd-endpoints ... --import-sqlite PATH`, see
-// docs/scaling.md): apps, API tokens, node credentials, daily usage and the node registry. The
-// webhook outbox, webhook endpoints and the lifecycle log stay in each data dir's webhooks.db.
+// docs/scaling.md): apps, API tokens, node credentials, daily usage and the node registry. Not
+// (yet) the webhook endpoints and outbox of webhooks.db.
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,6 @@
 #include "controlplane/webhooks.h"
 
 #include <simdjson.h>
-#include <sqlite3.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <random>
@@ -18,13 +16,9 @@
 namespace relay::controlplane {
 namespace {
 
-constexpr const char* kSchema =
-    "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, app_id TEXT NOT NULL,"
-    " config BLOB NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS outbox (row INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " endpoint TEXT NOT NULL, name TEXT NOT NULL, channel TEXT NOT NULL, user_id TEXT NOT NULL,"
-    " json TEXT NOT NULL, created_ms INTEGER NOT NULL, not_before_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS outbox_endpoint ON outbox(endpoint, row);";
+// Retries of a commit the store did not take: 100 ms doubling up to 5 s.
+constexpr int64_t kCommitRetryMinMs = 100;
+constexpr int64_t kCommitRetryMaxMs = 5000;
 
 const std::set<std::string>& KnownTypes() {
   static const std::set<std::string> kTypes = {
@@ -61,80 +55,68 @@ relay::v1::Webhook WithDefaults(relay::v1::Webhook h) {
 }  // namespace
 
 Webhooks::Webhooks(std::string data_dir, AppStore& apps, HttpPost post, WebhookOptions options)
-    : data_dir_(std::move(data_dir)),
-      apps_(apps),
+    : Webhooks(MakeSqliteWebhookBackend(std::move(data_dir)), apps, std::move(post),
+               std::move(options)) {}
+
+Webhooks::Webhooks(std::unique_ptr<WebhookBackend> backend, AppStore& apps, HttpPost post,
+                   WebhookOptions options)
+    : apps_(apps),
       writer_(apps.writer()),
       post_(std::move(post)),
-      options_(options) {}
+      options_(std::move(options)),
+      backend_(std::move(backend)) {}
 
 Webhooks::~Webhooks() {
   Stop();
   FlushOutbox();  // also waits for endpoint changes still queued: no job outlives this object
-  if (db_ != nullptr) sqlite3_close(db_);
 }
 
-absl::Status Webhooks::Open() {
+void Webhooks::SetFence(std::function<std::vector<etcd::Compare>()> guard) {
+  backend_->SetFence(std::move(guard));
+}
+
+absl::Status Webhooks::Open() { return Load(); }
+
+absl::Status Webhooks::Load() {
+  auto contents = backend_->Load();
+  if (!contents.ok()) return contents.status();
   absl::MutexLock lock(&mu_);
-  std::string path = data_dir_ + "/webhooks.db";
-  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-    return absl::FailedPreconditionError(common::StrCat("cannot open ", path));
-  }
-  ::chmod(path.c_str(), 0600);
-  sqlite3_busy_timeout(db_, 5000);
-  sqlite3_exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
-               nullptr);
-  if (sqlite3_exec(db_, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return absl::InternalError(common::StrCat("webhooks.db: ", sqlite3_errmsg(db_)));
-  }
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT config FROM webhooks;", -1, &st, nullptr);
-  while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
-    relay::v1::Webhook hook;
-    hook.ParseFromArray(sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0));
+  endpoints_.clear();
+  outbox_writes_.clear();
+  uncommitted_inserts_.clear();
+  for (auto& hook : contents->endpoints) {
     std::string id = hook.id();  // not hook.id() in the assignment: the right side moves first
     endpoints_[id].hook = WithDefaults(std::move(hook));
   }
-  sqlite3_finalize(st);
-  st = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "SELECT row, endpoint, name, channel, user_id, json, created_ms, "
-                     "not_before_ms FROM outbox ORDER BY row;",
-                     -1, &st, nullptr);
-  if (st == nullptr) {
-    return absl::InternalError(common::StrCat("webhooks.db: ", sqlite3_errmsg(db_)));
-  }
   size_t loaded = 0;
-  while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
-    auto text = [st](int c) {
-      const auto* p = sqlite3_column_text(st, c);
-      return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
-    };
-    auto it = endpoints_.find(text(1));
+  for (auto& [endpoint, entry] : contents->outbox) {
+    auto it = endpoints_.find(endpoint);
     if (it == endpoints_.end()) continue;
-    Entry e{sqlite3_column_int64(st, 0),
-            text(2),
-            text(3),
-            text(4),
-            text(5),
-            sqlite3_column_int64(st, 6),
-            sqlite3_column_int64(st, 7)};
-    it->second.queue.push_back(std::move(e));
+    it->second.queue.push_back(std::move(entry));
     ++loaded;
   }
-  sqlite3_finalize(st);
   // Rows are numbered here (the writer inserts them later, in this order), never reusing one.
-  st = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'),"
-                     " 0), COALESCE((SELECT MAX(row) FROM outbox), 0));",
-                     -1, &st, nullptr);
-  if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) next_row_ = sqlite3_column_int64(st, 0) + 1;
-  sqlite3_finalize(st);
+  next_row_ = std::max(next_row_, contents->max_row + 1);
+  opened_.store(true);
   if (!endpoints_.empty()) {
-    RELAY_LOG(kInfo, "webhooks", endpoints_.size(), " endpoints; resuming delivery of ", loaded,
-              " undelivered events");
+    RELAY_LOG(kInfo, "webhooks", endpoints_.size(), " endpoints in ", backend_->Describe(),
+              "; resuming delivery of ", loaded, " undelivered events");
   }
   return absl::OkStatus();
+}
+
+void Webhooks::SetActive(bool active) {
+  absl::MutexLock lock(&mu_);
+  active_ = active;
+}
+
+absl::Status Webhooks::Reload() {
+  // On the writer: no commit of an earlier term runs meanwhile.
+  return AwaitStatus([this](std::function<void(absl::Status)> done) {
+    writer_.Submit([this, done = std::move(done)](absl::Status admitted) {
+      done(admitted.ok() ? Load() : admitted);
+    });
+  });
 }
 
 void Webhooks::Start() {
@@ -183,22 +165,30 @@ void Webhooks::InsertRow(const std::string& endpoint, Entry& entry) {
   outbox_writes_.push_back({entry.row, endpoint, entry});
 }
 
-void Webhooks::DeleteRow(int64_t row) {
+void Webhooks::DeleteRow(const std::string& endpoint, int64_t row) {
   if (uncommitted_inserts_.erase(row) > 0) {
     // Never written: take the insert back instead of queueing a delete (keeps the FIFO within
     // the outbox bound). Dropped rows are usually recent (debounce) or the oldest (overflow).
-    auto it = std::find_if(outbox_writes_.rbegin(), outbox_writes_.rend(),
-                           [row](const OutboxWrite& w) { return w.entry && w.row == row; });
-    if (it != outbox_writes_.rend()) outbox_writes_.erase(std::next(it).base());
+    // The FIFO is long while the store is down (etcd): search from the nearer end.
+    auto match = [row](const OutboxWrite& w) { return w.entry && w.row == row; };
+    if (outbox_writes_.empty()) return;
+    if (row - outbox_writes_.front().row < outbox_writes_.back().row - row) {
+      auto it = std::find_if(outbox_writes_.begin(), outbox_writes_.end(), match);
+      if (it != outbox_writes_.end()) outbox_writes_.erase(it);
+    } else {
+      auto it = std::find_if(outbox_writes_.rbegin(), outbox_writes_.rend(), match);
+      if (it != outbox_writes_.rend()) outbox_writes_.erase(std::next(it).base());
+    }
     return;
   }
-  outbox_writes_.push_back({row, "", std::nullopt});
+  outbox_writes_.push_back({row, endpoint, std::nullopt});
 }
 
-void Webhooks::ScheduleCommit() {
+void Webhooks::ScheduleCommit(bool now) {
   {
     absl::MutexLock lock(&mu_);
-    if (commit_scheduled_ || outbox_writes_.empty() || db_ == nullptr) return;
+    if (commit_scheduled_ || outbox_writes_.empty() || !opened_.load()) return;
+    if (!now && commit_retry_ms_ > common::NowUnixMs()) return;
     commit_scheduled_ = true;
   }
   writer_.Submit([this](absl::Status admitted) {
@@ -221,55 +211,68 @@ void Webhooks::CommitOutbox() {
     commit_scheduled_ = false;
   }
   if (writes.empty()) return;
-  Commit(writes);
+  WebhookCommitResult result = backend_->Commit(writes);
   absl::MutexLock lock(&mu_);
   committing_.clear();
-}
-
-void Webhooks::Commit(const std::deque<OutboxWrite>& writes) {
-  sqlite3_exec(db_, "BEGIN;", nullptr, nullptr, nullptr);
-  sqlite3_stmt* ins = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "INSERT INTO outbox (row, endpoint, name, channel, user_id, json, created_ms,"
-                     " not_before_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);",
-                     -1, &ins, nullptr);
-  sqlite3_stmt* del = nullptr;
-  sqlite3_prepare_v2(db_, "DELETE FROM outbox WHERE row = ?1;", -1, &del, nullptr);
-  for (const auto& w : writes) {
-    sqlite3_stmt* st = w.entry ? ins : del;
-    sqlite3_bind_int64(st, 1, w.row);
-    if (w.entry) {
-      const Entry& e = *w.entry;
-      sqlite3_bind_text(st, 2, w.endpoint.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 3, e.name.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 4, e.channel.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 5, e.user_id.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 6, e.json.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_int64(st, 7, e.created_ms);
-      sqlite3_bind_int64(st, 8, e.not_before_ms);
-    }
-    sqlite3_step(st);
-    sqlite3_reset(st);
+  if (result.status.ok()) {
+    commit_failures_in_a_row_ = 0;
+    commit_retry_ms_ = 0;
+    return;
   }
-  sqlite3_finalize(ins);
-  sqlite3_finalize(del);
-  if (sqlite3_exec(db_, "COMMIT;", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    RELAY_LOG(kWarn, "webhooks", "cannot write the outbox: ", sqlite3_errmsg(db_));
-    sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
+  size_t rest = writes.size() - std::min(result.written, writes.size());
+  if (result.status.code() == absl::StatusCode::kFailedPrecondition) {
+    totals_.fenced_writes += rest;  // the backend logged it; whoever leads now has the outbox
+    return;
+  }
+  if (result.status.code() != absl::StatusCode::kUnavailable) return;  // dropped (logged)
+  // Written again first, in order (harmless if some were stored after all); until then their
+  // events are not delivered. The FIFO stays bounded: inserts of dropped events are still
+  // taken back, and each delete is of a row written once.
+  ++totals_.store_failures;
+  if (commit_failures_in_a_row_++ == 0) {
+    RELAY_LOG(kWarn, "webhooks", rest, " outbox writes not stored in ", backend_->Describe(),
+              " (retrying): ", result.status.message());
+  }
+  last_store_error_ = result.status;
+  int64_t backoff = std::min<int64_t>(
+      kCommitRetryMaxMs, kCommitRetryMinMs << std::min(commit_failures_in_a_row_ - 1, 10));
+  commit_retry_ms_ = common::NowUnixMs() + backoff;
+  for (size_t i = writes.size(); i-- > writes.size() - rest;) {
+    if (writes[i].entry) uncommitted_inserts_.insert(writes[i].row);
+    outbox_writes_.push_front(std::move(writes[i]));
   }
 }
 
 void Webhooks::FlushOutbox() {
-  if (db_ == nullptr) return;  // never opened: nothing was queued
+  if (!opened_.load()) return;  // never opened: nothing was queued
+  uint64_t failures = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    failures = totals_.store_failures;
+  }
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (outbox_writes_.empty() && !commit_scheduled_) break;
+      if (totals_.store_failures != failures && !commit_scheduled_) {
+        // The store is down: one more try only (a shutdown must not wait for it).
+        RELAY_LOG(kWarn, "webhooks", outbox_writes_.size(), " outbox writes not stored in ",
+                  backend_->Describe(), ": ", last_store_error_.message());
+        break;
+      }
     }
-    ScheduleCommit();
+    ScheduleCommit(/*now=*/true);
     writer_.Flush();  // a commit refused for a full queue is retried once the queue drained
   }
   writer_.Flush();
+}
+
+absl::Status Webhooks::CountFenced(absl::Status st) {
+  if (st.code() == absl::StatusCode::kFailedPrecondition) {
+    absl::MutexLock lock(&mu_);
+    ++totals_.fenced_writes;
+  }
+  return st;
 }
 
 void Webhooks::Add(const std::string& app_id, relay::v1::Webhook hook,
@@ -304,17 +307,7 @@ void Webhooks::Add(const std::string& app_id, relay::v1::Webhook hook,
   hook = WithDefaults(std::move(hook));
   writer_.Submit([this, hook = std::move(hook), done = std::move(done)](absl::Status admitted) {
     if (!admitted.ok()) return done(admitted);
-    std::string blob;
-    hook.SerializeToString(&blob);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db_, "INSERT INTO webhooks (id, app_id, config) VALUES (?1, ?2, ?3);", -1,
-                       &st, nullptr);
-    sqlite3_bind_text(st, 1, hook.id().c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, hook.app_id().c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 3, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return done(absl::InternalError("cannot save the webhook"));
+    if (auto st = CountFenced(backend_->AddEndpoint(hook)); !st.ok()) return done(st);
     {
       absl::MutexLock lock(&mu_);
       endpoints_[hook.id()].hook = hook;
@@ -356,12 +349,17 @@ void Webhooks::Remove(const std::string& webhook_id, std::function<void(absl::St
   writer_.Submit([this, webhook_id, done = std::move(done)](absl::Status admitted) {
     if (!admitted.ok()) return done(admitted);
     {
-      absl::MutexLock lock(&mu_);
-      auto it = endpoints_.find(webhook_id);
-      if (it == endpoints_.end()) {
+      absl::ReaderMutexLock lock(&mu_);
+      if (!endpoints_.contains(webhook_id)) {
         return done(absl::NotFoundError(common::StrCat("webhook '", webhook_id, "' not found")));
       }
-      endpoints_.erase(it);
+    }
+    // Stored first: an endpoint the store still has must stay here too (the writer runs no
+    // outbox commit meanwhile, so nothing of it lands after).
+    if (auto st = CountFenced(backend_->RemoveEndpoint(webhook_id)); !st.ok()) return done(st);
+    {
+      absl::MutexLock lock(&mu_);
+      endpoints_.erase(webhook_id);
       for (auto w = outbox_writes_.begin(); w != outbox_writes_.end();) {
         if (w->entry && w->endpoint == webhook_id) {
           uncommitted_inserts_.erase(w->row);
@@ -370,14 +368,6 @@ void Webhooks::Remove(const std::string& webhook_id, std::function<void(absl::St
           ++w;
         }
       }
-    }
-    for (const char* sql :
-         {"DELETE FROM webhooks WHERE id = ?1;", "DELETE FROM outbox WHERE endpoint = ?1;"}) {
-      sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
-      sqlite3_bind_text(st, 1, webhook_id.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_step(st);
-      sqlite3_finalize(st);
     }
     done(absl::OkStatus());
   });
@@ -423,7 +413,7 @@ void Webhooks::Emit(const std::string& app_id, const WebhookEvent& e) {
 void Webhooks::QueueEvent(const std::string& app_id, const WebhookEvent& e) {
   int64_t now = common::NowUnixMs();
   absl::MutexLock lock(&mu_);
-  if (db_ == nullptr) return;
+  if (!opened_.load()) return;
   for (auto& [id, ep] : endpoints_) {
     if (ep.hook.app_id() != app_id || !Matches(ep.hook, e)) continue;
     // A re-occupy / re-join inside the delay window cancels the held vacate / remove, and
@@ -437,7 +427,7 @@ void Webhooks::QueueEvent(const std::string& app_id, const WebhookEvent& e) {
                q.not_before_ms > now;
       });
       if (held != ep.queue.rend()) {
-        DeleteRow(held->row);
+        DeleteRow(id, held->row);
         ep.queue.erase(std::next(held).base());
         continue;
       }
@@ -448,7 +438,7 @@ void Webhooks::QueueEvent(const std::string& app_id, const WebhookEvent& e) {
     }
     if (ep.queue.size() >= options_.max_outbox_per_endpoint) {
       // Overflow policy: drop the oldest event, keep the newest.
-      DeleteRow(ep.queue.front().row);
+      DeleteRow(id, ep.queue.front().row);
       ep.queue.pop_front();
       ep.hook.mutable_stats()->set_dropped(ep.hook.stats().dropped() + 1);
       ++totals_.dropped_overflow;
@@ -476,6 +466,7 @@ void Webhooks::DispatchLoop() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
       for (auto& [id, ep] : endpoints_) {
+        if (!active_) break;  // a follower: the leader delivers
         if (ep.in_flight || ep.queue.empty() || ep.next_attempt_ms > now) continue;
         // Take ready events in order, never passing a held event of the same channel.
         std::set<std::string> blocked;
@@ -542,7 +533,7 @@ void Webhooks::Settle(const std::string& endpoint_id, const std::vector<Entry>& 
   std::set<int64_t> rows;
   for (const auto& e : batch) rows.insert(e.row);
   auto remove_batch = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (int64_t r : rows) DeleteRow(r);
+    for (int64_t r : rows) DeleteRow(endpoint_id, r);
     ep.queue.erase(std::remove_if(ep.queue.begin(), ep.queue.end(),
                                   [&](const Entry& e) { return rows.contains(e.row); }),
                    ep.queue.end());

@@ -1,6 +1,7 @@
 // File: webhooks.h
 // Webhooks: every Pusher event type, decided once by the control plane, filtered per endpoint,
-// persisted in an outbox (<data-dir>/webhooks.db) and delivered at least once, in order per
+// persisted in an outbox (<data-dir>/webhooks.db, or etcd: webhook_backend.h) and delivered at
+// least once, in order per
 // endpoint (hence per channel), batched, signed (X-Pusher-Key, X-Pusher-Signature), retried
 // with exponential backoff and jitter. Each endpoint has at most one request in flight, so a
 // slow or dead endpoint delays nothing but itself. See docs/webhooks.md.
@@ -12,10 +13,13 @@
 // bounded by the outbox bound: an insert not yet committed that is dropped again is taken out
 // of the FIFO instead of adding a delete. Endpoint changes (Add, Remove) run on the writer and
 // report after their commit, like the app store's writes. Delivery and test requests run on
-// threads this object owns and joins in Stop: none outlives it.
+// threads this object owns and joins in Stop: none outlives it. A commit the store could not
+// take (etcd unreachable) is retried first, in order, with a backoff; the events it carries are
+// not delivered before they are stored.
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -31,12 +35,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "controlplane/webhook_backend.h"
 #include "controlplane/webhook_targets.h"
 #include "relay/v1/admin.pb.h"
 #include "relay/v1/types.pb.h"
 #include "transport/http_client.h"
-
-struct sqlite3;
 
 namespace relay::controlplane {
 
@@ -73,11 +76,25 @@ struct WebhookEvent {
 
 class Webhooks {
  public:
+  // SQLite: <data_dir>/webhooks.db.
   Webhooks(std::string data_dir, AppStore& apps, HttpPost post, WebhookOptions options = {});
+  // Any backend (webhook_backend.h: etcd).
+  Webhooks(std::unique_ptr<WebhookBackend> backend, AppStore& apps, HttpPost post,
+           WebhookOptions options = {});
   ~Webhooks();
 
   // Opens the store and loads endpoints and undelivered events.
   absl::Status Open();
+  // Fences every write from now on (WebhookBackend::SetFence): once `guard` fails, endpoint
+  // changes are refused with FAILED_PRECONDITION and outbox writes are dropped, counted in
+  // Totals::fenced_writes. Any thread.
+  void SetFence(std::function<std::vector<etcd::Compare>()> guard);
+  // Replicas: a follower keeps its Webhooks inactive (nothing delivered: the leader does it);
+  // the replica elected leader Reloads endpoints and outbox from the store (what the previous
+  // leader left) and activates. Active by default. Reload blocks on the store (not on I/O
+  // threads).
+  void SetActive(bool active) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Reload() ABSL_LOCKS_EXCLUDED(mu_);
   void Start();
   // Stops dispatching, joins every delivery and test thread (each ends within the request
   // timeout) and commits the outbox writes still queued.
@@ -108,6 +125,8 @@ class Webhooks {
     uint64_t failed = 0;     // failed attempts (each is retried until the retry period ends)
     uint64_t dropped_overflow = 0;
     uint64_t dropped_expired = 0;  // given up after the endpoint's retry period
+    uint64_t fenced_writes = 0;    // writes the fence refused (no longer the leader)
+    uint64_t store_failures = 0;   // outbox commits the store did not take (retried)
   };
   Totals totals() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -124,12 +143,7 @@ class Webhooks {
   static WebhookEvent SubscriptionCountEvent(const std::string& channel, uint32_t count);
 
  private:
-  struct Entry {
-    int64_t row = 0;
-    std::string name, channel, user_id, json;
-    int64_t created_ms = 0;
-    int64_t not_before_ms = 0;  // delayed events (vacated, member_removed)
-  };
+  using Entry = WebhookOutboxEntry;
   struct Endpoint {
     relay::v1::Webhook hook;
     std::deque<Entry> queue;
@@ -138,19 +152,15 @@ class Webhooks {
     int64_t next_attempt_ms = 0;
     int64_t first_failure_ms = 0;
   };
-
-  // One outbox write: the insert of `entry` or, when it is empty, the delete of `row`.
-  struct OutboxWrite {
-    int64_t row = 0;
-    std::string endpoint;
-    std::optional<Entry> entry;
-  };
+  using OutboxWrite = WebhookOutboxWrite;
   // A thread this object owns: deliveries and tests.
   struct Worker {
     std::thread thread;
     bool done = false;
   };
 
+  // Replaces endpoints, queues and the outbox FIFO with what the backend holds.
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
   bool Matches(const relay::v1::Webhook& hook, const WebhookEvent& e) const;
   void DispatchLoop();
   void QueueEvent(const std::string& app_id, const WebhookEvent& event) ABSL_LOCKS_EXCLUDED(mu_);
@@ -161,12 +171,14 @@ class Webhooks {
   std::string Body(const std::vector<Entry>& batch) const;
   // Appends to the outbox FIFO (decided under the lock, written by CommitOutbox).
   void InsertRow(const std::string& endpoint, Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DeleteRow(int64_t row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues CommitOutbox on the writer unless it is queued already. Called without the lock.
-  void ScheduleCommit() ABSL_LOCKS_EXCLUDED(mu_);
+  void DeleteRow(const std::string& endpoint, int64_t row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues CommitOutbox on the writer unless it is queued already, or the store failed less
+  // than a backoff ago (unless `now`). Called without the lock.
+  void ScheduleCommit(bool now = false) ABSL_LOCKS_EXCLUDED(mu_);
   // Writer thread: commits the FIFO as it is now.
   void CommitOutbox() ABSL_LOCKS_EXCLUDED(mu_);
-  void Commit(const std::deque<OutboxWrite>& writes) ABSL_LOCKS_EXCLUDED(mu_);
+  // An endpoint change's status, counted in fenced_writes when the fence refused it.
+  absl::Status CountFenced(absl::Status st) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits every outbox write queued so far before returning. Blocks: not on I/O threads.
   void FlushOutbox() ABSL_LOCKS_EXCLUDED(mu_);
   // Starts `fn` on an owned thread; false when stopping (nothing started).
@@ -174,17 +186,18 @@ class Webhooks {
   // Joins the finished workers, or all of them.
   void Reap(bool all) ABSL_LOCKS_EXCLUDED(mu_);
 
-  std::string data_dir_;
   AppStore& apps_;
   StoreWriter& writer_;
   HttpPost post_;
   WebhookOptions options_;
-  // Opened by Open; afterwards used only on the writer thread.
-  sqlite3* db_ = nullptr;
+  // Loaded by Open; afterwards used only on the writer thread.
+  std::unique_ptr<WebhookBackend> backend_;
+  std::atomic<bool> opened_{false};
 
   mutable absl::Mutex mu_;
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool active_ ABSL_GUARDED_BY(mu_) = true;
   std::thread dispatcher_;
   std::list<Worker> workers_ ABSL_GUARDED_BY(mu_);
   // The outbox writes decided and not yet committed, in order.
@@ -193,6 +206,10 @@ class Webhooks {
   std::set<int64_t> committing_ ABSL_GUARDED_BY(mu_);           // rows the writer is committing now
   bool commit_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_row_ ABSL_GUARDED_BY(mu_) = 1;
+  // After a failed commit: no new one is scheduled before this time (the dispatcher retries).
+  int64_t commit_retry_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  int commit_failures_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status last_store_error_ ABSL_GUARDED_BY(mu_);
   Totals totals_ ABSL_GUARDED_BY(mu_);  // all but outbox
 };
 

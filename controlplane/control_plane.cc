@@ -412,6 +412,10 @@ void ControlPlane::Stop() {
   if (sweeper_.joinable()) sweeper_.join();
   // Resigned first: the next replica takes over at once, while this one closes its streams.
   if (replica_) {
+    // What this leader decided (webhook events in the outbox, admin writes) is stored under its
+    // fence first, so the next leader has it; bounded by the store's call timeouts.
+    if (store_) store_->writer().Flush();
+    if (webhooks_) webhooks_->StoreQueued();
     replica_->Stop();
     // Resigned: no more store writes, and none that asks the replica (gone before the store).
     store_->SetFence([fence = NeverHolds()] { return std::vector<etcd::Compare>{fence}; });

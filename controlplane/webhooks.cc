@@ -243,14 +243,16 @@ void Webhooks::CommitOutbox() {
   }
 }
 
-void Webhooks::FlushOutbox() {
+void Webhooks::StoreQueued(int rounds) { FlushOutbox(std::max(rounds, 1)); }
+
+void Webhooks::FlushOutbox(int rounds) {
   if (!opened_.load()) return;  // never opened: nothing was queued
   uint64_t failures = 0;
   {
     absl::MutexLock lock(&mu_);
     failures = totals_.store_failures;
   }
-  while (true) {
+  for (int round = 0; rounds <= 0 || round < rounds; ++round) {
     {
       absl::MutexLock lock(&mu_);
       if (outbox_writes_.empty() && !commit_scheduled_) break;

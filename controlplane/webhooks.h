@@ -99,6 +99,10 @@ class Webhooks {
   // Stops dispatching, joins every delivery and test thread (each ends within the request
   // timeout) and commits the outbox writes still queued.
   void Stop();
+  // Commits the outbox writes queued so far (at most `rounds` commits: events keep coming while
+  // a leader stops) while this process may still write: a leader calls it before it resigns, so
+  // what it decided reaches the next leader. Blocks (bounded by the store's call timeouts).
+  void StoreQueued(int rounds = 3) ABSL_LOCKS_EXCLUDED(mu_);
 
   // `done` runs on the writer thread after the commit, or at once (invalid, queue full).
   void Add(const std::string& app_id, relay::v1::Webhook hook,
@@ -179,8 +183,9 @@ class Webhooks {
   void CommitOutbox() ABSL_LOCKS_EXCLUDED(mu_);
   // An endpoint change's status, counted in fenced_writes when the fence refused it.
   absl::Status CountFenced(absl::Status st) ABSL_LOCKS_EXCLUDED(mu_);
-  // Commits every outbox write queued so far before returning. Blocks: not on I/O threads.
-  void FlushOutbox() ABSL_LOCKS_EXCLUDED(mu_);
+  // Commits every outbox write queued so far before returning (at most `rounds` commits when
+  // > 0). Blocks: not on I/O threads.
+  void FlushOutbox(int rounds = 0) ABSL_LOCKS_EXCLUDED(mu_);
   // Starts `fn` on an owned thread; false when stopping (nothing started).
   bool Spawn(std::function<void()> fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Joins the finished workers, or all of them.

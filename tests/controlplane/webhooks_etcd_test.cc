@@ -299,6 +299,28 @@ TEST_F(WebhooksEtcd, TheFenceRefusesEveryWriteOnceAnotherLeaderHoldsIt) {
   EXPECT_EQ(hooks->List("a1").size(), 1u);  // the refused removal left the endpoint in place
 }
 
+// A leader that stops stores what it queued before it resigns (ControlPlane::Stop calls
+// StoreQueued while its fence still holds): every event is in etcd at once for the next leader,
+// none left to a commit that the next leader's fence would refuse.
+TEST_F(WebhooksEtcd, StoreQueuedCommitsEverythingBeforeTheFenceMoves) {
+  constexpr int kEvents = 500;  // several transactions
+  ASSERT_TRUE(client_->Put("/leader", "cp-1").ok());
+  Local local;
+  Recorder down;
+  down.status = 500;
+  auto hooks = Make(local, down.Post());
+  hooks->SetFence(
+      [] { return std::vector<etcd::Compare>{etcd::Compare::Value("/leader", "cp-1")}; });
+  ASSERT_TRUE(hooks->Add("a1", Hook()).ok());
+  for (int i = 0; i < kEvents; ++i) {
+    hooks->Emit("a1", Webhooks::ChannelEvent("channel_occupied", "c" + std::to_string(i)));
+  }
+  hooks->StoreQueued();
+  ASSERT_TRUE(client_->Put("/leader", "cp-2").ok());  // resigned: the next leader holds it
+  EXPECT_EQ(Keys("outbox").size(), static_cast<size_t>(kEvents));
+  EXPECT_EQ(hooks->totals().fenced_writes, 0u);
+}
+
 // etcd down: the outbox writes wait (their events are not delivered before they are stored)
 // and go in, in order, once it is back; nothing is lost.
 TEST_F(WebhooksEtcd, ACommitEtcdCouldNotTakeIsRetriedInOrder) {

@@ -92,6 +92,15 @@ class WebhooksEtcd : public ::testing::Test {
     return hooks;
   }
 
+  // Webhooks of the control plane "cp-1", fenced on /leader == cp-1 (which it holds now).
+  std::unique_ptr<Webhooks> MakeLeaderCp1(Local& local, Recorder& recorder) {
+    EXPECT_TRUE(client_->Put("/leader", "cp-1").ok());
+    auto hooks = Make(local, recorder.Post());
+    hooks->SetFence(
+        [] { return std::vector<etcd::Compare>{etcd::Compare::Value("/leader", "cp-1")}; });
+    return hooks;
+  }
+
   // Keys under <prefix>/v1/<what>/, in key order.
   std::vector<std::string> Keys(const std::string& what) {
     std::string p = std::string(kPrefix) + "/v1/" + what + "/";
@@ -273,13 +282,10 @@ TEST_F(WebhooksEtcd, ALargeRunCommitsInOrderAcrossTransactions) {
 }
 
 TEST_F(WebhooksEtcd, TheFenceRefusesEveryWriteOnceAnotherLeaderHoldsIt) {
-  ASSERT_TRUE(client_->Put("/leader", "cp-1").ok());
   Local local;
-  Recorder down;
+  Recorder down;  // nothing is delivered: everything stays in the outbox
   down.status = 500;
-  auto hooks = Make(local, down.Post());
-  hooks->SetFence(
-      [] { return std::vector<etcd::Compare>{etcd::Compare::Value("/leader", "cp-1")}; });
+  auto hooks = MakeLeaderCp1(local, down);
   auto added = hooks->Add("a1", Hook());
   ASSERT_TRUE(added.ok()) << added.status();
   hooks->Emit("a1", Webhooks::ChannelEvent("channel_occupied", "c0"));
@@ -304,13 +310,10 @@ TEST_F(WebhooksEtcd, TheFenceRefusesEveryWriteOnceAnotherLeaderHoldsIt) {
 // none left to a commit that the next leader's fence would refuse.
 TEST_F(WebhooksEtcd, StoreQueuedCommitsEverythingBeforeTheFenceMoves) {
   constexpr int kEvents = 500;  // several transactions
-  ASSERT_TRUE(client_->Put("/leader", "cp-1").ok());
   Local local;
-  Recorder down;
+  Recorder down;  // nothing is delivered: everything stays in the outbox
   down.status = 500;
-  auto hooks = Make(local, down.Post());
-  hooks->SetFence(
-      [] { return std::vector<etcd::Compare>{etcd::Compare::Value("/leader", "cp-1")}; });
+  auto hooks = MakeLeaderCp1(local, down);
   ASSERT_TRUE(hooks->Add("a1", Hook()).ok());
   for (int i = 0; i < kEvents; ++i) {
     hooks->Emit("a1", Webhooks::ChannelEvent("channel_occupied", "c" + std::to_string(i)));

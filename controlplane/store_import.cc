@@ -3,6 +3,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <map>
 
@@ -10,6 +11,7 @@
 #include "common/strings.h"
 #include "controlplane/etcd_backend.h"
 #include "controlplane/sqlite_backend.h"
+#include "controlplane/webhook_backend.h"
 
 namespace relay::controlplane {
 namespace {
@@ -31,6 +33,36 @@ bool SameAppsAndTokens(const StoreSnapshot& a, const StoreSnapshot& b) {
     if (it == tokens.end() || it->second != hash) return false;
   }
   return true;
+}
+
+// The webhook endpoints and their undelivered events of <dir>/webhooks.db (when there), with
+// their ids and row numbers, so the first leader on the prefix delivers what the SQLite control
+// plane had not.
+absl::Status ImportWebhooks(const std::filesystem::path& dir, etcd::Client& client,
+                            const std::string& prefix, ImportSummary& summary) {
+  const std::filesystem::path db = (dir.empty() ? "." : dir) / "webhooks.db";
+  std::error_code ec;
+  if (!std::filesystem::exists(db, ec)) return absl::OkStatus();
+  auto from = MakeSqliteWebhookBackend(db.parent_path().string())->Load();
+  if (!from.ok()) return from.status();
+  auto to = MakeEtcdWebhookBackend(client, EtcdWebhookOptions{.prefix = prefix});
+  auto there = to->Load();
+  if (!there.ok()) return there.status();
+  if (!there->endpoints.empty()) {
+    return absl::FailedPreconditionError(
+        common::StrCat(to->Describe(), " already has ", there->endpoints.size(),
+                       " webhook endpoint(s); refusing to import those of ", db.string()));
+  }
+  for (const auto& hook : from->endpoints) {
+    if (auto st = to->AddEndpoint(hook); !st.ok()) return st;
+    ++summary.webhooks;
+  }
+  std::deque<WebhookOutboxWrite> writes;
+  for (const auto& [endpoint, entry] : from->outbox) writes.push_back({entry.row, endpoint, entry});
+  if (writes.empty()) return absl::OkStatus();
+  WebhookCommitResult result = to->Commit(writes);
+  summary.webhook_events = result.written;
+  return result.status;
 }
 
 }  // namespace
@@ -89,6 +121,10 @@ absl::StatusOr<ImportSummary> ImportSqliteStore(const std::string& path, etcd::C
   for (const auto& node : *nodes) {
     if (auto st = (*etcd)->RememberNode(node, now); !st.ok()) return st;
     ++summary.nodes;
+  }
+  if (auto st = ImportWebhooks(std::filesystem::path(file).parent_path(), client, prefix, summary);
+      !st.ok()) {
+    return st;
   }
   return summary;
 }

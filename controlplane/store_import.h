@@ -1,8 +1,8 @@
 // File: store_import.h
 // Moves an SQLite app store (`<data dir>/relay.db`) into etcd once, for a single control plane
 // that becomes replicas (`relay-controlplane --etcd-endpoints ... --import-sqlite PATH`, see
-// docs/scaling.md): apps, API tokens, node credentials, daily usage and the node registry. Not
-// (yet) the webhook endpoints and outbox of webhooks.db.
+// docs/scaling.md): apps, API tokens, node credentials, daily usage and the node registry, and
+// the webhook endpoints and undelivered events of the webhooks.db beside it.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +19,8 @@ struct ImportSummary {
   size_t node_tokens = 0;
   size_t usage_counts = 0;
   size_t nodes = 0;
+  size_t webhooks = 0;        // endpoints
+  size_t webhook_events = 0;  // undelivered events of their outboxes
   // etcd already held exactly these apps and tokens (an import run twice): nothing written.
   bool already_imported = false;
 };

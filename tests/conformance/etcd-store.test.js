@@ -94,18 +94,28 @@ test('two control planes on one etcd prefix, one after the other: an app made th
   assert.strictEqual(refused, 403);
 });
 
-test('--import-sqlite moves an SQLite store into etcd once; a client authenticates with its app', { timeout: 120000 }, async () => {
+test('--import-sqlite moves an SQLite store into etcd once; a client authenticates with its app; its webhooks come along', { timeout: 120000 }, async (t) => {
   const cluster = await etcd.startCluster(1);
   // An SQLite control plane with an app, then stopped.
   const old = await h.startSplit();
   const app = await appJson(old, ['apps', 'create', '--name', 'legacy']);
   await roundTrip(old, old, app, 'private-before');
+  // A webhook endpoint whose receiver is down: one cache_miss waits in the SQLite outbox.
+  const rx = await h.webhookReceiver(Infinity);
+  t.after(() => rx.close());
+  const add = await h.relayctl(old, ['webhooks', 'add', '--app', 'app-id', '--url', rx.url, '--events', 'cache_miss']);
+  assert.strictEqual(add.code, 0, add.stderr);
+  const c = h.client(old);
+  await h.once(c.subscribe('cache-imported'), 'pusher:cache_miss');
+  await h.waitFor(() => rx.requests >= 1, 10000, 'a first (refused) delivery attempt');
+  c.disconnect();
   await h.stopControlPlane(old, 'SIGTERM');
   const db = path.join(old.dataDir, 'relay.db');
 
   const imported = await run(['--etcd-endpoints', cluster.endpointsFlag, '--etcd-prefix', '/moved', '--import-sqlite', db]);
   assert.strictEqual(imported.code, 0, imported.stderr);
   assert.match(imported.stdout, /imported .* into etcd prefix \/moved: 2 app\(s\)/);
+  assert.match(imported.stdout, /1 webhook endpoint\(s\) with 1 undelivered event\(s\)/);
   // Again: the same data is there, nothing to do.
   const again = await run(['--etcd-endpoints', cluster.endpointsFlag, '--etcd-prefix', '/moved', '--import-sqlite', db]);
   assert.strictEqual(again.code, 0, again.stderr);
@@ -114,6 +124,11 @@ test('--import-sqlite moves an SQLite store into etcd once; a client authenticat
   const cp = await startStoreControlPlane(cluster, '/moved');
   const node = await h.addDataPlane(cp, 'n1');
   await roundTrip(node, cp, app, 'private-moved');
+  // The endpoint came along, and the event the SQLite control plane had not delivered is
+  // delivered by the one on etcd once the receiver is back.
+  rx.failLeft = 0;
+  await h.waitFor(() => rx.names().includes('cache_miss:cache-imported'), 20000, 'the imported event delivered');
+  assert.deepStrictEqual(rx.names(), ['cache_miss:cache-imported']);
   // A prefix with other apps refuses the import.
   await appJson(cp, ['apps', 'create', '--name', 'newer']);
   const refused = await run(['--etcd-endpoints', cluster.endpointsFlag, '--etcd-prefix', '/moved', '--import-sqlite', db]);

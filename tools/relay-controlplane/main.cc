@@ -43,7 +43,8 @@ int ImportSqlite(const std::string& path, const relay::controlplane::ControlPlan
   std::cout << "imported " << path << " into etcd prefix " << prefix << ": " << summary->apps
             << " app(s), " << summary->tokens << " API token(s), " << summary->node_tokens
             << " node credential(s), " << summary->usage_counts << " daily usage count(s), "
-            << summary->nodes << " node(s) of the node registry\n";
+            << summary->nodes << " node(s) of the node registry, " << summary->webhooks
+            << " webhook endpoint(s) with " << summary->webhook_events << " undelivered event(s)\n";
   return 0;
 }
 

@@ -109,7 +109,7 @@ test('presence across leader failover: no spurious member_removed, a late joiner
       assert.strictEqual(m.ch.members.count, 9, `${who}'s roster`);
     }
     await settle(cps, 'failover-seq', subs, got, pub);
-    report(`presence, SIGKILL of the leader (lease ${LEASE_TTL_S} s)`, { accepted_again_ms: killMs });
+    report(`presence, SIGKILL of the leader (lease ${LEASE_TTL_S} s)`, { accepted_again_ms: killMs, rate: pub.steadyRate });
     report(`presence, SIGSTOP of the leader (lease ${LEASE_TTL_S} s)`, {
       accepted_again_ms: stopMs, accepted: pub.accepted.length, refusals: pub.refusals.length, unknown: pub.unknown.length,
     });
@@ -142,7 +142,7 @@ test('SIGKILL of one etcd member (the raft leader): no visible effect', async ()
     await cluster.restart(victim);
     await settle(cps, 'etcd-member', subs, got, pub);
     report(`SIGKILL of one etcd member (lease ${LEASE_TTL_S} s)`, {
-      longest_gap_ms: gapMs, refusals, unknown: pub.unknown.length, same_leader: stillLeader,
+      longest_gap_ms: gapMs, refusals, unknown: pub.unknown.length, same_leader: stillLeader, rate: pub.steadyRate,
       rate_after: Math.round(pub.rate(killedAt, until)),
     });
     assert.ok(stillLeader, 'the control plane leader changed');
@@ -189,7 +189,7 @@ test('loss of etcd quorum: every replica refuses with 503, no false 2xx, no clie
     report(`loss of etcd quorum (lease ${LEASE_TTL_S} s)`, {
       all_refusing_after_ms: refusingMs, last_2xx_after_loss_ms: Math.max(0, ...pub.accepted.filter((a) => a.at >= lostAt && a.at < restartAt).map((a) => a.at - lostAt)),
       members_restarted_in_ms: quorumAt - restartAt, accepted_again_after_quorum_ms: resumeMs,
-      refusals: pub.refusals.length, unknown: pub.unknown.length, accepted: pub.accepted.length,
+      refusals: pub.refusals.length, unknown: pub.unknown.length, accepted: pub.accepted.length, rate: pub.steadyRate,
     });
   } finally { subs.forEach((s) => s.c.disconnect()); }
 });

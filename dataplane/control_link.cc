@@ -335,6 +335,7 @@ void ControlLink::OnStreamDone(bool welcomed, const grpc::Status& status,
     // A follower replica: the next attempt goes to the leader it named (none known yet: on
     // round the list, with backoff).
     if (!leader->empty() && *leader != target) redirect_ = *leader;
+    follower_answered_ = true;
     std::string note = leader->empty()
                            ? common::StrCat(target, " is a follower; no leader yet")
                            : common::StrCat(target, " is a follower; the leader is ", *leader);
@@ -427,6 +428,8 @@ namespace {
 // Snapshots of a large node take a while to apply; a replica silent for this long is not busy
 // but gone or paused.
 constexpr std::chrono::milliseconds kReplicaAttachTimeout{3000};
+// The longest wait between attach rounds while follower replicas answer (none leads yet).
+constexpr std::chrono::milliseconds kFollowerBackoff{400};
 }  // namespace
 
 void ControlLink::Run() {
@@ -531,10 +534,12 @@ void ControlLink::Run() {
     }
     bool welcomed;
     bool redirected;
+    bool follower_answered;
     {
       absl::MutexLock lock(&mu_);
       welcomed = welcomed_;
       redirected = !redirect_.empty();
+      follower_answered = follower_answered_;
       current_.reset();
     }
     if (stop_.HasBeenNotified() || leaving_.load()) break;
@@ -555,6 +560,16 @@ void ControlLink::Run() {
       logged_unreachable = true;
     }
     redirects = 0;
+    // A follower answered in this round: the replicas are alive and a leader is being elected
+    // (or etcd lost quorum), which ends within about a lease. Growing the backoff to seconds
+    // would add up to that much to the failover; a follower's refusal is cheap, so the next
+    // round comes within kFollowerBackoff (docs/scaling.md).
+    if (follower_answered)
+      backoff = std::min(backoff, std::max(options_.min_backoff, kFollowerBackoff));
+    {
+      absl::MutexLock lock(&mu_);
+      follower_answered_ = false;
+    }
     // "Equal jitter": wait a random time in [backoff/2, backoff], so nodes cut off together do
     // not all come back at once, and none waits less than half the backoff.
     std::uniform_int_distribution<int64_t> dist(backoff.count() / 2, backoff.count());

@@ -113,6 +113,9 @@ class ControlLink {
   std::string last_refusal_ ABSL_GUARDED_BY(mu_);
   // The leader named by the last refused attach ("" = none): the next attempt goes there.
   std::string redirect_ ABSL_GUARDED_BY(mu_);
+  // A follower replica answered since the last wait: the replicas are up and electing (or
+  // without quorum), so the backoff stays short (Run()).
+  bool follower_answered_ ABSL_GUARDED_BY(mu_) = false;
   // Welcome.silence_timeout_ms of the current stream (0: the control plane promised nothing).
   std::chrono::milliseconds silence_timeout_ ABSL_GUARDED_BY(mu_){0};
 };

@@ -131,6 +131,10 @@ absl::StatusOr<std::optional<LeaderInfo>> Election::Leader(Client& client, std::
 
 void Election::Run() {
   const auto retry = absl::Milliseconds(200);
+  // Leases of earlier rounds that could not be revoked (etcd unreachable, lost quorum). Their
+  // keys stand in front of every candidate until they expire, one TTL after etcd is back: they
+  // are revoked as soon as etcd answers again, so the next election does not wait for them.
+  std::vector<int64_t> unrevoked;
   while (!stop_.HasBeenNotified()) {
     auto granted_at = std::chrono::steady_clock::now();
     auto lease = client_.GrantLease(options_.ttl_seconds);
@@ -139,6 +143,13 @@ void Election::Run() {
       stop_.WaitForNotificationWithTimeout(retry);
       continue;
     }
+    // etcd answers again: the earlier rounds' keys go before this one queues behind them.
+    std::erase_if(unrevoked, [this](int64_t id) {
+      absl::Status st = client_.RevokeLease(id);
+      if (absl::IsNotFound(st)) return true;  // it had expired already
+      if (st.ok()) RELAY_LOG(kInfo, "etcd", "revoked lease ", id, " of an earlier campaign");
+      return st.ok();
+    });
     auto keeper =
         std::make_unique<LeaseKeeper>(client_, *lease, granted_at, [this](absl::Status s) {
           absl::MutexLock lock(&mu_);
@@ -195,7 +206,8 @@ void Election::Run() {
     }
     if (!revoked.ok()) {
       RELAY_LOG(kWarn, "etcd", "could not revoke lease ", lease->id, " (it expires in ",
-                lease->ttl_seconds, " s): ", revoked.message());
+                lease->ttl_seconds, " s; revoked when etcd answers again): ", revoked.message());
+      unrevoked.push_back(lease->id);
     }
     if (!stop_.HasBeenNotified()) stop_.WaitForNotificationWithTimeout(retry);
   }

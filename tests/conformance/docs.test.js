@@ -190,5 +190,7 @@ const OTHER_TOOLS = new Set([
   'test-force-exit', 'test-concurrency', 'test-reporter',  // node --test
   'deploy-hook',  // certbot (docs/tls.md)
   'heartbeat-interval', 'election-timeout', 'auto-compaction-mode',  // etcd (docs/etcd.md)
+  'max-txn-ops', 'max-request-bytes',  // etcd (docs/scaling.md, docs/webhooks.md)
+  'gtest',  // --gtest_filter of a GoogleTest binary (docs/webhooks.md)
   'auto-compaction-retention',
 ]);

@@ -11,13 +11,16 @@ scripts/build.sh
 RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh || status=1
 # The multi-node tests must hold up run after run: ten times in a row, in-process and with
 # real processes (every tests/conformance/cluster*.test.js: delivery, presence, counts, webhooks,
-# control plane restart, hang, kill, drain).
+# control plane restart, hang, kill, drain; and the control plane replicas on etcd: leader
+# SIGKILL and SIGSTOP, presence through failover, an etcd member killed, etcd quorum lost).
+repeat_start=$SECONDS
 build/bin/e2e_test --gtest_filter='Cluster.*' --gtest_repeat=10 --gtest_brief=1 || status=1
 for i in $(seq 1 10); do
-  (cd tests/conformance && RELAY_NPM_DONE=1 RELAY_BIN_DIR="$OLDPWD/build/bin" ./run.sh cluster*.test.js) \
+  (cd tests/conformance && RELAY_NPM_DONE=1 RELAY_BIN_DIR="$OLDPWD/build/bin" \
+    ./run.sh cluster*.test.js replicas.test.js failover.test.js) \
     >/tmp/relay-cluster-repeat.log 2>&1 || { echo "cluster run $i failed"; cat /tmp/relay-cluster-repeat.log; status=1; break; }
 done
-echo "multi-node repeat: done"
+echo "multi-node repeat: done in $((SECONDS - repeat_start)) s"
 tests/bench_smoke.sh || status=1
 # The image: built from the Dockerfile with podman, the conformance skeleton and the compose
 # topology run from it (docs/deploy.md). Bounded: a from-scratch build is most of it.

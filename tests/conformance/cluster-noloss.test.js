@@ -20,26 +20,8 @@ const h = require('./lib/harness');
 
 after(h.stopAll);
 
-// One POST /apps/app-id/events: resolves with { status, retryAfter } or { error }.
-function trigger(port, channel, name, data) {
-  const body = JSON.stringify({ name, channels: [channel], data: JSON.stringify(data) });
-  return new Promise((resolve) => {
-    const req = http.request({
-      host: '127.0.0.1', port, method: 'POST', path: `/apps/${h.APP.id}/events`, timeout: 5000,
-      headers: {
-        'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body),
-        'X-Relay-Key': h.APP.key, 'X-Relay-Secret': h.APP.secret,
-      },
-    }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], text }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (error) => resolve({ error }));
-    req.end(body);
-  });
-}
+// One POST /apps/app-id/events, answered within 5 s: { status, retryAfter, body } or { error }.
+const trigger = (port, channel, name, data) => h.rawTrigger(port, channel, name, data, 5000);
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -68,7 +50,7 @@ function publisher(port, channel) {
       } else if (r.status === 503 || r.status === 429) {
         p.refusals.push(r);
         // Refused for want of a data plane's ack: it may have reached some subscribers.
-        if (/may have reached/.test(r.text)) p.unknown.push(seq++);
+        if (/may have reached/.test(r.body)) p.unknown.push(seq++);
       } else {
         throw new Error(`unexpected HTTP ${r.status}`);
       }
@@ -243,7 +225,7 @@ test('a data plane that does not confirm an event in time gets it refused with 5
     nodes[1].dp.child.kill('SIGCONT');
     assert.strictEqual(r.status, 503, JSON.stringify(r));
     assert.strictEqual(r.retryAfter, '1');
-    assert.match(r.text, /did not confirm the event within 500 ms; it may have reached some subscribers/);
+    assert.match(r.body, /did not confirm the event within 500 ms; it may have reached some subscribers/);
     assert.ok(waited >= 450 && waited < 5000, `answered after ${waited} ms`);
     // Once n2 reads again, triggers are answered 2xx and reach both nodes.
     await h.waitFor(async () => (await trigger(nodes[0].httpPort, 'seq-e', 'seq', { seq: 2 })).status === 200,

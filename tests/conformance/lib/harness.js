@@ -347,8 +347,30 @@ function relayctl(server, args) {
   });
 }
 
+// One raw POST /apps/<APP>/events with the app's credentials (no retry): resolves with
+// { status, retryAfter, body } or { error } (a connection error, or no answer in `timeoutMs`).
+function rawTrigger(port, channel, name, data, timeoutMs = 2000) {
+  const body = JSON.stringify({ name, channels: [channel], data: JSON.stringify(data) });
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: '127.0.0.1', port, method: 'POST', path: `/apps/${APP.id}/events`, timeout: timeoutMs,
+      headers: {
+        'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body),
+        'X-Relay-Key': APP.key, 'X-Relay-Secret': APP.secret,
+      },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], body: text }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (error) => resolve({ error }));
+    req.end(body);
+  });
+}
+
 module.exports = {
   APP, BIN, tempDir, start, startOnFreePorts, startRelay, startSplit, addDataPlane, startCluster, killDataPlane, restartControlPlane, stopControlPlane,
   startControlPlane, stopAll, waitFor, once, resendUntil, signIn, client, sdk, authOptions, relayctl, freePort,
-  join, record, states, flush, barrier, publishCommands, webhookReceiver, triggerRetrying,
+  join, record, states, flush, barrier, publishCommands, webhookReceiver, triggerRetrying, rawTrigger,
 };

@@ -33,26 +33,7 @@ function ready(port, timeoutMs = 1000) {
   });
 }
 
-// One raw POST /apps/app-id/events: { status, retryAfter, body } or { error }.
-function rawTrigger(port, channel, name, data, timeoutMs = 2000) {
-  const body = JSON.stringify({ name, channels: [channel], data: JSON.stringify(data) });
-  return new Promise((resolve) => {
-    const req = http.request({
-      host: '127.0.0.1', port, method: 'POST', path: `/apps/${h.APP.id}/events`, timeout: timeoutMs,
-      headers: {
-        'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body),
-        'X-Relay-Key': h.APP.key, 'X-Relay-Secret': h.APP.secret,
-      },
-    }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], body: text }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (error) => resolve({ error }));
-    req.end(body);
-  });
-}
+const { rawTrigger } = h;
 
 // The replicas whose /ready answers 200 (the leader, once its data planes are attached).
 async function readyReplicas(cps) {

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "controlplane/app_store.h"
+#include "controlplane/sqlite_file.h"
 
 namespace relay::controlplane {
 namespace {
@@ -144,14 +145,9 @@ bool LifecycleLog::Exec(const char* sql) {
 
 absl::Status LifecycleLog::Open() {
   absl::MutexLock lock(&mu_);
-  std::string path = data_dir_ + "/webhooks.db";
-  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-    return absl::FailedPreconditionError(common::StrCat("cannot open ", path));
-  }
-  ::chmod(path.c_str(), 0600);
-  sqlite3_busy_timeout(db_, 5000);
-  sqlite3_exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
-               nullptr);
+  auto db = OpenSqliteFile(data_dir_ + "/webhooks.db");
+  if (!db.ok()) return db.status();
+  db_ = *db;
   if (sqlite3_exec(db_, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) {
     return absl::InternalError(common::StrCat("webhooks.db: ", sqlite3_errmsg(db_)));
   }

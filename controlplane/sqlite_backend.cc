@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/strings.h"
+#include "controlplane/sqlite_file.h"
 
 namespace relay::controlplane {
 namespace {
@@ -127,17 +128,9 @@ absl::StatusOr<std::unique_ptr<SqliteBackend>> SqliteBackend::OpenExisting(
 }
 
 absl::StatusOr<std::unique_ptr<SqliteBackend>> SqliteBackend::OpenFile(const std::string& path) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return absl::FailedPreconditionError(common::StrCat("cannot open ", path, ": ", msg));
-  }
-  ::chmod(path.c_str(), 0600);
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
-               nullptr);
-  std::unique_ptr<SqliteBackend> backend(new SqliteBackend(db, path));
+  auto db = OpenSqliteFile(path);
+  if (!db.ok()) return db.status();
+  std::unique_ptr<SqliteBackend> backend(new SqliteBackend(*db, path));
   if (auto st = backend->Migrate(); !st.ok()) return st;
   return backend;
 }

@@ -150,7 +150,10 @@ absl::Status ControlPlane::Start() {
   hub_options.client_certificate_exempt = kInProcessCredential;
   hub_options.redirect = [this]() -> std::optional<std::string> {
     if (Acting()) return std::nullopt;
-    return replica_->LeaderAddress();
+    std::string leader = replica_->LeaderAddress();
+    // The data plane left the leader's stream: is the leader's process gone (replica.h)?
+    if (!leader.empty()) replica_->SuspectLeader();
+    return leader;
   };
   hub_ = std::make_unique<NodeHub>(hub_options, static_cast<NodeHub::Handler*>(this));
   watch_ = std::make_unique<ChannelWatch>(options_.watch);

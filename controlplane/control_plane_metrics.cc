@@ -71,6 +71,14 @@ void ControlPlane::WriteMetrics(common::MetricsWriter& w) const {
     w.Family("relay_controlplane_elections_won_total", "counter",
              "Times this replica was elected leader and took over.");
     w.Sample("relay_controlplane_elections_won_total", {}, d(replica_->elections_won()));
+    w.Family("relay_controlplane_leader_checks_total", "counter",
+             "Times this follower was asked to check whether the leader's process is gone (a data "
+             "plane had left the leader's stream).");
+    w.Sample("relay_controlplane_leader_checks_total", {}, d(replica_->leader_checks()));
+    w.Family("relay_controlplane_dead_leaders_revoked_total", "counter",
+             "Leases of leaders whose process was gone (their port refused connections) that this "
+             "replica ended, so that a replica took over before the lease ran out.");
+    w.Sample("relay_controlplane_dead_leaders_revoked_total", {}, d(replica_->leaders_revoked()));
   }
   if (gate_) {
     w.Gauge("relay_nodes_awaited",

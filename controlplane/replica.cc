@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "controlplane/route_gate.h"
+#include "controlplane/tcp_probe.h"
 
 namespace relay::controlplane {
 
@@ -50,6 +51,7 @@ absl::Status Replica::Start(std::string default_advertise) {
       std::make_unique<etcd::LeaderObserver>(client_, StrCat(options_.prefix, "/v1/leader"));
   election_ = std::make_unique<etcd::Election>(client_, std::move(election), std::move(cb));
   started_.store(true);  // observer_ and election_ are set: other threads may read them now
+  prober_ = std::thread([this] { WatchLeader(); });
   return election_->Start();
 }
 
@@ -59,7 +61,78 @@ void Replica::Stop() {
   if (auto st = election_->Resign(); !st.ok()) {
     RELAY_LOG(kWarn, "replica", "resigning: ", st.message());
   }
+  {
+    absl::MutexLock lock(&probe_mu_);
+    probe_stop_ = true;
+  }
+  if (prober_.joinable()) prober_.join();
   // observer_ stays until destruction: other threads may still ask who leads.
+}
+
+void Replica::SuspectLeader() {
+  absl::MutexLock lock(&probe_mu_);
+  suspected_ = true;
+}
+
+void Replica::WatchLeader() {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kProbeTimeout = std::chrono::milliseconds(300);
+  int64_t reached = 0;    // the lease of the last leader this replica connected to
+  int64_t revoked = 0;    // the lease last revoked here (not again)
+  int64_t unreached = 0;  // the lease of a leader not reached yet (logged once)
+  auto next_reach = Clock::now();
+  while (true) {
+    bool suspected;
+    {
+      absl::MutexLock lock(&probe_mu_);
+      auto wake = [this]()
+                      ABSL_SHARED_LOCKS_REQUIRED(probe_mu_) { return probe_stop_ || suspected_; };
+      probe_mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(250));
+      if (probe_stop_) return;
+      suspected = suspected_;
+      suspected_ = false;
+    }
+    auto leader = observer_->leader();
+    if (!leader || acting() || leader->value == options_.advertise) continue;
+    if (leader->lease != reached && Clock::now() >= next_reach) {
+      // Once per leader: the address it proclaims reaches a listening process from here.
+      ProbeResult r = ProbeTcp(leader->value, kProbeTimeout);
+      if (r == ProbeResult::kListening) {
+        reached = leader->lease;
+      } else {
+        next_reach = Clock::now() + std::chrono::seconds(1);
+        if (unreached != leader->lease) {
+          unreached = leader->lease;
+          RELAY_LOG(kWarn, "replica", "cannot reach the leader at ", leader->value, " (",
+                    ProbeResultName(r),
+                    "); check its --advertise-grpc. Until it is reached, this replica waits for "
+                    "its lease to end if it dies");
+        }
+        continue;
+      }
+    }
+    if (!suspected) continue;
+    checked_.fetch_add(1, std::memory_order_relaxed);
+    if (leader->lease != reached || leader->lease == revoked) continue;
+    if (ProbeTcp(leader->value, kProbeTimeout) != ProbeResult::kRefused) continue;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (ProbeTcp(leader->value, kProbeTimeout) != ProbeResult::kRefused) continue;
+    // Still the same leader (its key may have gone meanwhile)?
+    auto now = observer_->leader();
+    if (!now || now->lease != leader->lease) continue;
+    revoked = leader->lease;
+    absl::Status st = client_.RevokeLease(leader->lease, etcd::Duration(1000));
+    if (st.ok() || absl::IsNotFound(st)) {
+      revoked_.fetch_add(1, std::memory_order_relaxed);
+      RELAY_LOG(kWarn, "replica", "the leader at ", leader->value,
+                " refuses connections (its process is gone): ended its etcd lease ", leader->lease,
+                " so that a replica takes over now");
+    } else {
+      revoked = 0;  // try again on the next suspicion
+      RELAY_LOG(kWarn, "replica", "the leader at ", leader->value,
+                " is gone, but its lease could not be ended: ", st.message());
+    }
+  }
 }
 
 bool Replica::acting() const {

@@ -13,6 +13,16 @@
 // paused past its lease (SIGSTOP) and wakes up stops acting at once, before etcd or its keeper
 // tells it; its writes are refused by etcd anyway (Fence()).
 //
+// A leader whose process is gone: its lease would keep it the leader for up to a TTL after its
+// death. A data plane whose node stream broke comes to a follower to attach (SuspectLeader());
+// the follower then tries a TCP connect to the leader's advertised address, and when the kernel
+// refuses it (twice, 50 ms apart: nothing listens there, the process is gone) it revokes the
+// leader's lease, so the next replica takes over now rather than when the lease runs out. Only
+// a refusal counts: a leader that is paused, slow or cut off does not answer at all, and keeps
+// its lease to its end (two leaders must never command data planes). A follower acts only on a
+// leader it has reached at that address before (checked once per leader), so a wrong
+// --advertise-grpc can never make it revoke a live leader's lease.
+//
 // The node registry (the data planes a new leader must hear from before it routes, see
 // route_gate.h) lives in etcd under `<prefix>/v1/nodes/<node id>`, written fenced by the leader.
 // Thread-safe. Destroy before the etcd Client.
@@ -23,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -70,6 +81,12 @@ class Replica {
   std::string Role() const;
   // The current leader's advertised address ("" when unknown or when this replica leads).
   std::string LeaderAddress() const;
+  // A data plane asked this follower to attach: its stream to the leader ended. Checks, in the
+  // background, whether the leader's process is gone (see the file comment). Never blocks.
+  void SuspectLeader();
+  // Suspicions handled while following a leader, and leases of dead leaders revoked.
+  uint64_t leader_checks() const { return checked_.load(std::memory_order_relaxed); }
+  uint64_t leaders_revoked() const { return revoked_.load(std::memory_order_relaxed); }
   // Leadership changes seen since start (won by this replica).
   uint64_t elections_won() const { return won_.load(std::memory_order_relaxed); }
 
@@ -91,6 +108,8 @@ class Replica {
 
  private:
   std::string NodeKey(const std::string& node_id) const;
+  // The thread behind SuspectLeader().
+  void WatchLeader();
 
   etcd::Client& client_;
   ReplicaOptions options_;  // advertise completed by Start()
@@ -101,6 +120,13 @@ class Replica {
   std::atomic<bool> open_{false};
   std::atomic<bool> started_{false};  // Start() set observer_ and election_
   std::atomic<uint64_t> won_{0};
+  std::atomic<uint64_t> checked_{0};
+  std::atomic<uint64_t> revoked_{0};
+
+  absl::Mutex probe_mu_;
+  bool probe_stop_ ABSL_GUARDED_BY(probe_mu_) = false;
+  bool suspected_ ABSL_GUARDED_BY(probe_mu_) = false;
+  std::thread prober_;
 };
 
 }  // namespace relay::controlplane

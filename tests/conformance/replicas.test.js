@@ -36,6 +36,14 @@ const stubOf = (Service, port) => {
 
 after(async () => { stubs.forEach((s) => s.close()); await h.stopAll(); await etcd.stopAll(); });
 
+// relay_controlplane_dead_leaders_revoked_total of a replica (its /metrics).
+async function revokedCount(cp) {
+  const text = await (await fetch(`http://127.0.0.1:${cp.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const m = text.match(/^relay_controlplane_dead_leaders_revoked_total (\d+)/m);
+  assert.ok(m, 'no relay_controlplane_dead_leaders_revoked_total');
+  return Number(m[1]);
+}
+
 // One unary gRPC call, bounded: resolves with { err, res }.
 function unary(stub, method, req, md = new grpc.Metadata()) {
   return new Promise((resolve) => {
@@ -63,9 +71,12 @@ test('exactly one replica leads; followers refuse the API with 503 + Retry-After
   try {
     const leader = await theLeader(cps);
     for (const cp of cps.filter((c) => c !== leader)) {
-      const r = await ready(cp.httpPort);
-      assert.strictEqual(r.status, 503);
-      assert.match(r.body, new RegExp(`follower \\(leader: 127\\.0\\.0\\.1:${leader.grpcPort}\\)`));
+      // A follower learns who leads from an etcd watch: within moments of the leader's /ready.
+      let r;
+      await h.waitFor(async () => {
+        r = await ready(cp.httpPort);
+        return r.status === 503 && r.body.includes(`follower (leader: 127.0.0.1:${leader.grpcPort})`);
+      }, 5000, 'the follower naming the leader').catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(r)}`); });
       const t = await rawTrigger(cp.httpPort, 'one-leader', 'x', {});
       assert.strictEqual(t.status, 503, JSON.stringify(t));
       assert.strictEqual(t.retryAfter, '1');
@@ -76,9 +87,14 @@ test('exactly one replica leads; followers refuse the API with 503 + Retry-After
     const token = fs.readFileSync(path.join(cps[0].dataDir, 'node.token'), 'utf8').trim();
     const { Channels } = loadRelay('relay/v1/public.proto');
     for (const cp of cps) {
-      const hc = await unary(stubOf(Health, cp.grpcPort), 'Check', { service: '' });
-      assert.ifError(hc.err);
-      assert.strictEqual(hc.res.status, cp === leader ? 'SERVING' : 'NOT_SERVING');
+      // The health status follows /ready on the next refresh (every 100 ms).
+      let hc;
+      await h.waitFor(async () => {
+        hc = await unary(stubOf(Health, cp.grpcPort), 'Check', { service: '' });
+        return !hc.err && hc.res.status === (cp === leader ? 'SERVING' : 'NOT_SERVING');
+      }, 5000, `gRPC health of the ${cp === leader ? 'leader' : 'follower'}`).catch((e) => {
+        throw new Error(`${e.message}: ${hc.err || hc.res.status}`);
+      });
       if (cp === leader) continue;
       const md = new grpc.Metadata();
       md.set('x-relay-key', h.APP.key);
@@ -93,6 +109,10 @@ test('exactly one replica leads; followers refuse the API with 503 + Retry-After
     }
     // Every data plane attached to the leader (the followers sent them there).
     for (const { dp } of dps) assert.match(dp.log(), /attached to control plane/);
+    // The attaches above made each follower check the leader's port: it listens, so nobody
+    // ended its lease and it still leads.
+    for (const cp of cps) assert.strictEqual(await revokedCount(cp), 0);
+    assert.deepStrictEqual(await readyReplicas(cps), [leader]);
     const got = subs.map((s) => seqs(s.ch));
     assert.strictEqual((await rawTrigger(leader.httpPort, 'one-leader', 'seq', { seq: 0 })).status, 200);
     await flush(cps, 'one-leader', subs.map((s) => s.ch));
@@ -113,15 +133,21 @@ test('SIGKILL of the leader: a follower takes over, no client is dropped, every 
     await pub.stop();
     const next = await theLeader(cps);
     assert.notStrictEqual(next, leader);
+    // A follower found the dead leader's port refusing connections and ended its lease, rather
+    // than waiting for it to run out.
+    let revoked = 0;
+    for (const cp of cps.filter((c) => c.alive)) revoked += await revokedCount(cp);
     await flush(cps, 'kill-leader', subs.map((s) => s.ch));
     subs.forEach((s, i) => assertDelivered(got[i], pub, `subscriber ${i}`));
     for (const s of subs) assert.deepStrictEqual(s.states, [], 'a client connection changed state');
     report(`SIGKILL of the leader (lease ${LEASE_TTL_S} s)`, {
       accepted_again_ms: failoverMs, rate: pub.steadyRate,
       refusals: pub.refusals.length, connection_errors: pub.connectionErrors,
-      accepted: pub.accepted.length, unknown: pub.unknown.length,
+      accepted: pub.accepted.length, unknown: pub.unknown.length, leases_ended_early: revoked,
     });
-    assert.ok(failoverMs < 4 * LEASE_TTL_S * 1000, `failover took ${failoverMs} ms`);
+    assert.strictEqual(revoked, 1, 'leases of the dead leader ended by a follower');
+    // The issue's bound (goal: under 1 s), whatever the lease.
+    assert.ok(failoverMs < 2000, `failover took ${failoverMs} ms`);
   } finally { subs.forEach((s) => s.c.disconnect()); }
 });
 

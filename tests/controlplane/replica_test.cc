@@ -4,6 +4,9 @@
 #include "controlplane/replica.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <memory>
@@ -21,6 +24,34 @@ namespace {
 using std::chrono::milliseconds;
 using testutil::EtcdCluster;
 using testutil::WaitFor;
+
+// A TCP listener on a free loopback port: a replica's gRPC port as its peers' probes see it.
+class Listener {
+ public:
+  Listener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 || listen(fd_, 16) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on 127.0.0.1";
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  ~Listener() { Close(); }
+  // Like the process exiting: the port refuses connections from now on.
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
 
 // One replica with what its callbacks were told.
 struct Member {
@@ -70,12 +101,13 @@ class ReplicaTest : public ::testing::Test {
     clients_.clear();
   }
 
-  Member& Add(std::function<absl::Status()> gained = nullptr) {
+  // A replica advertising `address` (by default, a loopback port nothing listens on).
+  Member& Add(std::function<absl::Status()> gained = nullptr, std::string address = "") {
     auto client = etcd::Client::Create(etcd::ClientOptions{cluster_->endpoints()});
     EXPECT_TRUE(client.ok());
     clients_.push_back(std::move(*client));
-    members_.push_back(std::make_unique<Member>(
-        *clients_.back(), "127.0.0.1:" + std::to_string(7000 + members_.size()), gained));
+    if (address.empty()) address = "127.0.0.1:" + std::to_string(7000 + members_.size());
+    members_.push_back(std::make_unique<Member>(*clients_.back(), address, gained));
     return *members_.back();
   }
 
@@ -182,6 +214,72 @@ TEST_F(ReplicaTest, AFailedTakeOverIsRetriedBeforeActing) {
   ASSERT_TRUE(WaitFor([&] { return m.replica->acting(); }, milliseconds(10000)));
   EXPECT_EQ(m.gain_count(), 3);
   members_.clear();  // before `calls` goes
+}
+
+TEST_F(ReplicaTest, ALeaderWhosePortRefusesLosesItsLeaseAtOnceNotOneThatListens) {
+  std::vector<std::unique_ptr<Listener>> ports;
+  for (int i = 0; i < 3; ++i) {
+    ports.push_back(std::make_unique<Listener>());
+    ASSERT_TRUE(Add(nullptr, ports.back()->address()).replica->Start().ok());
+  }
+  int leader = WaitForOneActing();
+  ASSERT_GE(leader, 0);
+  int follower = (leader + 1) % 3;
+  Replica& f = *members_[follower]->replica;
+  ASSERT_TRUE(
+      WaitFor([&] { return f.LeaderAddress() == members_[leader]->address; }, milliseconds(5000)));
+  // A data plane left the leader (a network blip): its port still listens, nothing happens.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        f.SuspectLeader();
+        return f.leader_checks() >= 2;
+      },
+      milliseconds(5000)));
+  EXPECT_EQ(f.leaders_revoked(), 0u);
+  EXPECT_EQ(Acting(), std::vector<int>{leader});
+  // The leader's process is gone (its port refuses), though its lease is still kept alive
+  // here: the follower ends the lease and a replica takes over, long before any lease would
+  // have run out.
+  ports[leader]->Close();
+  auto closed_at = std::chrono::steady_clock::now();
+  int next = -1;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        f.SuspectLeader();
+        auto a = Acting();
+        if (a.size() != 1 || a[0] == leader) return false;
+        next = a[0];
+        return true;
+      },
+      milliseconds(10000)));
+  EXPECT_EQ(f.leaders_revoked(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - closed_at, std::chrono::seconds(2));
+  ASSERT_TRUE(WaitFor([&] { return members_[leader]->lost_count() == 1; }, milliseconds(5000)));
+  EXPECT_FALSE(members_[leader]->replica->acting());
+  EXPECT_NE(next, leader);
+  members_.clear();  // before the listeners close under the remaining replicas
+}
+
+TEST_F(ReplicaTest, ALeaderNeverReachedFromAFollowerKeepsItsLease) {
+  // The leader advertises an address nothing listens on (a wrong --advertise-grpc, as seen from
+  // the follower): the follower never ends a lease on a refusal it cannot tell from that.
+  Member& lead = Add();
+  ASSERT_TRUE(lead.replica->Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return lead.replica->acting(); }, milliseconds(10000)));
+  Listener own;
+  Replica& f = *Add(nullptr, own.address()).replica;
+  ASSERT_TRUE(f.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return f.LeaderAddress() == lead.address; }, milliseconds(5000)));
+  // Suspicions are handled, and none ends the leader's lease.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        f.SuspectLeader();
+        return f.leader_checks() >= 3;
+      },
+      milliseconds(5000)));
+  EXPECT_EQ(f.leaders_revoked(), 0u);
+  EXPECT_TRUE(lead.replica->acting());
+  EXPECT_EQ(lead.lost_count(), 0);
 }
 
 TEST(ReplicaOptions, AnEmptyAddressIsRefused) {

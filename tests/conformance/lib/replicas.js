@@ -243,12 +243,12 @@ async function startReplicated(channel, { perNode = 2, leaseTtl = LEASE_TTL_S } 
     const dataDir = h.tempDir();
     fs.cpSync(seed, dataDir, { recursive: true });
     let args;
-    const { ports: [httpPort, grpcPort], proc } = await h.startOnFreePorts('relay-controlplane', 2, ([p, g]) => {
-      args = ['--port', p, '--grpc-port', g, '--data-dir', dataDir, '--trigger-rate-limit', '0',
+    const { ports: [httpPort, grpcPort, metricsPort], proc } = await h.startOnFreePorts('relay-controlplane', 3, ([p, g, m]) => {
+      args = ['--port', p, '--grpc-port', g, '--metrics-port', m, '--data-dir', dataDir, '--trigger-rate-limit', '0',
         '--etcd-endpoints', cluster.endpointsFlag, '--etcd-lease-ttl', leaseTtl].map(String);
       return args;
     }, 'controlplane ready');
-    cps.push({ httpPort, grpcPort, dataDir, proc, args, alive: true });
+    cps.push({ httpPort, grpcPort, metricsPort, dataDir, proc, args, alive: true });
   }
   const list = cps.map((cp) => `127.0.0.1:${cp.grpcPort}`).join(',');
   const dps = [];

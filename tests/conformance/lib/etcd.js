@@ -144,7 +144,8 @@ class EtcdCluster {
 }
 
 // Starts `size` members and resolves once each is healthy. A port taken between being picked and
-// being bound makes etcd exit: then it tries again with new ports.
+// being bound makes etcd exit: then it tries again with new ports. A member that exited at once
+// is taken for that too, since its 'exit' can come before its log says why.
 async function startCluster(size = 3, timeoutMs = 20000) {
   if (!fs.existsSync(ETCD)) throw new Error(`${ETCD} is missing: run scripts/install-deps.sh (it installs etcd-server)`);
   const cluster = new EtcdCluster(size);
@@ -156,8 +157,9 @@ async function startCluster(size = 3, timeoutMs = 20000) {
       await cluster.waitHealthy([...Array(size).keys()], timeoutMs);
       return cluster;
     } catch (e) {
+      const exited = cluster.members.some((m) => m.exited);  // before the kills below
       await Promise.all(cluster.members.map((_, i) => cluster.kill(i)));
-      if (attempt >= 3 || !/address already in use|bind/i.test(e.message)) {
+      if (attempt >= 3 || !(exited || /address already in use|bind/i.test(e.message))) {
         await cluster.close();
         throw e;
       }

@@ -5,9 +5,11 @@
 #   docker build -t relay .
 #   docker run -p 6001:6001 -e RELAY_APP_SECRET="$(openssl rand -hex 32)" -v relay-data:/var/lib/relay relay
 #
-# Build stage: Debian's toolchain and -dev packages, a Release build of the four binaries only
-# (no tests, no bench), compiled through ccache on a cache mount so a rebuild on the same machine
-# recompiles only what changed. etcd's .proto files (proto/etcd generates C++ stubs from them)
+# Build stage: Debian's toolchain and -dev packages, a RelWithDebInfo build (the build the tests
+# and benchmarks run; stripped below) of the four binaries only (no tests, no bench), compiled
+# through ccache on a cache mount so a rebuild on the same machine recompiles only what changed.
+# A builder that mounts a ccache directory from a build of the same tree at /ccache-seed
+# (tests/container/run.sh: podman build -v <dir>:/ccache-seed:ro) starts from its results. etcd's .proto files (proto/etcd generates C++ stubs from them)
 # are unpacked from golang-etcd-server-dev alone, without the Go sources it depends on.
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
@@ -26,21 +28,27 @@ COPY . .
 ARG RELAY_BUILD_JOBS=0
 RUN --mount=type=cache,target=/ccache,id=relay-ccache \
     set -eu; \
-    export CCACHE_DIR=/ccache CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1; \
+    export CCACHE_DIR=/ccache CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1 LANG=C.UTF-8; \
+    unset LC_ALL LC_CTYPE LC_MESSAGES; \
+    if [ -d /ccache-seed ]; then cp -a --no-clobber /ccache-seed/. /ccache/ 2>/dev/null || true; fi; \
+    ccache -z >/dev/null; \
     jobs=$RELAY_BUILD_JOBS; [ "$jobs" != 0 ] || jobs=$(nproc); \
-    cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DRELAY_BUILD_TESTS=OFF \
+    cmake -S . -B /src/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELAY_BUILD_TESTS=OFF \
       -DCMAKE_CXX_COMPILER_LAUNCHER=ccache; \
-    bins="/build/bin/relay /build/bin/relay-controlplane /build/bin/relay-dataplane /build/bin/relayctl"; \
-    ninja -C /build -j"$jobs" relay relay-controlplane relay-dataplane relayctl; \
-    strip $bins; \
-    deploy/docker/runtime-packages.sh $bins > /build/runtime-packages; \
-    echo "runtime-packages:" $(cat /build/runtime-packages); \
+    mkdir /out; \
+    ninja -C /src/build -j"$jobs" relay relay-controlplane relay-dataplane relayctl; \
+    for b in relay relay-controlplane relay-dataplane relayctl; do \
+      strip -o /out/$b /src/build/bin/$b; \
+    done; \
+    deploy/docker/runtime-packages.sh /out/relay /out/relay-controlplane /out/relay-dataplane \
+      /out/relayctl > /out/runtime-packages; \
+    echo "runtime-packages:" $(cat /out/runtime-packages); \
     ccache --show-stats | grep -Ei 'hits|misses' || true
 
 # Runtime stage: the shared libraries the binaries load (computed above from ldd), a non-root
 # user, the binaries, and the healthcheck script.
 FROM debian:bookworm-slim
-COPY --from=build /build/runtime-packages /tmp/runtime-packages
+COPY --from=build /out/runtime-packages /tmp/runtime-packages
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       $(cat /tmp/runtime-packages) \
@@ -49,8 +57,8 @@ RUN apt-get update \
  && groupadd --system --gid 10001 relay \
  && useradd --system --uid 10001 --gid relay --home-dir /var/lib/relay --shell /usr/sbin/nologin relay \
  && install -d -o relay -g relay -m 0700 /var/lib/relay
-COPY --from=build /build/bin/relay /build/bin/relay-controlplane /build/bin/relay-dataplane \
-     /build/bin/relayctl /usr/local/bin/
+COPY --from=build /out/relay /out/relay-controlplane /out/relay-dataplane /out/relayctl \
+     /usr/local/bin/
 COPY deploy/docker/relay-healthcheck /usr/local/bin/relay-healthcheck
 USER relay
 WORKDIR /var/lib/relay

@@ -122,7 +122,8 @@ void Replica::WatchLeader() {
     if (!now || now->lease != leader->lease) continue;
     revoked = leader->lease;
     absl::Status st = client_.RevokeLease(leader->lease, etcd::Duration(1000));
-    if (st.ok() || absl::IsNotFound(st)) {
+    if (absl::IsNotFound(st)) continue;  // another follower (or etcd) ended it first
+    if (st.ok()) {
       revoked_.fetch_add(1, std::memory_order_relaxed);
       RELAY_LOG(kWarn, "replica", "the leader at ", leader->value,
                 " refuses connections (its process is gone): ended its etcd lease ", leader->lease,

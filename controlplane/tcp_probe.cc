@@ -6,15 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fcntl.h>
 
 namespace relay::controlplane {
 namespace {
 
 // One connect to `addr`, bounded by `timeout`.
 ProbeResult ConnectOnce(const addrinfo& addr, std::chrono::milliseconds timeout) {
-  int fd = socket(addr.ai_family, addr.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  addr.ai_protocol);
+  int fd =
+      socket(addr.ai_family, addr.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, addr.ai_protocol);
   if (fd < 0) return ProbeResult::kUnknown;
   ProbeResult result = ProbeResult::kUnknown;
   int rc = connect(fd, addr.ai_addr, addr.ai_addrlen);

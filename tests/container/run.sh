@@ -77,14 +77,22 @@ fi
 
 # 2. The image. --format docker keeps HEALTHCHECK (the OCI format has no field for it).
 echo "container test: building $RELAY_CT_IMAGE"
+# The compiler cache of scripts/build.sh (same sources, same flags): the image's build stage
+# starts from it (Dockerfile, /ccache-seed), so CI compiles the tree once rather than twice.
+build_args=(--format docker --network host)
+seed=${CCACHE_DIR:-$ROOT/build/ccache}
+if [[ -d $seed ]]; then
+  build_args+=(-v "$seed:/ccache-seed:ro")
+  echo "container test: the build stage starts from the compiler cache in $seed"
+fi
 t0=$SECONDS
-timeout "${RELAY_CONTAINER_BUILD_TIMEOUT:-1500}" podman build --format docker --network host \
+timeout "${RELAY_CONTAINER_BUILD_TIMEOUT:-1500}" podman build "${build_args[@]}" \
   -t "$RELAY_CT_IMAGE" . >"$work/build.log" 2>&1 \
   || { tail -40 "$work/build.log"; fail "the image did not build"; }
 size=$(podman image inspect --format '{{.Size}}' "$RELAY_CT_IMAGE")
 # Every build leaves the previous build's stages untagged: tag this one's build stage (cached, so
 # its apt layer is reused next time) and drop the untagged leftovers, so runs do not pile up.
-podman build --format docker --network host --target build -t "$RELAY_CT_IMAGE-build" . \
+podman build "${build_args[@]}" --target build -t "$RELAY_CT_IMAGE-build" . \
   >>"$work/build.log" 2>&1 || fail "tagging the build stage"
 podman image prune -f >/dev/null 2>&1 || true
 echo "container test: image built in $((SECONDS - t0)) s, $((size / 1000000)) MB"

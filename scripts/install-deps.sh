@@ -11,6 +11,7 @@ PKGS=(cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libp
       python3-yaml              # tests/deploy/check_deploy.py (k8s, compose, systemd files)
       podman runc debootstrap  # tests/container/run.sh: builds and runs the image
       ccache                   # scripts/build.sh; the image build starts from its results
+      gnuplot-nox              # tools/bench/charts.sh: the figures of docs/benchmarks.md
       etcd-server etcd-client  # control plane replicas: tests start their own etcd members
       golang-etcd-server-dev   # etcd's .proto files: proto/etcd generates C++ stubs from them
       chromium)                # headless browser: tests/conformance/console.test.js (web console)

@@ -21,3 +21,14 @@ for (const [t, w] of want) {
 }
 console.log("bench smoke: " + lines.length + " passed, 0 failed");
 ' <<<"$out"
+# The multi-process scale run (tools/bench/scale.sh) at a tiny size: 3 data planes, every
+# publish delivered to every subscriber of every process.
+scale=$(SCALE_DATAPLANES=3 SCALE_CHANNELS=10 SCALE_DURATION=1 tools/bench/scale.sh 300 2>/dev/null)
+echo "$scale"
+node -e '
+const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const ok = r.subscribed === 300 && r.failed === 0 && r.published > 0 && r.deliveries > 0 &&
+  r.delivery_ratio === 1 && r.dataplane_rss_kib.length === 3;
+if (!ok) { console.error("bench smoke: bad scale result"); process.exit(1); }
+console.log("bench smoke: scale run passed");
+' <<<"$scale"

@@ -1,6 +1,7 @@
 // relay-bench: a load generator that speaks only the Pusher protocol and HTTP API, so it measures
 // Relay and any other Pusher-compatible server alike. Loopback only; bounded in count and time.
 #include <netinet/in.h>
+#include <signal.h>
 #include <simdjson.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -67,6 +68,7 @@ struct Options {
   std::string sources = "127.0.0.1";
   bool json = false;
   uint64_t hold = 0;  // connect: seconds to hold the connections after connecting
+  std::string ready_file;  // subscribe: created once every connection is subscribed
 };
 
 // Log-linear latency histogram in microseconds: bounded memory whatever the sample count.
@@ -727,6 +729,59 @@ int RunFanout(const Options& o) {
   return 0;
 }
 
+// One process of a multi-process fan-out (tools/bench/scale.sh): --connections subscribers over
+// --channels public channels (client i on bench-<i % channels>, so every process has the same
+// share of each channel), counting what arrives until SIGINT or SIGTERM (at most --duration
+// seconds), then prints what it received and the latency percentiles.
+int RunSubscribe(const Options& o) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: they inherit it
+  Bench b(o);
+  b.Run();
+  double secs = 0;
+  auto channel_of = [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); };
+  b.Connect(o.connections, channel_of, &secs);
+  auto& s = b.stats();
+  if (!o.ready_file.empty()) std::ofstream(o.ready_file) << s.subscribed.load() << "\n";
+  timespec limit{static_cast<time_t>(o.duration), 0};
+  sigtimedwait(&stop, nullptr, &limit);
+  Histogram h = b.MergedLatency();
+  Result r;
+  r.Add("scenario", std::string("subscribe"));
+  r.Add("connections", o.connections);
+  r.Add("connected", s.connected.load());
+  r.Add("subscribed", s.subscribed.load());
+  r.Add("failed", s.failed.load());
+  r.Add("connect_seconds", secs);
+  r.Add("deliveries", s.received.load());
+  r.Add("disconnected", s.closed.load());
+  AddLatency(r, h);
+  r.Print(o.json);
+  b.CloseAll();
+  return 0;
+}
+
+// The publishing side of a multi-process fan-out: --rate signed HTTP publishes per second for
+// --duration seconds, round the --channels channels, no WebSocket connection.
+int RunPublish(const Options& o) {
+  Stats s;
+  auto start = Clock::now();
+  PublishLoop(o, s, [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); });
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  Result r;
+  r.Add("scenario", std::string("publish"));
+  r.Add("channels", o.channels);
+  r.Add("target_publish_rate", o.rate);
+  r.Add("published", s.published.load());
+  r.Add("publish_errors", s.publish_errors.load());
+  r.Add("achieved_publish_rate", s.published.load() / std::max(secs, 1e-9));
+  r.Print(o.json);
+  return s.publish_errors == 0 ? 0 : 1;
+}
+
 int RunClientEvents(const Options& o) {
   Bench b(o);
   b.Run();
@@ -824,7 +879,11 @@ int main(int argc, char** argv) {
       "                 ratio and end-to-end latency percentiles (timestamp in the payload)\n"
       "  presence       --duration waves of --connections presence joins and leaves\n"
       "  client-events  --connections on --channels private channels send --rate client events\n"
-      "                 per second in total (the server must allow client events and their rate)");
+      "                 per second in total (the server must allow client events and their rate)\n"
+      "  subscribe      one process of a multi-process fan-out: --connections subscribers over\n"
+      "                 --channels, counting deliveries until SIGINT/SIGTERM (at most --duration s)\n"
+      "  publish        the other side: --rate HTTP publishes per second round --channels for\n"
+      "                 --duration seconds (tools/bench/scale.sh runs both)");
   f.String("host", &o.host, "Server address (127.0.0.x only)");
   f.Uint("port", &o.port, "WebSocket port");
   f.Uint("http-port", &o.http_port, "HTTP API port (default: --port)");
@@ -842,6 +901,8 @@ int main(int argc, char** argv) {
   f.Uint("pid", &o.pid, "Server pid, for memory readings");
   f.String("sources", &o.sources, "Comma-separated 127.0.0.x source addresses (64k ports each)");
   f.Uint("hold", &o.hold, "connect: seconds to hold connections before measuring memory");
+  f.String("ready-file", &o.ready_file,
+           "subscribe: file written (with the subscribed count) once every connection subscribed");
   f.Bool("json", &o.json, "Print the result as JSON");
   std::vector<std::string> positional;
   if (auto st = f.Parse(argc, argv, &positional); !st.ok()) {
@@ -872,6 +933,8 @@ int main(int argc, char** argv) {
   if (o.scenario == "fanout") return RunFanout(o);
   if (o.scenario == "presence") return RunPresence(o);
   if (o.scenario == "client-events") return RunClientEvents(o);
+  if (o.scenario == "subscribe") return RunSubscribe(o);
+  if (o.scenario == "publish") return RunPublish(o);
   std::cerr << "relay-bench: unknown scenario '" << o.scenario << "'\n";
   return 2;
 }

@@ -67,7 +67,7 @@ struct Options {
   uint64_t pid = 0;         // server pid for memory readings
   std::string sources = "127.0.0.1";
   bool json = false;
-  uint64_t hold = 0;  // connect: seconds to hold the connections after connecting
+  uint64_t hold = 0;       // connect: seconds to hold the connections after connecting
   std::string ready_file;  // subscribe: created once every connection is subscribed
 };
 
@@ -881,7 +881,8 @@ int main(int argc, char** argv) {
       "  client-events  --connections on --channels private channels send --rate client events\n"
       "                 per second in total (the server must allow client events and their rate)\n"
       "  subscribe      one process of a multi-process fan-out: --connections subscribers over\n"
-      "                 --channels, counting deliveries until SIGINT/SIGTERM (at most --duration s)\n"
+      "                 --channels, counting deliveries until SIGINT/SIGTERM (at most --duration "
+      "s)\n"
       "  publish        the other side: --rate HTTP publishes per second round --channels for\n"
       "                 --duration seconds (tools/bench/scale.sh runs both)");
   f.String("host", &o.host, "Server address (127.0.0.x only)");

@@ -28,7 +28,7 @@ struct Endpoint {
 // A client bidi stream whose writes come from the owner's thread one at a time, and whose reads
 // go to `on_read` (on gRPC's threads, in order). The call is held open (AddHold) until the read
 // side has ended and no write is in flight. The owner keeps a shared_ptr, and must wait for
-// done() before it goes away (Cancel() makes that prompt).
+// done() before it drops it (Cancel() makes that prompt): the owner's is the last reference.
 // Every stream carries etcd's `hasleader` metadata (clientv3.WithRequireLeader): a member cut off
 // from the quorum ends it, rather than keeping a watch or keep-alive stream open and silent.
 template <typename Req, typename Resp>
@@ -102,10 +102,14 @@ class BidiStream : public grpc::ClientBidiReactor<Req, Resp> {
       absl::MutexLock lock(&mu_);
       finished_ = true;
     }
-    // Our own reference goes last: the owner may drop its reference once done_ is notified.
-    auto self = std::move(self_);
+    // The owner holds its reference until done() is notified, so ours is never the last one:
+    // it goes first. The stream, its ClientContext and with them perhaps the last reference to
+    // the channel are then destroyed on the owner's thread, never on this gRPC callback thread,
+    // where gRPC 1.51 would join the thread it runs on to stop its callback threads, and free
+    // their completion queue twice (an ASan double free in etcd_test; grpc/grpc#32584).
+    self_.reset();
     on_done_(status);
-    done_.Notify();
+    done_.Notify();  // `this` may be destroyed from here on
   }
 
  private:

@@ -55,21 +55,29 @@ for dir in tests/fuzz/corpus/*/; do
 done
 echo "fuzzing: $((SECONDS - start)) s"
 
+# Runs a command with the sanitizers' reports going to log files in DIR (a server the command
+# starts may be killed before its exit status is seen), then prints any report and fails the run
+# for it, whatever the command's own status: sanitized WHAT DIR COMMAND...
+sanitized() {
+  local what=$1 dir=$2
+  shift 2
+  rm -rf "$dir" && mkdir -p "$dir"
+  ASAN_OPTIONS="$ASAN_OPTIONS${ASAN_EXTRA:-}:log_path=$dir/asan" \
+    UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$dir/ubsan" "$@" || status=1
+  if compgen -G "$dir/*" >/dev/null; then
+    echo "SANITIZER REPORTS from $what:"
+    cat "$dir"/*
+    status=1
+  fi
+}
+
 step "ctest"
 start=$SECONDS
 # Everything runs 3-10 times slower here, so a test that fails is run once more (ctest prints
 # both attempts); a sanitizer report fails the run whatever the retry says: the reports go to
 # log files, collected below, as in the conformance run.
-ctest_logs="$(pwd)/$build/sanitizer-logs-ctest"
-rm -rf "$ctest_logs" && mkdir -p "$ctest_logs"
-(cd "$build" && ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$ctest_logs/asan" \
-  UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$ctest_logs/ubsan" \
-  ctest --output-on-failure -j2 --timeout 600 --repeat until-pass:2) || status=1
-if compgen -G "$ctest_logs/*" >/dev/null; then
-  echo "SANITIZER REPORTS from ctest:"
-  cat "$ctest_logs"/*
-  status=1
-fi
+sanitized ctest "$(pwd)/$build/sanitizer-logs-ctest" \
+  bash -c "cd $build && ctest --output-on-failure -j2 --timeout 600 --repeat until-pass:2"
 echo "sanitizer ctest: $((SECONDS - start)) s"
 
 conformance=${RELAY_SANITIZE_CONFORMANCE:-}
@@ -82,19 +90,12 @@ fi
 if [[ $conformance != none ]]; then
   step "conformance"
   start=$SECONDS
-  logs="$(pwd)/$build/sanitizer-logs"
-  rm -rf "$logs" && mkdir -p "$logs"
-  # shellcheck disable=SC2086
   # A small quarantine, so that the hostile suites' RSS bounds measure Relay rather than ASan
   # keeping freed memory aside (they double their bounds for the shadow memory: RELAY_SANITIZED).
-  ASAN_OPTIONS="$ASAN_OPTIONS:quarantine_size_mb=16:log_path=$logs/asan" \
-    UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$logs/ubsan" RELAY_SANITIZED=1 \
-    RELAY_BIN_DIR="$(pwd)/$build/bin" tests/conformance/run.sh $conformance || status=1
-  if compgen -G "$logs/*" >/dev/null; then
-    echo "SANITIZER REPORTS from the conformance run:"
-    cat "$logs"/*
-    status=1
-  fi
+  # shellcheck disable=SC2086
+  ASAN_EXTRA=:quarantine_size_mb=16 RELAY_SANITIZED=1 RELAY_BIN_DIR="$(pwd)/$build/bin" \
+    sanitized "the conformance run" "$(pwd)/$build/sanitizer-logs" \
+    tests/conformance/run.sh $conformance
   echo "sanitizer conformance: $((SECONDS - start)) s"
 fi
 exit $status

@@ -686,11 +686,25 @@ void PublishLoop(const Options& o, Stats& s, const std::function<std::string(uin
   for (auto& t : pubs) t.join();
 }
 
+// The fan-out scenarios' channel of client (or publish) i: bench-<i % channels>, so that the
+// clients of every process, and the publishes, spread evenly over the same channels.
+std::string FanoutChannel(const Options& o, uint64_t i) {
+  return common::StrCat("bench-", i % o.channels);
+}
+
+// What a publishing run reports: the rate asked and reached, the publishes and their errors.
+void AddPublishing(Result& r, const Options& o, const Stats& s, double seconds) {
+  r.Add("target_publish_rate", o.rate);
+  r.Add("published", s.published.load());
+  r.Add("publish_errors", s.publish_errors.load());
+  r.Add("achieved_publish_rate", s.published.load() / std::max(seconds, 1e-9));
+}
+
 int RunFanout(const Options& o) {
   Bench b(o);
   b.Run();
   double secs = 0;
-  auto channel_of = [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); };
+  auto channel_of = [&o](uint64_t i) { return FanoutChannel(o, i); };
   b.Connect(o.connections, channel_of, &secs);
   auto& s = b.stats();
   uint64_t subscribed = s.subscribed;
@@ -698,7 +712,7 @@ int RunFanout(const Options& o) {
   std::vector<uint64_t> per_channel(o.channels, 0);
   for (uint64_t i = 0; i < o.connections; ++i) per_channel[i % o.channels]++;
   auto pub_start = Clock::now();
-  PublishLoop(o, s, [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); });
+  PublishLoop(o, s, [&o](uint64_t i) { return FanoutChannel(o, i); });
   double pub_secs = std::chrono::duration<double>(Clock::now() - pub_start).count();
   uint64_t expected = 0;
   for (uint64_t i = 0; i < s.published; ++i) expected += per_channel[i % o.channels];
@@ -714,10 +728,7 @@ int RunFanout(const Options& o) {
   r.Add("connections", o.connections);
   r.Add("subscribed", subscribed);
   r.Add("channels", o.channels);
-  r.Add("target_publish_rate", o.rate);
-  r.Add("published", s.published.load());
-  r.Add("publish_errors", s.publish_errors.load());
-  r.Add("achieved_publish_rate", s.published.load() / std::max(pub_secs, 1e-9));
+  AddPublishing(r, o, s, pub_secs);
   r.Add("expected_deliveries", expected);
   r.Add("deliveries", s.received.load());
   r.Add("delivery_ratio", expected ? static_cast<double>(s.received) / expected : 0.0);
@@ -742,7 +753,7 @@ int RunSubscribe(const Options& o) {
   Bench b(o);
   b.Run();
   double secs = 0;
-  auto channel_of = [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); };
+  auto channel_of = [&o](uint64_t i) { return FanoutChannel(o, i); };
   b.Connect(o.connections, channel_of, &secs);
   auto& s = b.stats();
   if (!o.ready_file.empty()) std::ofstream(o.ready_file) << s.subscribed.load() << "\n";
@@ -769,15 +780,12 @@ int RunSubscribe(const Options& o) {
 int RunPublish(const Options& o) {
   Stats s;
   auto start = Clock::now();
-  PublishLoop(o, s, [&o](uint64_t i) { return common::StrCat("bench-", i % o.channels); });
+  PublishLoop(o, s, [&o](uint64_t i) { return FanoutChannel(o, i); });
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   Result r;
   r.Add("scenario", std::string("publish"));
   r.Add("channels", o.channels);
-  r.Add("target_publish_rate", o.rate);
-  r.Add("published", s.published.load());
-  r.Add("publish_errors", s.publish_errors.load());
-  r.Add("achieved_publish_rate", s.published.load() / std::max(secs, 1e-9));
+  AddPublishing(r, o, s, secs);
   r.Print(o.json);
   return s.publish_errors == 0 ? 0 : 1;
 }

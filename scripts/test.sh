@@ -12,38 +12,58 @@ stage() {
   stage_name=$1 stage_start=$SECONDS
   [[ $1 == end ]] || echo "== test: $1 ($(date -u +%H:%M:%S))"
 }
+# check COMMAND...: runs a check of the current stage; its output is also kept, so that the end of
+# the run (all a CI page may show) can name the failed stages and their failing tests.
+logs=build/test-logs failed=()
+rm -rf "$logs" && mkdir -p "$logs"
+check() {
+  if ! "$@" 2>&1 | tee -a "$logs/${stage_name// /-}.log"; then
+    status=1
+    [[ " ${failed[*]} " == *" $stage_name "* ]] || failed+=("$stage_name")
+  fi
+}
+cluster_repeat() {
+  local i
+  for i in $(seq 1 10); do
+    (cd tests/conformance && RELAY_NPM_DONE=1 RELAY_BIN_DIR="$OLDPWD/build/bin" \
+      ./run.sh cluster*.test.js replicas.test.js failover.test.js) \
+      >/tmp/relay-cluster-repeat.log 2>&1 || { echo "cluster run $i failed"; cat /tmp/relay-cluster-repeat.log; return 1; }
+  done
+}
 stage format
 # The tree keeps one style (.clang-format); cheap, so it runs first.
-scripts/format.sh --check || status=1
+check scripts/format.sh --check
 stage build
 scripts/build.sh
 stage ctest
-(cd build && ctest --output-on-failure -j2 --timeout 300) || status=1
+check bash -c "cd build && ctest --output-on-failure -j2 --timeout 300"
 stage conformance
-RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh || status=1
+check env RELAY_BIN_DIR="$(pwd)/build/bin" tests/conformance/run.sh
 # The multi-node tests must hold up run after run: ten times in a row, in-process and with
 # real processes (every tests/conformance/cluster*.test.js: delivery, presence, counts, webhooks,
 # control plane restart, hang, kill, drain; and the control plane replicas on etcd: leader
 # SIGKILL and SIGSTOP, presence through failover, an etcd member killed, etcd quorum lost).
 stage "multi-node repeat"
 repeat_start=$SECONDS
-build/bin/e2e_test --gtest_filter='Cluster.*' --gtest_repeat=10 --gtest_brief=1 || status=1
-for i in $(seq 1 10); do
-  (cd tests/conformance && RELAY_NPM_DONE=1 RELAY_BIN_DIR="$OLDPWD/build/bin" \
-    ./run.sh cluster*.test.js replicas.test.js failover.test.js) \
-    >/tmp/relay-cluster-repeat.log 2>&1 || { echo "cluster run $i failed"; cat /tmp/relay-cluster-repeat.log; status=1; break; }
-done
+check build/bin/e2e_test --gtest_filter='Cluster.*' --gtest_repeat=10 --gtest_brief=1
+check cluster_repeat
 echo "multi-node repeat: done in $((SECONDS - repeat_start)) s"
 stage "bench smoke"
-tests/bench_smoke.sh || status=1
+check tests/bench_smoke.sh
 # The image: built from the Dockerfile with podman, the conformance skeleton and the compose
 # topology run from it (docs/deploy.md). Bounded: a from-scratch build is most of it.
 stage container
-timeout "${RELAY_CONTAINER_TEST_TIMEOUT:-1800}" tests/container/run.sh || status=1
+check timeout "${RELAY_CONTAINER_TEST_TIMEOUT:-1800}" tests/container/run.sh
 # Hostile input: the ASan + UBSan build, the fuzz targets, ctest and the conformance suite on it.
 stage sanitizers
-scripts/sanitize.sh || status=1
+check scripts/sanitize.sh
 stage end
 echo "time per stage: $timings"
+for s in "${failed[@]}"; do
+  echo "FAILED stage: $s; what failed in it (whole output above, and in $logs):"
+  { grep -aE -A12 'The following tests FAILED' "$logs/${s// /-}.log" || true; } | head -30
+  grep -aE '^\s*✖|\[  FAILED  \]|FUZZ FAILURE|SANITIZER REPORTS|ERROR: (Address|Leak)Sanitizer|runtime error:|cluster run [0-9]+ failed|bench smoke: |^FAIL|not formatted:|error:' \
+    "$logs/${s// /-}.log" | sort | uniq -c | sort -rn | head -30 || true
+done
 if [[ $status -ne 0 ]]; then echo "SOME TESTS FAILED"; fi
 exit $status

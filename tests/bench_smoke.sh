@@ -32,3 +32,17 @@ const ok = r.subscribed === 300 && r.failed === 0 && r.published > 0 && r.delive
 if (!ok) { console.error("bench smoke: bad scale result"); process.exit(1); }
 console.log("bench smoke: scale run passed");
 ' <<<"$scale"
+# The reconnect storm (tools/bench/storm.sh) at a tiny size: a data plane with 400 clients (half
+# in presence channels) killed; every client subscribed again on the others, every roster exact,
+# the subscribers elsewhere missing nothing published meanwhile.
+storm=$(STORM_CLIENTS=400 STORM_STEADY=90 STORM_CHANNELS=10 STORM_RATE=20 STORM_PUBLISH_SECONDS=6 \
+  tools/bench/storm.sh kill 2>/dev/null)
+echo "${storm:0:600}"
+node -e '
+const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const ok = r.complete && r.lost === 400 && r.resubscribed === 400 && r.roster_members === 200 &&
+  r.roster_missing === 0 && r.roster_extra === 0 && r.rosters_unreadable === 0 &&
+  r.published > 0 && r.steady_delivery_ratio === 1 && r.timeline_100ms_subscribed.length > 0;
+if (!ok) { console.error("bench smoke: bad storm result"); process.exit(1); }
+console.log("bench smoke: storm run passed");
+' <<<"$storm"

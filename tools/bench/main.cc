@@ -19,6 +19,7 @@
 #include <functional>
 #include <future>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -68,7 +69,13 @@ struct Options {
   std::string sources = "127.0.0.1";
   bool json = false;
   uint64_t hold = 0;       // connect: seconds to hold the connections after connecting
-  std::string ready_file;  // subscribe: created once every connection is subscribed
+  std::string ready_file;  // subscribe, storm: created once every connection is subscribed
+  // storm: where lost clients reconnect, how they notice a silent connection, the result's bound.
+  std::string reconnect_ports;
+  std::string user_prefix = "u";
+  uint64_t pong_timeout = 30;    // pusher-js's pongTimeout, seconds
+  uint64_t storm_timeout = 180;  // seconds from the first loss until every client must be back
+  std::string done_file;         // storm: created once every lost client is subscribed again
 };
 
 // Log-linear latency histogram in microseconds: bounded memory whatever the sample count.
@@ -142,6 +149,13 @@ std::string ReadRss(uint64_t pid) {
 
 uint64_t RssKb(uint64_t pid) { return pid == 0 ? 0 : std::stoull(ReadRss(pid)); }
 
+// What the storm scenario learns from a client: its subscription succeeded, or the connection it
+// had established ended without Close() (the server went away, or the client's pong timed out).
+struct ClientHooks {
+  std::function<void()> subscribed;
+  std::function<void(bool closed)> lost;  // closed: by the server or the network, not a pong
+};
+
 // One WebSocket client: connect, subscribe, record deliveries. It speaks RFC 6455 itself over a
 // plain socket, as lean as it can be: server frames are parsed in place from a per-thread read
 // buffer (an idle client holds no buffer), so the generator spends as little CPU per delivery as
@@ -149,8 +163,14 @@ uint64_t RssKb(uint64_t pid) { return pid == 0 ? 0 : std::stoull(ReadRss(pid)); 
 class Client : public std::enable_shared_from_this<Client> {
  public:
   Client(net::io_context& ioc, const Options& o, Stats& s, std::string channel,
-         net::ip::address source)
-      : sock_(ioc), o_(o), s_(s), channel_(std::move(channel)), source_(source) {}
+         net::ip::address source, std::string user_id = {}, const ClientHooks* hooks = nullptr)
+      : sock_(ioc),
+        o_(o),
+        s_(s),
+        channel_(std::move(channel)),
+        source_(source),
+        user_id_(std::move(user_id)),
+        hooks_(hooks) {}
 
   void Start(const tcp::endpoint& server) {
     started_ns_ = NowNs();
@@ -192,12 +212,31 @@ class Client : public std::enable_shared_from_this<Client> {
   // Aborts the connection (RST): an orderly close would leave one TIME_WAIT socket per client
   // for 60 s, enough to exhaust loopback source ports for the next run.
   void Close() {
+    closed_by_us_ = true;
     beast::error_code ec;
     sock_.set_option(net::socket_base::linger(true, 0), ec);
     sock_.close(ec);
   }
 
   bool subscribed() const { return subscribed_; }
+
+  // pusher-js's activity check: after the server's activity_timeout (at most 120 s) without a
+  // message it sends pusher:ping, and a connection that then stays silent for --pong-timeout is
+  // given up (closed, then reported lost). Called periodically on the client's thread.
+  void CheckActivity(int64_t now_ns) {
+    if (!established_ || closed_by_us_ || ended_) return;
+    if (!pinged_) {
+      if (now_ns - last_rx_ns_ >= activity_seconds_ * 1'000'000'000) {
+        Write(R"({"event":"pusher:ping","data":{}})");
+        pinged_ = true;
+        ping_ns_ = now_ns;
+      }
+    } else if (now_ns - ping_ns_ >= static_cast<int64_t>(o_.pong_timeout) * 1'000'000'000) {
+      Close();
+      ended_ = true;
+      if (hooks_ != nullptr) hooks_->lost(false);
+    }
+  }
 
  private:
   static char* Scratch() {
@@ -216,6 +255,10 @@ class Client : public std::enable_shared_from_this<Client> {
     }
     beast::error_code ec;
     sock_.close(ec);
+    if (established_ && !closed_by_us_ && !ended_) {
+      ended_ = true;
+      if (hooks_ != nullptr) hooks_->lost(true);
+    }
   }
 
   // Queues `text` as a masked text frame (or raw bytes), written one buffer at a time.
@@ -265,6 +308,8 @@ class Client : public std::enable_shared_from_this<Client> {
       size_t n = sock_.read_some(net::buffer(buf, kScratch), ec);
       if (ec == net::error::would_block) break;
       if (ec) return Fail();
+      last_rx_ns_ = NowNs();
+      pinged_ = false;  // any message answers an activity check
       if (!Take(buf, n)) return Fail();
       if (n < kScratch) break;
     }
@@ -347,6 +392,10 @@ class Client : public std::enable_shared_from_this<Client> {
       local_latency().Add(us);
       return;
     }
+    if (text.find("pusher:ping") != std::string_view::npos) {
+      Write(R"({"event":"pusher:pong","data":{}})");
+      return;
+    }
     if (text.find("pusher:connection_established") != std::string_view::npos) {
       established_ = true;
       s_.connected++;
@@ -362,6 +411,10 @@ class Client : public std::enable_shared_from_this<Client> {
       std::string_view sid;
       if (p2.parse(data).get(inner) || inner["socket_id"].get(sid)) return;
       socket_id_ = std::string(sid);
+      uint64_t activity = 0;
+      if (!inner["activity_timeout"].get(activity) && activity > 0) {
+        activity_seconds_ = std::min<int64_t>(120, static_cast<int64_t>(activity));
+      }
       if (channel_.empty()) return;
       Subscribe();
       return;
@@ -369,6 +422,11 @@ class Client : public std::enable_shared_from_this<Client> {
     if (text.find("pusher_internal:subscription_succeeded") != std::string_view::npos) {
       subscribed_ = true;
       s_.subscribed++;
+      {
+        std::lock_guard<std::mutex> lock(local_mu());
+        local_subscribe().Add((NowNs() - subscribe_ns_) / 1000);
+      }
+      if (hooks_ != nullptr) hooks_->subscribed();
     }
   }
 
@@ -376,7 +434,8 @@ class Client : public std::enable_shared_from_this<Client> {
     std::string auth, channel_data;
     common::ChannelKind kind = common::ClassifyChannel(channel_);
     if (kind.is_presence) {
-      channel_data = common::StrCat(R"({"user_id":")", socket_id_, R"(","user_info":{}})");
+      channel_data = common::StrCat(R"({"user_id":")", user_id_.empty() ? socket_id_ : user_id_,
+                                    R"(","user_info":{}})");
     }
     if (kind.NeedsAuth()) {
       auth = common::SignToken(o_.app_key, o_.app_secret,
@@ -387,6 +446,7 @@ class Client : public std::enable_shared_from_this<Client> {
     w.Key("auth").String(auth).Key("channel").String(channel_);
     if (!channel_data.empty()) w.Key("channel_data").String(channel_data);
     w.EndObject().EndObject();
+    subscribe_ns_ = NowNs();
     Write(w.Take());
   }
 
@@ -404,6 +464,10 @@ class Client : public std::enable_shared_from_this<Client> {
     thread_local Histogram h;
     return h;
   }
+  static Histogram& local_subscribe() {
+    thread_local Histogram h;
+    return h;
+  }
 
  private:
   tcp::socket sock_;
@@ -411,11 +475,14 @@ class Client : public std::enable_shared_from_this<Client> {
   Stats& s_;
   std::string channel_;
   net::ip::address source_;
+  std::string user_id_;  // presence user id (default: the socket id)
+  const ClientHooks* hooks_;
   std::string partial_, socket_id_;
   std::deque<std::string> out_;
-  int64_t started_ns_ = 0;
+  int64_t started_ns_ = 0, subscribe_ns_ = 0, last_rx_ns_ = 0, ping_ns_ = 0;
+  int64_t activity_seconds_ = 120;
   bool upgraded_ = false, established_ = false, subscribed_ = false, failed_ = false,
-       closed_ = false;
+       closed_ = false, closed_by_us_ = false, ended_ = false, pinged_ = false;
 };
 
 // A keep-alive HTTP publisher signing each request like the pusher SDKs do.
@@ -504,8 +571,8 @@ struct Result {
       common::JsonWriter w;
       w.BeginObject();
       for (const auto& [k, v] : fields) {
-        bool numeric =
-            !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-');
+        bool numeric = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) ||
+                                      v[0] == '-' || v[0] == '[');  // numbers and arrays
         w.Key(k);
         if (numeric)
           w.Raw(v);
@@ -536,10 +603,14 @@ class Bench {
     }
   }
 
-  ~Bench() {
+  ~Bench() { Stop(); }
+
+  // Stops the client threads (their objects stay, to be destroyed on this thread).
+  void Stop() {
     guards_.clear();
     for (auto& c : contexts_) c->stop();
     for (auto& t : threads_) t.join();
+    threads_.clear();
   }
 
   void Run() {
@@ -548,17 +619,21 @@ class Bench {
     }
   }
 
-  // Opens `n` connections at the configured rate; `channel_of(i)` names client i's channel.
-  bool Connect(uint64_t n, const std::function<std::string(uint64_t)>& channel_of,
-               double* seconds) {
+  using MakeClient = std::function<std::shared_ptr<Client>(net::io_context&, uint64_t)>;
+
+  // Opens `n` connections at the configured rate; `channel_of(i)` names client i's channel;
+  // `make`, if given, makes client i (on the given context) instead of the plain one.
+  bool Connect(uint64_t n, const std::function<std::string(uint64_t)>& channel_of, double* seconds,
+               const MakeClient& make = nullptr) {
     tcp::endpoint server(net::ip::make_address(o_.host), static_cast<uint16_t>(o_.port));
     auto start = Clock::now();
     for (uint64_t i = 0; i < n; ++i) {
       auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / o_.connect_rate));
       std::this_thread::sleep_until(due);  // pacing the load, not synchronizing
       auto& ctx = *contexts_[i % contexts_.size()];
-      auto client =
-          std::make_shared<Client>(ctx, o_, stats_, channel_of(i), sources_[i % sources_.size()]);
+      auto client = make ? make(ctx, i)
+                         : std::make_shared<Client>(ctx, o_, stats_, channel_of(i),
+                                                    sources_[i % sources_.size()]);
       clients_.push_back(client);
       net::post(ctx, [client, server] { client->Start(server); });
     }
@@ -593,6 +668,22 @@ class Bench {
 
   Histogram MergedLatency() { return Merged(&Client::local_latency); }
   Histogram MergedConnect() { return Merged(&Client::local_connect); }
+  Histogram MergedSubscribe() { return Merged(&Client::local_subscribe); }
+
+  // Empties the per-thread connect and subscribe histograms (a new phase of a run starts).
+  void ResetConnectHistograms() {
+    for (auto& c : contexts_) {
+      std::promise<void> p;
+      auto f = p.get_future();
+      net::post(*c, [&p] {
+        std::lock_guard<std::mutex> lock(Client::local_mu());
+        Client::local_connect() = Histogram();
+        Client::local_subscribe() = Histogram();
+        p.set_value();
+      });
+      f.wait();
+    }
+  }
 
   // Collects one of the per-thread histograms from every client thread, on its own thread.
   Histogram Merged(Histogram& (*which)()) {
@@ -612,6 +703,8 @@ class Bench {
   Stats& stats() { return stats_; }
   std::vector<std::shared_ptr<Client>>& clients() { return clients_; }
   net::io_context& context(size_t i) { return *contexts_[i % contexts_.size()]; }
+  size_t context_count() const { return contexts_.size(); }
+  const net::ip::address& source(size_t i) const { return sources_[i % sources_.size()]; }
 
  private:
   const Options& o_;
@@ -740,16 +833,23 @@ int RunFanout(const Options& o) {
   return 0;
 }
 
+// Blocks SIGINT and SIGTERM, to be waited for with sigtimedwait; call before any thread starts
+// (they inherit the mask).
+sigset_t BlockStopSignals() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  return stop;
+}
+
 // One process of a multi-process fan-out (tools/bench/scale.sh): --connections subscribers over
 // --channels public channels (client i on bench-<i % channels>, so every process has the same
 // share of each channel), counting what arrives until SIGINT or SIGTERM (at most --duration
 // seconds), then prints what it received and the latency percentiles.
 int RunSubscribe(const Options& o) {
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: they inherit it
+  sigset_t stop = BlockStopSignals();
   Bench b(o);
   b.Run();
   double secs = 0;
@@ -773,6 +873,221 @@ int RunSubscribe(const Options& o) {
   r.Print(o.json);
   b.CloseAll();
   return 0;
+}
+
+// One client of the storm scenario across its reconnections. Touched only on its io_context's
+// thread (by its client's hooks and by that thread's sweep).
+struct StormSlot {
+  enum class State { kUp, kWaiting, kConnecting };
+  State state = State::kConnecting;
+  std::shared_ptr<Client> client;
+  ClientHooks hooks;
+  int64_t lost_ns = 0;      // when the connection was lost (0: never yet)
+  int64_t due_ns = 0;       // kWaiting: when the next attempt starts
+  int64_t deadline_ns = 0;  // kConnecting: when pusher-js gives the attempt up
+  uint64_t attempts = 0;    // failed attempts of this reconnection
+};
+
+// What the storm's threads count; read by the main thread.
+struct StormCounters {
+  std::atomic<uint64_t> live{0};  // subscribed right now
+  std::atomic<uint64_t> lost{0}, attempts{0}, abandoned_attempts{0}, resubscribed{0};
+  std::atomic<int64_t> first_loss_ns{0}, last_resubscribe_ns{0};
+};
+
+// A reconnect storm (tools/bench/storm.sh): --connections clients on --port, half of them on
+// presence channels (client i: presence-storm-<i/2 % channels> for even i, with the user id
+// <user-prefix><i>; storm-<i/2 % channels> for odd i). A client whose connection is lost
+// reconnects and subscribes again as pusher-js 8 does over WebSocket: 1 s after a close (at
+// once after its own pong timeout), to one of --reconnect-ports (client i's next one, as a load
+// balancer would spread them); an attempt that has not connected within 15 s (doubling to 60 s)
+// is abandoned for the next one, and a failed attempt waits out that time, like pusher-js's
+// sequential strategy. It waits for the first loss (at most --duration s), then prints a
+// timeline of subscribed clients every 100 ms until every one is back (at most
+// --storm-timeout s), writes --done-file, and holds the clients until SIGINT/SIGTERM (at most
+// --duration s more) so that the rosters can be read.
+int RunStorm(const Options& o) {
+  sigset_t stop = BlockStopSignals();
+  std::vector<tcp::endpoint> targets;
+  for (absl::string_view p : absl::StrSplit(o.reconnect_ports, ',', absl::SkipWhitespace())) {
+    uint16_t port = 0;
+    if (std::from_chars(p.data(), p.data() + p.size(), port).ec != std::errc() || port == 0) {
+      std::cerr << "relay-bench: bad --reconnect-ports\n";
+      return 2;
+    }
+    targets.emplace_back(net::ip::make_address(o.host), port);
+  }
+  if (targets.empty()) {
+    std::cerr << "relay-bench: storm needs --reconnect-ports\n";
+    return 2;
+  }
+  auto channel_of = [&o](uint64_t i) {
+    return common::StrCat(i % 2 == 0 ? "presence-storm-" : "storm-", (i / 2) % o.channels);
+  };
+  StormCounters sc;
+  std::vector<StormSlot> slots(o.connections);
+  Bench b(o);
+  auto make = [&](net::io_context& ctx, uint64_t i) {
+    return std::make_shared<Client>(ctx, o, b.stats(), channel_of(i), b.source(i),
+                                    common::StrCat(o.user_prefix, i), &slots[i].hooks);
+  };
+  auto start_attempt = [&](uint64_t i, int64_t now) {
+    StormSlot& slot = slots[i];
+    if (slot.client) slot.client->Close();
+    slot.state = StormSlot::State::kConnecting;
+    int64_t timeout_s = std::min<int64_t>(60, int64_t{15} << std::min<uint64_t>(slot.attempts, 3));
+    slot.deadline_ns = now + timeout_s * 1'000'000'000;
+    slot.client = make(b.context(i), i);
+    slot.client->Start(targets[(i + slot.attempts) % targets.size()]);
+    sc.attempts++;
+  };
+  for (uint64_t i = 0; i < o.connections; ++i) {
+    StormSlot& slot = slots[i];
+    slot.deadline_ns = std::numeric_limits<int64_t>::max();  // a first connect is not retried
+    slot.hooks.subscribed = [&sc, &slot] {
+      slot.state = StormSlot::State::kUp;
+      slot.attempts = 0;
+      sc.live++;
+      if (slot.lost_ns != 0) {
+        sc.resubscribed++;
+        int64_t now = NowNs();
+        int64_t last = sc.last_resubscribe_ns.load();
+        while (now > last && !sc.last_resubscribe_ns.compare_exchange_weak(last, now)) {
+        }
+      }
+    };
+    slot.hooks.lost = [&sc, &slot](bool closed) {
+      int64_t now = NowNs();
+      if (slot.state == StormSlot::State::kUp) sc.live--;
+      slot.state = StormSlot::State::kWaiting;
+      slot.lost_ns = now;
+      slot.due_ns = now + (closed ? 1'000'000'000 : 0);  // retryIn(1000) / retryIn(0)
+      sc.lost++;
+      int64_t zero = 0;
+      sc.first_loss_ns.compare_exchange_strong(zero, now);
+    };
+  }
+  b.Run();
+  double secs = 0;
+  b.Connect(o.connections, channel_of, &secs, [&](net::io_context& ctx, uint64_t i) {
+    slots[i].client = make(ctx, i);
+    return slots[i].client;
+  });
+  uint64_t initially = b.stats().subscribed;
+  b.ResetConnectHistograms();
+  // Each thread sweeps its own slots every 20 ms: activity checks, due retries, attempts that
+  // ran out of time.
+  std::vector<std::unique_ptr<net::steady_timer>> sweeps;
+  std::atomic<bool> stopping{false};
+  std::function<void(size_t)> sweep = [&](size_t t) {
+    if (stopping) return;
+    int64_t now = NowNs();
+    for (uint64_t i = t; i < slots.size(); i += b.context_count()) {
+      StormSlot& slot = slots[i];
+      switch (slot.state) {
+        case StormSlot::State::kUp:
+          slot.client->CheckActivity(now);
+          break;
+        case StormSlot::State::kWaiting:
+          if (now >= slot.due_ns) start_attempt(i, now);
+          break;
+        case StormSlot::State::kConnecting:
+          if (now >= slot.deadline_ns) {
+            sc.abandoned_attempts++;
+            slot.attempts++;
+            start_attempt(i, now);
+          }
+          break;
+      }
+    }
+    sweeps[t]->expires_after(std::chrono::milliseconds(20));
+    sweeps[t]->async_wait([&, t](beast::error_code ec) {
+      if (!ec) sweep(t);
+    });
+  };
+  for (size_t t = 0; t < b.context_count(); ++t) {
+    sweeps.push_back(std::make_unique<net::steady_timer>(b.context(t)));
+    net::post(b.context(t), [&, t] { sweep(t); });
+  }
+  if (!o.ready_file.empty()) std::ofstream(o.ready_file) << initially << "\n";
+
+  // Wait for the storm, then follow it.
+  timespec tick{0, 100'000'000};
+  auto give_up = Clock::now() + std::chrono::seconds(o.duration);
+  bool interrupted = false;
+  while (sc.first_loss_ns == 0 && Clock::now() < give_up) {
+    if (sigtimedwait(&stop, nullptr, &tick) > 0) {
+      interrupted = true;
+      break;
+    }
+  }
+  std::string timeline = "[";
+  bool complete = false;
+  if (sc.first_loss_ns != 0 && !interrupted) {
+    int64_t first = sc.first_loss_ns;
+    int64_t end = first + static_cast<int64_t>(o.storm_timeout) * 1'000'000'000;
+    while (true) {
+      int64_t now = NowNs();
+      common::StrAppend(&timeline, timeline.size() > 1 ? "," : "", "[", (now - first) / 1'000'000,
+                        ",", sc.live.load(), ",", sc.attempts.load(), "]");
+      // Back: every client subscribed again, the lost ones all resubscribed.
+      if (sc.live == o.connections && sc.resubscribed >= sc.lost) {
+        complete = true;
+        break;
+      }
+      if (now >= end) break;
+      if (sigtimedwait(&stop, nullptr, &tick) > 0) {
+        interrupted = true;
+        break;
+      }
+    }
+  }
+  timeline += "]";
+  if (!o.done_file.empty()) std::ofstream(o.done_file) << sc.live.load() << "\n";
+  if (!interrupted) {
+    timespec hold{static_cast<time_t>(o.duration), 0};
+    sigtimedwait(&stop, nullptr, &hold);
+  }
+  Histogram connect = b.MergedConnect(), subscribe = b.MergedSubscribe();
+  Result r;
+  r.Add("scenario", std::string("storm"));
+  r.Add("connections", o.connections);
+  r.Add("initially_subscribed", initially);
+  r.Add("lost", sc.lost.load());
+  r.Add("resubscribed", sc.resubscribed.load());
+  r.Add("subscribed_at_end", sc.live.load());
+  r.Add("complete", std::string(complete ? "yes" : "no"));
+  r.Add("reconnect_attempts", sc.attempts.load());
+  r.Add("abandoned_attempts", sc.abandoned_attempts.load());
+  if (sc.first_loss_ns != 0) {
+    r.Add("first_loss_unix_ms",
+          static_cast<uint64_t>(common::NowUnixMs() - (NowNs() - sc.first_loss_ns) / 1'000'000));
+  }
+  r.Add("storm_seconds", sc.first_loss_ns != 0 && sc.last_resubscribe_ns != 0
+                             ? (sc.last_resubscribe_ns - sc.first_loss_ns) / 1e9
+                             : 0.0);
+  r.Add("connect_p50_ms", connect.Percentile(50));
+  r.Add("connect_p99_ms", connect.Percentile(99));
+  r.Add("connect_max_ms", connect.max_ms());
+  r.Add("subscribe_p50_ms", subscribe.Percentile(50));
+  r.Add("subscribe_p99_ms", subscribe.Percentile(99));
+  r.Add("subscribe_max_ms", subscribe.max_ms());
+  r.Add("timeline_ms_subscribed_attempts", timeline);
+  r.Print(o.json);
+  // Close on the client threads, stop them, then let the clients go before their contexts do.
+  stopping = true;
+  for (size_t t = 0; t < b.context_count(); ++t) {
+    net::post(b.context(t), [&, t] {
+      for (uint64_t i = t; i < slots.size(); i += b.context_count()) {
+        if (slots[i].client) slots[i].client->Close();
+      }
+    });
+  }
+  b.CloseAll();
+  b.Stop();
+  sweeps.clear();
+  for (auto& slot : slots) slot.client.reset();
+  return complete ? 0 : 1;
 }
 
 // The publishing side of a multi-process fan-out: --rate signed HTTP publishes per second for
@@ -892,7 +1207,10 @@ int main(int argc, char** argv) {
       "                 --channels, counting deliveries until SIGINT/SIGTERM (at most --duration "
       "s)\n"
       "  publish        the other side: --rate HTTP publishes per second round --channels for\n"
-      "                 --duration seconds (tools/bench/scale.sh runs both)");
+      "                 --duration seconds (tools/bench/scale.sh runs both)\n"
+      "  storm          --connections clients (half presence) that reconnect like pusher-js to\n"
+      "                 --reconnect-ports when their server goes away: a timeline until every one\n"
+      "                 is subscribed again (tools/bench/storm.sh)");
   f.String("host", &o.host, "Server address (127.0.0.x only)");
   f.Uint("port", &o.port, "WebSocket port");
   f.Uint("http-port", &o.http_port, "HTTP API port (default: --port)");
@@ -912,6 +1230,15 @@ int main(int argc, char** argv) {
   f.Uint("hold", &o.hold, "connect: seconds to hold connections before measuring memory");
   f.String("ready-file", &o.ready_file,
            "subscribe: file written (with the subscribed count) once every connection subscribed");
+  f.String("done-file", &o.done_file,
+           "storm: file written once every lost client is subscribed again (or time ran out)");
+  f.String("reconnect-ports", &o.reconnect_ports,
+           "storm: comma-separated ports lost clients reconnect to");
+  f.String("user-prefix", &o.user_prefix, "storm: presence user ids are <prefix><client index>");
+  f.Uint("pong-timeout", &o.pong_timeout,
+         "storm: seconds a client waits for pusher:pong (pusher-js pongTimeout)");
+  f.Uint("storm-timeout", &o.storm_timeout,
+         "storm: seconds from the first loss within which every client must be back");
   f.Bool("json", &o.json, "Print the result as JSON");
   std::vector<std::string> positional;
   if (auto st = f.Parse(argc, argv, &positional); !st.ok()) {
@@ -933,9 +1260,12 @@ int main(int argc, char** argv) {
   }
   if (o.connections == 0 || o.connections > 200000 || o.duration > 600 || o.rate == 0 ||
       o.channels == 0 || o.threads == 0 || o.threads > 64 || o.connect_rate == 0 ||
-      o.publishers == 0 || o.payload > 1 << 20) {
-    std::cerr << "relay-bench: out of bounds (connections 1..200000, duration <= 600, rate, "
-                 "channels, threads 1..64, connect-rate, publishers > 0, payload <= 1 MiB)\n";
+      o.publishers == 0 || o.payload > 1 << 20 || o.pong_timeout == 0 || o.storm_timeout == 0 ||
+      o.storm_timeout > 600) {
+    std::cerr
+        << "relay-bench: out of bounds (connections 1..200000, duration <= 600, rate, "
+           "channels, threads 1..64, connect-rate, publishers, pong-timeout > 0, payload <= 1 MiB, "
+           "storm-timeout 1..600)\n";
     return 2;
   }
   if (o.scenario == "connect") return RunConnect(o);
@@ -944,6 +1274,7 @@ int main(int argc, char** argv) {
   if (o.scenario == "client-events") return RunClientEvents(o);
   if (o.scenario == "subscribe") return RunSubscribe(o);
   if (o.scenario == "publish") return RunPublish(o);
+  if (o.scenario == "storm") return RunStorm(o);
   std::cerr << "relay-bench: unknown scenario '" << o.scenario << "'\n";
   return 2;
 }

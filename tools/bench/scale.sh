@@ -15,9 +15,8 @@
 # ephemeral ports are all free. Every command line it runs is echoed to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if [[ -z ${RELAY_BENCH_NETNS:-} ]] && unshare -n true 2>/dev/null; then
-  exec unshare -n bash -c 'ip link set lo up; RELAY_BENCH_NETNS=1 exec "$0" "$@"' "$0" "$@"
-fi
+. tools/bench/cluster.sh
+bench_netns "$@"
 CONNECTIONS=${1:?usage: tools/bench/scale.sh CONNECTIONS}
 DATAPLANES=${SCALE_DATAPLANES:-6}
 CHANNELS=${SCALE_CHANNELS:-100}
@@ -26,41 +25,7 @@ DURATION=${SCALE_DURATION:-20}
 CONNECT_RATE=${SCALE_CONNECT_RATE:-4000}
 BIN=${RELAY_BIN_DIR:-build/bin}
 WORK=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-say() { echo "+ $*" >&2; }
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
-
-cp_http=$(free_port) cp_grpc=$(free_port)
-say "$BIN/relay-controlplane --port $cp_http --grpc-port $cp_grpc --data-dir $WORK/cp --trigger-rate-limit 0"
-"$BIN/relay-controlplane" --port "$cp_http" --grpc-port "$cp_grpc" --data-dir "$WORK/cp" \
-  --trigger-rate-limit 0 >"$WORK/cp.log" 2>&1 &
-cp_pid=$!
-pids+=("$cp_pid")
-wait_port "$cp_http"
-dp_ports=() dp_pids=()
-for k in $(seq 1 "$DATAPLANES"); do
-  port=$(free_port)
-  say "$BIN/relay-dataplane --port $port --control-plane 127.0.0.1:$cp_grpc --node-id dp$k"
-  "$BIN/relay-dataplane" --port "$port" --control-plane "127.0.0.1:$cp_grpc" --node-id "dp$k" \
-    --node-token-file "$WORK/cp/node.token" >"$WORK/dp$k.log" 2>&1 &
-  dp_pids+=($!)
-  pids+=($!)
-  dp_ports+=("$port")
-done
-for k in $(seq 1 "$DATAPLANES"); do
-  wait_port "${dp_ports[k - 1]}"
-  for _ in $(seq 1 100); do grep -q "attached to control plane" "$WORK/dp$k.log" && break; sleep 0.1; done
-done
+start_cluster "$DATAPLANES"
 idle_rss=()
 for p in "${dp_pids[@]}"; do idle_rss+=("$(rss_kib "$p")"); done
 

@@ -281,7 +281,9 @@ TEST_F(EtcdElection, LosingTheQuorumEndsLeadershipAndItComesBack) {
   std::printf("[ measured ] leadership given up %lld ms after the quorum went\n",
               static_cast<long long>(took.count()));
   EXPECT_LE(took, seconds(kTtl) + seconds(2));
-  ASSERT_FALSE(candidates_[leader]->losses().empty());
+  // The loss is reported to the candidate just after leadership() stops answering (the safe
+  // order: it stops acting before it hears why).
+  ASSERT_TRUE(WaitFor([&] { return !candidates_[leader]->losses().empty(); }, seconds(2)));
   // No one leads without quorum; the loss outlasts the candidates' attempts to revoke their
   // leases (each bounded by the client's call timeout, 2 s).
   EXPECT_FALSE(WaitFor([&] { return !Leaders().empty(); }, seconds(3)));

@@ -8,6 +8,10 @@
 # Scale curve (tools/bench/scale.sh, one JSON line per point): docs/img/scale-memory.svg (data
 # planes' and control plane's memory against connections) and docs/img/scale-latency.svg
 # (p50/p99 delivery latency and control plane CPU against connections).
+# Reconnect storm (tools/bench/storm.sh, one JSON line per mode): docs/img/storm-timeline.svg
+# (clients subscribed against seconds since the data plane was killed or cut off).
+# Latency against load (tools/bench/compare.sh fan-out lines, several rates, several targets):
+# docs/img/latency-load.svg (p99 against deliveries/s offered, one line per server).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v gnuplot >/dev/null || { echo "charts.sh: gnuplot is missing (apt-get install gnuplot-nox)" >&2; exit 1; }
@@ -60,3 +64,55 @@ plot "$work/scale.dat" using 1:5 with linespoints lw 2 title "p50", \
      "$work/scale.dat" using 1:8 axes x1y2 with linespoints lw 2 dt 3 title "CPU while publishing (right)"
 EOF
 echo "charts.sh: wrote docs/img/scale-memory.svg docs/img/scale-latency.svg from $scale"
+
+storm=${STORM_RESULTS:-docs/bench-results-2026-12-03-storm.jsonl}
+# One file per mode: seconds since the event, clients subscribed.
+node -e '
+const fs = require("fs");
+for (const l of fs.readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
+  const r = JSON.parse(l);
+  fs.writeFileSync(`${process.argv[2]}/storm-${r.mode}.dat`,
+    r.timeline_100ms_subscribed.map(([t, n]) => `${t / 1000} ${n}`).join("\n") + "\n");
+}' "$storm" "$work"
+gnuplot <<EOF
+set terminal svg size 720,420 dynamic font "sans,12" background "white"
+set grid
+set key bottom right
+set output "docs/img/storm-timeline.svg"
+set title "Reconnect storm: a data plane holding 19,900 clients goes away (tools/bench/storm.sh)"
+set xlabel "seconds since the data plane was killed or cut off"
+set ylabel "clients subscribed"
+set yrange [0:*]
+plot "$work/storm-kill.dat" using 1:2 with lines lw 2 title "SIGKILL (clients see the close)", \
+     "$work/storm-cut.dat" using 1:2 with lines lw 2 title "network cut (clients find out by ping)"
+EOF
+echo "charts.sh: wrote docs/img/storm-timeline.svg from $storm"
+
+load=${LOAD_RESULTS:-docs/bench-results-2026-12-03-load.jsonl}
+# One file per target: deliveries/s offered (publish rate x subscribers per channel), p99 (ms).
+node -e '
+const fs = require("fs");
+const by = {};
+for (const l of fs.readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
+  const { target, result: r } = JSON.parse(l);
+  if (!r || r.scenario !== "fanout") continue;
+  (by[target] = by[target] || []).push([r.target_publish_rate * r.connections / r.channels, r.latency_p99_ms]);
+}
+for (const [t, rows] of Object.entries(by)) {
+  rows.sort((a, b) => a[0] - b[0]);
+  fs.writeFileSync(`${process.argv[2]}/load-${t}.dat`, rows.map((r) => r.join(" ")).join("\n") + "\n");
+}' "$load" "$work"
+gnuplot <<EOF
+set terminal svg size 720,420 dynamic font "sans,12" background "white"
+set grid
+set key top left
+set logscale y 10
+set output "docs/img/latency-load.svg"
+set title "p99 delivery latency against offered load (2,000 subscribers, 20 channels)"
+set xlabel "deliveries per second offered (publishes/s x 100 subscribers)"
+set ylabel "p99 latency, ms (log)"
+set format x "%.0s%c"
+plot "$work/load-relay.dat" using 1:2 with linespoints lw 2 title "Relay", \
+     "$work/load-soketi.dat" using 1:2 with linespoints lw 2 title "soketi"
+EOF
+echo "charts.sh: wrote docs/img/latency-load.svg from $load"

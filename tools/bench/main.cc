@@ -892,6 +892,7 @@ struct StormSlot {
 struct StormCounters {
   std::atomic<uint64_t> live{0};  // subscribed right now
   std::atomic<uint64_t> lost{0}, attempts{0}, abandoned_attempts{0}, resubscribed{0};
+  std::atomic<uint64_t> clients_lost{0};  // clients that lost a connection at least once
   std::atomic<int64_t> first_loss_ns{0}, last_resubscribe_ns{0};
 };
 
@@ -902,10 +903,10 @@ struct StormCounters {
 // once after its own pong timeout), to one of --reconnect-ports (client i's next one, as a load
 // balancer would spread them); an attempt that has not connected within 15 s (doubling to 60 s)
 // is abandoned for the next one, and a failed attempt waits out that time, like pusher-js's
-// sequential strategy. It waits for the first loss (at most --duration s), then prints a
-// timeline of subscribed clients every 100 ms until every one is back (at most
-// --storm-timeout s), writes --done-file, and holds the clients until SIGINT/SIGTERM (at most
-// --duration s more) so that the rosters can be read.
+// sequential strategy. It waits for the first loss (at most --duration s), then samples the
+// clients subscribed every 100 ms until every client has lost its connection and is back (at
+// most --storm-timeout s), writes --done-file, and holds the clients until SIGINT/SIGTERM (at
+// most --duration s more) so that the rosters can be read.
 int RunStorm(const Options& o) {
   sigset_t stop = BlockStopSignals();
   std::vector<tcp::endpoint> targets;
@@ -960,6 +961,7 @@ int RunStorm(const Options& o) {
       int64_t now = NowNs();
       if (slot.state == StormSlot::State::kUp) sc.live--;
       slot.state = StormSlot::State::kWaiting;
+      if (slot.lost_ns == 0) sc.clients_lost++;
       slot.lost_ns = now;
       slot.due_ns = now + (closed ? 1'000'000'000 : 0);  // retryIn(1000) / retryIn(0)
       sc.lost++;
@@ -1030,8 +1032,9 @@ int RunStorm(const Options& o) {
       int64_t now = NowNs();
       common::StrAppend(&timeline, timeline.size() > 1 ? "," : "", "[", (now - first) / 1'000'000,
                         ",", sc.live.load(), ",", sc.attempts.load(), "]");
-      // Back: every client subscribed again, the lost ones all resubscribed.
-      if (sc.live == o.connections && sc.resubscribed >= sc.lost) {
+      // Back: every client has lost its connection (a cut is noticed by each client in its own
+      // time) and every one is subscribed again.
+      if (sc.clients_lost == o.connections && sc.live == o.connections) {
         complete = true;
         break;
       }
@@ -1054,6 +1057,7 @@ int RunStorm(const Options& o) {
   r.Add("connections", o.connections);
   r.Add("initially_subscribed", initially);
   r.Add("lost", sc.lost.load());
+  r.Add("clients_lost", sc.clients_lost.load());
   r.Add("resubscribed", sc.resubscribed.load());
   r.Add("subscribed_at_end", sc.live.load());
   r.Add("complete", std::string(complete ? "yes" : "no"));

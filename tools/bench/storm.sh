@@ -102,6 +102,9 @@ say "$BIN/relay-bench ${pub_args[*]}"
 "$BIN/relay-bench" "${pub_args[@]}" >"$WORK/pub.json" &
 pub_pid=$!
 sleep 2
+# The kernel's count of connections the listen queues could not take (this namespace only).
+listen_overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '/TcpExtListenOverflows/{print $2}' || echo 0; }
+overflows0=$(listen_overflows)
 cp_cpu0=$(cpu_ticks "$cp_pid")
 event_ms=$(now_ms)
 if [[ $MODE == kill ]]; then
@@ -115,6 +118,7 @@ fi
 wait_files 320 "${done_files[@]}"
 back_ms=$(now_ms)
 cp_cpu1=$(cpu_ticks "$cp_pid")
+overflows1=$(listen_overflows)
 # The cut data plane ends its silent sessions by its own ping/pong timeout (--activity-timeout,
 # then 30 s): the rosters are read after that too, where a stale session's end could take a
 # member away that is back on another data plane.
@@ -143,10 +147,10 @@ for p in "${sub_pids[@]}" "${storm_pids[@]}"; do wait "$p" || true; done
 
 node - "$WORK" "$MODE" "$CLIENTS" "$DATAPLANES" "$CHANNELS" "$event_ms" "$back_ms" \
   "${stale_gone_ms:-0}" "$((cp_cpu1 - cp_cpu0))" "$(getconf CLK_TCK)" "${counts[*]}" \
-  "${storm_counts[*]}" <<'EOF'
+  "${storm_counts[*]}" "$((${overflows1:-0} - ${overflows0:-0}))" <<'EOF'
 const fs = require('fs');
 const [work, mode, clients, dps, channels, eventMs, backMs, staleGoneMs, cpuTicks, tck, counts,
-  stormCounts] = process.argv.slice(2);
+  stormCounts, overflows] = process.argv.slice(2);
 const C = Number(channels);
 const read = (f) => JSON.parse(fs.readFileSync(`${work}/${f}`, 'utf8'));
 const pub = read('pub.json');
@@ -206,6 +210,7 @@ const out = {
   connect_p50_ms: max('connect_p50_ms'), connect_p99_ms: max('connect_p99_ms'),
   subscribe_p50_ms: max('subscribe_p50_ms'), subscribe_p99_ms: max('subscribe_p99_ms'),
   controlplane_cpu_seconds_storm: Number(cpuTicks) / Number(tck),
+  listen_queue_overflows: Number(overflows),
   stale_sessions_ended_seconds: Number(staleGoneMs) ? (Number(staleGoneMs) - Number(eventMs)) / 1000 : null,
   steady_subscribers: subs.reduce((a, s) => a + s.subscribed, 0),
   steady_disconnected: subs.reduce((a, s) => a + s.disconnected, 0),

@@ -182,7 +182,7 @@ test('every --flag named in docs/*.md and README.md exists in the --help of its 
 
 // Commands whose flags the docs use on their own command lines (not checked against Relay's).
 const EXTERNAL_COMMANDS = new Set(['docker', 'podman', 'podman-compose', 'kubectl', 'systemctl',
-  'git', 'certbot', 'RUN', 'openssl', 'grpcurl']);
+  'git', 'certbot', 'RUN', 'openssl', 'grpcurl', 'iptables']);
 
 // Flags of tools other than Relay's that the docs name outside a command line of that tool.
 const OTHER_TOOLS = new Set([

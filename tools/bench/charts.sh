@@ -11,7 +11,8 @@
 # Reconnect storm (tools/bench/storm.sh, one JSON line per mode): docs/img/storm-timeline.svg
 # (clients subscribed against seconds since the data plane was killed or cut off).
 # Latency against load (tools/bench/compare.sh fan-out lines, several rates, several targets):
-# docs/img/latency-load.svg (p99 against deliveries/s offered, one line per server).
+# docs/img/latency-load.svg (p99 against the deliveries/s each server achieved as the offered rate
+# rose, one line per server: where a line turns back, the server was saturated).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v gnuplot >/dev/null || { echo "charts.sh: gnuplot is missing (apt-get install gnuplot-nox)" >&2; exit 1; }
@@ -89,18 +90,18 @@ EOF
 echo "charts.sh: wrote docs/img/storm-timeline.svg from $storm"
 
 load=${LOAD_RESULTS:-docs/bench-results-2026-12-03-load.jsonl}
-# One file per target: deliveries/s offered (publish rate x subscribers per channel), p99 (ms).
+# One file per target, in the order of the offered rate: deliveries/s achieved, p99 (ms).
 node -e '
 const fs = require("fs");
 const by = {};
 for (const l of fs.readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
   const { target, result: r } = JSON.parse(l);
   if (!r || r.scenario !== "fanout") continue;
-  (by[target] = by[target] || []).push([r.target_publish_rate * r.connections / r.channels, r.latency_p99_ms]);
+  (by[target] = by[target] || []).push([r.target_publish_rate, r.deliveries_per_second, r.latency_p99_ms]);
 }
 for (const [t, rows] of Object.entries(by)) {
   rows.sort((a, b) => a[0] - b[0]);
-  fs.writeFileSync(`${process.argv[2]}/load-${t}.dat`, rows.map((r) => r.join(" ")).join("\n") + "\n");
+  fs.writeFileSync(`${process.argv[2]}/load-${t}.dat`, rows.map((r) => r.slice(1).join(" ")).join("\n") + "\n");
 }' "$load" "$work"
 gnuplot <<EOF
 set terminal svg size 720,420 dynamic font "sans,12" background "white"
@@ -108,8 +109,8 @@ set grid
 set key top left
 set logscale y 10
 set output "docs/img/latency-load.svg"
-set title "p99 delivery latency against offered load (2,000 subscribers, 20 channels)"
-set xlabel "deliveries per second offered (publishes/s x 100 subscribers)"
+set title "p99 delivery latency as the offered load rises (2,000 subscribers, 20 channels)"
+set xlabel "deliveries per second achieved (offered: 250 to 3,000 publishes/s x 100 subscribers)"
 set ylabel "p99 latency, ms (log)"
 set format x "%.0s%c"
 plot "$work/load-relay.dat" using 1:2 with linespoints lw 2 title "Relay", \

@@ -35,8 +35,14 @@ console.log("bench smoke: scale run passed");
 # The reconnect storm (tools/bench/storm.sh) at a tiny size: a data plane with 400 clients (half
 # in presence channels) killed; every client subscribed again on the others, every roster exact,
 # the subscribers elsewhere missing nothing published meanwhile.
+storm_log=$(mktemp)
 storm=$(STORM_CLIENTS=400 STORM_STEADY=90 STORM_CHANNELS=10 STORM_RATE=20 STORM_PUBLISH_SECONDS=6 \
-  tools/bench/storm.sh kill 2>/dev/null)
+  tools/bench/storm.sh kill 2>"$storm_log") || {
+  echo "bench smoke: storm.sh failed; its log:"
+  tail -n 40 "$storm_log"
+  exit 1
+}
+rm -f "$storm_log"
 echo "${storm:0:600}"
 node -e '
 const r = JSON.parse(require("fs").readFileSync(0, "utf8"));

@@ -20,6 +20,7 @@
 #include <future>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -132,6 +133,20 @@ struct Stats {
   std::mutex mu;
   Histogram latency;  // end-to-end delivery
   Histogram connect;  // time to connection_established
+  // Why connections failed before connection_established: "stage: error" -> count (under mu).
+  std::map<std::string, uint64_t> fail_reasons;
+
+  void CountFailure(std::string reason) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++fail_reasons[std::move(reason)];
+  }
+  std::string FailReasons() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::string out;
+    for (const auto& [why, n] : fail_reasons)
+      common::StrAppend(&out, out.empty() ? "" : "; ", why, ": ", n);
+    return out.empty() ? "none" : out;
+  }
 };
 
 std::string ReadRss(uint64_t pid) {
@@ -152,6 +167,7 @@ uint64_t RssKb(uint64_t pid) { return pid == 0 ? 0 : std::stoull(ReadRss(pid)); 
 // What the storm scenario learns from a client: its subscription succeeded, or the connection it
 // had established ended without Close() (the server went away, or the client's pong timed out).
 struct ClientHooks {
+  std::function<void()> established;  // connection_established
   std::function<void()> subscribed;
   std::function<void(bool closed)> lost;  // closed: by the server or the network, not a pong
 };
@@ -176,15 +192,16 @@ class Client : public std::enable_shared_from_this<Client> {
     started_ns_ = NowNs();
     beast::error_code ec;
     sock_.open(tcp::v4(), ec);
-    if (ec) return Fail();
+    if (ec) return Fail(ec);
     // Pick the source port at connect time (by the whole 4-tuple, reusing TIME_WAIT ports),
     // not at bind time: otherwise back-to-back runs exhaust the ephemeral ports.
     int one = 1;
     ::setsockopt(sock_.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     sock_.bind(tcp::endpoint(source_, 0), ec);
-    if (ec) return Fail();
+    if (ec) return Fail(ec);
     sock_.async_connect(server, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) return self->Fail();
+      if (ec) return self->Fail(ec);
+      self->tcp_connected_ = true;
       beast::error_code nd;
       self->sock_.set_option(tcp::no_delay(true), nd);
       self->sock_.non_blocking(true, nd);
@@ -245,16 +262,22 @@ class Client : public std::enable_shared_from_this<Client> {
   }
   static constexpr size_t kScratch = 256 * 1024;
 
-  void Fail() {
+  // The connection ended (ec: the error that ended it; none for a protocol end: a refused upgrade
+  // or a close frame).
+  void Fail(const beast::error_code& ec = {}) {
     if (!failed_ && !established_) {
       failed_ = true;
       s_.failed++;
+      s_.CountFailure(common::StrCat(!tcp_connected_ ? "connect"
+                                     : !upgraded_    ? "upgrade"
+                                                     : "before connection_established",
+                                     " (", ec ? ec.message() : std::string("protocol"), ")"));
     } else if (established_ && !closed_) {
       closed_ = true;
       s_.closed++;
     }
-    beast::error_code ec;
-    sock_.close(ec);
+    beast::error_code ignored;
+    sock_.close(ignored);
     if (established_ && !closed_by_us_ && !ended_) {
       ended_ = true;
       if (hooks_ != nullptr) hooks_->lost(true);
@@ -289,14 +312,14 @@ class Client : public std::enable_shared_from_this<Client> {
     net::async_write(sock_, net::buffer(out_.front()),
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->out_.pop_front();
-                       if (ec) return self->Fail();
+                       if (ec) return self->Fail(ec);
                        if (!self->out_.empty()) self->DoWrite();
                      });
   }
 
   void WaitReadable() {
     sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) return self->Fail();
+      if (ec) return self->Fail(ec);
       self->OnReadable();
     });
   }
@@ -307,7 +330,7 @@ class Client : public std::enable_shared_from_this<Client> {
       beast::error_code ec;
       size_t n = sock_.read_some(net::buffer(buf, kScratch), ec);
       if (ec == net::error::would_block) break;
-      if (ec) return Fail();
+      if (ec) return Fail(ec);
       last_rx_ns_ = NowNs();
       pinged_ = false;  // any message answers an activity check
       if (!Take(buf, n)) return Fail();
@@ -411,6 +434,7 @@ class Client : public std::enable_shared_from_this<Client> {
       std::string_view sid;
       if (p2.parse(data).get(inner) || inner["socket_id"].get(sid)) return;
       socket_id_ = std::string(sid);
+      if (hooks_ != nullptr) hooks_->established();
       uint64_t activity = 0;
       if (!inner["activity_timeout"].get(activity) && activity > 0) {
         activity_seconds_ = std::min<int64_t>(120, static_cast<int64_t>(activity));
@@ -481,8 +505,8 @@ class Client : public std::enable_shared_from_this<Client> {
   std::deque<std::string> out_;
   int64_t started_ns_ = 0, subscribe_ns_ = 0, last_rx_ns_ = 0, ping_ns_ = 0;
   int64_t activity_seconds_ = 120;
-  bool upgraded_ = false, established_ = false, subscribed_ = false, failed_ = false,
-       closed_ = false, closed_by_us_ = false, ended_ = false, pinged_ = false;
+  bool tcp_connected_ = false, upgraded_ = false, established_ = false, subscribed_ = false,
+       failed_ = false, closed_ = false, closed_by_us_ = false, ended_ = false, pinged_ = false;
 };
 
 // A keep-alive HTTP publisher signing each request like the pusher SDKs do.
@@ -741,6 +765,7 @@ int RunConnect(const Options& o) {
   r.Add("connections", o.connections);
   r.Add("established", s.connected.load());
   r.Add("failed", s.failed.load());
+  r.Add("fail_reasons", s.FailReasons());
   r.Add("seconds", secs);
   r.Add("connections_per_second", s.connected.load() / std::max(secs, 1e-9));
   r.Add("connect_p50_ms", connect.Percentile(50));
@@ -866,6 +891,7 @@ int RunSubscribe(const Options& o) {
   r.Add("connected", s.connected.load());
   r.Add("subscribed", s.subscribed.load());
   r.Add("failed", s.failed.load());
+  r.Add("fail_reasons", s.FailReasons());
   r.Add("connect_seconds", secs);
   r.Add("deliveries", s.received.load());
   r.Add("disconnected", s.closed.load());
@@ -884,7 +910,7 @@ struct StormSlot {
   ClientHooks hooks;
   int64_t lost_ns = 0;      // when the connection was lost (0: never yet)
   int64_t due_ns = 0;       // kWaiting: when the next attempt starts
-  int64_t deadline_ns = 0;  // kConnecting: when pusher-js gives the attempt up
+  int64_t deadline_ns = 0;  // kConnecting: when pusher-js gives the attempt up (until established)
   uint64_t attempts = 0;    // failed attempts of this reconnection
 };
 
@@ -945,9 +971,14 @@ int RunStorm(const Options& o) {
   for (uint64_t i = 0; i < o.connections; ++i) {
     StormSlot& slot = slots[i];
     slot.deadline_ns = std::numeric_limits<int64_t>::max();  // a first connect is not retried
+    // pusher-js's attempt timer ends with the handshake (connection_established), not with the
+    // subscriptions that follow it.
+    slot.hooks.established = [&slot] {
+      slot.deadline_ns = std::numeric_limits<int64_t>::max();
+      slot.attempts = 0;
+    };
     slot.hooks.subscribed = [&sc, &slot] {
       slot.state = StormSlot::State::kUp;
-      slot.attempts = 0;
       sc.live++;
       if (slot.lost_ns != 0) {
         sc.resubscribed++;
@@ -961,6 +992,7 @@ int RunStorm(const Options& o) {
       int64_t now = NowNs();
       if (slot.state == StormSlot::State::kUp) sc.live--;
       slot.state = StormSlot::State::kWaiting;
+      slot.attempts = 0;  // a new connect() starts from the first timeout again
       if (slot.lost_ns == 0) sc.clients_lost++;
       slot.lost_ns = now;
       slot.due_ns = now + (closed ? 1'000'000'000 : 0);  // retryIn(1000) / retryIn(0)
@@ -1009,8 +1041,8 @@ int RunStorm(const Options& o) {
   };
   for (size_t t = 0; t < b.context_count(); ++t) {
     sweeps.push_back(std::make_unique<net::steady_timer>(b.context(t)));
-    net::post(b.context(t), [&, t] { sweep(t); });
   }
+  for (size_t t = 0; t < b.context_count(); ++t) net::post(b.context(t), [&, t] { sweep(t); });
   if (!o.ready_file.empty()) std::ofstream(o.ready_file) << initially << "\n";
 
   // Wait for the storm, then follow it.
@@ -1264,12 +1296,12 @@ int main(int argc, char** argv) {
   }
   if (o.connections == 0 || o.connections > 200000 || o.duration > 600 || o.rate == 0 ||
       o.channels == 0 || o.threads == 0 || o.threads > 64 || o.connect_rate == 0 ||
-      o.publishers == 0 || o.payload > 1 << 20 || o.pong_timeout == 0 || o.storm_timeout == 0 ||
-      o.storm_timeout > 600) {
-    std::cerr
-        << "relay-bench: out of bounds (connections 1..200000, duration <= 600, rate, "
-           "channels, threads 1..64, connect-rate, publishers, pong-timeout > 0, payload <= 1 MiB, "
-           "storm-timeout 1..600)\n";
+      o.publishers == 0 || o.payload > 1 << 20 || o.pong_timeout == 0 || o.pong_timeout > 600 ||
+      o.storm_timeout == 0 || o.storm_timeout > 600) {
+    std::cerr << "relay-bench: out of bounds (connections 1..200000, duration <= 600, rate, "
+                 "channels, threads 1..64, connect-rate, publishers > 0, pong-timeout 1..600, "
+                 "payload <= 1 MiB, "
+                 "storm-timeout 1..600)\n";
     return 2;
   }
   if (o.scenario == "connect") return RunConnect(o);

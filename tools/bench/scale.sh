@@ -90,7 +90,9 @@ const max = (k) => Math.max(...subs.map((s) => s[k]));
 const out = {
   connections: Number(conns), dataplanes: Number(dps), channels: C,
   subscribed: subs.reduce((a, s) => a + s.subscribed, 0),
+  connected: subs.reduce((a, s) => a + s.connected, 0),
   failed: subs.reduce((a, s) => a + s.failed, 0),
+  fail_reasons: subs.map((s) => s.fail_reasons),
   disconnected: subs.reduce((a, s) => a + s.disconnected, 0),
   connect_seconds: Number(connectSecs),
   publish_rate: pub.achieved_publish_rate, published: pub.published, publish_errors: pub.publish_errors,

@@ -30,7 +30,9 @@ cd "$(dirname "$0")/../.."
 bench_netns "$@"
 MODE=${1:?usage: tools/bench/storm.sh kill|cut}
 [[ $MODE == kill || $MODE == cut ]] || { echo "usage: tools/bench/storm.sh kill|cut" >&2; exit 2; }
-if [[ $MODE == cut && -z ${RELAY_BENCH_NETNS:-} ]]; then
+# The cut's iptables rules must land in this run's own network namespace (gone with it, and
+# holding nothing but loopback), never in the machine's.
+if [[ $MODE == cut && ( -z ${RELAY_BENCH_NETNS:-} || $(ip -o link show | grep -vc ': lo:') -ne 0 ) ]]; then
   echo "storm.sh cut needs a network namespace of its own (unshare -n)" >&2
   exit 2
 fi
@@ -43,6 +45,7 @@ ACTIVITY=${STORM_ACTIVITY:-20}
 PONG=${STORM_PONG:-5}
 PROCS=${STORM_PROCS:-2}
 CAPACITY=${STORM_CAPACITY:-19950}
+((DATAPLANES >= 2)) || { echo "storm.sh: STORM_DATAPLANES must be at least 2" >&2; exit 2; }
 PUBLISH_SECONDS=${STORM_PUBLISH_SECONDS:-$([[ $MODE == cut ]] && echo 60 || echo 20)}
 BIN=${RELAY_BIN_DIR:-build/bin}
 WORK=$(mktemp -d)
@@ -101,6 +104,7 @@ pub_args=(publish --http-port "$cp_http" --channels 10 --rate "$RATE" --duration
 say "$BIN/relay-bench ${pub_args[*]}"
 "$BIN/relay-bench" "${pub_args[@]}" >"$WORK/pub.json" &
 pub_pid=$!
+pids+=("$pub_pid")
 sleep 2
 # The kernel's count of connections the listen queues could not take (this namespace only).
 listen_overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '/TcpExtListenOverflows/{print $2}' || echo 0; }
@@ -115,7 +119,9 @@ else
   iptables -I INPUT -p tcp --dport "$victim_port" -j DROP
   iptables -I INPUT -p tcp --sport "$victim_port" -j DROP
 fi
-wait_files 320 "${done_files[@]}"
+# relay-bench storm gives the clients 300 s from the first loss, which a cut delays by up to
+# the activity check.
+wait_files $((300 + ACTIVITY + PONG + 60)) "${done_files[@]}"
 back_ms=$(now_ms)
 cp_cpu1=$(cpu_ticks "$cp_pid")
 overflows1=$(listen_overflows)
@@ -128,7 +134,7 @@ if [[ $MODE == cut ]]; then
     left=$("$BIN/relayctl" --server "127.0.0.1:$cp_grpc" --data-dir "$WORK/cp" --json nodes list |
       node -e 'const r=JSON.parse(require("fs").readFileSync(0,"utf8"));
         const n=(r.nodes||[]).find((x)=>(x.nodeId||x.node_id)==="dp1");
-        console.log(n ? Number((n.load||{}).connections||0) : 0)')
+        console.log(n ? Number((n.load||{}).connections||0) : 0)') || left=unknown
     [[ $left == 0 ]] && break
     ((SECONDS < deadline)) || { echo "storm: dp1 still holds $left sessions" >&2; break; }
     sleep 0.5
@@ -142,7 +148,7 @@ for c in $(seq 0 $((CHANNELS - 1))); do
 done
 wait "$pub_pid" || true
 sleep 3
-for p in "${sub_pids[@]}" "${storm_pids[@]}"; do kill -INT "$p"; done
+for p in "${sub_pids[@]}" "${storm_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 for p in "${sub_pids[@]}" "${storm_pids[@]}"; do wait "$p" || true; done
 
 node - "$WORK" "$MODE" "$CLIENTS" "$DATAPLANES" "$CHANNELS" "$event_ms" "$back_ms" \

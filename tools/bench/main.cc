@@ -696,32 +696,34 @@ class Bench {
 
   // Empties the per-thread connect and subscribe histograms (a new phase of a run starts).
   void ResetConnectHistograms() {
-    for (auto& c : contexts_) {
-      std::promise<void> p;
-      auto f = p.get_future();
-      net::post(*c, [&p] {
-        std::lock_guard<std::mutex> lock(Client::local_mu());
-        Client::local_connect() = Histogram();
-        Client::local_subscribe() = Histogram();
-        p.set_value();
-      });
-      f.wait();
-    }
+    OnEachThread([] {
+      Client::local_connect() = Histogram();
+      Client::local_subscribe() = Histogram();
+    });
   }
 
   // Collects one of the per-thread histograms from every client thread, on its own thread.
   Histogram Merged(Histogram& (*which)()) {
     Histogram h;
-    for (auto& c : contexts_) {
-      std::promise<Histogram> p;
-      auto f = p.get_future();
-      net::post(*c, [&p, which] {
-        std::lock_guard<std::mutex> lock(Client::local_mu());
-        p.set_value(which());
-      });
-      h.Merge(f.get());
-    }
+    OnEachThread([&h, which] { h.Merge(which()); });
     return h;
+  }
+
+  // Runs `fn` on every client thread in turn, holding that thread's histogram lock, and waits
+  // for each.
+  void OnEachThread(const std::function<void()>& fn) {
+    for (auto& c : contexts_) {
+      std::promise<void> p;
+      auto f = p.get_future();
+      net::post(*c, [&p, &fn] {
+        {
+          std::lock_guard<std::mutex> lock(Client::local_mu());
+          fn();
+        }
+        p.set_value();
+      });
+      f.wait();
+    }
   }
 
   Stats& stats() { return stats_; }
